@@ -1,0 +1,97 @@
+import { DType } from '../ir/dtype';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry';
+import { broadcastShapes, requireInput } from './shape-utils';
+
+/** Output takes the broadcast shape of all inputs and the dtype of the first. */
+export function inferBroadcast(ctx: InferContext) {
+  const shapes = ctx.inputs.map((t, i) => (t ?? requireInput(ctx, i)).shape);
+  return [{ dtype: requireInput(ctx, 0).dtype, shape: broadcastShapes(shapes, ctx.node) }];
+}
+
+export function inferSame(ctx: InferContext) {
+  return [requireInput(ctx, 0)];
+}
+
+export function inferCompare(ctx: InferContext) {
+  return [{ dtype: DType.BOOL, shape: inferBroadcast(ctx)[0].shape }];
+}
+
+/** Gradient of a binary broadcasting op: dx = unbroadcast(f(dy)) for each input. */
+function binary(
+  opType: string,
+  da: ((c: VjpContext, dy: string) => string) | undefined,
+  db: ((c: VjpContext, dy: string) => string) | undefined,
+): OpDef {
+  return {
+    opType,
+    domain: '',
+    infer: inferBroadcast,
+    vjp: (c) => {
+      const dy = c.dy(0);
+      if (!dy) return [];
+      const { b } = c;
+      return [
+        c.wants(0) && da ? b.unbroadcast(da(c, dy), b.shape(c.input(0))) : undefined,
+        c.wants(1) && db ? b.unbroadcast(db(c, dy), b.shape(c.input(1))) : undefined,
+      ];
+    },
+  };
+}
+
+/** Gradient of a unary op: dx = dy * f'(x) where `local` builds f'(x) (or the product directly). */
+function unary(opType: string, local: (c: VjpContext, dy: string) => string): OpDef {
+  return {
+    opType,
+    domain: '',
+    infer: inferSame,
+    vjp: (c) => {
+      const dy = c.dy(0);
+      return dy ? [local(c, dy)] : [];
+    },
+  };
+}
+
+const x = (c: VjpContext) => c.input(0);
+const y = (c: VjpContext) => c.output(0);
+
+export const elementwiseOps: OpDef[] = [
+  binary('Add', (_, dy) => dy, (_, dy) => dy),
+  binary('Sub', (_, dy) => dy, (c, dy) => c.b.neg(dy)),
+  binary('Mul', (c, dy) => c.b.mul(dy, c.input(1)), (c, dy) => c.b.mul(dy, c.input(0))),
+  binary(
+    'Div',
+    (c, dy) => c.b.div(dy, c.input(1)),
+    // d(a/b)/db = -a/b^2 = -y/b
+    (c, dy) => c.b.neg(c.b.div(c.b.mul(dy, y(c)), c.input(1))),
+  ),
+  binary(
+    'Pow',
+    // d(a^p)/da = p * a^(p-1)
+    (c, dy) => {
+      const { b } = c;
+      const p = b.castLike(c.input(1), c.input(0));
+      const pm1 = b.sub(p, b.scalarLike(1, p));
+      return b.mul(dy, b.mul(p, b.op1('Pow', [c.input(0), pm1])));
+    },
+    // d(a^p)/dp = a^p * ln(a)
+    (c, dy) => c.b.mul(dy, c.b.mul(y(c), c.b.log(c.input(0)))),
+  ),
+  unary('Neg', (c, dy) => c.b.neg(dy)),
+  unary('Identity', (_, dy) => dy),
+  unary('Sqrt', (c, dy) => c.b.div(dy, c.b.mul(y(c), c.b.scalarLike(2, dy)))),
+  unary('Reciprocal', (c, dy) => c.b.neg(c.b.mul(dy, c.b.mul(y(c), y(c))))),
+  unary('Exp', (c, dy) => c.b.mul(dy, y(c))),
+  unary('Log', (c, dy) => c.b.div(dy, x(c))),
+  unary('Abs', (c, dy) => c.b.mul(dy, c.b.sign(x(c)))),
+  // Round, Floor, Ceil and Sign are piecewise constant: zero gradient almost everywhere.
+  ...['Round', 'Floor', 'Ceil', 'Sign'].map((op) => unary(op, (c, dy) => c.b.mul(dy, c.b.scalarLike(0, dy)))),
+  { opType: 'Sum', domain: '', infer: inferBroadcast, vjp: (c) => c.node.inputs.map((inp) => (c.dy(0) ? c.b.unbroadcast(c.dy(0)!, c.b.shape(inp)) : undefined)) },
+  ...['Equal', 'Greater', 'Less', 'GreaterOrEqual', 'LessOrEqual', 'And', 'Or', 'Xor'].map(
+    (opType): OpDef => ({ opType, domain: '', infer: inferCompare }),
+  ),
+  { opType: 'Not', domain: '', infer: inferSame },
+  { opType: 'Max', domain: '', infer: inferBroadcast },
+  { opType: 'Min', domain: '', infer: inferBroadcast },
+];
+
+defineOps(elementwiseOps);

@@ -1,0 +1,49 @@
+import * as ort from 'onnxruntime-node';
+import { Graph } from '../ir/graph';
+import { encodeModel } from '../onnx/model-io';
+import { lowerCustomOps } from './lower';
+
+export interface SessionOptions {
+  /** Intra-op threads; qatkit's default is 2 (the machine's cores). */
+  threads?: number;
+  /** ORT graph optimization level. */
+  optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Where ORT should save its optimized model (for inspecting fusions). */
+  optimizedModelFilePath?: string;
+}
+
+/** An ONNX Runtime session over one of our graphs (custom ops lowered first). */
+export class Session {
+  private constructor(
+    public readonly inner: ort.InferenceSession,
+    public readonly graph: Graph,
+  ) {}
+
+  static async create(graph: Graph, options: SessionOptions = {}): Promise<Session> {
+    const lowered = lowerCustomOps(graph);
+    const bytes = encodeModel(lowered);
+    const inner = await ort.InferenceSession.create(bytes, {
+      intraOpNumThreads: options.threads ?? 2,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: options.optimization ?? 'all',
+      logSeverityLevel: 3,
+      ...(options.optimizedModelFilePath ? { optimizedModelFilePath: options.optimizedModelFilePath } : {}),
+    });
+    return new Session(inner, lowered);
+  }
+
+  /** Runs with `feeds`; `fetches` may be output names, or preallocated tensors ORT writes into. */
+  async run(
+    feeds: Record<string, ort.Tensor>,
+    fetches?: string[] | Record<string, ort.Tensor>,
+  ): Promise<Record<string, ort.Tensor>> {
+    if (fetches === undefined) return this.inner.run(feeds);
+    if (Array.isArray(fetches)) return this.inner.run(feeds, fetches);
+    return this.inner.run(feeds, fetches as ort.InferenceSession.FetchesType);
+  }
+
+  async release(): Promise<void> {
+    await this.inner.release();
+  }
+}

@@ -129,7 +129,7 @@ export class GraphBuilder {
     return this.graph.initializers.get(name);
   }
 
-  op(opType: string, inputs: string[], attrs: Record<string, AttrInput> = {}, opts: OpOptions = {}): string[] {
+  op(opType: string, inputs: string[], attrs: Record<string, AttrInput | undefined> = {}, opts: OpOptions = {}): string[] {
     const outNames =
       Array.isArray(opts.outputs) ? opts.outputs : Array.from({ length: opts.outputs ?? 1 }, () => this.fresh(opType.toLowerCase()));
     const node: Node = {
@@ -138,13 +138,13 @@ export class GraphBuilder {
       name: opts.name ?? this.fresh(`${opType}`),
       inputs,
       outputs: outNames,
-      attrs: Object.fromEntries(Object.entries(attrs).filter(([, v]) => v !== undefined).map(([k, v]) => [k, toAttr(k, v)])),
+      attrs: Object.fromEntries(Object.entries(attrs).filter(([, v]) => v !== undefined).map(([k, v]) => [k, toAttr(k, v!)])),
     };
     this.addNode(node, opts.types);
     return outNames;
   }
 
-  op1(opType: string, inputs: string[], attrs: Record<string, AttrInput> = {}, opts: OpOptions = {}): string {
+  op1(opType: string, inputs: string[], attrs: Record<string, AttrInput | undefined> = {}, opts: OpOptions = {}): string {
     return this.op(opType, inputs, attrs, opts)[0];
   }
 

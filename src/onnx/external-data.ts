@@ -24,7 +24,9 @@ export function readExternalData(modelDir: string, tensorName: string, ref: Exte
   if (!fs.existsSync(candidate)) refuse(`file does not exist in ${root}`);
   const real = fs.realpathSync(candidate);
   if (real !== root && !real.startsWith(root + path.sep)) refuse(`it resolves to ${real}, outside the model folder ${root}`);
-  const size = fs.statSync(real).size;
+  const stat = fs.statSync(real);
+  if (!stat.isFile()) refuse('it is not a regular file');
+  const size = stat.size;
   if (!Number.isSafeInteger(ref.offset) || ref.offset < 0) refuse(`offset ${ref.offset} is invalid`);
   const length = ref.length ?? size - ref.offset;
   if (!Number.isSafeInteger(length) || length < 0 || ref.offset + length > size) {
@@ -33,7 +35,12 @@ export function readExternalData(modelDir: string, tensorName: string, ref: Exte
   const fd = fs.openSync(real, 'r');
   try {
     const buf = Buffer.alloc(length);
-    fs.readSync(fd, buf, 0, length, ref.offset);
+    // readSync may return fewer bytes than asked: loop until the range is read.
+    for (let done = 0; done < length; ) {
+      const n = fs.readSync(fd, buf, done, length - done, ref.offset + done);
+      if (n === 0) refuse(`the file ended after ${done} of ${length} bytes`);
+      done += n;
+    }
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   } finally {
     fs.closeSync(fd);

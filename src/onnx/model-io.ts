@@ -1,12 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { onnx } from 'onnx-proto';
+import onnxProto from 'onnx-proto';
+import type { onnx as OnnxTypes } from 'onnx-proto';
 import { DType, TypedArray, allocate, dtypeName } from '../ir/dtype';
 import { Attr, Graph, Node, Shape, ValueInfo } from '../ir/graph';
 import { Tensor, sizeOf } from '../ir/tensor';
 import { readExternalData } from './external-data';
 import { writeFileAtomic } from './atomic-write';
 
+// onnx-proto is CommonJS: take the namespace from its default export.
+const { onnx } = onnxProto;
 const AT = onnx.AttributeProto.AttributeType;
 
 type LongLike = number | { toNumber(): number } | string;
@@ -24,7 +27,7 @@ export interface DecodeOptions {
 
 export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Graph {
   const source = options.source ?? 'model';
-  let model: onnx.ModelProto;
+  let model: OnnxTypes.ModelProto;
   try {
     model = onnx.ModelProto.decode(bytes);
   } catch (e) {
@@ -42,11 +45,11 @@ export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Gra
   const initNames = new Set(g.initializers.keys());
   for (const vi of gp.input ?? []) {
     if (initNames.has(vi.name ?? '')) continue; // old exporters list initializers as inputs too
-    const v = decodeValueInfo(vi, source);
+    const v = decodeValueInfo(vi, source, 'input');
     g.inputs.push(v);
     g.types.set(v.name, { dtype: v.dtype, shape: v.shape });
   }
-  for (const vi of gp.output ?? []) g.outputs.push(decodeValueInfo(vi, source));
+  for (const vi of gp.output ?? []) g.outputs.push(decodeValueInfo(vi, source, 'output'));
   let anon = 0;
   for (const np of gp.node ?? []) {
     const node: Node = {
@@ -63,18 +66,23 @@ export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Gra
   return g;
 }
 
-function decodeValueInfo(vi: onnx.IValueInfoProto, source: string): ValueInfo {
+function decodeValueInfo(vi: OnnxTypes.IValueInfoProto, source: string, role: 'input' | 'output'): ValueInfo {
   const tt = vi.type?.tensorType;
-  if (!tt) throw new Error(`${source}: graph input/output '${vi.name}' is not a tensor`);
-  const shape: Shape = (tt.shape?.dim ?? []).map((d, i) =>
-    d.dimValue !== null && d.dimValue !== undefined && num(d.dimValue as LongLike) > 0
-      ? num(d.dimValue as LongLike)
-      : d.dimParam || `${vi.name}_dim${i}`,
-  );
+  if (!tt) throw new Error(`${source}: graph ${role} '${vi.name}' is not a tensor`);
+  // A missing shape means unknown rank, not a scalar. Outputs are re-inferred on import; inputs need a rank.
+  if (!tt.shape && role === 'input') throw new Error(`${source}: graph input '${vi.name}' has no shape (its rank must be known)`);
+  const shape: Shape = (tt.shape?.dim ?? []).map((d, i) => {
+    // dim_value/dim_param are a oneof; protobufjs reports the one that was set in `value`.
+    const which = (d as { value?: string }).value;
+    if (which === 'dimValue' || (which === undefined && d.dimValue !== null && d.dimValue !== undefined && num(d.dimValue as LongLike) > 0)) {
+      return num(d.dimValue as LongLike);
+    }
+    return d.dimParam || `${vi.name}_dim${i}`;
+  });
   return { name: vi.name ?? '', dtype: (tt.elemType ?? DType.FLOAT) as DType, shape };
 }
 
-function decodeAttr(a: onnx.IAttributeProto, node: Node, options: DecodeOptions): Attr {
+function decodeAttr(a: OnnxTypes.IAttributeProto, node: Node, options: DecodeOptions): Attr {
   switch (a.type) {
     case AT.FLOAT: return { kind: 'float', value: a.f ?? 0 };
     case AT.INT: return { kind: 'int', value: num(a.i as LongLike) };
@@ -89,7 +97,7 @@ function decodeAttr(a: onnx.IAttributeProto, node: Node, options: DecodeOptions)
   }
 }
 
-export function decodeTensor(t: onnx.ITensorProto, options: DecodeOptions = {}): Tensor {
+export function decodeTensor(t: OnnxTypes.ITensorProto, options: DecodeOptions = {}): Tensor {
   const dims = (t.dims ?? []).map((d) => num(d as LongLike));
   const dtype = (t.dataType ?? 0) as DType;
   const n = sizeOf(dims);
@@ -135,7 +143,7 @@ export function decodeTensor(t: onnx.ITensorProto, options: DecodeOptions = {}):
 
 // ---------------- encode ----------------
 
-export function encodeTensor(name: string, t: Tensor): onnx.ITensorProto {
+export function encodeTensor(name: string, t: Tensor): OnnxTypes.ITensorProto {
   return {
     name,
     dims: t.dims,
@@ -144,7 +152,7 @@ export function encodeTensor(name: string, t: Tensor): onnx.ITensorProto {
   };
 }
 
-function encodeAttr(name: string, a: Attr): onnx.IAttributeProto {
+function encodeAttr(name: string, a: Attr): OnnxTypes.IAttributeProto {
   switch (a.kind) {
     case 'int': return { name, type: AT.INT, i: a.value };
     case 'float': return { name, type: AT.FLOAT, f: a.value };
@@ -153,11 +161,11 @@ function encodeAttr(name: string, a: Attr): onnx.IAttributeProto {
     case 'floats': return { name, type: AT.FLOATS, floats: a.value };
     case 'strings': return { name, type: AT.STRINGS, strings: a.value.map((s) => Buffer.from(s, 'utf8')) };
     case 'tensor': return { name, type: AT.TENSOR, t: encodeTensor('', a.value) };
-    case 'graph': return { name, type: AT.GRAPH, g: a.value as onnx.IGraphProto };
+    case 'graph': return { name, type: AT.GRAPH, g: a.value as OnnxTypes.IGraphProto };
   }
 }
 
-function encodeValueInfo(v: ValueInfo): onnx.IValueInfoProto {
+function encodeValueInfo(v: ValueInfo): OnnxTypes.IValueInfoProto {
   return {
     name: v.name,
     type: {
@@ -181,7 +189,7 @@ export function encodeModel(g: Graph): Uint8Array {
   const domains = new Set(g.nodes.map((n) => n.domain));
   const opsets = { ...g.opsets };
   for (const d of domains) if (opsets[d] === undefined) opsets[d] = 1;
-  const model: onnx.IModelProto = {
+  const model: OnnxTypes.IModelProto = {
     irVersion: irVersionFor(opsets[''] ?? 17),
     producerName: 'qatkit',
     opsetImport: Object.entries(opsets).map(([domain, version]) => ({ domain, version })),

@@ -2,5 +2,12 @@
 import './elementwise';
 import './reduce';
 import './shape';
+import './norm';
+import './activation';
+import './softmax';
+import './matmul';
+import './tensor-ops';
+import './indexing';
+import './select';
 export { defineOp, defineOps, findOp, opDef, registeredOps } from './registry';
 export type { OpDef, VjpContext, VjpRule, InferContext } from './registry';

@@ -1,0 +1,15 @@
+import { Command } from 'commander';
+import { demoCommand } from './demo';
+import { trainCommand } from './train';
+
+const program = new Command('qat')
+  .description('qatkit: quantization-aware training on ONNX Runtime')
+  .showHelpAfterError()
+  .addCommand(demoCommand())
+  .addCommand(trainCommand());
+
+program.parseAsync(process.argv).catch((e: Error) => {
+  console.error(`qat: ${e.message}`);
+  if (process.env.QAT_DEBUG) console.error(e.stack);
+  process.exit(1);
+});

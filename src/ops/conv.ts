@@ -1,0 +1,181 @@
+import type { GraphBuilder } from '../ir/builder';
+import { DType } from '../ir/dtype';
+import { attrInt, attrInts, Node, ValueType } from '../ir/graph';
+import { Tensor } from '../ir/tensor';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry';
+import { requireInput } from './shape-utils';
+import { resolveTransposeWindow, resolveWindow, transposeOutputPadding, Window, windowAttrs } from './window-geometry';
+
+// Conv and ConvTranspose (ONNX opset 11+ semantics), 1-D, 2-D and 3-D, with groups.
+// Gradients (the adjoint pairs of Dumoulin & Visin 2016, "A guide to convolution arithmetic"):
+//   Conv:          dX = ConvTranspose(dY, W) with the forward window and an output_padding that restores
+//                  X's size exactly; dW = im2col(X)·dY (see convWeightGradient); dB = sum of dY over N, spatial.
+//   ConvTranspose: dX = Conv(dY, W) with the same window; dW = convWeightGradient(dY, X), since X = Conv(dY; W).
+
+function kernelShape(node: Node, w: ValueType): number[] {
+  const attr = attrInts(node, 'kernel_shape', undefined);
+  if (attr) return attr;
+  const ks = w.shape.slice(2);
+  if (ks.some((d) => typeof d !== 'number')) {
+    throw new Error(`node '${node.name}' (${node.opType}): W has symbolic spatial dims [${w.shape}]; give kernel_shape`);
+  }
+  return ks as number[];
+}
+
+function checkRanks(node: Node, x: ValueType, w: ValueType): void {
+  if (x.shape.length < 3 || w.shape.length !== x.shape.length) {
+    throw new Error(
+      `node '${node.name}' (${node.opType}): X [${x.shape}] and W [${w.shape}] must both have rank >= 3 ([N, C, D1, ...] and [M, C/group, k1, ...])`,
+    );
+  }
+}
+
+function inferConv(ctx: InferContext): ValueType[] {
+  const { node } = ctx;
+  const x = requireInput(ctx, 0);
+  const w = requireInput(ctx, 1);
+  checkRanks(node, x, w);
+  const group = attrInt(node, 'group', 1);
+  const [c, cw] = [x.shape[1], w.shape[1]];
+  if (typeof c === 'number' && typeof cw === 'number' && c !== cw * group) {
+    throw new Error(`node '${node.name}' (Conv): X has ${c} channels but W [${w.shape}] with group=${group} expects ${cw * group}`);
+  }
+  const { outSpatial } = resolveWindow(node, x.shape.slice(2), kernelShape(node, w));
+  return [{ dtype: x.dtype, shape: [x.shape[0], w.shape[0], ...outSpatial] }];
+}
+
+function inferConvTranspose(ctx: InferContext): ValueType[] {
+  const { node } = ctx;
+  const x = requireInput(ctx, 0);
+  const w = requireInput(ctx, 1);
+  checkRanks(node, x, w);
+  const group = attrInt(node, 'group', 1);
+  const [c, cw] = [x.shape[1], w.shape[0]];
+  if (typeof c === 'number' && typeof cw === 'number' && c !== cw) {
+    throw new Error(`node '${node.name}' (ConvTranspose): X has ${c} channels but W [${w.shape}] expects ${cw} (W is [C, M/group, k1, ...])`);
+  }
+  const m = w.shape[1];
+  const { outSpatial } = resolveTransposeWindow(node, x.shape.slice(2), kernelShape(node, w));
+  return [{ dtype: x.dtype, shape: [x.shape[0], typeof m === 'number' ? m * group : `${node.outputs[0]}_d1`, ...outSpatial] }];
+}
+
+function staticDims(b: GraphBuilder, v: string, node: Node, what: string): number[] {
+  const s = b.shape(v);
+  if (s.some((d) => typeof d !== 'number')) {
+    throw new Error(`gradient of node '${node.name}' (${node.opType}) needs static dims for ${what}, got [${s}]`);
+  }
+  return s as number[];
+}
+
+/** Static spatial dims of v (everything but N and C). */
+function staticSpatial(b: GraphBuilder, v: string, node: Node, what: string): number[] {
+  const s = b.shape(v).slice(2);
+  if (s.some((d) => typeof d !== 'number')) {
+    throw new Error(`gradient of node '${node.name}' (${node.opType}) needs static spatial dims for ${what}, got [${b.shape(v)}]`);
+  }
+  return s as number[];
+}
+
+/** Bias gradient: dY summed over the batch and every spatial axis, one value per output channel. */
+export function biasGradient(b: GraphBuilder, dy: string): string {
+  const rank = b.rank(dy);
+  return b.reduceSum(dy, [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)], false);
+}
+
+/**
+ * dX of Conv: ConvTranspose(dY, W) with the forward's window and group, and the output_padding
+ * ((H + pads - dilated kernel) mod stride) that gives back X's spatial size exactly when the forward
+ * stride skipped trailing input rows.
+ */
+export function convInputGradient(b: GraphBuilder, dy: string, w: string, window: Window, group: number, xSpatial: number[], node: Node): string {
+  const dySpatial = staticSpatial(b, dy, node, 'dY');
+  const outputPadding = xSpatial.map((size, i) => transposeOutputPadding(window, i, dySpatial[i], size));
+  const dx = b.op1('ConvTranspose', [dy, w], {
+    ...windowAttrs(window),
+    group,
+    kernel_shape: window.kernel,
+    ...(outputPadding.some((p) => p !== 0) ? { output_padding: outputPadding } : {}),
+  });
+  const got = b.shape(dx).slice(2);
+  if (got.some((d, i) => d !== xSpatial[i])) {
+    throw new Error(`gradient of node '${node.name}' (Conv): input gradient has spatial dims [${got}] instead of [${xSpatial}]`);
+  }
+  return dx;
+}
+
+/** One-hot kernels [C*K, 1, k...] that copy each of the K window offsets of each channel to its own output channel. */
+function im2colKernel(channels: number, kernel: number[], dtype: DType): Tensor {
+  const k = kernel.reduce((p, q) => p * q, 1);
+  const t = Tensor.zeros(dtype, [channels * k, 1, ...kernel]);
+  for (let c = 0; c < channels; c++) for (let j = 0; j < k; j++) (t.data as Float32Array | Float64Array)[(c * k + j) * k + j] = 1;
+  return t;
+}
+
+/**
+ * Gradient of W for y = Conv(input, W) with `window` and `group`, given dY = `outGrad`:
+ *   dW[g·Cog+o, c, k] = Σ_{n,p} dY[n, g·Cog+o, p] · input[n, g·Cig+c, p·s + k·d − pad].
+ * Lowered as im2col + batched MatMul, the fastest of the lowerings measured in DESIGN.md: a grouped Conv
+ * with constant one-hot kernels (the forward's window, so strides, asymmetric pads and dilations need no
+ * separate arithmetic) gives patches [N, G, Cig·K, L]; dY as [N, G, Cog, L]; MatMul against the
+ * transposed patches (ORT fuses the Transpose) gives [N, G, Cog, Cig·K], summed over N.
+ */
+export function convWeightGradient(b: GraphBuilder, input: string, outGrad: string, wShape: number[], window: Window, group: number): string {
+  const [m, cig] = wShape;
+  const k = window.kernel.reduce((p, q) => p * q, 1);
+  const cog = m / group;
+  const eye = b.constant(im2colKernel(cig * group, window.kernel, b.dtype(input)));
+  const patches = b.op1('Conv', [input, eye], { ...windowAttrs(window), group: cig * group, kernel_shape: window.kernel });
+  const columns = b.transpose(b.reshape(patches, [0, group, cig * k, -1]), [0, 1, 3, 2]);
+  const dyGroups = b.reshape(outGrad, [0, group, cog, -1]);
+  const [n, g, c] = b.shape(dyGroups);
+  const perSample = b.op1('MatMul', [dyGroups, columns], {}, { types: [{ dtype: b.dtype(outGrad), shape: [n, g, c, cig * k] }] });
+  return b.reshape(b.reduceSum(perSample, [0], false), wShape);
+}
+
+function convVjp(c: VjpContext): (string | undefined)[] {
+  const { b, node } = c;
+  const dy = c.dy(0);
+  if (!dy) return [];
+  const [x, w] = [c.input(0), c.input(1)];
+  const group = attrInt(node, 'group', 1);
+  const wShape = staticDims(b, w, node, 'W');
+  const xSpatial = staticSpatial(b, x, node, 'X');
+  const { window } = resolveWindow(node, xSpatial, kernelShape(node, b.type(w)));
+  return [
+    c.wants(0) ? convInputGradient(b, dy, w, window, group, xSpatial, node) : undefined,
+    c.wants(1) ? convWeightGradient(b, x, dy, wShape, window, group) : undefined,
+    node.inputs[2] && c.wants(2) ? biasGradient(b, dy) : undefined,
+  ];
+}
+
+function convTransposeVjp(c: VjpContext): (string | undefined)[] {
+  const { b, node } = c;
+  const dy = c.dy(0);
+  if (!dy) return [];
+  const [x, w] = [c.input(0), c.input(1)];
+  const group = attrInt(node, 'group', 1);
+  const wShape = staticDims(b, w, node, 'W');
+  const xSpatial = staticSpatial(b, x, node, 'X');
+  const { window } = resolveTransposeWindow(node, xSpatial, kernelShape(node, b.type(w)));
+  // X = Conv(Y; W) with the same window: ConvTranspose is the adjoint of that Conv in its input.
+  const dx = () => {
+    const g = b.op1('Conv', [dy, w], { ...windowAttrs(window), group, kernel_shape: window.kernel });
+    const got = b.shape(g).slice(2);
+    if (got.some((d, i) => d !== xSpatial[i])) {
+      throw new Error(`gradient of node '${node.name}' (ConvTranspose): input gradient has spatial dims [${got}] instead of [${xSpatial}]`);
+    }
+    return g;
+  };
+  return [
+    c.wants(0) ? dx() : undefined,
+    c.wants(1) ? convWeightGradient(b, dy, x, wShape, window, group) : undefined,
+    node.inputs[2] && c.wants(2) ? biasGradient(b, dy) : undefined,
+  ];
+}
+
+export const convOps: OpDef[] = [
+  { opType: 'Conv', domain: '', infer: inferConv, vjp: convVjp },
+  { opType: 'ConvTranspose', domain: '', infer: inferConvTranspose, vjp: convTransposeVjp },
+];
+
+defineOps(convOps);

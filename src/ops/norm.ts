@@ -1,0 +1,219 @@
+import type { GraphBuilder } from '../ir/builder';
+import { DType } from '../ir/dtype';
+import { attrFloat, attrInt, Node, Shape } from '../ir/graph';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry';
+import { normalizeAxis, requireInput } from './shape-utils';
+
+// Normalization ops: ONNX BatchNormalization (inference form), our training-mode BatchNormTrain, and
+// LayerNormalization (opset 17). Backward formulas: Ioffe & Szegedy 2015, section 3; with
+// x_hat = (x - mean) * inv_std over M elements per statistic,
+//   dbeta = sum(dy), dgamma = sum(dy * x_hat),
+//   dx = gamma * inv_std * (dy - mean(dy) - x_hat * mean(dy * x_hat)).
+// Means are taken with ReduceMean so no rule needs M when the batch dim is symbolic.
+
+const BN_EPSILON = 1e-5;
+const BN_MOMENTUM = 0.9;
+
+/** Statistics axes of batch norm: every axis except the channel axis 1. */
+function batchAxes(rank: number, node: Node): number[] {
+  if (rank < 2) throw new Error(`node '${node.name}' (${node.opType}): X must have rank >= 2 ([N,C,...]), got rank ${rank}`);
+  return [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)];
+}
+
+/** Reshapes a per-channel [C] vector to [1,C,1,...] so it broadcasts against X along axis 1. */
+function perChannel(b: GraphBuilder, v: string, rank: number): string {
+  return b.reshape(v, [1, -1, ...Array(rank - 2).fill(1)]);
+}
+
+/** A [C] vector from a [1,C,1,...] statistic, with an optional fixed output name. */
+function toChannelVector(b: GraphBuilder, v: string, name?: string): string {
+  return b.op1('Reshape', [v, b.ints([-1])], {}, name ? { outputs: [name] } : {});
+}
+
+/** Elements per statistic (M) as a scalar of x's dtype: a constant, or Size(x)/Size(stat) at run time. */
+function elementsPerStatistic(b: GraphBuilder, x: string, stat: string, axes: number[]): string {
+  const dims = axes.map((a) => b.shape(x)[a]);
+  if (dims.every((d) => typeof d === 'number')) return b.scalarLike((dims as number[]).reduce((p, q) => p * q, 1), x);
+  return b.div(b.castLike(b.op1('Size', [x]), x), b.castLike(b.op1('Size', [stat]), x));
+}
+
+/** Biased mean and 1/sqrt(var + eps) over `axes`, kept as broadcastable [1,C,1,...]-style tensors. */
+function moments(b: GraphBuilder, x: string, axes: number[], epsilon: number) {
+  const mean = b.reduceMean(x, axes, true);
+  const centered = b.sub(x, mean);
+  const variance = b.reduceMean(b.mul(centered, centered), axes, true);
+  const invStd = b.reciprocal(b.sqrt(b.add(variance, b.scalarLike(epsilon, x))));
+  return { mean, centered, variance, invStd };
+}
+
+/**
+ * Gradient of y = x_hat * gamma + beta through the normalisation, given dxhat = dy * gamma:
+ * dx = inv_std * (dxhat - mean(dxhat) - x_hat * mean(dxhat * x_hat)) (means over the statistic's axes).
+ */
+function normalizedInputGradient(b: GraphBuilder, dxhat: string, xhat: string, invStd: string, axes: number[]): string {
+  const meanD = b.reduceMean(dxhat, axes, true);
+  const meanDX = b.reduceMean(b.mul(dxhat, xhat), axes, true);
+  return b.mul(invStd, b.sub(b.sub(dxhat, meanD), b.mul(xhat, meanDX)));
+}
+
+/** Refuses gradients arriving at saved statistics (the rules treat them as constants). */
+function refuseStatisticGradients(c: VjpContext, outputs: number[], what: string): void {
+  for (const i of outputs) {
+    if (c.dy(i)) {
+      throw new Error(
+        `node '${c.node.name}' (${c.node.opType}): output ${i} (${what}) lies on the path to the loss, but the rule ` +
+          `gives no gradient through the saved statistics; use the op's Y output only`,
+      );
+    }
+  }
+}
+
+function inferBatchNormalization(ctx: InferContext) {
+  const x = requireInput(ctx, 0);
+  if (attrInt(ctx.node, 'training_mode', 0) !== 0) {
+    throw new Error(
+      `node '${ctx.node.name}' (BatchNormalization): training_mode=1 is not supported; use toTrainingBatchNorm ` +
+        `(ai.qatkit BatchNormTrain) for batch statistics, or training_mode=0 for inference`,
+    );
+  }
+  batchAxes(x.shape.length, ctx.node);
+  return [x];
+}
+
+function inferBatchNormTrain(ctx: InferContext) {
+  const x = requireInput(ctx, 0);
+  batchAxes(x.shape.length, ctx.node);
+  const stat = { dtype: x.dtype, shape: [x.shape[1]] as Shape };
+  return [x, stat, stat, stat, stat];
+}
+
+/** VJP of inference-form BatchNormalization: an affine map per channel with fixed mean and variance. */
+function batchNormalizationVjp(c: VjpContext) {
+  const { b } = c;
+  const dy = c.dy(0);
+  if (!dy) return [];
+  const x = c.input(0);
+  const rank = b.rank(x);
+  const axes = batchAxes(rank, c.node);
+  const eps = attrFloat(c.node, 'epsilon', BN_EPSILON);
+  const invStd = perChannel(b, b.reciprocal(b.sqrt(b.add(c.input(4), b.scalarLike(eps, c.input(4))))), rank);
+  const dx = c.wants(0) ? b.mul(dy, b.mul(perChannel(b, c.input(1), rank), invStd)) : undefined;
+  const dscale = c.wants(1)
+    ? b.reduceSum(b.mul(dy, b.mul(b.sub(x, perChannel(b, c.input(3), rank)), invStd)), axes, false)
+    : undefined;
+  const dbias = c.wants(2) ? b.reduceSum(dy, axes, false) : undefined;
+  return [dx, dscale, dbias];
+}
+
+/**
+ * Lowers BatchNormTrain to standard ops. Normalisation uses the biased batch variance; the running variance
+ * is updated with the unbiased one (times M/(M-1)), as PyTorch's BatchNorm does. Momentum follows ONNX:
+ * new_running = momentum * running + (1 - momentum) * batch.
+ */
+function lowerBatchNormTrain(node: Node, b: GraphBuilder): void {
+  const [x, scale, bias, runningMean, runningVar] = node.inputs;
+  const [y, meanOut, invStdOut, newMeanOut, newVarOut] = node.outputs;
+  const rank = b.rank(x);
+  const axes = batchAxes(rank, node);
+  const eps = attrFloat(node, 'epsilon', BN_EPSILON);
+  const momentum = attrFloat(node, 'momentum', BN_MOMENTUM);
+  const { mean, centered, variance, invStd } = moments(b, x, axes, eps);
+  // gamma * inv_std is per channel, so Y costs two full-size ops after centering.
+  const gain = b.mul(invStd, perChannel(b, scale, rank));
+  b.op1('Add', [b.mul(centered, gain), perChannel(b, bias, rank)], {}, { outputs: [y] });
+  const batchMean = toChannelVector(b, mean, meanOut || undefined);
+  if (invStdOut) toChannelVector(b, invStd, invStdOut);
+  const blend = (running: string, batch: string, name: string) =>
+    b.op1('Add', [b.mul(running, b.scalarLike(momentum, running)), b.mul(batch, b.scalarLike(1 - momentum, running))], {}, { outputs: [name] });
+  if (newMeanOut) blend(runningMean, batchMean, newMeanOut);
+  if (newVarOut) blend(runningVar, toChannelVector(b, b.mul(variance, besselFactor(b, node, x, mean, axes))), newVarOut);
+}
+
+/** M / (M - 1), Bessel's correction turning the biased batch variance into the unbiased one. */
+function besselFactor(b: GraphBuilder, node: Node, x: string, stat: string, axes: number[]): string {
+  const m = elementsPerStatistic(b, x, stat, axes);
+  const known = b.constantValue(m)?.toNumbers()[0];
+  if (known === undefined) return b.div(m, b.sub(m, b.scalarLike(1, x)));
+  if (known <= 1) {
+    throw new Error(`node '${node.name}' (BatchNormTrain): expected more than 1 value per channel in training, got M=${known} for X of shape [${b.shape(x)}]`);
+  }
+  return b.scalarLike(known / (known - 1), x);
+}
+
+/** VJP of BatchNormTrain from its saved batch mean and 1/std; x_hat is recomputed rather than kept. */
+function batchNormTrainVjp(c: VjpContext) {
+  const { b } = c;
+  refuseStatisticGradients(c, [1, 2], 'batch_mean / batch_inv_std');
+  const dy = c.dy(0);
+  if (!dy) return [];
+  const x = c.input(0);
+  const rank = b.rank(x);
+  const axes = batchAxes(rank, c.node);
+  let mean: string;
+  let invStd: string;
+  if (c.output(1) && c.output(2)) {
+    mean = perChannel(b, c.output(1), rank);
+    invStd = perChannel(b, c.output(2), rank);
+  } else {
+    ({ mean, invStd } = moments(b, x, axes, attrFloat(c.node, 'epsilon', BN_EPSILON)));
+  }
+  const xhat = b.mul(b.sub(x, mean), invStd);
+  // One pair of reductions serves all three gradients: dbeta = M * mean(dy), dgamma = M * mean(dy * x_hat).
+  const meanDy = b.reduceMean(dy, axes, true);
+  const meanDyXhat = b.reduceMean(b.mul(dy, xhat), axes, true);
+  const dx = c.wants(0)
+    ? b.mul(b.mul(perChannel(b, c.input(1), rank), invStd), b.sub(b.sub(dy, meanDy), b.mul(xhat, meanDyXhat)))
+    : undefined;
+  const m = c.wants(1) || c.wants(2) ? elementsPerStatistic(b, x, meanDy, axes) : '';
+  const dscale = c.wants(1) ? toChannelVector(b, b.mul(meanDyXhat, m)) : undefined;
+  const dbias = c.wants(2) ? toChannelVector(b, b.mul(meanDy, m)) : undefined;
+  return [dx, dscale, dbias];
+}
+
+/** Normalised axes of LayerNormalization: every axis from `axis` on. */
+function layerAxes(node: Node, rank: number): number[] {
+  const axis = normalizeAxis(attrInt(node, 'axis', -1), rank, node);
+  return Array.from({ length: rank - axis }, (_, i) => axis + i);
+}
+
+function inferLayerNormalization(ctx: InferContext) {
+  const x = requireInput(ctx, 0);
+  const axes = layerAxes(ctx.node, x.shape.length);
+  // Mean and InvStdDev keep X's rank with the normalised axes set to 1 (ONNX LayerNormalization-17).
+  const statShape = x.shape.map((d, i) => (i >= axes[0] ? 1 : d));
+  // Their element type is stash_type (default 1 = float), whatever X's type: ORT gives float Mean for double X.
+  const stat = { dtype: attrInt(ctx.node, 'stash_type', DType.FLOAT) as DType, shape: statShape };
+  return [x, stat, stat];
+}
+
+/** VJP of LayerNormalization: statistics over the trailing axes are recomputed from X. */
+function layerNormalizationVjp(c: VjpContext) {
+  const { b } = c;
+  refuseStatisticGradients(c, [1, 2], 'Mean / InvStdDev');
+  const dy = c.dy(0);
+  if (!dy) return [];
+  const x = c.input(0);
+  const axes = layerAxes(c.node, b.rank(x));
+  const { centered, invStd } = moments(b, x, axes, attrFloat(c.node, 'epsilon', BN_EPSILON));
+  const xhat = b.mul(centered, invStd);
+  const scale = c.input(1);
+  const dx = c.wants(0) ? normalizedInputGradient(b, b.mul(dy, scale), xhat, invStd, axes) : undefined;
+  const dscale = c.wants(1) ? b.unbroadcast(b.mul(dy, xhat), b.shape(scale)) : undefined;
+  const dbias = c.wants(2) && c.input(2) ? b.unbroadcast(dy, b.shape(c.input(2))) : undefined;
+  return [dx, dscale, dbias];
+}
+
+export const normOps: OpDef[] = [
+  { opType: 'BatchNormalization', domain: '', infer: inferBatchNormalization, nonDifferentiable: [3, 4], vjp: batchNormalizationVjp },
+  {
+    opType: 'BatchNormTrain',
+    domain: 'ai.qatkit',
+    infer: inferBatchNormTrain,
+    nonDifferentiable: [3, 4],
+    vjp: batchNormTrainVjp,
+    lower: lowerBatchNormTrain,
+  },
+  { opType: 'LayerNormalization', domain: '', infer: inferLayerNormalization, vjp: layerNormalizationVjp },
+];
+
+defineOps(normOps);

@@ -1,0 +1,47 @@
+import { GraphBuilder, inferNode } from '../ir/builder';
+import { Graph, Node } from '../ir/graph';
+import '../ops/norm';
+
+/** Names of one batch norm's running statistics: the graph values fed in and the updated ones to fetch. */
+export interface RunningStatNames {
+  mean: string;
+  var: string;
+  newMean: string;
+  newVar: string;
+}
+
+/**
+ * A copy of `graph` in which every inference-form ONNX BatchNormalization uses batch statistics: each is
+ * replaced, in place, by an ai.qatkit BatchNormTrain node that keeps the original Y name and adds the
+ * batch mean / 1/std (saved for the gradient) and the updated running statistics, which become graph
+ * outputs so the trainer can fetch them and feed them back as the next step's running statistics.
+ * Going back to inference mode needs nothing: the original graph is untouched.
+ */
+export function toTrainingBatchNorm(graph: Graph): { graph: Graph; runningStats: RunningStatNames[] } {
+  const out = graph.clone();
+  const b = new GraphBuilder(out, 'bn_train/');
+  const runningStats: RunningStatNames[] = [];
+  out.nodes = out.nodes.map((node) => {
+    if (node.opType !== 'BatchNormalization' || (node.domain !== '' && node.domain !== 'ai.onnx')) return node;
+    if (node.inputs.length < 5 || node.inputs.slice(0, 5).some((i) => !i)) {
+      throw new Error(`node '${node.name}' (BatchNormalization) needs all five inputs (X, scale, B, input_mean, input_var), got [${node.inputs}]`);
+    }
+    const y = node.outputs[0];
+    const [mean, variance] = [node.inputs[3], node.inputs[4]];
+    const train: Node = {
+      opType: 'BatchNormTrain',
+      domain: 'ai.qatkit',
+      name: `${node.name}/train`,
+      inputs: node.inputs.slice(0, 5),
+      outputs: [y, b.fresh(`${y}_batch_mean`), b.fresh(`${y}_batch_inv_std`), b.fresh(`${mean}_new`), b.fresh(`${variance}_new`)],
+      attrs: Object.fromEntries(Object.entries(node.attrs).filter(([k]) => k === 'epsilon' || k === 'momentum')),
+    };
+    inferNode(out, train).forEach((t, i) => out.types.set(train.outputs[i], t));
+    const stats = { mean, var: variance, newMean: train.outputs[3], newVar: train.outputs[4] };
+    for (const v of [stats.newMean, stats.newVar]) out.outputs.push({ name: v, ...out.typeOf(v) });
+    runningStats.push(stats);
+    return train;
+  });
+  if (runningStats.length > 0) out.opsets['ai.qatkit'] = out.opsets['ai.qatkit'] ?? 1;
+  return { graph: out, runningStats };
+}

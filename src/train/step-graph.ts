@@ -1,0 +1,108 @@
+import { differentiate } from '../autodiff/grad';
+import { GraphBuilder } from '../ir/builder';
+import { DType } from '../ir/dtype';
+import { Graph } from '../ir/graph';
+import { inferTypes, initializersToInputs } from '../ir/infer';
+import { Tensor } from '../ir/tensor';
+import { Model } from '../models/model';
+import '../ops';
+import { toTrainingBatchNorm } from './batchnorm-mode';
+import { correctCount, softmaxCrossEntropy } from './losses';
+import { emitOptimizer, OptimizerConfig } from './optimizer';
+
+export interface CarriedValue {
+  /** Graph input holding the value before the step. */
+  input: string;
+  /** Graph output holding it after the step. */
+  output: string;
+  kind: 'param' | 'optimizer' | 'running-stat';
+  /** Value at the start of training. */
+  initial: Tensor;
+}
+
+/** Hook that adds terms to the loss (distillation, oscillation dampening); gets the logits. */
+export type ExtraLoss = (b: GraphBuilder, logits: string, graph: Graph) => { loss: string; stopGradient?: string[] };
+
+export interface TrainStepOptions {
+  batchSize: number;
+  classes: number;
+  optimizer: OptimizerConfig;
+  labelSmoothing?: number;
+  extraLoss?: ExtraLoss;
+}
+
+export interface TrainStepGraph {
+  graph: Graph;
+  input: string;
+  labels: string;
+  lr: string;
+  step: string;
+  loss: string;
+  correct: string;
+  gradNorm: string;
+  carried: CarriedValue[];
+}
+
+/**
+ * Builds ONE graph for a whole training step: forward with batch statistics, loss, reverse-mode gradients,
+ * optimizer update. Inputs: batch, labels, lr, step and every carried value; outputs: loss, correct count,
+ * gradient norm and every carried value's update.
+ */
+export function buildTrainStep(model: Model, options: TrainStepOptions): TrainStepGraph {
+  const base = model.graph.clone();
+  const inputInfo = base.inputs.find((v) => v.name === model.input);
+  if (!inputInfo) throw new Error(`model '${model.name}' has no input '${model.input}'`);
+  inputInfo.shape = [options.batchSize, ...inputInfo.shape.slice(1)];
+  const initial = new Map([...model.params, ...model.runningStats].map((n) => [n, base.initializers.get(n)!]));
+  initializersToInputs(base, [...model.params, ...model.runningStats]);
+  inferTypes(base);
+
+  const { graph, runningStats } = toTrainingBatchNorm(base);
+  graph.outputs = [];
+  graph.name = `${model.name}_train_step`;
+  const b = new GraphBuilder(graph, 'step/');
+  const labels = b.input('labels', DType.INT64, [options.batchSize]);
+  const lr = b.input('lr', DType.FLOAT, []);
+  const step = b.input('step', DType.FLOAT, []);
+
+  let loss = softmaxCrossEntropy(b, model.output, labels, options.classes, options.labelSmoothing ?? 0);
+  const stopGradient: string[] = [];
+  if (options.extraLoss) {
+    const extra = options.extraLoss(b, model.output, graph);
+    loss = b.add(loss, extra.loss);
+    stopGradient.push(...(extra.stopGradient ?? []));
+  }
+  loss = b.op1('Identity', [loss], {}, { outputs: ['loss'] });
+  const correct = b.op1('Identity', [correctCount(b, model.output, labels)], {}, { outputs: ['correct'] });
+
+  const grads = differentiate(graph, { loss, wrt: model.params, stopGradient });
+  const noDecay = new Set(model.noDecay);
+  const opt = emitOptimizer(
+    b,
+    model.params.map((p) => ({ param: p, grad: grads.get(p)!, decay: !noDecay.has(p) })),
+    options.optimizer,
+    lr,
+    step,
+  );
+  const gradNorm = b.op1('Identity', [opt.gradNorm], {}, { outputs: ['grad_norm'] });
+
+  const carried: CarriedValue[] = [];
+  for (const p of model.params) {
+    const out = b.op1('Identity', [opt.updated.get(p)!], {}, { outputs: [`${p}/next`] });
+    carried.push({ input: p, output: out, kind: 'param', initial: initial.get(p)! });
+  }
+  for (const s of opt.state) carried.push({ input: s.input, output: s.output, kind: 'optimizer', initial: s.initial });
+  for (const r of runningStats) {
+    carried.push({ input: r.mean, output: r.newMean, kind: 'running-stat', initial: initial.get(r.mean)! });
+    carried.push({ input: r.var, output: r.newVar, kind: 'running-stat', initial: initial.get(r.var)! });
+  }
+  for (const v of [loss, correct, gradNorm, ...carried.map((c) => c.output)]) b.output(v);
+  return { graph, input: model.input, labels, lr, step, loss, correct, gradNorm, carried };
+}
+
+/** The inference graph (BN with running statistics), batch dim symbolic, for evaluation. */
+export function buildEvalGraph(model: Model): Graph {
+  const g = model.graph.clone();
+  g.name = `${model.name}_eval`;
+  return g;
+}

@@ -1,0 +1,153 @@
+import * as ort from 'onnxruntime-node';
+import { DType } from '../ir/dtype';
+import { initializersToInputs } from '../ir/infer';
+import { Tensor } from '../ir/tensor';
+import { Model } from '../models/model';
+import { Session } from '../runtime/session';
+import { buildEvalGraph, buildTrainStep, TrainStepGraph, TrainStepOptions } from './step-graph';
+
+export interface TrainerOptions extends TrainStepOptions {
+  threads?: number;
+  /** Batch size of the evaluation session. */
+  evalBatchSize?: number;
+}
+
+export interface StepResult {
+  loss: number;
+  correct: number;
+  gradNorm: number;
+}
+
+export class TrainingDivergedError extends Error {}
+
+function ortFloat(t: Tensor): ort.Tensor {
+  return new ort.Tensor('float32', Float32Array.from(t.data as Float32Array), t.dims);
+}
+
+/**
+ * Runs the one-graph training step on ONNX Runtime. Every carried value (parameters, optimizer state,
+ * running statistics) lives in two preallocated buffers that ORT reads from and writes into alternately,
+ * so no parameter-sized array is allocated in JavaScript after construction.
+ */
+export class Trainer {
+  stepCount = 0;
+  private front: ort.Tensor[];
+  private back: ort.Tensor[];
+  private batchX: ort.Tensor;
+  private batchY: ort.Tensor;
+  private scalars: { lr: ort.Tensor; step: ort.Tensor; loss: ort.Tensor; correct: ort.Tensor; gradNorm: ort.Tensor };
+
+  private constructor(
+    public readonly model: Model,
+    public readonly step: TrainStepGraph,
+    private trainSession: Session,
+    private evalSession: Session,
+    private options: TrainerOptions,
+    initial?: Map<string, Tensor>,
+  ) {
+    this.front = step.carried.map((c) => ortFloat(initial?.get(c.input) ?? c.initial));
+    this.back = step.carried.map((c) => ortFloat(c.initial));
+    const shape = step.graph.typeOf(step.input).shape as number[];
+    this.batchX = new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+    this.batchY = new ort.Tensor('int64', new BigInt64Array(options.batchSize), [options.batchSize]);
+    const scalar = () => new ort.Tensor('float32', new Float32Array(1), []);
+    this.scalars = { lr: scalar(), step: scalar(), loss: scalar(), correct: scalar(), gradNorm: scalar() };
+  }
+
+  /**
+   * @param initial values to start from by carried-input name (a checkpoint's parameters and optimizer
+   * state); anything missing starts from the model's initializers or zeros.
+   */
+  static async create(model: Model, options: TrainerOptions, initial?: Map<string, Tensor>): Promise<Trainer> {
+    const step = buildTrainStep(model, options);
+    const trainSession = await Session.create(step.graph, { threads: options.threads ?? 2 });
+    const evalGraph = buildEvalGraph(model);
+    initializersToInputs(evalGraph, [...model.params, ...model.runningStats]);
+    const evalSession = await Session.create(evalGraph, { threads: options.threads ?? 2 });
+    return new Trainer(model, step, trainSession, evalSession, options, initial);
+  }
+
+  /** The batch buffers to fill before calling `trainStep` (images NCHW in [0, 1], int64 labels). */
+  get batchImages(): Float32Array {
+    return this.batchX.data as Float32Array;
+  }
+  get batchLabels(): BigInt64Array {
+    return this.batchY.data as BigInt64Array;
+  }
+
+  async trainStep(lr: number): Promise<StepResult> {
+    const s = this.scalars;
+    (s.lr.data as Float32Array)[0] = lr;
+    (s.step.data as Float32Array)[0] = this.stepCount + 1;
+    const feeds: Record<string, ort.Tensor> = { [this.step.input]: this.batchX, [this.step.labels]: this.batchY, [this.step.lr]: s.lr, [this.step.step]: s.step };
+    const fetches: Record<string, ort.Tensor> = { [this.step.loss]: s.loss, [this.step.correct]: s.correct, [this.step.gradNorm]: s.gradNorm };
+    this.step.carried.forEach((c, i) => {
+      feeds[c.input] = this.front[i];
+      fetches[c.output] = this.back[i];
+    });
+    await this.trainSession.run(feeds, fetches);
+    const loss = (s.loss.data as Float32Array)[0];
+    if (!Number.isFinite(loss)) {
+      // The new values are in `back`; `front` still holds the last good ones.
+      throw new TrainingDivergedError(`loss became ${loss} at step ${this.stepCount + 1}`);
+    }
+    [this.front, this.back] = [this.back, this.front];
+    this.stepCount++;
+    return { loss, correct: (s.correct.data as Float32Array)[0], gradNorm: (s.gradNorm.data as Float32Array)[0] };
+  }
+
+  /** Current value of every carried input (parameters, optimizer state, running statistics), as copies. */
+  values(kind?: 'param' | 'optimizer' | 'running-stat'): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    this.step.carried.forEach((c, i) => {
+      if (!kind || c.kind === kind) out.set(c.input, new Tensor(DType.FLOAT, [...c.initial.dims], Float32Array.from(this.front[i].data as Float32Array)));
+    });
+    return out;
+  }
+
+  /** The model with its current parameters and running statistics as initializers. */
+  currentModel(): Model {
+    const graph = this.model.graph.clone();
+    for (const [name, t] of this.values()) if (graph.initializers.has(name)) graph.initializers.set(name, t);
+    return { ...this.model, graph };
+  }
+
+  /** Logits for `count` samples of NCHW images, in batches. */
+  async predict(images: Float32Array, count: number, sampleShape: number[], onBatch?: (logits: Float32Array, start: number, n: number) => void): Promise<void> {
+    const batch = this.options.evalBatchSize ?? 1000;
+    const per = sampleShape.reduce((a, b) => a * b, 1);
+    const feeds: Record<string, ort.Tensor> = {};
+    this.step.carried.forEach((c, i) => {
+      if (c.kind !== 'optimizer') feeds[c.input] = this.front[i];
+    });
+    for (let start = 0; start < count; start += batch) {
+      const n = Math.min(batch, count - start);
+      feeds[this.model.input] = new ort.Tensor('float32', images.subarray(start * per, (start + n) * per), [n, ...sampleShape]);
+      const out = await this.evalSession.run(feeds, [this.model.output]);
+      onBatch?.(out[this.model.output].data as Float32Array, start, n);
+    }
+  }
+
+  async evaluate(images: Float32Array, labels: Uint8Array, count: number, sampleShape: number[]): Promise<{ accuracy: number; loss: number }> {
+    let correct = 0;
+    let lossSum = 0;
+    await this.predict(images, count, sampleShape, (logits, start, n) => {
+      const k = logits.length / n;
+      for (let i = 0; i < n; i++) {
+        let best = 0;
+        let max = -Infinity;
+        for (let j = 0; j < k; j++) if (logits[i * k + j] > max) { max = logits[i * k + j]; best = j; }
+        let z = 0;
+        for (let j = 0; j < k; j++) z += Math.exp(logits[i * k + j] - max);
+        lossSum += Math.log(z) - (logits[i * k + labels[start + i]] - max);
+        if (best === labels[start + i]) correct++;
+      }
+    });
+    return { accuracy: correct / count, loss: lossSum / count };
+  }
+
+  async release(): Promise<void> {
+    await this.trainSession.release();
+    await this.evalSession.release();
+  }
+}

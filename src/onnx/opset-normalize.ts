@@ -86,8 +86,11 @@ function splitNumOutputsToInput(node: Node, ctx: NormalizeContext): Node[] {
     // Split-13 without a split input splits evenly, which is Split-18's meaning whenever the dim divides.
     return [{ ...node, inputs: [node.inputs[0]], attrs }];
   }
+  // Split-18 shape inference: chunks of ceil(dim / n), the last one taking what is left.
   const chunk = Math.ceil(dim / count);
-  const sizes = Array.from({ length: count }, (_, i) => Math.max(0, Math.min(chunk, dim - i * chunk)));
+  const last = dim - chunk * (count - 1);
+  if (last < 0) fail(node, `axis ${axis} of size ${dim} cannot be split into num_outputs=${count} chunks of ${chunk}`);
+  const sizes = [...new Array<number>(count - 1).fill(chunk), last];
   const split = addInitializer(ctx, `${node.name}/split`, Tensor.int64([count], sizes));
   return [{ ...node, inputs: [node.inputs[0], split], attrs }];
 }

@@ -9,5 +9,7 @@ import './matmul';
 import './tensor-ops';
 import './indexing';
 import './select';
+import './conv';
+import './pool';
 export { defineOp, defineOps, findOp, opDef, registeredOps } from './registry';
 export type { OpDef, VjpContext, VjpRule, InferContext } from './registry';

@@ -47,7 +47,8 @@ function requireStatic(node: Node, spatial: Dim[], why: string): number[] {
 /**
  * Resolves the window of Conv or a pooling op over input spatial dims `spatial` and returns the output
  * spatial dims (ONNX Conv/MaxPool output-shape formulas; SAME_UPPER puts the odd pad at the end,
- * SAME_LOWER at the beginning). Symbolic input dims give symbolic output dims.
+ * SAME_LOWER at the beginning). Symbolic input dims give symbolic output dims. (ORT 1.30 refuses SAME_*
+ * with dilation > 1 at run time; gradient rules always emit the resolved explicit pads.)
  */
 export function resolveWindow(node: Node, spatial: Dim[], kernel: number[]): { window: Window; outSpatial: Dim[] } {
   const rank = spatial.length;
@@ -89,9 +90,9 @@ export function resolveWindow(node: Node, spatial: Dim[], kernel: number[]): { w
 
 /**
  * Resolves ConvTranspose's window: `spatial` are its input dims, the result its output dims. With
- * output_shape or SAME_* auto_pad the total padding is derived, and split the way ONNX Runtime's CPU
- * kernel splits it (conv_transpose_attributes.h: SAME_UPPER puts the odd pad at the beginning, every
- * other mode at the end — the reverse of the ONNX spec's text), since that runtime executes our graphs.
+ * output_shape or SAME_* auto_pad the total padding is derived and split as the ONNX spec says (and ONNX
+ * Runtime 1.30 does, checked in test/reference): the odd pad at the end for SAME_UPPER, at the beginning
+ * otherwise.
  */
 export function resolveTransposeWindow(
   node: Node,
@@ -127,7 +128,7 @@ export function resolveTransposeWindow(
       const total = full - out;
       if (total < 0) throw new Error(`node '${node.name}' (ConvTranspose): output size ${out} on spatial axis ${i} exceeds the full transposed size ${full}`);
       const small = Math.floor(total / 2);
-      window.padsBegin[i] = mode === 'SAME_UPPER' ? total - small : small;
+      window.padsBegin[i] = mode === 'SAME_UPPER' ? small : total - small;
       window.padsEnd[i] = total - window.padsBegin[i];
       return out;
     }

@@ -1,0 +1,71 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DEFAULT_TRAIN_CONFIG, train, TrainConfig } from '../../src/train/run';
+import { loadCheckpoint } from '../../src/train/checkpoint';
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-train-'));
+const base: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, model: 'mlp', steps: 6, batch: 32, threads: 2, schedule: 'cosine', warmupSteps: 2 };
+
+test('the same seed and thread count give identical losses', async () => {
+  const a = await train(base, tmp());
+  const b = await train(base, tmp());
+  assert.equal(a.losses.length, 6);
+  assert.deepEqual(a.losses, b.losses);
+});
+
+test('a different seed gives different losses', async () => {
+  const a = await train(base, tmp());
+  const b = await train({ ...base, seed: 1 }, tmp());
+  assert.notDeepEqual(a.losses, b.losses);
+});
+
+test('resuming from a checkpoint continues with losses identical to an uninterrupted run (adamw, lenet with BN)', async () => {
+  const config: TrainConfig = { ...base, model: 'lenet', batch: 16, steps: 6 };
+  const straight = await train(config, tmp());
+  const dir = tmp();
+  const first = await train({ ...config, steps: 3 }, dir);
+  const resumed = await train({ ...config, steps: 6 }, dir, { resume: true });
+  assert.deepEqual([...first.losses, ...resumed.losses], straight.losses);
+  assert.equal(loadCheckpoint(path.join(dir, 'checkpoint.qat')).step, 6);
+});
+
+test('resuming with SGD momentum state is exact too', async () => {
+  const config: TrainConfig = { ...base, optimizer: 'sgd', lr: 0.05, steps: 5 };
+  const straight = await train(config, tmp());
+  const dir = tmp();
+  const first = await train({ ...config, steps: 2 }, dir);
+  const resumed = await train(config, dir, { resume: true });
+  assert.deepEqual([...first.losses, ...resumed.losses], straight.losses);
+});
+
+test('a run writes checkpoint.qat, model.onnx and metrics.json; the checkpoint holds params, optimizer state, step, rng and config', async () => {
+  const dir = tmp();
+  const r = await train({ ...base, steps: 4 }, dir);
+  for (const f of ['checkpoint.qat', 'model.onnx', 'metrics.json']) assert.ok(fs.existsSync(path.join(dir, f)), f);
+  const ckpt = loadCheckpoint(path.join(dir, 'checkpoint.qat'));
+  assert.equal(ckpt.step, 4);
+  assert.deepEqual(ckpt.rng, { seed: 0, step: 4 });
+  assert.equal((ckpt.config as any).model, 'mlp');
+  assert.equal(ckpt.optimizerState.size, 2 * ckpt.model.params.length);
+  const metrics = JSON.parse(fs.readFileSync(path.join(dir, 'metrics.json'), 'utf8'));
+  for (const k of ['model', 'data', 'epochs', 'steps', 'batch', 'seed', 'threads', 'test_accuracy', 'train_loss_last', 'ms_per_step_median', 'peak_rss_mb']) assert.ok(k in metrics, k);
+  assert.ok(r.test_accuracy > 0.3 && r.test_accuracy <= 1, `accuracy ${r.test_accuracy}`);
+  assert.equal(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')).length, 0);
+});
+
+test('a diverging run stops with the step number and names the last good checkpoint', async () => {
+  const dir = tmp();
+  await train({ ...base, optimizer: 'sgd', lr: 0.01, steps: 2, schedule: 'constant' }, dir);
+  await assert.rejects(
+    train({ ...base, optimizer: 'sgd', lr: 1e30, steps: 6, schedule: 'constant' }, dir, { resume: false }),
+    (e: Error) => /loss became (NaN|Infinity|-Infinity) at step \d+/.test(e.message) && /checkpoint/i.test(e.message),
+  );
+});
+
+test('--resume without a checkpoint is refused with the path', async () => {
+  const dir = tmp();
+  await assert.rejects(train(base, dir, { resume: true }), /no checkpoint at .*checkpoint\.qat/);
+});

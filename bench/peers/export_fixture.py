@@ -10,6 +10,7 @@ Run with Debian's PyTorch 1.13:  /usr/bin/python3 bench/peers/export_fixture.py
 """
 import json
 import os
+import warnings
 
 import torch
 from torch import nn
@@ -55,6 +56,8 @@ def export(model: nn.Module, example: torch.Tensor, name: str, opset: int) -> No
     # TrainingMode.PRESERVE with an eval-mode model exports BatchNormalization in inference form
     # (training_mode=0); the default EVAL mode would fold BN into the preceding Conv
     # (torch.onnx.utils._model_to_graph runs _jit_pass_onnx_eval_peephole), leaving no BN to import.
+    # torch warns about constant folding with PRESERVE even for eval-mode models, where it is harmless.
+    warnings.filterwarnings('ignore', message='It is recommended that constant folding be turned off')
     torch.onnx.export(
         model,
         example,

@@ -1,5 +1,4 @@
-import { DType, dtypeName } from '../ir/dtype';
-import { Attr, attrInt, attrInts, attrString, Graph, Node } from '../ir/graph';
+import { Attr, attrInt, attrString, Graph, Node } from '../ir/graph';
 import { Tensor } from '../ir/tensor';
 
 /**
@@ -61,8 +60,6 @@ function dropDefault(node: Node, name: string, isDefault: (a: Attr) => boolean, 
   return { ...node, attrs: withoutAttrs(node, [name]) };
 }
 
-const isZero = (a: Attr) => (a.kind === 'int' || a.kind === 'float') && a.value === 0;
-
 /** ReduceX-18: axes moved from attribute to optional input, with noop_with_empty_axes (not ReduceSum: 13). */
 function reduceAxesToAttribute(node: Node, ctx: NormalizeContext): Node[] {
   const axes = node.inputs[1] ? constantInput(node, ctx, 1, 'axes') : [];
@@ -117,37 +114,6 @@ function padAxesToFullPads(node: Node, ctx: NormalizeContext): Node[] {
   return [{ ...node, inputs }];
 }
 
-/** Resize-18/19: antialias, axes, keep_aspect_ratio_policy and half_pixel_symmetric have no opset-17 form. */
-function resizeTo17(node: Node, ctx: NormalizeContext): Node[] {
-  let n = dropDefault(node, 'antialias', isZero, 'antialias=1 (Resize-18)');
-  n = dropDefault(n, 'keep_aspect_ratio_policy', (a) => a.kind === 'string' && a.value === 'stretch', 'keep_aspect_ratio_policy other than stretch (Resize-18)');
-  if (attrString(n, 'coordinate_transformation_mode', 'half_pixel') === 'half_pixel_symmetric') {
-    fail(n, `coordinate_transformation_mode 'half_pixel_symmetric' (Resize-19) has no opset-${INTERNAL_OPSET} equivalent`);
-  }
-  const axes = attrInts(n, 'axes', undefined);
-  if (!axes) return [n];
-  const rank = ctx.graph.typeOf(n.inputs[0]).shape.length;
-  const norm = axes.map((a) => (a < 0 ? a + rank : a));
-  const inputs = [...n.inputs];
-  // scales (input 2) default to 1 and sizes (input 3) to the input's dims on axes not listed.
-  for (const [index, base, fill] of [[2, 'scales', 1], [3, 'sizes', 0]] as const) {
-    if (!inputs[index]) continue;
-    const given = constantInput(n, ctx, index, base);
-    let full: number[];
-    if (index === 3) {
-      const shape = ctx.graph.typeOf(n.inputs[0]).shape;
-      full = shape.map((d, i) => {
-        if (norm.includes(i)) return given[norm.indexOf(i)];
-        if (typeof d !== 'number') return fail(n, `sizes for symbolic axis ${i} cannot be filled in`);
-        return d;
-      });
-    } else full = Array.from({ length: rank }, (_, i) => (norm.includes(i) ? given[norm.indexOf(i)] : fill));
-    const t = index === 2 ? Tensor.float([rank], full) : Tensor.int64([rank], full);
-    inputs[index] = addInitializer(ctx, `${n.name}/${base}`, t);
-  }
-  return [{ ...n, inputs, attrs: withoutAttrs(n, ['axes']) }];
-}
-
 /** BatchNormalization-9 (opsets 13): extra outputs mean training mode, which qatkit imports only in inference form. */
 function batchNormFrom9(node: Node): Node[] {
   if (node.outputs.slice(1).some((o) => o)) {
@@ -182,7 +148,6 @@ const RULES: Record<string, Rule[]> = {
   ...Object.fromEntries(REDUCE_WITH_AXES_INPUT_SINCE_18.map((op) => [op, [{ since: 18, apply: reduceAxesToAttribute }]])),
   Split: [{ since: 18, apply: splitNumOutputsToInput }],
   Pad: [{ since: 18, apply: padAxesToFullPads }],
-  Resize: [{ since: 18, apply: resizeTo17 }],
   BatchNormalization: [{ since: 13, until: 14, apply: batchNormFrom9 }],
   // AveragePool-19 added dilations; opset 17 pools without them.
   AveragePool: [{ since: 19, apply: (n) => [dropDefault(n, 'dilations', (a) => a.kind === 'ints' && a.value.every((d) => d === 1), 'dilations other than 1 (AveragePool-19)')] }],
@@ -191,9 +156,6 @@ const RULES: Record<string, Rule[]> = {
   CastLike: [{ since: 19, apply: (n) => [{ ...n, attrs: withoutAttrs(n, ['saturate']) }] }],
   ScatterElements: [{ since: 18, apply: (n) => [dropReduction(n)] }],
   ScatterND: [{ since: 18, apply: (n) => [dropReduction(n)] }],
-  // QuantizeLinear-19/21, DequantizeLinear-21: saturate (float8), block_size, output_dtype.
-  QuantizeLinear: [{ since: 19, apply: (n) => [quantizeTo17(n)] }],
-  DequantizeLinear: [{ since: 21, apply: (n) => [quantizeTo17(n)] }],
   Gelu: [{ since: 20, apply: geluToQatkit, emits: [[QATKIT_DOMAIN, 'Gelu']] }],
   Mish: [{ since: 18, apply: mishDecompose, emits: [['', 'Softplus'], ['', 'Tanh'], ['', 'Mul']] }],
 };
@@ -202,12 +164,6 @@ function dropReduction(n: Node): Node {
   const r = attrString(n, 'reduction', 'none');
   if (r === 'min' || r === 'max') fail(n, `reduction '${r}' (opset 18) has no opset-${INTERNAL_OPSET} equivalent; valid: none, add, mul`);
   return n;
-}
-
-function quantizeTo17(n: Node): Node {
-  let out = dropDefault(n, 'block_size', isZero, 'blocked quantization (block_size, opset 21)');
-  out = dropDefault(out, 'output_dtype', isZero, 'output_dtype (opset 21; give a zero point instead)');
-  return { ...out, attrs: withoutAttrs(out, ['saturate']) };
 }
 
 function rulesFor(node: Node, opset: number): Rule[] {

@@ -126,9 +126,7 @@ export function convWeightGradient(b: GraphBuilder, input: string, outGrad: stri
   const eye = b.constant(im2colKernel(cig * group, window.kernel, b.dtype(input)));
   const patches = b.op1('Conv', [input, eye], { ...windowAttrs(window), group: cig * group, kernel_shape: window.kernel });
   const columns = b.transpose(b.reshape(patches, [0, group, cig * k, -1]), [0, 1, 3, 2]);
-  const dyGroups = b.reshape(outGrad, [0, group, cog, -1]);
-  const [n, g, c] = b.shape(dyGroups);
-  const perSample = b.op1('MatMul', [dyGroups, columns], {}, { types: [{ dtype: b.dtype(outGrad), shape: [n, g, c, cig * k] }] });
+  const perSample = b.matmul(b.reshape(outGrad, [0, group, cog, -1]), columns);
   return b.reshape(b.reduceSum(perSample, [0], false), wShape);
 }
 

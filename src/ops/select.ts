@@ -73,7 +73,7 @@ function dropoutVjp(c: VjpContext) {
   const ratioConstant = node.inputs[1] ? constantScalar(b, node, 1) : 0.5;
   let scale =
     ratioConstant !== undefined
-      ? b.scalarLike(1 / (1 - Math.fround(ratioConstant)), dy)
+      ? b.scalarLike(1 / (1 - ratioConstant), dy)
       : b.reciprocal(b.sub(b.scalarLike(1, dy), b.castLike(c.input(1), dy)));
   // A training_mode fed at run time: the scale applies only when it is true (the mask is all true otherwise).
   if (trainingConstant === undefined) scale = b.where(c.input(2), scale, b.scalarLike(1, dy));

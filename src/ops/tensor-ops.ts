@@ -11,6 +11,8 @@ import { normalizeAxis, requireInput } from './shape-utils';
 
 /** Stands for "to the end" in Slice ends; Slice clamps it to the dim. */
 const TO_END = Number.MAX_SAFE_INTEGER;
+/** Slice ends at least this large mean "to the end" however long a symbolic dim turns out to be. */
+const OPEN_END = 2 ** 31 - 1;
 
 /** Zeros of a given (possibly symbolic) shape; `shapeOf` supplies the shape at run time when symbolic. */
 export function zerosOfShape(b: GraphBuilder, shape: Shape, dtype: DType, shapeOf: () => string): string {
@@ -55,10 +57,14 @@ function concatVjp(c: VjpContext) {
   const { b } = c;
   const dy = c.dy(0);
   if (!dy) return [];
+  const inputs = c.node.inputs;
+  if (inputs.length === 1) return [dy];
   const axis = normalizeAxis(attrInt(c.node, 'axis', 0), b.rank(dy), c.node);
-  const sizes = c.node.inputs.map((v) => staticDim(b.shape(v)[axis], c.node, `axis ${axis} of input '${v}'`));
-  if (sizes.length === 1) return [dy];
-  return b.op('Split', [dy, b.ints(sizes)], { axis }, { outputs: sizes.length });
+  const sizes = inputs.map((v) => b.shape(v)[axis]);
+  if (sizes.every((d) => typeof d === 'number')) return b.op('Split', [dy, b.ints(sizes as number[])], { axis }, { outputs: inputs.length });
+  // Symbolic sizes along the axis: read them from the inputs' shapes at run time.
+  const runtimeSizes = b.op1('Concat', inputs.map((v) => b.op1('Slice', [b.shapeOf(v), b.ints([axis]), b.ints([axis + 1])])), { axis: 0 });
+  return b.op('Split', [dy, runtimeSizes], { axis }, { outputs: inputs.length, types: inputs.map((v) => b.type(v)) });
 }
 
 /** Split sizes: the split input (opset 13+) or attribute, else equal parts (the last smaller, as opset 18). */
@@ -134,8 +140,8 @@ function inferSlice(ctx: InferContext) {
   for (const s of sliceParams(ctx.node, ctx.constant, x.shape.length)) {
     const dim = x.shape[s.axis];
     if (typeof dim === 'number') shape[s.axis] = resolveSlice(s, dim).length;
-    else if (s.start === 0 && s.end >= 2 ** 31 - 1 && s.step === 1) shape[s.axis] = dim;
-    else if (s.start >= 0 && s.end >= 0 && s.end < 2 ** 31 - 1 && s.step > 0) shape[s.axis] = Math.ceil((s.end - s.start) / s.step);
+    else if (s.start >= 0 && s.end >= OPEN_END && s.step === 1) shape[s.axis] = s.start === 0 ? dim : `${dim}-${s.start}`;
+    else if (s.start >= 0 && s.end >= 0 && s.end < OPEN_END && s.step > 0) shape[s.axis] = Math.ceil((s.end - s.start) / s.step);
     else shape[s.axis] = `${ctx.node.name}_dim${s.axis}`;
   }
   return [{ dtype: x.dtype, shape }];
@@ -151,19 +157,24 @@ function sliceVjp(c: VjpContext) {
   if (!dy) return [];
   const x = c.input(0);
   const xShape = b.shape(x);
-  const slices = sliceParams(node, (i) => b.constantValue(node.inputs[i]), xShape.length).map((s) =>
-    resolveSlice(s, staticDim(xShape[s.axis], node, `axis ${s.axis} of input '${x}'`)),
-  );
   const rank = xShape.length;
-  if (slices.every((s) => s.step === 1)) {
+  const params = sliceParams(node, (i) => b.constantValue(node.inputs[i]), rank);
+  if (params.every((s) => s.step === 1)) {
     const pads = new Array(2 * rank).fill(0);
-    for (const s of slices) {
-      pads[s.axis] = s.start;
-      pads[rank + s.axis] = (xShape[s.axis] as number) - s.start - s.length;
+    for (const s of params) {
+      const dim = xShape[s.axis];
+      if (typeof dim !== 'number' && s.start >= 0 && s.end >= OPEN_END) {
+        pads[s.axis] = s.start; // x[start:] of a symbolic dim: zeros before, none after
+        continue;
+      }
+      const r = resolveSlice(s, staticDim(dim, node, `axis ${s.axis} of input '${x}'`));
+      pads[s.axis] = r.start;
+      pads[rank + s.axis] = (dim as number) - r.start - r.length;
     }
-    return [b.op1('Pad', [dy, b.ints(pads)])];
+    return [b.op1('Pad', [dy, b.ints(pads)], {}, { types: [b.type(x)] })];
   }
   const dims = xShape.map((d, i) => staticDim(d, node, `axis ${i} of input '${x}'`));
+  const slices = params.map((s) => resolveSlice(s, dims[s.axis]));
   const picked = dims.map((d, axis) => {
     const s = slices.find((t) => t.axis === axis);
     return s ? Array.from({ length: s.length }, (_, k) => s.start + k * s.step) : Array.from({ length: d }, (_, k) => k);

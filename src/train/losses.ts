@@ -10,7 +10,8 @@ export function softmaxCrossEntropy(b: GraphBuilder, logits: string, labels: str
   const logp = b.op1('LogSoftmax', [logits], { axis: -1 });
   const on = 1 - labelSmoothing + labelSmoothing / classes;
   const off = labelSmoothing / classes;
-  const target = b.op1('OneHot', [labels, b.constant([classes], DType.INT64, [1]), b.constant([off, on], b.dtype(logits))], { axis: -1 });
+  // ORT's OneHot has no float64 kernel: build the target in float32 and cast (a no-op for float32 logits).
+  const target = b.castLike(b.op1('OneHot', [labels, b.constant([classes], DType.INT64, [1]), b.constant([off, on], DType.FLOAT)], { axis: -1 }), logits);
   const perSample = b.op1('ReduceSum', [b.mul(target, logp), b.ints([1])], { keepdims: 0 });
   return b.neg(b.reduceMean(perSample, [0], false));
 }

@@ -97,6 +97,20 @@ test('classifyInitializers: Conv/Gemm weights and BN scale/bias are parameters, 
   assert.deepEqual(c.constants, []);
 });
 
+test('classifyInitializers: float tensors on differentiable inputs are parameters; scalar literals and int64 are constants', () => {
+  const file = oneInputModel(
+    17,
+    [
+      node('Add', 'shift', ['x', 'offset'], ['shifted']),
+      node('Mul', 'half', ['shifted', 'one_half'], ['scaled']),
+      node('Reshape', 'flat', ['scaled', 'shape'], ['y']),
+    ],
+    { offset: Tensor.float([4], [1, 2, 3, 4]), one_half: Tensor.float([], [0.5]), shape: Tensor.int64([2], [2, 12]) },
+  );
+  const c = classifyInitializers(importModel(file));
+  assert.deepEqual(c, { params: ['offset'], runningStats: [], constants: ['one_half', 'shape'] });
+});
+
 test('the opset-13 torch MLP fixture imports (Constant split sizes become an initializer) and runs', async () => {
   const expected = expectedOf('torch_mlp_opset13');
   const g = importModel(path.join(FIXTURES, 'torch_mlp_opset13.onnx'));
@@ -310,4 +324,39 @@ test('opset 19 Cast drops saturate; opset 21 models import', () => {
   const file = oneInputModel(21, [node('Cast', 'cast', ['x'], ['y'], { to: int(DType.FLOAT), saturate: int(1) })]);
   const g = importModel(file);
   assert.deepEqual(g.nodes[0].attrs, { to: int(DType.FLOAT) });
+});
+
+test('opset 19 AveragePool drops dilations of 1 and refuses others, naming the node', () => {
+  const pool = (dilations: number[]) =>
+    oneInputModel(19, [node('AveragePool', 'avg', ['x'], ['y'], { kernel_shape: ints([2, 2]), dilations: ints(dilations) })], {}, [1, 1, 4, 4]);
+  const g = importModel(pool([1, 1]));
+  assert.deepEqual(g.nodes[0].attrs, { kernel_shape: ints([2, 2]) });
+  assert.deepEqual(g.outputs[0].shape, [1, 1, 3, 3]);
+  assert.throws(() => importModel(pool([2, 2])), /node 'avg' \(AveragePool\): dilations other than 1 \(AveragePool-19\); opset 17 has no equivalent/);
+});
+
+test("opset 18 ScatterElements with reduction 'max' is refused, naming the node", () => {
+  const file = oneInputModel(
+    18,
+    [node('ScatterElements', 'scatter', ['x', 'idx', 'upd'], ['y'], { reduction: { kind: 'string', value: 'max' } })],
+    { idx: Tensor.int64([1, 1, 1], [0]), upd: Tensor.float([1, 1, 1], [1]) },
+  );
+  assert.throws(() => importModel(file), /node 'scatter' \(ScatterElements\): reduction 'max'/);
+});
+
+test('opset 18 Mish is expanded to x * tanh(softplus(x)) and runs', async () => {
+  const g = importModel(oneInputModel(18, [node('Mish', 'mish', ['x'], ['y'])]));
+  assert.deepEqual(g.nodes.map((n) => n.opType), ['Softplus', 'Tanh', 'Mul']);
+  const out = await runFloat(g, { x: { dims: [2, 3, 4], data: X } });
+  assertClose(out.data, X.map((v) => v * Math.tanh(Math.log1p(Math.exp(v)))), 1e-5);
+});
+
+test('opset 13 training-mode BatchNormalization (mean/var outputs) is refused, naming the node', () => {
+  const c = Tensor.float([3], [1, 1, 1]);
+  const file = oneInputModel(
+    13,
+    [node('BatchNormalization', 'bn_train', ['x', 's', 'b', 'm', 'v'], ['y', 'm_out', 'v_out'])],
+    { s: c, b: c, m: c, v: c },
+  );
+  assert.throws(() => importModel(file), /node 'bn_train' \(BatchNormalization\): training-mode BatchNormalization/);
 });

@@ -134,3 +134,22 @@ test('gradients with a symbolic batch dim build zeros from the runtime shape', a
   assert.deepEqual(Array.from(out[grad].data as Float64Array), [0, 0, 1, 0, 0, 1]);
   await session.release();
 });
+
+test('Slice x[1:] and Concat along a symbolic axis: gradients sized at run time', async () => {
+  const g = new Graph();
+  const b = new GraphBuilder(g);
+  const x = b.input('x', DType.DOUBLE, ['N', 2]);
+  const tail = slice(b, x, [1], [TO_END], [0]);
+  assert.deepEqual(b.shape(tail), ['N-1', 2]);
+  const both = b.op1('Concat', [tail, x], { axis: 0 });
+  const loss = b.sumAll(b.mul(both, both));
+  const grad = differentiate(g, { loss, wrt: [x] }).get(x)!;
+  b.output(grad);
+  assert.deepEqual(b.shape(grad), ['N', 2]);
+  const session = await Session.create(g, { threads: 1 });
+  const xs = [1, 2, 3, 4, 5, 6];
+  const out = await session.run({ x: toOrtTensor(Tensor.double([3, 2], xs)) });
+  // Row 0 reaches the loss once (2x), rows 1.. twice (4x).
+  assert.deepEqual(Array.from(out[grad].data as Float64Array), xs.map((v, i) => (i < 2 ? 2 : 4) * v));
+  await session.release();
+});

@@ -1,0 +1,39 @@
+// qatkit's library API: everything the `qat` CLI does is available here.
+import './ops';
+
+export { DType } from './ir/dtype';
+export { Graph, topologicalOrder } from './ir/graph';
+export type { Node, ValueInfo, Shape, Dim, Attr } from './ir/graph';
+export { Tensor } from './ir/tensor';
+export { GraphBuilder } from './ir/builder';
+export { inferTypes } from './ir/infer';
+
+export { defineOp, defineOps, findOp, registeredOps } from './ops';
+export type { OpDef, VjpContext, VjpRule } from './ops';
+export { differentiate } from './autodiff/grad';
+export { checkGradient } from './autodiff/check';
+
+export { loadModel, saveModel, encodeModel, decodeModel } from './onnx/model-io';
+export { importModel } from './onnx/import';
+export { Session } from './runtime/session';
+export { lowerCustomOps } from './runtime/lower';
+
+export { ModelBuilder } from './models/builder';
+export type { Model } from './models/model';
+export { mlp, lenet, resnet8, mobilenet, zooModel, ZOO_MODELS } from './models/zoo';
+export { resolveModel, importForTraining } from './models/resolve';
+
+export { loadDataset, BatchLoader, DATASET_NAMES } from './data';
+export type { Dataset, DataSplit } from './data';
+
+export { Rng } from './train/rng';
+export { softmaxCrossEntropy, meanSquaredError, distillationKl } from './train/losses';
+export { emitOptimizer, defaultOptimizer } from './train/optimizer';
+export type { OptimizerConfig } from './train/optimizer';
+export { learningRate } from './train/schedule';
+export { buildTrainStep, buildEvalGraph } from './train/step-graph';
+export { Trainer, TrainingDivergedError } from './train/trainer';
+export { fit } from './train/fit';
+export { train, DEFAULT_TRAIN_CONFIG } from './train/run';
+export type { TrainConfig, TrainResult } from './train/run';
+export { saveCheckpoint, loadCheckpoint } from './train/checkpoint';

@@ -88,7 +88,7 @@ function maxPoolGradientByIndices(b: GraphBuilder, node: Node, x: string, dy: st
   }
   const zeros = b.op1('ConstantOfShape', [b.shapeOf(x)], { value: Tensor.zeros(b.dtype(x), [1]) }, { types: [b.type(x)] });
   const flatZeros = b.reshape(zeros, [-1]);
-  const scattered = b.op1('ScatterElements', [flatZeros, b.reshape(indices, [-1]), b.reshape(dy, [-1])], { axis: 0, reduction: 'add' }, { types: [b.type(flatZeros)] });
+  const scattered = b.op1('ScatterElements', [flatZeros, b.reshape(indices, [-1]), b.reshape(dy, [-1])], { axis: 0, reduction: 'add' });
   return b.reshapeLike(scattered, x);
 }
 

@@ -25,7 +25,7 @@ test('a model exported by torch.onnx.export trains: initializers become paramete
   const ckpt = loadCheckpoint(path.join(dir, 'checkpoint.qat'));
   const before = model.graph.initializers.get(model.runningStats[0])!.data;
   const after = ckpt.model.graph.initializers.get(model.runningStats[0])!.data;
-  assert.notDeepEqual(Array.from(after), Array.from(before));
+  assert.notDeepEqual(Array.from(after as Float32Array), Array.from(before as Float32Array));
 });
 
 test('input scaling flags become graph nodes, so they travel with the run', async () => {

@@ -25,8 +25,8 @@ async function runSteps(config: OptimizerConfig, steps: number, lr: number, deca
   for (const s of opt.state) b.output(s.output);
   b.output(opt.gradNorm);
   const session = await Session.create(g, { threads: 1 });
-  let values = params.map(() => Float32Array.from(P));
-  const state = new Map(opt.state.map((s) => [s.input, Float32Array.from(s.initial.data as Float32Array)]));
+  let values: Float32Array[] = params.map(() => Float32Array.from(P));
+  const state = new Map<string, Float32Array>(opt.state.map((s) => [s.input, Float32Array.from(s.initial.data as Float32Array)]));
   const history: number[][] = [];
   let gradNorm = 0;
   for (let t = 1; t <= steps; t++) {

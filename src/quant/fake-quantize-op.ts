@@ -1,0 +1,123 @@
+import { GraphBuilder } from '../ir/builder';
+import type { Dim } from '../ir/graph';
+import { attrFloat, attrInt, Node } from '../ir/graph';
+import { defineOps, OpDef, VjpContext } from '../ops/registry';
+import { normalizeAxis, requireInput } from '../ops/shape-utils';
+
+export const QATKIT = 'ai.qatkit';
+
+/**
+ * ai.qatkit.FakeQuantize(x, scale, zero_point) -> y
+ *   q = clip(round(x / s) + round(z), qmin, qmax);  y = (q - round(z)) * s
+ * with round half to even (ONNX Round), as ONNX QuantizeLinear followed by DequantizeLinear computes, so the
+ * exported QDQ model reproduces the simulation exactly.
+ * Attributes: qmin, qmax; axis (per-channel, absent = per-tensor); group_size (per-group along axis);
+ * learn_scale (LSQ, Esser et al. 2020), learn_zero_point (LSQ+, Bhalgat et al. 2020), grad_scale (LSQ's g).
+ * Scale and zero point get gradients only when learned; otherwise they come from observers and are constants
+ * to the backward pass (PyTorch's FakeQuantize treats them as buffers the same way).
+ */
+interface Layout {
+  /** x reshaped so that the parameters broadcast (per-group splits the axis into [groups, size]). */
+  xShape: Dim[] | undefined;
+  /** Broadcast shape of scale / zero point against (reshaped) x. */
+  paramShape: number[];
+}
+
+function layout(node: Node, xShape: Dim[], paramDims: number[]): Layout {
+  const rank = xShape.length;
+  if (!node.attrs.axis) {
+    if (paramDims.reduce((a, b) => a * b, 1) !== 1) throw new Error(`node '${node.name}' (FakeQuantize): per-tensor scale must have one element, got [${paramDims}]`);
+    return { xShape: undefined, paramShape: [] };
+  }
+  const axis = normalizeAxis(attrInt(node, 'axis', 0), rank, node);
+  const dim = xShape[axis];
+  const groupSize = attrInt(node, 'group_size', 0);
+  if (groupSize > 0) {
+    if (typeof dim !== 'number' || dim % groupSize !== 0) {
+      throw new Error(`node '${node.name}' (FakeQuantize): axis ${axis} of size ${dim} is not divisible by group_size ${groupSize}`);
+    }
+    const groups = dim / groupSize;
+    const xs = [...xShape.slice(0, axis), groups, groupSize, ...xShape.slice(axis + 1)];
+    const ps = xs.map((d, i) => (i === axis ? groups : i > axis + 1 ? (xShape[i - 1] as number) : 1));
+    // Per-group params are stored with x's rank: [..., groups, ...trailing dims] (e.g. [K/g, N] for MatMul [K, N]).
+    return { xShape: xs, paramShape: ps };
+  }
+  const paramShape = xShape.map((_, i) => (i === axis ? (dim as number) : 1));
+  return { xShape: undefined, paramShape };
+}
+
+interface Emitted {
+  xr: string;
+  s: string;
+  z: string;
+  scaled: string;
+  rounded: string;
+  v: string;
+}
+
+/** Emits the shared pieces of forward and backward: x / s, round, + z (before clipping). */
+function emitCore(b: GraphBuilder, node: Node, x: string, scale: string, zeroPoint: string): Emitted & { layout: Layout } {
+  const lay = layout(node, b.shape(x), b.staticShape(scale));
+  const xr = lay.xShape ? b.reshape(x, lay.xShape.map((d) => (typeof d === 'number' ? d : -1))) : x;
+  const s = lay.paramShape.length ? b.reshape(scale, lay.paramShape) : scale;
+  const z = b.op1('Round', [lay.paramShape.length ? b.reshape(zeroPoint, lay.paramShape) : zeroPoint]);
+  const scaled = b.div(xr, s);
+  const rounded = b.op1('Round', [scaled]);
+  const v = b.add(rounded, z);
+  return { layout: lay, xr, s, z, scaled, rounded, v };
+}
+
+function restore(b: GraphBuilder, value: string, x: string, lay: Layout, output?: string): string {
+  if (!lay.xShape) return output ? b.op1('Identity', [value], {}, { outputs: [output] }) : value;
+  return output
+    ? b.op1('Reshape', [value, b.shapeOf(x)], {}, { outputs: [output], types: [b.type(x)] })
+    : b.reshapeLike(value, x);
+}
+
+function fakeQuantizeVjp(c: VjpContext): (string | undefined)[] {
+  const { b, node } = c;
+  const dy = c.dy(0)!;
+  const [x, scale, zeroPoint] = [c.input(0), c.input(1), c.input(2)];
+  const qmin = attrInt(node, 'qmin', -128);
+  const qmax = attrInt(node, 'qmax', 127);
+  const e = emitCore(b, node, x, scale, zeroPoint);
+  const dyr = e.layout.xShape ? b.reshapeLike(dy, e.xr) : dy;
+  const below = b.less(e.v, b.scalarLike(qmin, e.v));
+  const above = b.greater(e.v, b.scalarLike(qmax, e.v));
+  const outside = b.op1('Or', [below, above]);
+  const inside = b.castLike(b.op1('Not', [outside]), dy);
+  const grads: (string | undefined)[] = [undefined, undefined, undefined];
+  if (c.wants(0)) grads[0] = restore(b, b.mul(dyr, inside), x, e.layout);
+  const learnScale = attrInt(node, 'learn_scale', 0) === 1;
+  const learnZero = attrInt(node, 'learn_zero_point', 0) === 1;
+  const toParam = (g: string, param: string) => b.reshapeLike(b.unbroadcast(g, e.layout.paramShape.length ? e.layout.paramShape : []), param);
+  if (learnScale && c.wants(1)) {
+    // LSQ: dy/ds = round(x/s) - x/s inside the range, (qmin - z) below, (qmax - z) above; times g.
+    const insideTerm = b.sub(e.rounded, e.scaled);
+    const clipped = b.where(below, b.sub(b.scalarLike(qmin, e.z), e.z), b.sub(b.scalarLike(qmax, e.z), e.z));
+    const local = b.where(outside, clipped, insideTerm);
+    const g = b.mul(b.mul(dyr, local), b.scalarLike(attrFloat(node, 'grad_scale', 1), dy));
+    grads[1] = toParam(g, scale);
+  }
+  if (learnZero && c.wants(2)) {
+    // LSQ+: y = s (q - z) is flat in z inside the range; clipped outputs move by -s per unit of z.
+    const g = b.mul(b.mul(dyr, b.castLike(outside, dy)), b.neg(e.s));
+    grads[2] = toParam(g, zeroPoint);
+  }
+  return grads;
+}
+
+const fakeQuantize: OpDef = {
+  opType: 'FakeQuantize',
+  domain: QATKIT,
+  infer: (ctx) => [requireInput(ctx, 0)],
+  vjp: fakeQuantizeVjp,
+  lower: (node, b) => {
+    const [x, scale, zeroPoint] = node.inputs;
+    const e = emitCore(b, node, x, scale, zeroPoint);
+    const q = b.op1('Clip', [e.v, b.scalarLike(attrInt(node, 'qmin', -128), e.v), b.scalarLike(attrInt(node, 'qmax', 127), e.v)]);
+    restore(b, b.mul(b.sub(q, e.z), e.s), x, e.layout, node.outputs[0]);
+  },
+};
+
+defineOps([fakeQuantize]);

@@ -17,6 +17,10 @@ export interface Model {
   runningStats: string[];
   /** Parameters exempt from weight decay by default: biases and normalisation scales/shifts. */
   noDecay: string[];
+  /** Activation observer ranges (min, max initializers) that QAT updates with a moving average until frozen. */
+  observerStats?: string[];
+  /** Present on quantization-aware models: what was quantized, how, and where its parameters live. */
+  quant?: import('../quant/prepare').QuantInfo;
 }
 
 export function parameterCount(model: Model): number {

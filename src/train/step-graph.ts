@@ -7,6 +7,7 @@ import { Tensor } from '../ir/tensor';
 import { Model } from '../models/model';
 import '../ops';
 import { toTrainingBatchNorm } from './batchnorm-mode';
+import { OBSERVE_INPUT, toTrainingObservers, ObserverStatNames } from '../quant/observer-op';
 import { correctCount, softmaxCrossEntropy } from './losses';
 import { emitOptimizer, OptimizerConfig } from './optimizer';
 
@@ -29,6 +30,11 @@ export interface TrainStepOptions {
   optimizer: OptimizerConfig;
   labelSmoothing?: number;
   extraLoss?: ExtraLoss;
+  /**
+   * Use BN running statistics instead of batch statistics (and stop updating them): the "freeze BN" phase of
+   * QAT (Krishnamoorthi 2018), after which folded weights are exactly those of the integer model.
+   */
+  freezeBatchNorm?: boolean;
 }
 
 export interface TrainStepGraph {
@@ -37,6 +43,8 @@ export interface TrainStepGraph {
   labels: string;
   lr: string;
   step: string;
+  /** Scalar input gating activation observers (1: update ranges, 0: frozen); undefined without observers. */
+  observe?: string;
   loss: string;
   correct: string;
   gradNorm: string;
@@ -53,11 +61,21 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
   const inputInfo = base.inputs.find((v) => v.name === model.input);
   if (!inputInfo) throw new Error(`model '${model.name}' has no input '${model.input}'`);
   inputInfo.shape = [options.batchSize, ...inputInfo.shape.slice(1)];
-  const initial = new Map([...model.params, ...model.runningStats].map((n) => [n, base.initializers.get(n)!]));
-  initializersToInputs(base, [...model.params, ...model.runningStats]);
+  const observerStats = model.observerStats ?? [];
+  const stateNames = [...model.params, ...model.runningStats, ...observerStats];
+  const initial = new Map(stateNames.map((n) => [n, base.initializers.get(n)!]));
+  initializersToInputs(base, stateNames);
   inferTypes(base);
 
-  const { graph, runningStats } = toTrainingBatchNorm(base);
+  const bnMode = options.freezeBatchNorm ? { graph: base, runningStats: [] } : toTrainingBatchNorm(base);
+  let graph = bnMode.graph;
+  const runningStats = bnMode.runningStats;
+  let observe: string | undefined;
+  let observers: ObserverStatNames[] = [];
+  if (observerStats.length) {
+    observe = new GraphBuilder(graph).input(OBSERVE_INPUT, DType.FLOAT, []);
+    ({ graph, stats: observers } = toTrainingObservers(graph, observe));
+  }
   graph.outputs = [];
   graph.name = `${model.name}_train_step`;
   const b = new GraphBuilder(graph, 'step/');
@@ -96,8 +114,19 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
     carried.push({ input: r.mean, output: r.newMean, kind: 'running-stat', initial: initial.get(r.mean)! });
     carried.push({ input: r.var, output: r.newVar, kind: 'running-stat', initial: initial.get(r.var)! });
   }
+  for (const o of observers) {
+    carried.push({ input: o.min, output: o.newMin, kind: 'running-stat', initial: initial.get(o.min)! });
+    carried.push({ input: o.max, output: o.newMax, kind: 'running-stat', initial: initial.get(o.max)! });
+  }
+  // Frozen BN statistics still travel with the run (evaluation and checkpoints read them), unchanged.
+  if (options.freezeBatchNorm) {
+    for (const name of model.runningStats) {
+      const out = b.op1('Identity', [name], {}, { outputs: [`${name}/next`] });
+      carried.push({ input: name, output: out, kind: 'running-stat', initial: initial.get(name)! });
+    }
+  }
   for (const v of [loss, correct, gradNorm, ...carried.map((c) => c.output)]) b.output(v);
-  return { graph, input: model.input, labels, lr, step, loss, correct, gradNorm, carried };
+  return { graph, input: model.input, labels, lr, step, observe, loss, correct, gradNorm, carried };
 }
 
 /** The inference graph (BN with running statistics), batch dim symbolic, for evaluation. */

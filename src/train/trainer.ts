@@ -31,11 +31,13 @@ function ortFloat(t: Tensor): ort.Tensor {
  */
 export class Trainer {
   stepCount = 0;
+  /** Whether activation observers update their ranges this step (QAT freezes them after a set step). */
+  observe = true;
   private front: ort.Tensor[];
   private back: ort.Tensor[];
   private batchX: ort.Tensor;
   private batchY: ort.Tensor;
-  private scalars: { lr: ort.Tensor; step: ort.Tensor; loss: ort.Tensor; correct: ort.Tensor; gradNorm: ort.Tensor };
+  private scalars: { lr: ort.Tensor; step: ort.Tensor; loss: ort.Tensor; correct: ort.Tensor; gradNorm: ort.Tensor; observe: ort.Tensor };
 
   private constructor(
     public readonly model: Model,
@@ -51,7 +53,7 @@ export class Trainer {
     this.batchX = new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
     this.batchY = new ort.Tensor('int64', new BigInt64Array(options.batchSize), [options.batchSize]);
     const scalar = () => new ort.Tensor('float32', new Float32Array(1), []);
-    this.scalars = { lr: scalar(), step: scalar(), loss: scalar(), correct: scalar(), gradNorm: scalar() };
+    this.scalars = { lr: scalar(), step: scalar(), loss: scalar(), correct: scalar(), gradNorm: scalar(), observe: scalar() };
   }
 
   /**
@@ -62,7 +64,7 @@ export class Trainer {
     const step = buildTrainStep(model, options);
     const trainSession = await Session.create(step.graph, { threads: options.threads ?? 2 });
     const evalGraph = buildEvalGraph(model);
-    initializersToInputs(evalGraph, [...model.params, ...model.runningStats]);
+    initializersToInputs(evalGraph, [...model.params, ...model.runningStats, ...(model.observerStats ?? [])]);
     const evalSession = await Session.create(evalGraph, { threads: options.threads ?? 2 });
     return new Trainer(model, step, trainSession, evalSession, options, initial);
   }
@@ -81,6 +83,10 @@ export class Trainer {
     (s.step.data as Float32Array)[0] = this.stepCount + 1;
     const feeds: Record<string, ort.Tensor> = { [this.step.input]: this.batchX, [this.step.labels]: this.batchY, [this.step.lr]: s.lr, [this.step.step]: s.step };
     const fetches: Record<string, ort.Tensor> = { [this.step.loss]: s.loss, [this.step.correct]: s.correct, [this.step.gradNorm]: s.gradNorm };
+    if (this.step.observe) {
+      (s.observe.data as Float32Array)[0] = this.observe ? 1 : 0;
+      feeds[this.step.observe] = s.observe;
+    }
     this.step.carried.forEach((c, i) => {
       feeds[c.input] = this.front[i];
       fetches[c.output] = this.back[i];

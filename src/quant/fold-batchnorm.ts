@@ -1,0 +1,53 @@
+import { GraphBuilder } from '../ir/builder';
+import { attrFloat, Graph, Node } from '../ir/graph';
+
+export interface FoldedConv {
+  conv: string;
+  batchNorm: string;
+  /** The weight value the conv now reads (W * gamma / sigma): weight quantizers attach here. */
+  scaledWeight: string;
+  weight: string;
+}
+
+/**
+ * BN folding for QAT (Jacob et al. 2018, section 3.2; Krishnamoorthi 2018, section 2.4; the form of PyTorch's
+ * _ConvBnNd): each Conv whose only consumer is a BatchNormalization computes
+ *   y = Conv(x, W * gamma / sqrt(running_var + eps)) / (gamma / sqrt(running_var + eps))  [+ conv bias]
+ * and the BN stays after it. Weight quantizers attach to the scaled weight, which is exactly the folded weight
+ * that the integer model uses. In training the BN normalises with batch statistics (so the scaling cancels);
+ * once BN is frozen (inference form) the pair equals Conv(x, W_fold) + (beta - gamma * mean / sigma): what
+ * the export computes. Folding edits `graph` in place.
+ */
+export function foldBatchNormForQat(graph: Graph): FoldedConv[] {
+  const consumers = graph.consumers();
+  const b = new GraphBuilder(graph, 'fold/');
+  const folded: FoldedConv[] = [];
+  const bnByInput = new Map<string, Node>();
+  for (const n of graph.nodes) if (n.opType === 'BatchNormalization' && n.domain === '') bnByInput.set(n.inputs[0], n);
+  const pending = graph.nodes;
+  graph.nodes = [];
+  for (const node of pending) {
+    const bn = node.opType === 'Conv' ? bnByInput.get(node.outputs[0]) : undefined;
+    const single = (consumers.get(node.outputs[0]) ?? []).length === 1;
+    if (!bn || !single || !graph.initializers.has(node.inputs[1])) {
+      graph.nodes.push(node);
+      continue;
+    }
+    const [, gamma, , , runVar] = bn.inputs;
+    const eps = attrFloat(bn, 'epsilon', 1e-5);
+    const weight = node.inputs[1];
+    const rank = b.rank(weight);
+    // scale factor gamma / sqrt(var + eps): per output channel.
+    const sigma = b.sqrt(b.add(runVar, b.scalarLike(eps, runVar)));
+    const factor = b.div(gamma, sigma);
+    const scaledWeight = b.op1('Mul', [weight, b.reshape(factor, [-1, ...Array(rank - 1).fill(1)])], {}, { outputs: [`${weight}/folded`] });
+    const convOut = b.fresh(`${node.outputs[0]}_scaled`);
+    const conv: Node = { ...node, inputs: [node.inputs[0], scaledWeight], outputs: [convOut] };
+    b.addNode(conv);
+    let y = b.div(convOut, b.reshape(factor, [1, -1, ...Array(rank - 2).fill(1)]));
+    if (node.inputs[2]) y = b.add(y, b.reshape(node.inputs[2], [1, -1, ...Array(rank - 2).fill(1)]));
+    b.op1('Identity', [y], {}, { outputs: [node.outputs[0]], name: `${node.name}/unscale` });
+    folded.push({ conv: node.name, batchNorm: bn.name, scaledWeight, weight });
+  }
+  return folded;
+}

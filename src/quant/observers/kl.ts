@@ -1,0 +1,130 @@
+import { QuantSpec } from '../spec';
+import { batchMinMax, checkBatch, noDataError } from './batch';
+import { GrowingHistogram } from './histogram';
+import { RangeObserver, TensorRange } from './types';
+
+/** Smoothing of zero bins before the divergence (MXNet / ORT smooth_distribution). */
+const SMOOTHING_EPS = 1e-4;
+
+/**
+ * Smoothed, normalised copy of counts[0..n): zero bins get eps and every non-zero bin gives up
+ * eps * zeros / nonzeros, so no bin is 0 and the total is unchanged. Undefined where that would leave a
+ * bin <= 0 (all bins zero, or a non-zero bin smaller than its share), which rules the candidate out.
+ */
+function smoothedDistribution(counts: Float64Array, n: number, out: Float64Array): boolean {
+  let zeros = 0;
+  let total = 0;
+  let smallest = Infinity;
+  for (let j = 0; j < n; j++) {
+    const c = counts[j];
+    if (c === 0) zeros++;
+    else if (c < smallest) smallest = c;
+    total += c;
+  }
+  const nonzeros = n - zeros;
+  if (nonzeros === 0) return false;
+  const give = (SMOOTHING_EPS * zeros) / nonzeros;
+  if (give >= smallest) return false;
+  for (let j = 0; j < n; j++) out[j] = (counts[j] === 0 ? SMOOTHING_EPS : counts[j] - give) / total;
+  return true;
+}
+
+/**
+ * TensorRT's entropy calibration (Migacz, "8-bit Inference with TensorRT", GTC 2017), on a histogram of
+ * |x| (or max(x, 0)). For each candidate i from `levels` to the number of bins:
+ * - P: the first i bins, with every count beyond them (the clipped outliers) added to bin i-1;
+ * - Q: the same i bins without outliers, merged into `levels` groups of floor(i / levels) bins (the last
+ *   group takes the remainder), each group's count spread evenly over its bins that are non-zero in P;
+ * - both smoothed (zero bins get 1e-4) and normalised; divergence KL(P || Q).
+ * Returns the i with the smallest divergence (the first on ties); the threshold is i bin widths.
+ */
+export function klThresholdBins(counts: Float64Array, levels: number): number {
+  const bins = counts.length;
+  if (bins < levels) throw new Error(`klThresholdBins: ${bins} bins cannot hold ${levels} quantization levels`);
+  const beyond = new Float64Array(bins + 1);
+  for (let j = bins - 1; j >= 0; j--) beyond[j] = beyond[j + 1] + counts[j];
+  const p = new Float64Array(bins);
+  const q = new Float64Array(bins);
+  const pSmooth = new Float64Array(bins);
+  const qSmooth = new Float64Array(bins);
+  let best = bins;
+  let bestDivergence = Infinity;
+  for (let i = levels; i <= bins; i++) {
+    p.set(counts.subarray(0, i));
+    p[i - 1] += beyond[i];
+    const group = Math.floor(i / levels);
+    for (let g = 0; g < levels; g++) {
+      const start = g * group;
+      const end = g === levels - 1 ? i : start + group;
+      let sum = 0;
+      let nonzero = 0;
+      for (let j = start; j < end; j++) {
+        sum += counts[j];
+        if (p[j] !== 0) nonzero++;
+      }
+      const share = nonzero === 0 ? 0 : sum / nonzero;
+      for (let j = start; j < end; j++) q[j] = p[j] !== 0 ? share : 0;
+    }
+    if (!smoothedDistribution(p, i, pSmooth) || !smoothedDistribution(q, i, qSmooth)) continue;
+    let divergence = 0;
+    for (let j = 0; j < i; j++) divergence += pSmooth[j] * Math.log(pSmooth[j] / qSmooth[j]);
+    if (divergence < bestDivergence) {
+      bestDivergence = divergence;
+      best = i;
+    }
+  }
+  return best;
+}
+
+/** Levels of the KL search: 2^(bits-1), the non-negative codes of a signed grid (128 for 8 bits). */
+export function klLevels(bits: number): number {
+  return 2 ** (bits - 1);
+}
+
+/**
+ * Entropy (KL) calibration. Signed specs histogram |x|; unsigned specs (activations after ReLU) histogram the
+ * positive side max(x, 0). Both search over 2^(bits-1) levels, as TensorRT (int8: ReLU outputs use the 128
+ * non-negative codes) and ORT (num_quantized_bins = 128 for uint8 too); for a 2^bits-level unsigned grid this
+ * errs toward a tighter threshold. Range: signed [-T, T] (asymmetric specs: clamped to the observed
+ * [min, max]); unsigned [0, T] (asymmetric specs keep any negative values by their observed min).
+ */
+export class KlObserver implements RangeObserver {
+  private readonly histogram: GrowingHistogram;
+  private readonly levels: number;
+  private min = Infinity;
+  private max = -Infinity;
+
+  constructor(
+    private readonly spec: QuantSpec,
+    bins: number,
+  ) {
+    this.histogram = new GrowingHistogram(bins, spec.signed ? 'abs' : 'positive');
+    this.levels = klLevels(spec.bits);
+  }
+
+  observe(values: Float32Array, shape?: number[]): void {
+    checkBatch(values, shape, 'kl observer');
+    if (values.length === 0) return;
+    const b = batchMinMax(values);
+    this.min = Math.min(this.min, b.min);
+    this.max = Math.max(this.max, b.max);
+    this.histogram.add(values);
+  }
+
+  /** The threshold T chosen by the KL search, at most the largest observed magnitude. */
+  threshold(): number {
+    if (this.min > this.max) throw noDataError('kl');
+    const h = this.histogram;
+    const magnitude = this.spec.signed ? Math.max(-this.min, this.max) : Math.max(this.max, 0);
+    if (h.limit === 0) return 0;
+    return Math.min(klThresholdBins(h.counts, this.levels) * h.width, magnitude);
+  }
+
+  range(): TensorRange {
+    const t = this.threshold();
+    if (this.spec.signed) {
+      return this.spec.symmetric ? { min: -t, max: t } : { min: Math.max(this.min, -t), max: Math.min(this.max, t) };
+    }
+    return { min: this.spec.symmetric ? 0 : Math.min(this.min, 0), max: t };
+  }
+}

@@ -1,0 +1,290 @@
+import { GraphBuilder } from '../ir/builder';
+import { attrInt, Graph, Node, topologicalOrder } from '../ir/graph';
+import { Tensor } from '../ir/tensor';
+import { Model } from '../models/model';
+import './index';
+import { QATKIT } from './fake-quantize-op';
+import { foldBatchNormForQat, FoldedConv } from './fold-batchnorm';
+import { activationSpec, LayerOverride, QatConfig, RoleSpec, weightSpec } from './presets';
+import { QuantSpec, quantRange, validateSpec, qparamsFromRange } from './spec';
+
+/** One inserted quantizer, as export and reports need it. */
+export interface Quantizer {
+  role: 'weight' | 'activation';
+  /** The float tensor quantized (weight, folded weight, or activation). */
+  tensor: string;
+  /** The fake-quantized value that consumers now read. */
+  output: string;
+  /** The quantizer node (FakeQuantize, BinaryQuantize, ...). */
+  node: string;
+  /** Compute layer (weights) or the layers this activation feeds. */
+  layers: string[];
+  spec: QuantSpec;
+  /** Values holding the scale and zero point fed to FakeQuantize (absent for binary/ternary/PACT). */
+  scale?: string;
+  zeroPoint?: string;
+  /** Parameters the quantizer learns (LSQ scale, LSQ+ zero point, PACT alpha). */
+  learned: string[];
+  observer?: { min: string; max: string };
+}
+
+export interface QuantInfo {
+  preset?: string;
+  config: QatConfig;
+  quantizers: Quantizer[];
+  folded: FoldedConv[];
+}
+
+/** Activation statistics from calibration batches: what observers and learned scales start from. */
+export interface ActivationStats {
+  min: number;
+  max: number;
+  meanAbs: number;
+  /** Elements per sample (LSQ's gradient scale uses it). */
+  perSample: number;
+}
+
+const COMPUTE_OPS = new Set(['Conv', 'Gemm', 'MatMul']);
+/** Ops that move or select values without changing them: a quantized input stays on the grid. */
+const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Identity', 'Transpose', 'Squeeze', 'Unsqueeze']);
+
+export interface QuantPlan {
+  graph: Graph;
+  folded: FoldedConv[];
+  weights: { node: Node; tensor: string; spec: QuantSpec }[];
+  activations: Map<string, { spec: QuantSpec; layers: string[] }>;
+}
+
+function globMatch(pattern: string, name: string): boolean {
+  const re = new RegExp('^' + pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$');
+  return re.test(name);
+}
+
+function weightAxis(node: Node): number {
+  if (node.opType === 'Conv') return 0;
+  if (node.opType === 'Gemm') return attrInt(node, 'transB', 0) ? 0 : 1;
+  return 1; // MatMul [K, N]: per output column
+}
+
+/**
+ * Decides what to quantize (no graph change besides BN folding): weights of Conv/Gemm/MatMul per output
+ * channel; activations at the tensors that feed those layers and residual Adds, found by walking back through
+ * value-preserving ops, so each tensor is quantized once at its producer as an integer model stores it.
+ */
+export function planQuantization(model: Model, config: QatConfig): QuantPlan {
+  const graph = model.graph.clone();
+  const folded = config.foldBatchNorm ? foldBatchNormForQat(graph) : [];
+  const order = topologicalOrder(graph);
+  graph.nodes = order;
+  const producers = graph.producers();
+  const params = new Set(model.params);
+  const isWeight = (v: string) => params.has(v) || folded.some((f) => f.scaledWeight === v);
+  const compute = order.filter((n) => COMPUTE_OPS.has(n.opType) && n.inputs[1] && isWeight(n.inputs[1]));
+  const first = compute[0]?.name;
+  const last = compute.at(-1)?.name;
+  const overrideFor = (name: string): LayerOverride | undefined => config.overrides.find((o) => globMatch(o.match, name));
+  const roleFor = (node: Node, role: 'weight' | 'activation'): RoleSpec | undefined => {
+    const o = overrideFor(node.name);
+    if (o?.skip) return undefined;
+    let r: RoleSpec = { ...config[role], ...(o?.[role] ?? {}) };
+    if (config.firstLastBits && (node.name === first || node.name === last) && !o?.[role]?.bits) {
+      r = { ...r, bits: Math.max(r.bits, config.firstLastBits), method: r.bits >= config.firstLastBits ? r.method : 'minmax', granularity: role === 'weight' ? 'per-channel' : 'per-tensor' };
+    }
+    return r;
+  };
+  const source = (v: string): string => {
+    let cur = v;
+    for (;;) {
+      const p = producers.get(cur);
+      if (!p || !PASS_THROUGH.has(p.opType)) return cur;
+      cur = p.inputs[0];
+    }
+  };
+  const nonNegative = (v: string): boolean => {
+    const p = producers.get(v);
+    if (!p) return false;
+    if (p.opType === 'Relu') return true;
+    if (p.opType === 'Clip') return (graph.initializers.get(p.inputs[1])?.toNumbers()[0] ?? -1) >= 0;
+    return false;
+  };
+
+  const weights: QuantPlan['weights'] = [];
+  const activations = new Map<string, { spec: QuantSpec; layers: string[] }>();
+  const addActivation = (v: string, r: RoleSpec, layer: string) => {
+    if (graph.initializers.has(v)) return;
+    const spec = validateSpec(activationSpec(r, nonNegative(v)), `activation '${v}'`);
+    const prev = activations.get(v);
+    if (!prev) activations.set(v, { spec, layers: [layer] });
+    else {
+      prev.layers.push(layer);
+      if (spec.bits > prev.spec.bits) prev.spec = spec;
+    }
+  };
+  for (const node of compute) {
+    const w = roleFor(node, 'weight');
+    if (w) weights.push({ node, tensor: node.inputs[1], spec: validateSpec(weightSpec(w, weightAxis(node)), `weight of '${node.name}'`) });
+    const a = roleFor(node, 'activation');
+    if (a) addActivation(source(node.inputs[0]), a, node.name);
+  }
+  for (const node of order) {
+    if (node.opType !== 'Add' || node.inputs.some((i) => graph.initializers.has(i))) continue;
+    for (const i of node.inputs) addActivation(source(i), config.activation, node.name);
+  }
+  return { graph, folded, weights, activations };
+}
+
+/** Float values of a weight at prepare time (folded weights are W * gamma / sqrt(var + eps)). */
+function weightValues(graph: Graph, folded: FoldedConv[], tensor: string): Tensor {
+  const direct = graph.initializers.get(tensor);
+  if (direct) return direct;
+  const f = folded.find((x) => x.scaledWeight === tensor)!;
+  const w = graph.initializers.get(f.weight)!;
+  const bnNode = graph.nodes.find((n) => n.name === f.batchNorm)!;
+  const gamma = graph.initializers.get(bnNode.inputs[1])!.data as Float32Array;
+  const variance = graph.initializers.get(bnNode.inputs[4])!.data as Float32Array;
+  const eps = bnNode.attrs.epsilon?.kind === 'float' ? bnNode.attrs.epsilon.value : 1e-5;
+  const per = w.size / w.dims[0];
+  const out = new Float32Array(w.size);
+  for (let i = 0; i < w.size; i++) {
+    const c = Math.floor(i / per);
+    out[i] = (w.data as Float32Array)[i] * (gamma[c] / Math.sqrt(variance[c] + eps));
+  }
+  return new Tensor(w.dtype, w.dims, out);
+}
+
+/** Per-channel mean |w| along `axis`. */
+function channelMeanAbs(t: Tensor, axis: number): number[] {
+  const dims = t.dims;
+  const c = dims[axis];
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const sums = new Array(c).fill(0);
+  const data = t.data as Float32Array;
+  for (let i = 0; i < t.size; i++) sums[Math.floor(i / inner) % c] += Math.abs(data[i]);
+  return sums.map((s) => s / (t.size / c));
+}
+
+/**
+ * Inserts the quantizers of `plan` into its graph and returns the QAT model. Activation observers start from
+ * the calibration statistics (`stats`, by tensor name), and so do learned activation scales (LSQ init 2 <|x|> /
+ * sqrt(qmax), Esser et al. 2020) and PACT's alpha (the calibrated max).
+ */
+export function applyQuantization(model: Model, plan: QuantPlan, stats: Map<string, ActivationStats>, config: QatConfig, preset?: string): Model {
+  const graph = plan.graph;
+  const b = new GraphBuilder(graph, 'quant/');
+  const params = [...model.params];
+  const noDecay = [...model.noDecay];
+  const observerStats: string[] = [];
+  const quantizers: Quantizer[] = [];
+  const learn = (name: string, t: Tensor) => {
+    b.initializer(name, t);
+    params.push(name);
+    noDecay.push(name);
+    return name;
+  };
+  const rewire = (tensor: string, replacement: string, keep: Set<Node>) => {
+    for (const n of graph.nodes) if (!keep.has(n)) n.inputs = n.inputs.map((i) => (i === tensor ? replacement : i));
+    graph.outputs.forEach((o) => {
+      if (o.name === tensor) o.name = replacement;
+    });
+  };
+  const fq = (x: string, scale: string, zero: string, spec: QuantSpec, attrs: Record<string, number>) => {
+    const { qmin, qmax } = quantRange(spec);
+    const axis = spec.granularity.kind === 'per-channel' || spec.granularity.kind === 'per-group' ? spec.granularity.axis : undefined;
+    const groupSize = spec.granularity.kind === 'per-group' ? spec.granularity.size : undefined;
+    return b.op1('FakeQuantize', [x, scale, zero], { qmin, qmax, axis, group_size: groupSize, ...attrs }, { domain: QATKIT, name: `${x}/fake_quant` });
+  };
+
+  for (const w of plan.weights) {
+    const spec = w.spec;
+    const before = graph.nodes.length;
+    const values = weightValues(graph, plan.folded, w.tensor);
+    const axis = spec.granularity.kind === 'per-channel' ? spec.granularity.axis : 0;
+    const channels = values.dims[axis];
+    let output: string;
+    let scale: string | undefined;
+    let zero: string | undefined;
+    const learned: string[] = [];
+    if (spec.method === 'binary' || spec.method === 'ternary') {
+      const op = spec.method === 'binary' ? 'BinaryQuantize' : 'TernaryQuantize';
+      output = b.op1(op, [w.tensor], spec.granularity.kind === 'per-tensor' ? {} : { axis }, { domain: QATKIT, name: `${w.tensor}/${spec.method}` });
+    } else {
+      const { qmax } = quantRange(spec);
+      zero = b.constant(Tensor.float([channels], new Array(channels).fill(0)));
+      if (spec.method === 'minmax') {
+        const reduceAxes = values.dims.map((_, i) => i).filter((i) => i !== axis);
+        const absMax = b.op1('ReduceMax', [b.abs(w.tensor)], { axes: reduceAxes, keepdims: 0 });
+        scale = b.op1('Max', [b.div(absMax, b.scalarLike(qmax, absMax)), b.scalarLike(1e-8, absMax)]);
+        output = fq(w.tensor, scale, zero, spec, {});
+      } else {
+        const init = channelMeanAbs(values, axis).map((m) => Math.max((2 * m) / Math.sqrt(qmax), 1e-6));
+        scale = learn(`${w.tensor}/quant_scale`, Tensor.float([channels], init));
+        learned.push(scale);
+        const perChannel = values.size / channels;
+        output = fq(w.tensor, scale, zero, spec, { learn_scale: 1, grad_scale: 1 / Math.sqrt(perChannel * qmax) });
+      }
+    }
+    w.node.inputs[1] = output;
+    void before;
+    quantizers.push({ role: 'weight', tensor: w.tensor, output, node: graph.nodes.at(-1)!.name, layers: [w.node.name], spec, scale, zeroPoint: zero, learned });
+  }
+
+  for (const [tensor, { spec, layers }] of plan.activations) {
+    const st = stats.get(tensor);
+    if (!st) throw new Error(`no calibration statistics for activation '${tensor}'`);
+    const before = graph.nodes.length;
+    const { qmin, qmax } = quantRange(spec);
+    let output: string;
+    let scale: string | undefined;
+    let zero: string | undefined;
+    const learned: string[] = [];
+    let observer: Quantizer['observer'];
+    if (spec.method === 'minmax') {
+      const min = b.initializer(`${tensor}/observer_min`, Tensor.float([], [st.min]));
+      const max = b.initializer(`${tensor}/observer_max`, Tensor.float([], [st.max]));
+      observerStats.push(min, max);
+      observer = { min, max };
+      [scale, zero] = b.op(
+        'RangeObserver',
+        [min, max],
+        { qmin, qmax, symmetric: spec.symmetric ? 1 : 0, observed: tensor, momentum: config.observerMomentum },
+        { domain: QATKIT, outputs: 2, name: `${tensor}/observer` },
+      );
+      output = fq(tensor, scale, zero, spec, {});
+    } else if (spec.method === 'pact') {
+      const alpha = learn(`${tensor}/pact_alpha`, Tensor.float([], [Math.max(st.max, 1e-3)]));
+      learned.push(alpha);
+      output = b.op1('PactQuantize', [tensor, alpha], { bits: spec.bits }, { domain: QATKIT, name: `${tensor}/pact` });
+    } else if (spec.method === 'lsq' || spec.method === 'lsq+') {
+      const gradScale = 1 / Math.sqrt(st.perSample * qmax);
+      if (spec.method === 'lsq+') {
+        const q = qparamsFromRange(st.min, st.max, spec);
+        scale = learn(`${tensor}/quant_scale`, Tensor.float([], [q.scale]));
+        zero = learn(`${tensor}/quant_zero_point`, Tensor.float([], [q.zeroPoint]));
+        learned.push(scale, zero);
+        output = fq(tensor, scale, zero, spec, { learn_scale: 1, learn_zero_point: 1, grad_scale: gradScale });
+      } else {
+        scale = learn(`${tensor}/quant_scale`, Tensor.float([], [Math.max((2 * st.meanAbs) / Math.sqrt(qmax), 1e-6)]));
+        learned.push(scale);
+        zero = b.constant(0);
+        output = fq(tensor, scale, zero, spec, { learn_scale: 1, grad_scale: gradScale });
+      }
+    } else if (spec.method === 'absmax') {
+      output = b.op1('AbsmaxQuantize', [tensor], { bits: spec.bits, per_token: spec.granularity.kind === 'per-token' ? 1 : 0 }, { domain: QATKIT, name: `${tensor}/absmax` });
+    } else {
+      throw new Error(`activation '${tensor}': method '${spec.method}' is for weights only`);
+    }
+    const added = new Set(graph.nodes.slice(before));
+    rewire(tensor, output, added);
+    quantizers.push({ role: 'activation', tensor, output, node: graph.nodes.at(-1)!.name, layers, spec, scale, zeroPoint: zero, learned, observer });
+  }
+  graph.nodes = topologicalOrder(graph);
+  graph.opsets[QATKIT] = 1;
+  return {
+    ...model,
+    graph,
+    params,
+    noDecay,
+    observerStats: [...(model.observerStats ?? []), ...observerStats],
+    quant: { preset, config, quantizers, folded: plan.folded },
+  };
+}

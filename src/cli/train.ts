@@ -6,6 +6,8 @@ import { OPTIMIZERS } from '../train/optimizer';
 import { defaultRunDir, DEFAULT_TRAIN_CONFIG, train, TrainConfig, TrainResult } from '../train/run';
 import { SCHEDULES } from '../train/schedule';
 import { choiceOption, floatListOption, floatOption, intOption } from './options';
+import { PRESETS } from '../quant/presets';
+import { loadQuantConfigFile } from '../quant/config-file';
 import { Progress } from './progress';
 
 export function addTrainOptions(cmd: Command): Command {
@@ -29,6 +31,15 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--input-scale <x>', 'imported models: multiply [0,1] pixels by this first', floatOption('--input-scale'))
     .option('--input-mean <list>', 'imported models: subtract per-channel mean (after scaling)', floatListOption('--input-mean'))
     .option('--input-std <list>', 'imported models: divide by per-channel std', floatListOption('--input-std'))
+    .option('--quant <preset>', `quantization-aware training: ${PRESETS.join(', ')}`, choiceOption('--quant', PRESETS))
+    .option('--quant-config <file.json>', 'full quantization config (per-layer bits, granularity, scale method)')
+    .option('--from <run_dir>', 'start from this fp32 run (QAT fine-tuning; the distillation teacher)')
+    .option('--distill', 'distill from the --from model (KL on logits)')
+    .option('--distill-weight <x>', 'weight of the distillation term in [0, 1]', floatOption('--distill-weight', { min: 0 }), 0.5)
+    .option('--distill-temperature <x>', 'distillation temperature', floatOption('--distill-temperature', { min: 0, exclusiveMin: true }), 2)
+    .option('--bn-freeze-step <n>', 'QAT: step at which BN uses running statistics (default: half the run)', intOption('--bn-freeze-step', 0))
+    .option('--observer-freeze-step <n>', 'QAT: step after which activation ranges are frozen (default: 3/4 of the run)', intOption('--observer-freeze-step', 0))
+    .option('--calib-batches <n>', 'QAT: batches that calibrate activation ranges first', intOption('--calib-batches', 1), 8)
     .option('--out <dir>', 'run directory (default runs/<model>-<data>-<time>)')
     .option('--resume', 'continue the run in --out from its checkpoint')
     .option('--json <file>', 'write the metrics as JSON to this file');
@@ -40,6 +51,13 @@ export function configFromOptions(o: Record<string, any>): TrainConfig {
     model: o.model, data: o.data, epochs: o.epochs, steps: o.steps, batch: o.batch, optimizer: o.optimizer, lr: o.lr,
     weightDecay: o.weightDecay, schedule: o.schedule, warmupSteps: o.warmupSteps, labelSmoothing: o.labelSmoothing,
     clipNorm: o.clipNorm, augmentShift: o.augmentShift, seed: o.seed, threads: o.threads, input,
+    quant: o.quant ?? (o.quantConfig ? 'custom' : undefined),
+    quantConfig: o.quantConfig ? loadQuantConfigFile(o.quantConfig, o.quant) : undefined,
+    from: o.from,
+    distill: o.distill ? { weight: o.distillWeight, temperature: o.distillTemperature } : undefined,
+    bnFreezeStep: o.bnFreezeStep,
+    observerFreezeStep: o.observerFreezeStep,
+    calibBatches: o.calibBatches,
   };
 }
 
@@ -61,13 +79,14 @@ export async function runTrainCommand(o: Record<string, any>, label = 'train'): 
   });
   progress.stop();
   const { losses: _l, ...summary } = result;
+  if (result.fp32_accuracy !== undefined) console.log(`fp32 accuracy ${(result.fp32_accuracy * 100).toFixed(2)}%; ${result.quant} QAT:`);
   console.log(`test accuracy ${(result.test_accuracy * 100).toFixed(2)}% after ${result.steps} steps (${result.ms_per_step_median.toFixed(1)} ms/step median); run saved in ${path.resolve(runDir)}`);
   if (o.json) writeFileAtomic(o.json, JSON.stringify(summary, null, 2) + '\n');
   return result;
 }
 
 export function trainCommand(): Command {
-  return addTrainOptions(new Command('train').description('train a model (fp32; quantization-aware with --quant once available)')).action(async (o) => {
+  return addTrainOptions(new Command('train').description('train a model in fp32, or quantization-aware with --quant / --quant-config')).action(async (o) => {
     await runTrainCommand(o);
   });
 }

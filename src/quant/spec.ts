@@ -73,7 +73,8 @@ export function validateSpec(spec: QuantSpec, where = 'quant spec'): QuantSpec {
 /** Round half to even, as ONNX Round / QuantizeLinear and torch.round do (Math.round rounds half up). */
 export function roundHalfEven(x: number): number {
   const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+  // Math.round sends ties up; where it did and landed on an odd number, step back to the even neighbour.
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 /**

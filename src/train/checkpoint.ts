@@ -4,6 +4,9 @@ import { Tensor } from '../ir/tensor';
 import { decodeModel, encodeModel } from '../onnx/model-io';
 import { writeFileAtomic } from '../onnx/atomic-write';
 import { Model } from '../models/model';
+import { inferTypes } from '../ir/infer';
+import '../ops';
+import '../quant';
 
 const MAGIC = 'QATKIT-CHECKPOINT-1\n';
 
@@ -86,6 +89,7 @@ export function loadCheckpoint(file: string): Checkpoint {
   };
   const hm = header.model;
   const graph = decodeModel(slice(hm.offset, hm.length, 'model'), { source: file });
+  inferTypes(graph);
   const optimizerState = new Map<string, Tensor>();
   for (const t of header.tensors) {
     const bytes = slice(t.offset, t.length, `tensor '${t.name}'`);

@@ -4,8 +4,12 @@ import { learningRate, ScheduleConfig } from './schedule';
 import { StepResult, Trainer, TrainingDivergedError } from './trainer';
 
 export interface FitOptions {
-  /** Total steps to reach (counting steps already done when resuming). */
+  /** Step count to stop at (counting steps already done when resuming). */
   totalSteps: number;
+  /** Length of the whole run for the learning-rate schedule (default totalSteps; differs when a run is split into phases). */
+  scheduleSteps?: number;
+  /** Called before each step with the 0-based step index (e.g. to freeze observers). */
+  beforeStep?: (step: number) => void;
   schedule: ScheduleConfig;
   seed: number;
   augmentShift?: number;
@@ -54,7 +58,8 @@ export async function fit(trainer: Trainer, data: DataSplit, options: FitOptions
       if (trainer.stepCount >= options.totalSteps) break;
       trainer.batchImages.set(batch.images);
       trainer.batchLabels.set(batch.labels);
-      const lr = learningRate(options.schedule, trainer.stepCount, options.totalSteps);
+      options.beforeStep?.(trainer.stepCount);
+      const lr = learningRate(options.schedule, trainer.stepCount, options.scheduleSteps ?? options.totalSteps);
       const t0 = performance.now();
       let r: StepResult;
       try {
@@ -69,7 +74,7 @@ export async function fit(trainer: Trainer, data: DataSplit, options: FitOptions
       const ms = performance.now() - t0;
       losses.push(r.loss);
       msPerStep.push(ms);
-      options.onStep?.({ ...r, step: trainer.stepCount, epoch, totalSteps: options.totalSteps, lr, ms });
+      options.onStep?.({ ...r, step: trainer.stepCount, epoch, totalSteps: options.scheduleSteps ?? options.totalSteps, lr, ms });
     }
     if (trainer.stepCount % perEpoch === 0 || trainer.stepCount >= options.totalSteps) await options.onEpochEnd?.(epoch);
   }

@@ -11,6 +11,10 @@ import { fit, median, StepInfo } from './fit';
 import { defaultOptimizer, OptimizerKind, OPTIMIZERS } from './optimizer';
 import { ScheduleKind, SCHEDULES } from './schedule';
 import { Trainer } from './trainer';
+import { evaluateModel } from './evaluate';
+import { distillFrom, DistillOptions } from './distill';
+import { prepareQat } from '../quant/qat';
+import { presetConfig, QatConfig } from '../quant/presets';
 
 export interface TrainConfig {
   model: string;
@@ -30,6 +34,18 @@ export interface TrainConfig {
   seed: number;
   threads: number;
   input?: InputTransform;
+  /** Quantization-aware training: a preset name (w8a8, w4a4, ...) and/or a full config. */
+  quant?: string;
+  quantConfig?: QatConfig;
+  /** fp32 run directory to start from (QAT fine-tuning) and to distill from. */
+  from?: string;
+  distill?: DistillOptions;
+  /** Step at which BN switches to running statistics (QAT); default half the run. */
+  bnFreezeStep?: number;
+  /** Step after which activation observers stop updating (QAT); default three quarters of the run. */
+  observerFreezeStep?: number;
+  /** Calibration batches (of --batch samples) that initialise activation ranges before QAT. */
+  calibBatches?: number;
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -50,6 +66,9 @@ export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
 
 export interface TrainResult {
   model: string;
+  quant?: string;
+  method?: 'qat';
+  fp32_accuracy?: number;
   data: string;
   epochs: number;
   steps: number;
@@ -99,6 +118,24 @@ export function defaultRunDir(c: TrainConfig): string {
  * Trains a model as `qat train` does: writes checkpoint.qat (each epoch and at the end), model.onnx (the fp32
  * inference model) and metrics.json into runDir. With resume, continues from runDir's checkpoint exactly.
  */
+/** The fp32 model of a finished run (its checkpoint), e.g. to fine-tune with QAT or to distill from. */
+export function loadRunModel(runDir: string): Model {
+  const file = path.join(runDir, CHECKPOINT_FILE);
+  if (!fs.existsSync(file)) throw new Error(`--from: no checkpoint at ${file} (train an fp32 run first with qat train --out ${runDir})`);
+  return loadCheckpoint(file).model;
+}
+
+function resolveQatConfig(c: TrainConfig): QatConfig | undefined {
+  if (!c.quant && !c.quantConfig) return undefined;
+  return c.quantConfig ?? presetConfig(c.quant!);
+}
+
+/**
+ * Trains a model as `qat train` does: writes checkpoint.qat (each epoch, at QAT phase changes and at the end),
+ * model.onnx (the inference model) and metrics.json into runDir. With resume, continues from runDir's
+ * checkpoint exactly. With a quantization config, the model (fresh, or the fp32 model of config.from) is
+ * prepared for QAT first: BN folded, activation ranges calibrated, fake-quant nodes inserted.
+ */
 export async function train(config: TrainConfig, runDir: string, options: { resume?: boolean; hooks?: RunHooks } = {}): Promise<TrainResult> {
   const hooks = options.hooks ?? {};
   const ckptPath = path.join(runDir, CHECKPOINT_FILE);
@@ -113,19 +150,34 @@ export async function train(config: TrainConfig, runDir: string, options: { resu
     config = { ...saved, epochs: config.epochs ?? saved.epochs, steps: config.steps ?? saved.steps, threads: config.threads ?? saved.threads };
     model = ckpt.model;
     initial = new Map(ckpt.optimizerState);
-    for (const name of [...model.params, ...model.runningStats]) initial.set(name, model.graph.initializers.get(name)!);
+    for (const name of [...model.params, ...model.runningStats, ...(model.observerStats ?? [])]) initial.set(name, model.graph.initializers.get(name)!);
     startStep = ckpt.step;
-  } else {
-    model = resolveModel(config.model, config.data, config.seed, config.input);
   }
   validateTrainConfig(config);
   const data = loadDataset(config.data);
+  const qatConfig = resolveQatConfig(config);
+  if (config.distill && !config.from) throw new Error('--distill needs --from RUN_DIR (the fp32 teacher)');
+  const base = config.from ? loadRunModel(config.from) : undefined;
+  if (!options.resume) {
+    model = base ?? resolveModel(config.model, config.data, config.seed, config.input);
+    if (qatConfig) {
+      const calibCount = Math.min(data.train.count, (config.calibBatches ?? 8) * config.batch);
+      model = await prepareQat(model, qatConfig, { images: data.train.images, count: calibCount, sampleShape: data.train.shape }, config.quant, config.threads);
+    }
+  }
+  const fp32Accuracy = qatConfig && base ? (await evaluateModel(base, data.test, { threads: config.threads })).accuracy : undefined;
   const optimizer = { ...defaultOptimizer(config.optimizer), clipNorm: config.clipNorm };
   if (config.weightDecay !== undefined) optimizer.weightDecay = config.weightDecay;
-  const trainer = await Trainer.create(model, { batchSize: config.batch, classes: data.train.classes, optimizer, labelSmoothing: config.labelSmoothing, threads: config.threads }, initial);
-  trainer.stepCount = startStep;
   const perEpoch = Math.floor(data.train.count / config.batch);
   const totalSteps = config.steps ?? config.epochs * perEpoch;
+  const quantized = Boolean(model!.quant);
+  const bnFreeze = quantized && model!.runningStats.length ? (config.bnFreezeStep ?? Math.floor(totalSteps / 2)) : Infinity;
+  const observerFreeze = quantized ? (config.observerFreezeStep ?? Math.floor((3 * totalSteps) / 4)) : Infinity;
+  const extraLoss = config.distill && base ? distillFrom(base, config.distill) : undefined;
+  const makeTrainer = (m: Model, init: Map<string, Tensor> | undefined, step: number) =>
+    Trainer.create(m, { batchSize: config.batch, classes: data.train.classes, optimizer, labelSmoothing: config.labelSmoothing, threads: config.threads, extraLoss, freezeBatchNorm: step >= bnFreeze }, init);
+  let trainer = await makeTrainer(model!, initial, startStep);
+  trainer.stepCount = startStep;
   fs.mkdirSync(runDir, { recursive: true });
   let lastCheckpoint: string | undefined = options.resume ? ckptPath : undefined;
   const checkpoint = () => {
@@ -138,22 +190,44 @@ export async function train(config: TrainConfig, runDir: string, options: { resu
     });
     lastCheckpoint = ckptPath;
   };
-  hooks.onStart?.({ totalSteps, startStep, model });
-  const result = await fit(trainer, data, {
-    totalSteps,
-    schedule: { kind: config.schedule, lr: config.lr, warmupSteps: config.warmupSteps },
-    seed: config.seed,
-    augmentShift: config.augmentShift,
-    onStep: hooks.onStep,
-    onEpochEnd: () => checkpoint(),
-    lastCheckpoint: () => lastCheckpoint,
-  });
+  hooks.onStart?.({ totalSteps, startStep, model: model! });
+  const losses: number[] = [];
+  const msPerStep: number[] = [];
+  // QAT phases: batch-statistics BN until bnFreeze, then a step graph with frozen (folded) BN.
+  for (const end of [Math.min(bnFreeze, totalSteps), totalSteps]) {
+    if (trainer.stepCount >= end) continue;
+    if (trainer.stepCount >= bnFreeze && !trainer.step.graph.nodes.every((n) => n.opType !== 'BatchNormTrain')) {
+      const values = trainer.values();
+      const step = trainer.stepCount;
+      const current = trainer.currentModel();
+      await trainer.release();
+      trainer = await makeTrainer(current, values, step);
+      trainer.stepCount = step;
+    }
+    const result = await fit(trainer, data, {
+      totalSteps: end,
+      scheduleSteps: totalSteps,
+      schedule: { kind: config.schedule, lr: config.lr, warmupSteps: config.warmupSteps },
+      seed: config.seed,
+      augmentShift: config.augmentShift,
+      beforeStep: (s) => {
+        trainer.observe = s < observerFreeze;
+      },
+      onStep: hooks.onStep,
+      onEpochEnd: () => checkpoint(),
+      lastCheckpoint: () => lastCheckpoint,
+    });
+    losses.push(...result.losses);
+    msPerStep.push(...result.msPerStep);
+  }
   const [c, h, w] = data.test.shape;
   const evalResult = await trainer.evaluate(data.test.images, data.test.labels, data.test.count, [c, h, w]);
-  saveModel(trainer.currentModel().graph, path.join(runDir, 'model.onnx'));
+  const finalModel = trainer.currentModel();
+  if (!finalModel.quant) saveModel(finalModel.graph, path.join(runDir, 'model.onnx'));
   await trainer.release();
   const metrics: TrainResult = {
     model: config.model,
+    ...(quantized ? { quant: config.quant ?? 'custom', method: 'qat' as const, fp32_accuracy: fp32Accuracy } : {}),
     data: config.data,
     epochs: config.epochs,
     steps: trainer.stepCount,
@@ -162,11 +236,11 @@ export async function train(config: TrainConfig, runDir: string, options: { resu
     threads: config.threads,
     test_accuracy: evalResult.accuracy,
     test_loss: evalResult.loss,
-    train_loss_last: result.losses.at(-1) ?? NaN,
-    ms_per_step_median: median(result.msPerStep),
+    train_loss_last: losses.at(-1) ?? NaN,
+    ms_per_step_median: median(msPerStep),
     peak_rss_mb: process.resourceUsage().maxRSS / 1024,
     run_dir: runDir,
-    losses: result.losses,
+    losses,
   };
   const { losses: _losses, ...summary } = metrics;
   writeFileAtomic(path.join(runDir, 'metrics.json'), JSON.stringify({ ...summary, config }, null, 2) + '\n');

@@ -22,7 +22,7 @@ export interface CarriedValue {
 }
 
 /** Hook that adds terms to the loss (distillation, oscillation dampening); gets the logits. */
-export type ExtraLoss = (b: GraphBuilder, logits: string, graph: Graph) => { loss: string; stopGradient?: string[] };
+export type ExtraLoss = (b: GraphBuilder, logits: string, graph: Graph) => { loss: string; stopGradient?: string[]; crossEntropyWeight?: number };
 
 export interface TrainStepOptions {
   batchSize: number;
@@ -87,6 +87,7 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
   const stopGradient: string[] = [];
   if (options.extraLoss) {
     const extra = options.extraLoss(b, model.output, graph);
+    if (extra.crossEntropyWeight !== undefined && extra.crossEntropyWeight !== 1) loss = b.mul(loss, b.scalarLike(extra.crossEntropyWeight, loss));
     loss = b.add(loss, extra.loss);
     stopGradient.push(...(extra.stopGradient ?? []));
   }

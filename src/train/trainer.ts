@@ -5,6 +5,7 @@ import { Tensor } from '../ir/tensor';
 import { Model } from '../models/model';
 import { Session } from '../runtime/session';
 import { buildEvalGraph, buildTrainStep, TrainStepGraph, TrainStepOptions } from './step-graph';
+import { scoreLogits } from './evaluate';
 
 export interface TrainerOptions extends TrainStepOptions {
   threads?: number;
@@ -135,21 +136,9 @@ export class Trainer {
   }
 
   async evaluate(images: Float32Array, labels: Uint8Array, count: number, sampleShape: number[]): Promise<{ accuracy: number; loss: number }> {
-    let correct = 0;
-    let lossSum = 0;
-    await this.predict(images, count, sampleShape, (logits, start, n) => {
-      const k = logits.length / n;
-      for (let i = 0; i < n; i++) {
-        let best = 0;
-        let max = -Infinity;
-        for (let j = 0; j < k; j++) if (logits[i * k + j] > max) { max = logits[i * k + j]; best = j; }
-        let z = 0;
-        for (let j = 0; j < k; j++) z += Math.exp(logits[i * k + j] - max);
-        lossSum += Math.log(z) - (logits[i * k + labels[start + i]] - max);
-        if (best === labels[start + i]) correct++;
-      }
-    });
-    return { accuracy: correct / count, loss: lossSum / count };
+    const acc = { correct: 0, loss: 0, predictions: new Uint8Array(count) };
+    await this.predict(images, count, sampleShape, (logits, start, n) => scoreLogits(logits, labels, start, n, acc));
+    return { accuracy: acc.correct / count, loss: acc.loss / count };
   }
 
   async release(): Promise<void> {

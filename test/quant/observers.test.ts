@@ -9,6 +9,7 @@ import {
   calibrateRange,
   createObserver,
   isChannelRange,
+  klDivergences,
   klThresholdBins,
 } from '../../src/quant/observers';
 import { Rng } from '../../src/train/rng';
@@ -216,12 +217,21 @@ test('kl (8-bit): outliers do not stretch the threshold; unsigned uses the posit
   assert.ok(unsigned.max >= 2 && unsigned.max <= 6, `unsigned threshold ${unsigned.max}`);
 });
 
-test('klThresholdBins: data inside the first `levels` bins keeps exactly those bins', () => {
-  const counts = new Float64Array(2048);
-  counts.fill(3, 0, 128);
-  assert.equal(klThresholdBins(counts, 128), 128);
-  counts[2000] = 1; // one far outlier changes nothing: clipping it costs less than coarser levels
-  assert.equal(klThresholdBins(counts, 128), 128);
+test('klThresholdBins: closed-form histograms', () => {
+  // Data inside the first 128 bins: at i = 128 each level is one bin, Q = P and KL = 0, the first minimum.
+  const uniform = new Float64Array(2048).fill(3, 0, 128);
+  assert.equal(klThresholdBins(uniform, 128), 128);
+  // KL measures shape: a flat histogram stays flat when merged, so keeping a far outlier (i = 2001) is
+  // also KL = 0 and beats clipping it into bin 127.
+  uniform[2000] = 1;
+  assert.equal(klThresholdBins(uniform, 128), 2001);
+  // A ramp is flattened by coarser levels, so the outlier is clipped and the 128 fine levels kept.
+  const ramp = Float64Array.from({ length: 2048 }, (_, j) => (j < 128 ? 128 - j : 0));
+  ramp[2000] = 1;
+  assert.equal(klThresholdBins(ramp, 128), 128);
+  const d = klDivergences(ramp, 128);
+  assert.equal(d.length, 2048 - 128 + 1);
+  assert.ok(d[0] < d[2001 - 128], `clip ${d[0]} vs keep ${d[2001 - 128]}`);
 });
 
 // ---- per-channel for other kinds, and calibrateRange ----

@@ -19,7 +19,7 @@ export { MinMaxObserver } from './minmax';
 export { MovingAverageObserver } from './moving-average';
 export { PercentileObserver } from './percentile';
 export { MseObserver, MSE_CLIP_RATIOS, MSE_SAMPLE_SIZE, clippedRange, quantizationMse } from './mse';
-export { KlObserver, klThresholdBins } from './kl';
+export { KlObserver, klDivergences, klLevels, klThresholdBins } from './kl';
 export { PerChannelObserver } from './per-channel';
 export { GrowingHistogram } from './histogram';
 

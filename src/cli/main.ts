@@ -1,12 +1,14 @@
 import { Command } from 'commander';
 import { demoCommand } from './demo';
 import { trainCommand } from './train';
+import { quantizeCommand } from './quantize';
 
 const program = new Command('qat')
   .description('qatkit: quantization-aware training on ONNX Runtime')
   .showHelpAfterError()
   .addCommand(demoCommand())
-  .addCommand(trainCommand());
+  .addCommand(trainCommand())
+  .addCommand(quantizeCommand());
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`qat: ${e.message}`);

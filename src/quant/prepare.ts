@@ -33,6 +33,10 @@ export interface QuantInfo {
   config: QatConfig;
   quantizers: Quantizer[];
   folded: FoldedConv[];
+  /** 'ptq': post-training (src/quant/ptq.ts: min/max scales, frozen calibrated ranges); absent: QAT. */
+  method?: 'ptq';
+  /** PTQ: the observer kind that calibrated the activation ranges (minmax, percentile, mse, kl). */
+  calib?: string;
 }
 
 /** Activation statistics from calibration batches: what observers and learned scales start from. */

@@ -136,7 +136,14 @@ function resolveQatConfig(c: TrainConfig): QatConfig | undefined {
  * checkpoint exactly. With a quantization config, the model (fresh, or the fp32 model of config.from) is
  * prepared for QAT first: BN folded, activation ranges calibrated, fake-quant nodes inserted.
  */
-export async function train(config: TrainConfig, runDir: string, options: { resume?: boolean; hooks?: RunHooks } = {}): Promise<TrainResult> {
+export interface TrainOptions {
+  resume?: boolean;
+  hooks?: RunHooks;
+  /** Stop (with a checkpoint) after this step, as an interrupted run would; the schedule still spans the whole run. */
+  stopAtStep?: number;
+}
+
+export async function train(config: TrainConfig, runDir: string, options: TrainOptions = {}): Promise<TrainResult> {
   const hooks = options.hooks ?? {};
   const ckptPath = path.join(runDir, CHECKPOINT_FILE);
   let model: Model;
@@ -194,7 +201,8 @@ export async function train(config: TrainConfig, runDir: string, options: { resu
   const losses: number[] = [];
   const msPerStep: number[] = [];
   // QAT phases: batch-statistics BN until bnFreeze, then a step graph with frozen (folded) BN.
-  for (const end of [Math.min(bnFreeze, totalSteps), totalSteps]) {
+  const stopAt = Math.min(totalSteps, options.stopAtStep ?? totalSteps);
+  for (const end of [Math.min(bnFreeze, stopAt), stopAt]) {
     if (trainer.stepCount >= end) continue;
     if (trainer.stepCount >= bnFreeze && !trainer.step.graph.nodes.every((n) => n.opType !== 'BatchNormTrain')) {
       const values = trainer.values();

@@ -26,8 +26,8 @@ test('resuming from a checkpoint continues with losses identical to an uninterru
   const config: TrainConfig = { ...base, model: 'lenet', batch: 16, steps: 6 };
   const straight = await train(config, tmp());
   const dir = tmp();
-  const first = await train({ ...config, steps: 3 }, dir);
-  const resumed = await train({ ...config, steps: 6 }, dir, { resume: true });
+  const first = await train(config, dir, { stopAtStep: 3 });
+  const resumed = await train(config, dir, { resume: true });
   assert.deepEqual([...first.losses, ...resumed.losses], straight.losses);
   assert.equal(loadCheckpoint(path.join(dir, 'checkpoint.qat')).step, 6);
 });
@@ -36,7 +36,7 @@ test('resuming with SGD momentum state is exact too', async () => {
   const config: TrainConfig = { ...base, optimizer: 'sgd', lr: 0.05, steps: 5 };
   const straight = await train(config, tmp());
   const dir = tmp();
-  const first = await train({ ...config, steps: 2 }, dir);
+  const first = await train(config, dir, { stopAtStep: 2 });
   const resumed = await train(config, dir, { resume: true });
   assert.deepEqual([...first.losses, ...resumed.losses], straight.losses);
 });

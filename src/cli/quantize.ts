@@ -1,0 +1,48 @@
+import { Command } from 'commander';
+import path from 'node:path';
+import { writeFileAtomic } from '../onnx/atomic-write';
+import { loadQuantConfigFile } from '../quant/config-file';
+import { PRESETS } from '../quant/presets';
+import { CALIB_BATCH_SIZE, CALIB_KINDS } from '../quant/ptq';
+import { defaultPtqDir, PtqRunConfig, PtqResult, quantizeRun } from '../train/ptq-run';
+import { choiceOption, intOption } from './options';
+
+export function ptqConfigFromOptions(o: Record<string, any>): PtqRunConfig {
+  if (!o.from) throw new Error('--from RUN_DIR is required (the fp32 run to quantize)');
+  if (!o.quant && !o.quantConfig) throw new Error(`--quant is required unless --quant-config is given; valid presets: ${PRESETS.join(', ')}`);
+  return {
+    from: o.from,
+    quant: o.quant ?? 'custom',
+    quantConfig: o.quantConfig ? loadQuantConfigFile(o.quantConfig, o.quant) : undefined,
+    calib: o.calib,
+    calibBatches: o.calibBatches,
+    threads: o.threads,
+  };
+}
+
+export async function runQuantizeCommand(o: Record<string, any>): Promise<PtqResult> {
+  const config = ptqConfigFromOptions(o);
+  const outDir = o.out ?? defaultPtqDir(config);
+  const result = await quantizeRun(config, outDir, (line) => console.error(`quantize: ${line}`));
+  const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+  console.log(`fp32 accuracy ${pct(result.fp32_accuracy)}; ${result.quant} PTQ (${result.calib} calibration):`);
+  console.log(`test accuracy ${pct(result.test_accuracy)}; model saved in ${path.resolve(outDir)}`);
+  if (o.json) writeFileAtomic(o.json, JSON.stringify(result, null, 2) + '\n');
+  return result;
+}
+
+export function quantizeCommand(): Command {
+  return new Command('quantize')
+    .description('post-training quantization of an fp32 run, in the same fake-quant graph as QAT (a like-for-like baseline)')
+    .option('--from <run_dir>', 'the fp32 run to quantize (its checkpoint.qat; the dataset comes from its config)')
+    .option('--quant <preset>', `bit-widths: ${PRESETS.join(', ')} (learned scales become min/max ones)`, choiceOption('--quant', PRESETS))
+    .option('--quant-config <file.json>', 'full quantization config (per-layer bits, granularity), merged over --quant')
+    .option('--calib <kind>', `activation range calibration: ${CALIB_KINDS.join(', ')}`, choiceOption('--calib', CALIB_KINDS), 'minmax')
+    .option('--calib-batches <n>', `calibration batches of ${CALIB_BATCH_SIZE} training images`, intOption('--calib-batches', 1), 8)
+    .option('--threads <n>', 'ONNX Runtime intra-op threads', intOption('--threads', 1), 2)
+    .option('--out <dir>', 'output directory (default <from>-ptq-<preset>-<calib>)')
+    .option('--json <file>', 'write the metrics as JSON to this file')
+    .action(async (o) => {
+      await runQuantizeCommand(o);
+    });
+}

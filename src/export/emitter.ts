@@ -1,0 +1,58 @@
+import { toAttr, AttrInput } from '../ir/builder';
+import { Graph, Node } from '../ir/graph';
+import { Tensor } from '../ir/tensor';
+
+/**
+ * Adds plain ONNX nodes and initializers to an export graph under unique names. Export graphs are only
+ * encoded and run, never differentiated, so no types are inferred here.
+ */
+export class Emitter {
+  private used: Set<string>;
+  private counter = 0;
+
+  constructor(public graph: Graph) {
+    this.used = new Set([...graph.initializers.keys(), ...graph.inputs.map((v) => v.name), ...graph.nodes.flatMap((n) => [...n.outputs, n.name])]);
+  }
+
+  unique(base: string): string {
+    let name = base;
+    while (this.used.has(name)) name = `${base}_${this.counter++}`;
+    this.used.add(name);
+    return name;
+  }
+
+  initializer(base: string, t: Tensor): string {
+    const name = this.unique(base);
+    this.graph.initializers.set(name, t);
+    return name;
+  }
+
+  /** Emits one node; `output` names its output (fresh when absent). */
+  node(opType: string, inputs: string[], attrs: Record<string, AttrInput | undefined> = {}, output?: string, name?: string): string {
+    const out = output ?? this.unique(`${name ?? opType}_out`);
+    this.used.add(out);
+    const node: Node = {
+      opType,
+      domain: '',
+      name: this.unique(name ?? `export/${opType}`),
+      inputs,
+      outputs: [out],
+      attrs: Object.fromEntries(Object.entries(attrs).filter(([, v]) => v !== undefined).map(([k, v]) => [k, toAttr(k, v!)])),
+    };
+    this.graph.nodes.push(node);
+    return out;
+  }
+}
+
+/** Drops nodes whose outputs no graph output needs, then initializers nothing reads. */
+export function pruneDead(graph: Graph): void {
+  const needed = new Set(graph.outputs.map((o) => o.name));
+  const kept: Node[] = [];
+  for (const n of [...graph.nodes].reverse()) {
+    if (!n.outputs.some((o) => needed.has(o))) continue;
+    kept.push(n);
+    for (const i of n.inputs) if (i) needed.add(i);
+  }
+  graph.nodes = kept.reverse();
+  for (const name of [...graph.initializers.keys()]) if (!needed.has(name)) graph.initializers.delete(name);
+}

@@ -1,0 +1,258 @@
+import { DType } from '../ir/dtype';
+import { attrInt, Graph, Node, topologicalOrder } from '../ir/graph';
+import { Tensor } from '../ir/tensor';
+import { Model } from '../models/model';
+import { QATKIT } from '../quant/fake-quantize-op';
+import { Quantizer } from '../quant/prepare';
+import { quantRange, roundHalfEven } from '../quant/spec';
+import { buildEvalGraph } from '../train/step-graph';
+import { Emitter, pruneDead } from './emitter';
+import { fetchValues } from './fetch-values';
+import { weightCodes } from './weight-codes';
+import { emitWeightCodes, fitsInt4, packedLayout, WeightStorage } from './weight-storage';
+
+export const EXPORT_FORMATS = ['qdq', 'int4', 'packed'] as const;
+export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+
+export interface ExportOptions {
+  format?: ExportFormat;
+  threads?: number;
+}
+
+export interface ExportedLayer {
+  role: Quantizer['role'];
+  tensor: string;
+  layers: string[];
+  bits: number;
+  method: string;
+  signed: boolean;
+  symmetric: boolean;
+  granularity: string;
+  /** How the codes are stored: int8 / int4 / packed (weights), uint8 / int8 (activations). */
+  storage: string;
+}
+
+export interface ExportResult {
+  graph: Graph;
+  format: ExportFormat;
+  /** Bytes of the quantized weights as float32 in the trained model, and as stored in the export. */
+  weightBytes: { float32: number; stored: number };
+  layers: ExportedLayer[];
+}
+
+/** Ops that move or select values without changing them (as prepare's PASS_THROUGH). */
+const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Identity', 'Transpose', 'Squeeze', 'Unsqueeze']);
+
+interface FoldChain {
+  conv: Node;
+  bn: Node;
+  /** Div / Add / Identity between the conv and its BN (the QAT folding form). */
+  between: Node[];
+  factor: string;
+  bias?: string;
+}
+
+/** Finds the nodes of one folded Conv -> Div(factor) [-> Add(bias)] -> Identity -> BatchNormalization chain. */
+function foldChain(graph: Graph, conv: string, batchNorm: string): FoldChain {
+  const consumers = graph.consumers();
+  const node = graph.nodes.find((n) => n.name === conv);
+  if (!node) throw new Error(`export: folded conv '${conv}' is not in the graph`);
+  const between: Node[] = [];
+  let factor: string | undefined;
+  let bias: string | undefined;
+  let cur = node.outputs[0];
+  for (;;) {
+    const next = consumers.get(cur) ?? [];
+    if (next.length !== 1) throw new Error(`export: folded conv '${conv}': value '${cur}' has ${next.length} consumers on the way to BN '${batchNorm}'`);
+    const n = next[0];
+    if (n.name === batchNorm) {
+      if (!factor) throw new Error(`export: folded conv '${conv}' has no unscale Div before BN '${batchNorm}'`);
+      return { conv: node, bn: n, between, factor, bias };
+    }
+    if (n.opType === 'Div' && !factor) factor = n.inputs[1];
+    else if (n.opType === 'Add' && !bias) bias = n.inputs[1];
+    else if (n.opType !== 'Identity') throw new Error(`export: unexpected ${n.opType} node '${n.name}' between folded conv '${conv}' and BN '${batchNorm}'`);
+    between.push(n);
+    cur = n.outputs[0];
+  }
+}
+
+const data32 = (t: Tensor | undefined, what: string): Float32Array => {
+  if (!t || t.dtype !== DType.FLOAT) throw new Error(`export: ${what} is not a float32 tensor`);
+  return t.data as Float32Array;
+};
+
+interface ActivationQ {
+  scale: number;
+  scaleName: string;
+  zeroName: string;
+}
+
+/**
+ * Turns a QAT model into a deployable ONNX QDQ model (see docs/export-formats.md):
+ * - BN folded into the conv: W_fold is the trained graph's own `<W>/folded` value (fetched from ONNX Runtime),
+ *   bias_fold = (b - mean) * F + beta with F = gamma / sqrt(var + eps) as the graph computed it;
+ * - weights stored as integer codes (int8, int4 or packed) with DequantizeLinear (per-channel axis), the codes
+ *   checked to dequantize bit for bit to the fake-quantized weights;
+ * - Conv / Gemm biases as int32 with scale s_in * s_w and zero point 0 where an activation quantizer feeds the
+ *   layer (the form of Jacob et al. 2018, section 2.4, and of ORT's QLinearConv);
+ * - activations as QuantizeLinear / DequantizeLinear pairs (uint8 for unsigned specs, int8 for signed) with the
+ *   trained scales and zero points, also re-applied after MaxPool / Flatten so ORT can fuse every layer;
+ * - observers and ai.qatkit ops removed; normalisation kept, so the input is still [0, 1] pixels.
+ * Scales and zero points are the values the evaluation graph computes in ONNX Runtime: nothing is recomputed
+ * in float64 and nothing is re-calibrated.
+ */
+export async function exportQdq(model: Model, options: ExportOptions = {}): Promise<ExportResult> {
+  const quant = model.quant;
+  if (!quant) throw new Error(`export: model '${model.name}' is not quantization-aware (train it with --quant first)`);
+  const format = options.format ?? 'qdq';
+  if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new Error(`export: unknown format '${format}'; valid: ${EXPORT_FORMATS.join(', ')}`);
+  const graph = buildEvalGraph(model);
+  graph.name = `${model.name}_${format}`;
+  const chains = quant.folded.map((f) => foldChain(graph, f.conv, f.batchNorm));
+
+  const fetch = new Set<string>();
+  for (const q of quant.quantizers) {
+    for (const v of [q.tensor, q.output, q.scale, q.zeroPoint]) if (v) fetch.add(v);
+    if (q.spec.method === 'pact') fetch.add(q.learned[0]);
+  }
+  for (const c of chains) {
+    fetch.add(c.factor);
+    if (c.bias) fetch.add(c.bias);
+  }
+  const values = await fetchValues(model, [...fetch], options.threads);
+  const em = new Emitter(graph);
+  const remove = new Set<Node>();
+  const producers = graph.producers();
+
+  // BN folding: the conv now writes the BN's output; its bias is the folded shift.
+  const floatBias = new Map<string, Float64Array>();
+  for (const c of chains) {
+    const init = (i: number) => data32(graph.initializers.get(c.bn.inputs[i]), `input ${i} of BN '${c.bn.name}'`);
+    const [gamma, beta, mean] = [init(1), init(2), init(3)];
+    void gamma;
+    const factor = data32(values.get(c.factor), `fold factor '${c.factor}'`);
+    const bias = c.bias ? data32(values.get(c.bias), `conv bias '${c.bias}'`) : undefined;
+    floatBias.set(c.conv.name, Float64Array.from(beta, (b, ch) => ((bias?.[ch] ?? 0) - mean[ch]) * factor[ch] + b));
+    c.conv.outputs = [c.bn.outputs[0]];
+    c.conv.inputs = c.conv.inputs.slice(0, 2);
+    for (const n of [...c.between, c.bn]) remove.add(n);
+  }
+
+  const layers: ExportedLayer[] = [];
+  const weightBytes = { float32: 0, stored: 0 };
+  const weightScale = new Map<string, { scale: Float32Array; symmetric: boolean; perChannel: boolean }>();
+  const record = (q: Quantizer, storage: string) =>
+    layers.push({ role: q.role, tensor: q.tensor, layers: q.layers, bits: q.spec.bits, method: q.spec.method, signed: q.spec.signed, symmetric: q.spec.symmetric, granularity: q.spec.granularity.kind, storage });
+  const replaceQuantizer = (q: Quantizer) => {
+    const node = producers.get(q.output);
+    if (!node || node.domain !== QATKIT) throw new Error(`export: quantizer output '${q.output}' is not produced by an ai.qatkit node`);
+    remove.add(node);
+  };
+
+  for (const q of quant.quantizers.filter((x) => x.role === 'weight')) {
+    const w = weightCodes(q, values);
+    const storage: WeightStorage =
+      format === 'int4' && fitsInt4(w) ? 'int4' : format === 'packed' && (packedLayout(w)?.perByte ?? 1) > 1 ? 'packed' : 'int8';
+    replaceQuantizer(q);
+    const { codes, zeroPoint } = emitWeightCodes(em, w, storage);
+    const scale = em.initializer(`${w.tensor}/scale`, new Tensor(DType.FLOAT, w.axis === undefined ? [] : [w.scale.length], w.scale));
+    em.node('DequantizeLinear', [codes, scale, zeroPoint], { axis: w.axis }, q.output, `${w.tensor}/dequantize`);
+    for (const layer of q.layers) weightScale.set(layer, { scale: w.scale, symmetric: w.zeroPoint.every((z) => z === 0), perChannel: w.axis !== undefined });
+    weightBytes.float32 += w.codes.length * 4;
+    weightBytes.stored += storage === 'int8' ? w.codes.length : storage === 'int4' ? Math.ceil(w.codes.length / 2) : Math.ceil(w.codes.length / packedLayout(w)!.perByte);
+    record(q, storage);
+  }
+
+  const activations = new Map<string, ActivationQ>();
+  for (const q of quant.quantizers.filter((x) => x.role === 'activation')) {
+    const spec = q.spec;
+    if (spec.granularity.kind !== 'per-tensor') throw new Error(`export: activation '${q.tensor}' uses ${spec.granularity.kind} (dynamic) quantization; static QDQ export needs per-tensor activations`);
+    if (spec.bits > 8) throw new Error(`export: activation '${q.tensor}' has ${spec.bits} bits; export supports up to 8`);
+    let scale: number;
+    let zero: number;
+    let lo: number;
+    let hi: number;
+    const { qmin, qmax } = quantRange(spec);
+    if (spec.method === 'pact') {
+      // PACT: y = round(min(relu(x), alpha) / s) * s with s = alpha / (2^bits - 1) computed in float32.
+      const alpha = data32(values.get(q.learned[0]), `PACT alpha '${q.learned[0]}'`)[0];
+      scale = Math.fround(alpha / (2 ** spec.bits - 1));
+      zero = 0;
+      [lo, hi] = [0, alpha];
+    } else if (q.scale && q.zeroPoint) {
+      scale = data32(values.get(q.scale), `scale '${q.scale}'`)[0];
+      zero = roundHalfEven(data32(values.get(q.zeroPoint), `zero point '${q.zeroPoint}'`)[0]);
+      [lo, hi] = [Math.fround((qmin - zero) * scale), Math.fround((qmax - zero) * scale)];
+    } else {
+      throw new Error(`export: activation '${q.tensor}' uses method '${spec.method}', which has no static scale; valid for export: minmax, lsq, lsq+, pact`);
+    }
+    const type = spec.signed ? DType.INT8 : DType.UINT8;
+    const [tmin, tmax] = spec.signed ? [-128, 127] : [0, 255];
+    replaceQuantizer(q);
+    const scaleName = em.initializer(`${q.tensor}/scale`, Tensor.float([], [scale]));
+    const zeroName = em.initializer(`${q.tensor}/zero_point`, new Tensor(type, [], spec.signed ? Int8Array.of(zero) : Uint8Array.of(zero)));
+    let x = q.tensor;
+    // Narrower than the storage type (e.g. 4-bit codes in uint8): clip to the trained grid first.
+    const pactClip = spec.method === 'pact' && spec.bits < 8;
+    if (pactClip || (spec.method !== 'pact' && (qmin > tmin || qmax < tmax))) {
+      x = em.node('Clip', [x, em.initializer(`${q.tensor}/clip_min`, Tensor.float([], [lo])), em.initializer(`${q.tensor}/clip_max`, Tensor.float([], [hi]))], {}, undefined, `${q.tensor}/clip`);
+    }
+    const codes = em.node('QuantizeLinear', [x, scaleName, zeroName], {}, undefined, `${q.tensor}/quantize`);
+    em.node('DequantizeLinear', [codes, scaleName, zeroName], {}, q.output, `${q.tensor}/dequantize`);
+    activations.set(q.output, { scale, scaleName, zeroName });
+    record(q, spec.signed ? 'int8' : 'uint8');
+  }
+
+  // Layers: re-quantize inputs that reach them through MaxPool / Flatten (exact: those values are on the grid),
+  // and store biases as int32 codes of s_in * s_w.
+  graph.nodes = graph.nodes.filter((n) => !remove.has(n));
+  const producerOf = graph.producers();
+  for (const node of graph.nodes.filter((n) => weightScale.has(n.name))) {
+    let src = node.inputs[0];
+    while (producerOf.get(src) && PASS_THROUGH.has(producerOf.get(src)!.opType)) src = producerOf.get(src)!.inputs[0];
+    const act = activations.get(src);
+    if (act && node.inputs[0] !== src) {
+      const codes = em.node('QuantizeLinear', [node.inputs[0], act.scaleName, act.zeroName], {}, undefined, `${node.name}/input_quantize`);
+      node.inputs[0] = em.node('DequantizeLinear', [codes, act.scaleName, act.zeroName], {}, undefined, `${node.name}/input_dequantize`);
+    }
+    const biasName = node.inputs[2];
+    const given = biasName ? graph.initializers.get(biasName) : undefined;
+    const bias = floatBias.get(node.name) ?? (given ? Float64Array.from(data32(given, `bias '${biasName}'`)) : undefined);
+    if (!bias) continue;
+    const w = weightScale.get(node.name)!;
+    const plainGemm = node.opType !== 'Gemm' || (attrInt(node, 'alpha', 1) === 1 && attrInt(node, 'beta', 1) === 1);
+    if (act && w.symmetric && plainGemm && (!w.perChannel || w.scale.length === bias.length)) {
+      const s = Float32Array.from(bias, (_, c) => Math.fround(act.scale * w.scale[w.perChannel ? c : 0]));
+      const q = Int32Array.from(bias, (b, c) => Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, roundHalfEven(Math.fround(b) / s[c]))));
+      const codes = em.initializer(`${node.name}/bias_int32`, new Tensor(DType.INT32, [bias.length], q));
+      const scale = em.initializer(`${node.name}/bias_scale`, new Tensor(DType.FLOAT, [bias.length], s));
+      const zero = em.initializer(`${node.name}/bias_zero_point`, new Tensor(DType.INT32, [bias.length], new Int32Array(bias.length)));
+      node.inputs[2] = em.node('DequantizeLinear', [codes, scale, zero], { axis: 0 }, undefined, `${node.name}/bias_dequantize`);
+    } else {
+      node.inputs[2] = em.initializer(`${node.name}/bias`, Tensor.float([bias.length], bias));
+    }
+  }
+
+  pruneDead(graph);
+  graph.nodes = topologicalOrder(graph);
+  const custom = graph.nodes.filter((n) => n.domain !== '');
+  if (custom.length) throw new Error(`export: custom ops left in the exported graph: ${custom.map((n) => `${n.name} (${n.domain}.${n.opType})`).join(', ')}`);
+  graph.opsets = { '': format === 'int4' ? 21 : 17 };
+  graph.metadata = exportMetadata(model, graph, format, layers);
+  return { graph, format, weightBytes, layers };
+}
+
+/** metadata_props: input/output names and shapes, and the quantization recipe. */
+function exportMetadata(model: Model, graph: Graph, format: ExportFormat, layers: ExportedLayer[]): Record<string, string> {
+  const io = (v: Graph['inputs'][number]) => ({ name: v.name, shape: v.shape, dtype: 'float32' });
+  const input = graph.inputs.find((v) => v.name === model.input)!;
+  const output = graph.outputs.find((v) => v.name === model.output)!;
+  return {
+    'qatkit.format': format,
+    'qatkit.model': model.name,
+    'qatkit.input': JSON.stringify({ ...io(input), range: [0, 1], note: 'pixels in [0, 1]; normalisation is inside the graph' }),
+    'qatkit.output': JSON.stringify({ ...io(output), meaning: 'logits' }),
+    'qatkit.quantization': JSON.stringify({ preset: model.quant?.preset ?? null, config: model.quant?.config, layers }),
+  };
+}

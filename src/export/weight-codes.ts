@@ -1,0 +1,77 @@
+import { Tensor } from '../ir/tensor';
+import { Quantizer } from '../quant/prepare';
+import { quantRange, roundHalfEven } from '../quant/spec';
+
+/** A weight as an integer model stores it: codes q with w_q = (q - z) * s, per channel along `axis` or per tensor. */
+export interface WeightCodes {
+  tensor: string;
+  dims: number[];
+  codes: Int32Array;
+  qmin: number;
+  qmax: number;
+  /** One scale / zero point per channel (length 1 per tensor). */
+  scale: Float32Array;
+  zeroPoint: Int32Array;
+  /** Channel axis; undefined for per-tensor. */
+  axis?: number;
+  method: Quantizer['spec']['method'];
+}
+
+function channelIndex(dims: number[], axis: number | undefined): (i: number) => number {
+  if (axis === undefined) return () => 0;
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const c = dims[axis];
+  return (i) => Math.floor(i / inner) % c;
+}
+
+/**
+ * Integer codes of one weight quantizer, from the trained values fetched from ONNX Runtime: for FakeQuantize
+ * weights, QuantizeLinear done offline exactly as the lowering computes it in float32 (x / s correctly rounded
+ * to float32 by Math.fround, round half to even, + round(z), clip); for binary / ternary weights, the codes and
+ * per-channel scale read back from the quantized values (alpha * {-1, 1} or gamma * {-1, 0, 1}). Either way it
+ * then checks that (q - z) * s in float32 reproduces the fake-quantized weight bit for bit, so the deployed
+ * weights are the simulated ones.
+ */
+export function weightCodes(q: Quantizer, values: Map<string, Tensor>): WeightCodes {
+  const w = values.get(q.tensor)!;
+  const wq = values.get(q.output)!;
+  const spec = q.spec;
+  const g = spec.granularity;
+  if (g.kind === 'per-group' || g.kind === 'per-token') throw new Error(`export: weight '${q.tensor}' uses ${g.kind} quantization; export supports per-tensor and per-channel weights`);
+  const axis = g.kind === 'per-channel' ? g.axis : undefined;
+  const dims = w.dims;
+  const channels = axis === undefined ? 1 : dims[axis];
+  const ch = channelIndex(dims, axis);
+  const x = w.data as Float32Array;
+  const fq = wq.data as Float32Array;
+  const codes = new Int32Array(w.size);
+  const scale = new Float32Array(channels);
+  const zeroPoint = new Int32Array(channels);
+  const { qmin, qmax } = quantRange(spec);
+  if (spec.method === 'binary' || spec.method === 'ternary') {
+    for (let i = 0; i < fq.length; i++) scale[ch(i)] = Math.max(scale[ch(i)], Math.abs(fq[i]));
+    for (let c = 0; c < channels; c++) if (scale[c] === 0) scale[c] = 1; // an all-zero ternary channel
+    for (let i = 0; i < fq.length; i++) codes[i] = Math.round(fq[i] / scale[ch(i)]);
+  } else {
+    if (!q.scale || !q.zeroPoint) throw new Error(`export: weight quantizer '${q.node}' has no scale / zero point values`);
+    const s = values.get(q.scale)!.data as Float32Array;
+    const z = values.get(q.zeroPoint)!.data as Float32Array;
+    if (s.length !== channels) throw new Error(`export: weight '${q.tensor}' has ${s.length} scales for ${channels} channels`);
+    for (let c = 0; c < channels; c++) {
+      scale[c] = s[c];
+      zeroPoint[c] = roundHalfEven(z.length === 1 ? z[0] : z[c]);
+    }
+    for (let i = 0; i < x.length; i++) {
+      const c = ch(i);
+      codes[i] = Math.min(qmax, Math.max(qmin, roundHalfEven(Math.fround(x[i] / scale[c])) + zeroPoint[c]));
+    }
+  }
+  for (let i = 0; i < fq.length; i++) {
+    const c = ch(i);
+    const back = Math.fround((codes[i] - zeroPoint[c]) * scale[c]);
+    if (back !== fq[i] || codes[i] < qmin || codes[i] > qmax) {
+      throw new Error(`export: weight '${q.tensor}' element ${i}: code ${codes[i]} dequantizes to ${back}, but the trained model uses ${fq[i]} (quantizer '${q.node}')`);
+    }
+  }
+  return { tensor: q.tensor, dims: [...dims], codes, qmin, qmax, scale, zeroPoint, axis, method: spec.method };
+}

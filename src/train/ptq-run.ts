@@ -1,0 +1,104 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { DATASET_NAMES, DatasetName, loadDataset } from '../data';
+import { writeFileAtomic } from '../onnx/atomic-write';
+import { QatConfig } from '../quant/presets';
+import { CALIB_BATCH_SIZE, CalibKind, quantizePostTraining } from '../quant/ptq';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint';
+import { evaluateModel } from './evaluate';
+import { CHECKPOINT_FILE } from './run';
+
+export interface PtqRunConfig {
+  /** The fp32 run directory (its checkpoint.qat) to quantize. */
+  from: string;
+  /** Preset name, or 'custom' with quantConfig. */
+  quant: string;
+  quantConfig?: QatConfig;
+  calib: CalibKind;
+  /** Batches of CALIB_BATCH_SIZE training images that calibrate the activation ranges. */
+  calibBatches: number;
+  threads: number;
+}
+
+export interface PtqResult {
+  model: string;
+  quant: string;
+  method: 'ptq';
+  calib: CalibKind;
+  calib_batches: number;
+  calib_images: number;
+  data: string;
+  from: string;
+  test_accuracy: number;
+  test_loss: number;
+  fp32_accuracy: number;
+  fp32_loss: number;
+  quantizers: number;
+  calib_seconds: number;
+  run_dir: string;
+}
+
+/** `<from>-ptq-<preset>-<calib>` next to the from-run. */
+export function defaultPtqDir(c: Pick<PtqRunConfig, 'from' | 'quant' | 'calib'>): string {
+  const from = path.normalize(c.from).replace(/[\\/]+$/, '');
+  return `${from}-ptq-${c.quant}-${c.calib}`;
+}
+
+/**
+ * `qat quantize`: loads the fp32 model and dataset of a finished run, quantizes it post-training
+ * (src/quant/ptq.ts), evaluates both on the test split and writes checkpoint.qat (step 0: nothing trained, the
+ * config says how it was made) and metrics.json into outDir.
+ */
+export async function quantizeRun(config: PtqRunConfig, outDir: string, log: (line: string) => void = () => {}): Promise<PtqResult> {
+  const ckptPath = path.join(config.from, CHECKPOINT_FILE);
+  if (!fs.existsSync(ckptPath)) throw new Error(`--from: no checkpoint at ${ckptPath} (train an fp32 run first with qat train --out ${config.from})`);
+  const source = loadCheckpoint(ckptPath);
+  if (source.model.quant) {
+    throw new Error(`--from: ${config.from} is a quantization-aware run (${source.model.quant.method ?? 'qat'} ${source.model.quant.preset ?? 'custom'}); PTQ needs an fp32 run`);
+  }
+  const data = source.config.data as DatasetName;
+  if (!(DATASET_NAMES as readonly string[]).includes(data)) throw new Error(`--from: ${ckptPath} names no known dataset (config.data = '${data}'; valid: ${DATASET_NAMES.join(', ')})`);
+  const dataset = loadDataset(data);
+  const count = Math.min(dataset.train.count, config.calibBatches * CALIB_BATCH_SIZE);
+  log(`calibrating ${config.quant} activation ranges (${config.calib}) on ${count} training images`);
+  const started = Date.now();
+  const model = await quantizePostTraining(
+    source.model,
+    config.quantConfig ?? config.quant,
+    { kind: config.calib, images: dataset.train.images, count, sampleShape: dataset.train.shape, batchSize: CALIB_BATCH_SIZE },
+    { preset: config.quant, threads: config.threads },
+  );
+  const calibSeconds = (Date.now() - started) / 1000;
+  log(`evaluating fp32 and PTQ models on ${dataset.test.count} test images`);
+  const fp32 = await evaluateModel(source.model, dataset.test, { threads: config.threads });
+  const ptq = await evaluateModel(model, dataset.test, { threads: config.threads });
+  const result: PtqResult = {
+    model: (source.config.model as string | undefined) ?? source.model.name,
+    quant: config.quant,
+    method: 'ptq',
+    calib: config.calib,
+    calib_batches: config.calibBatches,
+    calib_images: count,
+    data,
+    from: config.from,
+    test_accuracy: ptq.accuracy,
+    test_loss: ptq.loss,
+    fp32_accuracy: fp32.accuracy,
+    fp32_loss: fp32.loss,
+    quantizers: model.quant!.quantizers.length,
+    calib_seconds: calibSeconds,
+    run_dir: outDir,
+  };
+  fs.mkdirSync(outDir, { recursive: true });
+  const runConfig = { ...source.config, ...config, method: 'ptq', data };
+  saveCheckpoint(path.join(outDir, CHECKPOINT_FILE), {
+    model,
+    optimizerState: new Map(),
+    step: 0,
+    rng: { seed: (source.config.seed as number | undefined) ?? 0, step: 0 },
+    config: runConfig as unknown as Record<string, unknown>,
+    metrics: { ...result },
+  });
+  writeFileAtomic(path.join(outDir, 'metrics.json'), JSON.stringify({ ...result, config: runConfig }, null, 2) + '\n');
+  return result;
+}

@@ -1,6 +1,8 @@
 import { Command } from 'commander';
 import { demoCommand } from './demo';
 import { trainCommand } from './train';
+import { exportCommand } from './export';
+import { evalCommand } from './eval';
 import { quantizeCommand } from './quantize';
 
 const program = new Command('qat')
@@ -8,6 +10,8 @@ const program = new Command('qat')
   .showHelpAfterError()
   .addCommand(demoCommand())
   .addCommand(trainCommand())
+  .addCommand(exportCommand())
+  .addCommand(evalCommand())
   .addCommand(quantizeCommand());
 
 program.parseAsync(process.argv).catch((e: Error) => {

@@ -40,6 +40,8 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--bn-freeze-step <n>', 'QAT: step at which BN uses running statistics (default: half the run)', intOption('--bn-freeze-step', 0))
     .option('--observer-freeze-step <n>', 'QAT: step after which activation ranges are frozen (default: 3/4 of the run)', intOption('--observer-freeze-step', 0))
     .option('--calib-batches <n>', 'QAT: batches that calibrate activation ranges first', intOption('--calib-batches', 1), 8)
+    .option('--oscillation-dampen <x>', 'QAT: weight of the oscillation dampening loss (Nagel et al. 2022; 0: off)', floatOption('--oscillation-dampen', { min: 0 }))
+    .option('--oscillation-freeze <f>', 'QAT: freeze weights oscillating more often than this frequency (0: off)', floatOption('--oscillation-freeze', { min: 0 }))
     .option('--out <dir>', 'run directory (default runs/<model>-<data>-<time>)')
     .option('--resume', 'continue the run in --out from its checkpoint')
     .option('--json <file>', 'write the metrics as JSON to this file');
@@ -58,6 +60,7 @@ export function configFromOptions(o: Record<string, any>): TrainConfig {
     bnFreezeStep: o.bnFreezeStep,
     observerFreezeStep: o.observerFreezeStep,
     calibBatches: o.calibBatches,
+    oscillation: o.oscillationDampen !== undefined || o.oscillationFreeze !== undefined ? { dampen: o.oscillationDampen ?? 0, freezeThreshold: o.oscillationFreeze ?? 0 } : undefined,
   };
 }
 

@@ -44,15 +44,22 @@ export class Emitter {
   }
 }
 
-/** Drops nodes whose outputs no graph output needs, then initializers nothing reads. */
+/** Drops nodes whose outputs no graph output needs (in any node order), then initializers nothing reads. */
 export function pruneDead(graph: Graph): void {
-  const needed = new Set(graph.outputs.map((o) => o.name));
-  const kept: Node[] = [];
-  for (const n of [...graph.nodes].reverse()) {
-    if (!n.outputs.some((o) => needed.has(o))) continue;
-    kept.push(n);
-    for (const i of n.inputs) if (i) needed.add(i);
+  const producers = graph.producers();
+  const needed = new Set<string>();
+  const live = new Set<Node>();
+  const work = graph.outputs.map((o) => o.name);
+  while (work.length) {
+    const v = work.pop()!;
+    if (needed.has(v)) continue;
+    needed.add(v);
+    const n = producers.get(v);
+    if (n && !live.has(n)) {
+      live.add(n);
+      work.push(...n.inputs.filter((i) => i));
+    }
   }
-  graph.nodes = kept.reverse();
+  graph.nodes = graph.nodes.filter((n) => live.has(n));
   for (const name of [...graph.initializers.keys()]) if (!needed.has(name)) graph.initializers.delete(name);
 }

@@ -14,9 +14,18 @@ import { emitWeightCodes, fitsInt4, packedLayout, WeightStorage } from './weight
 export const EXPORT_FORMATS = ['qdq', 'int4', 'packed'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
+export const WEIGHT_TYPES = ['uint8', 'int8'] as const;
+
 export interface ExportOptions {
   format?: ExportFormat;
   threads?: number;
+  /**
+   * Storage of 8-bit weight codes. Default uint8 (codes and zero point shifted by 128: the same values):
+   * ORT's x86 u8s8 kernels on AVX2 / AVX-512 without VNNI add pairs of uint8 x int8 products in int16
+   * (VPMADDUBSW) and saturate, which breaks parity (ORT's quantization docs: reduce_range); u8u8 kernels
+   * accumulate exactly on every CPU. int8 is the standard form for VNNI x86 and ARM targets.
+   */
+  weightType?: (typeof WEIGHT_TYPES)[number];
 }
 
 export interface ExportedLayer {
@@ -153,14 +162,14 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
   for (const q of quant.quantizers.filter((x) => x.role === 'weight')) {
     const w = weightCodes(q, values);
     const storage: WeightStorage =
-      format === 'int4' && fitsInt4(w) ? 'int4' : format === 'packed' && (packedLayout(w)?.perByte ?? 1) > 1 ? 'packed' : 'int8';
+      format === 'int4' && fitsInt4(w) ? 'int4' : format === 'packed' && (packedLayout(w)?.perByte ?? 1) > 1 ? 'packed' : (options.weightType ?? 'uint8');
     replaceQuantizer(q);
     const { codes, zeroPoint } = emitWeightCodes(em, w, storage);
     const scale = em.initializer(`${w.tensor}/scale`, new Tensor(DType.FLOAT, w.axis === undefined ? [] : [w.scale.length], w.scale));
     em.node('DequantizeLinear', [codes, scale, zeroPoint], { axis: w.axis }, q.output, `${w.tensor}/dequantize`);
     for (const layer of q.layers) weightScale.set(layer, { scale: w.scale, symmetric: w.zeroPoint.every((z) => z === 0), perChannel: w.axis !== undefined });
     weightBytes.float32 += w.codes.length * 4;
-    weightBytes.stored += storage === 'int8' ? w.codes.length : storage === 'int4' ? Math.ceil(w.codes.length / 2) : Math.ceil(w.codes.length / packedLayout(w)!.perByte);
+    weightBytes.stored += storage === 'int8' || storage === 'uint8' ? w.codes.length : storage === 'int4' ? Math.ceil(w.codes.length / 2) : Math.ceil(w.codes.length / packedLayout(w)!.perByte);
     record(q, storage);
   }
 
@@ -191,7 +200,7 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
     const [tmin, tmax] = spec.signed ? [-128, 127] : [0, 255];
     replaceQuantizer(q);
     const scaleName = em.initializer(`${q.tensor}/scale`, Tensor.float([], [scale]));
-    const zeroName = em.initializer(`${q.tensor}/zero_point`, new Tensor(type, [], spec.signed ? Int8Array.of(zero) : Uint8Array.of(zero)));
+    const zeroName = em.initializer(`${q.tensor}/zero_point`, new Tensor(type, [], type === DType.INT8 ? Int8Array.of(zero) : Uint8Array.of(zero)));
     let x = q.tensor;
     // Narrower than the storage type (e.g. 4-bit codes in uint8): clip to the trained grid first.
     const pactClip = spec.method === 'pact' && spec.bits < 8;

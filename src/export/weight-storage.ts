@@ -11,7 +11,7 @@ import { WeightCodes } from './weight-codes';
  * - packed: k base-L digits per byte, d = (q - qmin) / step, byte = sum d_j * L^j (ternary: L = 3, k = 5,
  *   since 3^5 = 243 <= 256; binary: L = 2, step 2, k = 8), unpacked at load time with integer Div and Mod.
  */
-export type WeightStorage = 'int8' | 'int4' | 'packed';
+export type WeightStorage = 'int8' | 'uint8' | 'int4' | 'packed';
 
 export interface PackedLayout {
   /** Levels per code (base of the digits). */
@@ -82,6 +82,12 @@ export function emitWeightCodes(em: Emitter, w: WeightCodes, storage: WeightStor
   if (storage === 'int4') {
     const codes = em.initializer(`${w.tensor}/int4`, new Tensor(DType.INT4, w.dims, packInt4(w.codes)));
     const zeroPoint = em.initializer(`${w.tensor}/zero_point`, new Tensor(DType.INT4, zdims, packInt4(w.zeroPoint)));
+    return { codes, zeroPoint };
+  }
+  if (storage === 'uint8') {
+    // Codes shifted by 128 (zero point too): the same values, for kernels that want unsigned weights.
+    const codes = em.initializer(`${w.tensor}/uint8`, new Tensor(DType.UINT8, w.dims, Uint8Array.from(w.codes, (q) => q + 128)));
+    const zeroPoint = em.initializer(`${w.tensor}/zero_point`, new Tensor(DType.UINT8, zdims, Uint8Array.from(w.zeroPoint, (z) => z + 128)));
     return { codes, zeroPoint };
   }
   const zeroPoint = em.initializer(`${w.tensor}/zero_point`, new Tensor(DType.INT8, zdims, Int8Array.from(w.zeroPoint)));

@@ -15,6 +15,7 @@ import { evaluateModel } from './evaluate';
 import { distillFrom, DistillOptions } from './distill';
 import { prepareQat } from '../quant/qat';
 import { presetConfig, QatConfig } from '../quant/presets';
+import { DEFAULT_OSCILLATION, oscillationControl, OscillationOptions } from '../quant/oscillation';
 
 export interface TrainConfig {
   model: string;
@@ -46,6 +47,8 @@ export interface TrainConfig {
   observerFreezeStep?: number;
   /** Calibration batches (of --batch samples) that initialise activation ranges before QAT. */
   calibBatches?: number;
+  /** Oscillation control (QAT below 8 bits): dampening weight and freezing threshold; tracking is automatic. */
+  oscillation?: Partial<OscillationOptions>;
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -69,6 +72,9 @@ export interface TrainResult {
   quant?: string;
   method?: 'qat';
   fp32_accuracy?: number;
+  /** Fraction of weights per layer whose oscillation frequency exceeds the report threshold, at the last step. */
+  oscillating_fraction?: Record<string, number>;
+  frozen_fraction?: Record<string, number>;
   data: string;
   epochs: number;
   steps: number;
@@ -118,6 +124,10 @@ export function defaultRunDir(c: TrainConfig): string {
  * Trains a model as `qat train` does: writes checkpoint.qat (each epoch and at the end), model.onnx (the fp32
  * inference model) and metrics.json into runDir. With resume, continues from runDir's checkpoint exactly.
  */
+function pickMetrics(metrics: Record<string, number>, prefix: string): Record<string, number> {
+  return Object.fromEntries(Object.entries(metrics).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+}
+
 /** The fp32 model of a finished run (its checkpoint), e.g. to fine-tune with QAT or to distill from. */
 export function loadRunModel(runDir: string): Model {
   const file = path.join(runDir, CHECKPOINT_FILE);
@@ -181,8 +191,11 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
   const bnFreeze = quantized && model!.runningStats.length ? (config.bnFreezeStep ?? Math.floor(totalSteps / 2)) : Infinity;
   const observerFreeze = quantized ? (config.observerFreezeStep ?? Math.floor((3 * totalSteps) / 4)) : Infinity;
   const extraLoss = config.distill && base ? distillFrom(base, config.distill) : undefined;
+  const lowBit = model!.quant?.quantizers.some((z) => z.role === 'weight' && z.spec.bits < 8 && (z.spec.method === 'lsq' || z.spec.method === 'minmax' || z.spec.method === 'lsq+'));
+  const plugins = quantized && (lowBit || config.oscillation) ? [oscillationControl({ ...DEFAULT_OSCILLATION, ...config.oscillation })] : [];
   const makeTrainer = (m: Model, init: Map<string, Tensor> | undefined, step: number) =>
-    Trainer.create(m, { batchSize: config.batch, classes: data.train.classes, optimizer, labelSmoothing: config.labelSmoothing, threads: config.threads, extraLoss, freezeBatchNorm: step >= bnFreeze }, init);
+    Trainer.create(m, { batchSize: config.batch, classes: data.train.classes, optimizer, labelSmoothing: config.labelSmoothing, threads: config.threads, extraLoss, plugins, freezeBatchNorm: step >= bnFreeze }, init);
+  let lastMetrics: Record<string, number> = {};
   let trainer = await makeTrainer(model!, initial, startStep);
   trainer.stepCount = startStep;
   fs.mkdirSync(runDir, { recursive: true });
@@ -221,7 +234,10 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
       beforeStep: (s) => {
         trainer.observe = s < observerFreeze;
       },
-      onStep: hooks.onStep,
+      onStep: (info) => {
+        lastMetrics = info.metrics;
+        hooks.onStep?.(info);
+      },
       onEpochEnd: () => checkpoint(),
       lastCheckpoint: () => lastCheckpoint,
     });
@@ -236,6 +252,7 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
   const metrics: TrainResult = {
     model: config.model,
     ...(quantized ? { quant: config.quant ?? 'custom', method: 'qat' as const, fp32_accuracy: fp32Accuracy } : {}),
+    ...(plugins.length ? { oscillating_fraction: pickMetrics(lastMetrics, 'oscillating/'), frozen_fraction: pickMetrics(lastMetrics, 'frozen/') } : {}),
     data: config.data,
     epochs: config.epochs,
     steps: trainer.stepCount,

@@ -30,11 +30,29 @@ export interface TrainStepOptions {
   optimizer: OptimizerConfig;
   labelSmoothing?: number;
   extraLoss?: ExtraLoss;
+  /** Extensions that add loss terms, carried state, metrics and parameter-update rules (e.g. oscillation control). */
+  plugins?: StepPlugin[];
   /**
    * Use BN running statistics instead of batch statistics (and stop updating them): the "freeze BN" phase of
    * QAT (Krishnamoorthi 2018), after which folded weights are exactly those of the integer model.
    */
   freezeBatchNorm?: boolean;
+}
+
+/**
+ * A training-step extension. `build` runs after the loss is formed and before differentiation; it may add a
+ * loss term and carried state (saved with the optimizer state). `afterUpdate` may replace parameter updates
+ * (e.g. keep frozen weights fixed).
+ */
+export interface StepPlugin {
+  name: string;
+  build(b: GraphBuilder, graph: Graph, model: Model): {
+    loss?: string;
+    stopGradient?: string[];
+    state?: { input: string; output: string; initial: Tensor }[];
+    metrics?: Record<string, string>;
+    afterUpdate?: (updated: Map<string, string>) => void;
+  };
 }
 
 export interface TrainStepGraph {
@@ -49,6 +67,8 @@ export interface TrainStepGraph {
   correct: string;
   gradNorm: string;
   carried: CarriedValue[];
+  /** Extra scalar outputs by metric name (from plugins). */
+  metrics: Record<string, string>;
 }
 
 /**
@@ -91,6 +111,11 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
     loss = b.add(loss, extra.loss);
     stopGradient.push(...(extra.stopGradient ?? []));
   }
+  const pluginParts = (options.plugins ?? []).map((p) => p.build(b, graph, model));
+  for (const part of pluginParts) {
+    if (part.loss) loss = b.add(loss, part.loss);
+    stopGradient.push(...(part.stopGradient ?? []));
+  }
   loss = b.op1('Identity', [loss], {}, { outputs: ['loss'] });
   const correct = b.op1('Identity', [correctCount(b, model.output, labels)], {}, { outputs: ['correct'] });
 
@@ -104,6 +129,7 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
     step,
   );
   const gradNorm = b.op1('Identity', [opt.gradNorm], {}, { outputs: ['grad_norm'] });
+  for (const part of pluginParts) part.afterUpdate?.(opt.updated);
 
   const carried: CarriedValue[] = [];
   for (const p of model.params) {
@@ -126,8 +152,13 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
       carried.push({ input: name, output: out, kind: 'running-stat', initial: initial.get(name)! });
     }
   }
-  for (const v of [loss, correct, gradNorm, ...carried.map((c) => c.output)]) b.output(v);
-  return { graph, input: model.input, labels, lr, step, observe, loss, correct, gradNorm, carried };
+  const metrics: Record<string, string> = {};
+  for (const part of pluginParts) {
+    for (const st of part.state ?? []) carried.push({ ...st, kind: 'optimizer' });
+    Object.assign(metrics, part.metrics ?? {});
+  }
+  for (const v of [loss, correct, gradNorm, ...carried.map((c) => c.output), ...Object.values(metrics)]) b.output(v);
+  return { graph, input: model.input, labels, lr, step, observe, loss, correct, gradNorm, carried, metrics };
 }
 
 /** The inference graph (BN with running statistics), batch dim symbolic, for evaluation. */

@@ -17,6 +17,8 @@ export interface StepResult {
   loss: number;
   correct: number;
   gradNorm: number;
+  /** Plugin metrics (e.g. fraction of oscillating weights per layer). */
+  metrics: Record<string, number>;
 }
 
 export class TrainingDivergedError extends Error {}
@@ -38,6 +40,7 @@ export class Trainer {
   private back: ort.Tensor[];
   private batchX: ort.Tensor;
   private batchY: ort.Tensor;
+  private metricTensors: Record<string, ort.Tensor>;
   private scalars: { lr: ort.Tensor; step: ort.Tensor; loss: ort.Tensor; correct: ort.Tensor; gradNorm: ort.Tensor; observe: ort.Tensor };
 
   private constructor(
@@ -55,6 +58,7 @@ export class Trainer {
     this.batchY = new ort.Tensor('int64', new BigInt64Array(options.batchSize), [options.batchSize]);
     const scalar = () => new ort.Tensor('float32', new Float32Array(1), []);
     this.scalars = { lr: scalar(), step: scalar(), loss: scalar(), correct: scalar(), gradNorm: scalar(), observe: scalar() };
+    this.metricTensors = Object.fromEntries(Object.keys(step.metrics).map((k) => [k, scalar()]));
   }
 
   /**
@@ -84,6 +88,7 @@ export class Trainer {
     (s.step.data as Float32Array)[0] = this.stepCount + 1;
     const feeds: Record<string, ort.Tensor> = { [this.step.input]: this.batchX, [this.step.labels]: this.batchY, [this.step.lr]: s.lr, [this.step.step]: s.step };
     const fetches: Record<string, ort.Tensor> = { [this.step.loss]: s.loss, [this.step.correct]: s.correct, [this.step.gradNorm]: s.gradNorm };
+    for (const [k, v] of Object.entries(this.step.metrics)) fetches[v] = this.metricTensors[k];
     if (this.step.observe) {
       (s.observe.data as Float32Array)[0] = this.observe ? 1 : 0;
       feeds[this.step.observe] = s.observe;
@@ -100,7 +105,9 @@ export class Trainer {
     }
     [this.front, this.back] = [this.back, this.front];
     this.stepCount++;
-    return { loss, correct: (s.correct.data as Float32Array)[0], gradNorm: (s.gradNorm.data as Float32Array)[0] };
+    const metrics: Record<string, number> = {};
+    for (const [k, t] of Object.entries(this.metricTensors)) metrics[k] = (t.data as Float32Array)[0];
+    return { loss, correct: (s.correct.data as Float32Array)[0], gradNorm: (s.gradNorm.data as Float32Array)[0], metrics };
   }
 
   /** Current value of every carried input (parameters, optimizer state, running statistics), as copies. */

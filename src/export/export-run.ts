@@ -1,0 +1,61 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { DatasetName, loadDataset } from '../data';
+import { writeFileAtomic } from '../onnx/atomic-write';
+import { encodeModel } from '../onnx/model-io';
+import { loadCheckpoint } from '../train/checkpoint';
+import { CHECKPOINT_FILE } from '../train/run';
+import { assertParity, checkParity, ParityReport } from './parity';
+import { ExportedLayer, ExportFormat, exportQdq, ExportOptions } from './qdq';
+
+export interface ExportRunOptions extends ExportOptions {
+  from: string;
+  out: string;
+  json?: string;
+  /** Write the model even when parity fails (the numbers are still measured and reported). */
+  noVerify?: boolean;
+  /** Test samples for the parity check (default: the whole test set). */
+  limit?: number;
+}
+
+export interface ExportReport {
+  format: ExportFormat;
+  from: string;
+  out: string;
+  data: string;
+  file_bytes: number;
+  weight_bytes_fp32: number;
+  weight_bytes_stored: number;
+  weight_ratio: number;
+  verified: boolean;
+  parity: ParityReport;
+  layers: ExportedLayer[];
+}
+
+/** `qat export`: a run's QAT checkpoint -> deployable ONNX, checked against the fake-quant model. */
+export async function exportRun(options: ExportRunOptions): Promise<ExportReport> {
+  const ckptFile = path.join(options.from, CHECKPOINT_FILE);
+  if (!fs.existsSync(ckptFile)) throw new Error(`--from: no checkpoint at ${ckptFile}`);
+  const ckpt = loadCheckpoint(ckptFile);
+  const result = await exportQdq(ckpt.model, options);
+  const dataName = (ckpt.config.data as DatasetName | undefined) ?? 'mnist';
+  const parity = await checkParity(ckpt.model, result.graph, loadDataset(dataName).test, { threads: options.threads, limit: options.limit });
+  if (!options.noVerify) assertParity(parity);
+  const bytes = encodeModel(result.graph);
+  writeFileAtomic(options.out, bytes);
+  const report: ExportReport = {
+    format: result.format,
+    from: options.from,
+    out: options.out,
+    data: dataName,
+    file_bytes: bytes.byteLength,
+    weight_bytes_fp32: result.weightBytes.float32,
+    weight_bytes_stored: result.weightBytes.stored,
+    weight_ratio: result.weightBytes.float32 / result.weightBytes.stored,
+    verified: !options.noVerify,
+    parity,
+    layers: result.layers,
+  };
+  if (options.json) writeFileAtomic(options.json, JSON.stringify(report, null, 2) + '\n');
+  return report;
+}

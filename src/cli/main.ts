@@ -4,6 +4,7 @@ import { trainCommand } from './train';
 import { exportCommand } from './export';
 import { evalCommand } from './eval';
 import { quantizeCommand } from './quantize';
+import { sensitivityCommand } from './sensitivity';
 
 const program = new Command('qat')
   .description('qatkit: quantization-aware training on ONNX Runtime')
@@ -12,7 +13,8 @@ const program = new Command('qat')
   .addCommand(trainCommand())
   .addCommand(exportCommand())
   .addCommand(evalCommand())
-  .addCommand(quantizeCommand());
+  .addCommand(quantizeCommand())
+  .addCommand(sensitivityCommand());
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`qat: ${e.message}`);

@@ -1,0 +1,35 @@
+import { Command } from 'commander';
+import { loadDataset, DatasetName } from '../data';
+import { writeFileAtomic } from '../onnx/atomic-write';
+import { layerSensitivity, suggestMixedPrecision } from '../quant/sensitivity';
+import { loadCheckpoint } from '../train/checkpoint';
+import { CHECKPOINT_FILE } from '../train/run';
+import path from 'node:path';
+import { floatOption, intOption } from './options';
+
+export function sensitivityCommand(): Command {
+  return new Command('sensitivity')
+    .description('accuracy drop when only one layer is quantized, per layer; suggests a mixed-precision config')
+    .requiredOption('--from <run_dir>', 'fp32 run to analyse')
+    .option('--bits <n>', 'bit-width to test each layer at', intOption('--bits', 2), 4)
+    .option('--target-drop <x>', 'accuracy drop budget for the suggestion (fraction, e.g. 0.005)', floatOption('--target-drop', { min: 0 }), 0.005)
+    .option('--limit <n>', 'test images to evaluate on', intOption('--limit', 1), 10000)
+    .option('--threads <n>', 'ONNX Runtime threads', intOption('--threads', 1), 2)
+    .option('--suggest <file.json>', 'write the suggested --quant-config here')
+    .option('--json <file>', 'write the per-layer report as JSON')
+    .action(async (o) => {
+      if (![2, 3, 4, 5, 6, 7, 8].includes(o.bits)) throw new Error(`--bits must be one of 2..8, got ${o.bits}`);
+      const ckpt = loadCheckpoint(path.join(o.from, CHECKPOINT_FILE));
+      const data = loadDataset((ckpt.config as { data: DatasetName }).data);
+      const report = await layerSensitivity(ckpt.model, data.train, data.test, {
+        bits: o.bits,
+        threads: o.threads,
+        limit: o.limit,
+        onLayer: (s) => console.log(`${s.layer.padEnd(24)} ${s.opType.padEnd(5)} w${o.bits}a${o.bits}: accuracy ${(s.accuracy * 100).toFixed(2)}%  drop ${(s.drop * 100).toFixed(2)} pt`),
+      });
+      const suggestion = suggestMixedPrecision(report, o.targetDrop);
+      console.log(`fp32 ${(report.fp32_accuracy * 100).toFixed(2)}%; layers kept at 8 bits for a ${(o.targetDrop * 100).toFixed(2)} pt budget: ${suggestion.overrides.map((x) => x.match).join(', ') || 'none'}`);
+      if (o.suggest) writeFileAtomic(o.suggest, JSON.stringify(suggestion, null, 2) + '\n');
+      if (o.json) writeFileAtomic(o.json, JSON.stringify({ ...report, suggestion }, null, 2) + '\n');
+    });
+}

@@ -1,9 +1,32 @@
 import { Command } from 'commander';
-import { addTrainOptions, runTrainCommand } from './train';
+import path from 'node:path';
+import { quantizeRun } from '../train/ptq-run';
+import { intOption } from './options';
+import { runTrainCommand } from './train';
 
-/** `qat demo`: the main job with no arguments: LeNet on MNIST for one epoch, then test accuracy. */
+/**
+ * `qat demo`: the whole path with no arguments: LeNet on MNIST in fp32 for one epoch, then 4-bit weights and
+ * activations two ways on the same fake-quant graph (PTQ and QAT fine-tuning), and a comparison.
+ */
 export function demoCommand(): Command {
-  return addTrainOptions(new Command('demo').description('train LeNet on MNIST for one epoch and report test accuracy')).action(async (o) => {
-    await runTrainCommand({ ...o, out: o.out ?? 'runs/demo' }, 'demo');
-  });
+  return new Command('demo')
+    .description('train LeNet on MNIST (fp32, 1 epoch), then compare w4a4 PTQ and QAT')
+    .option('--out <dir>', 'where the demo runs go', 'runs/demo')
+    .option('--qat-steps <n>', 'QAT fine-tuning steps', intOption('--qat-steps', 1), 300)
+    .option('--threads <n>', 'ONNX Runtime threads', intOption('--threads', 1), 2)
+    .action(async (o) => {
+      const fp32Dir = path.join(o.out, 'fp32');
+      const fp32 = await runTrainCommand({ model: 'lenet', data: 'mnist', epochs: 1, batch: 128, optimizer: 'adamw', lr: 1e-3, schedule: 'cosine', warmupSteps: 0, labelSmoothing: 0, clipNorm: 0, augmentShift: 0, seed: 0, threads: o.threads, out: fp32Dir, calibBatches: 8 }, 'fp32');
+      const ptq = await quantizeRun({ from: fp32Dir, quant: 'w4a4', calib: 'percentile', calibBatches: 8, threads: o.threads }, path.join(o.out, 'ptq-w4a4'));
+      const qat = await runTrainCommand(
+        { model: 'lenet', data: 'mnist', epochs: 1, steps: o.qatSteps, batch: 128, optimizer: 'adamw', lr: 2e-4, schedule: 'cosine', warmupSteps: 0, labelSmoothing: 0, clipNorm: 0, augmentShift: 0, seed: 0, threads: o.threads, out: path.join(o.out, 'qat-w4a4'), quant: 'w4a4', from: fp32Dir, calibBatches: 8 },
+        'qat w4a4',
+      );
+      const pct = (x: number) => `${(x * 100).toFixed(2)}%`.padStart(7);
+      console.log('\nLeNet on MNIST (test accuracy)');
+      console.log(`  fp32            ${pct(fp32.test_accuracy)}`);
+      console.log(`  w4a4 PTQ        ${pct(ptq.test_accuracy)}   (percentile calibration, no training)`);
+      console.log(`  w4a4 QAT        ${pct(qat.test_accuracy)}   (${qat.steps} fine-tuning steps from fp32)`);
+      console.log(`runs in ${path.resolve(o.out)}; export with: npx qat export --from ${path.join(o.out, 'qat-w4a4')} --format qdq --out model.onnx`);
+    });
 }

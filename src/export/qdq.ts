@@ -138,8 +138,7 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
   const floatBias = new Map<string, Float64Array>();
   for (const c of chains) {
     const init = (i: number) => data32(graph.initializers.get(c.bn.inputs[i]), `input ${i} of BN '${c.bn.name}'`);
-    const [gamma, beta, mean] = [init(1), init(2), init(3)];
-    void gamma;
+    const [beta, mean] = [init(2), init(3)];
     const factor = data32(values.get(c.factor), `fold factor '${c.factor}'`);
     const bias = c.bias ? data32(values.get(c.bias), `conv bias '${c.bias}'`) : undefined;
     floatBias.set(c.conv.name, Float64Array.from(beta, (b, ch) => ((bias?.[ch] ?? 0) - mean[ch]) * factor[ch] + b));

@@ -68,11 +68,6 @@ export function fitsInt4(w: WeightCodes): boolean {
   return w.qmin >= -8 && w.qmax <= 7 && w.zeroPoint.every((z) => z >= -8 && z <= 7);
 }
 
-/** Bytes the stored codes take (for size reports). */
-export function storedBytes(t: Tensor): number {
-  return t.data.byteLength;
-}
-
 /**
  * Emits the weight's codes in `storage` and returns [quantized value, zero point] names for DequantizeLinear
  * (int8 or int4 tensors of the weight's dims).

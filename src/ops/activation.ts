@@ -1,6 +1,6 @@
 import type { GraphBuilder } from '../ir/builder';
 import { attrFloat, attrString, Node } from '../ir/graph';
-import { inferSame } from './elementwise';
+import { unary } from './elementwise';
 import { defineOps, OpDef, VjpContext } from './registry';
 
 /**
@@ -11,17 +11,7 @@ import { defineOps, OpDef, VjpContext } from './registry';
 
 const QATKIT = 'ai.qatkit';
 
-function activation(opType: string, local: (c: VjpContext, dy: string) => string, domain = ''): OpDef {
-  return {
-    opType,
-    domain,
-    infer: inferSame,
-    vjp: (c) => {
-      const dy = c.dy(0);
-      return dy ? [local(c, dy)] : [];
-    },
-  };
-}
+const activation = unary;
 
 const x = (c: VjpContext) => c.input(0);
 const y = (c: VjpContext) => c.output(0);

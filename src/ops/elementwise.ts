@@ -39,10 +39,10 @@ function binary(
 }
 
 /** Gradient of a unary op: dx = dy * f'(x) where `local` builds f'(x) (or the product directly). */
-function unary(opType: string, local: (c: VjpContext, dy: string) => string): OpDef {
+export function unary(opType: string, local: (c: VjpContext, dy: string) => string, domain = ''): OpDef {
   return {
     opType,
-    domain: '',
+    domain,
     infer: inferSame,
     vjp: (c) => {
       const dy = c.dy(0);

@@ -1,0 +1,45 @@
+import { DType } from '../../ir/dtype';
+import { attrInt, Node } from '../../ir/graph';
+import { Tensor } from '../../ir/tensor';
+import { IntegerKernel } from './kernel';
+import { IntValue, isPerTensor, tensorInput, withCodes } from './values';
+
+// Ops that only move codes: Identity, Flatten, Reshape (per-tensor quantization, so no axis to follow).
+
+function moved(node: Node, inputs: (IntValue | undefined)[], dims: number[]): IntValue[] {
+  const x = inputs[0]!;
+  if (x.kind === 'tensor') return [{ kind: 'tensor', tensor: new Tensor(x.tensor.dtype, dims, x.tensor.data) }];
+  if (!isPerTensor(x)) throw new Error(`node '${node.name}' (${node.opType}): per-channel codes cannot be reshaped by the integer evaluator`);
+  return [withCodes(x, dims, x.codes)];
+}
+
+function dimsOf(node: Node, inputs: (IntValue | undefined)[]): number[] {
+  const x = inputs[0];
+  if (!x) throw new Error(`node '${node.name}' (${node.opType}) is missing input 0`);
+  return x.kind === 'tensor' ? x.tensor.dims : x.dims;
+}
+
+export const integerIdentity: IntegerKernel = (node, inputs) => {
+  const x = inputs[0];
+  if (!x) throw new Error(`node '${node.name}' (Identity) is missing input 0`);
+  return [x];
+};
+
+export const integerFlatten: IntegerKernel = (node, inputs) => {
+  const dims = dimsOf(node, inputs);
+  const raw = attrInt(node, 'axis', 1);
+  const axis = raw < 0 ? raw + dims.length : raw;
+  const prod = (d: number[]) => d.reduce((p, q) => p * q, 1);
+  return moved(node, inputs, [prod(dims.slice(0, axis)), prod(dims.slice(axis))]);
+};
+
+export const integerReshape: IntegerKernel = (node, inputs) => {
+  const dims = dimsOf(node, inputs);
+  const shape = tensorInput(node, inputs, 1, [DType.INT64]).toNumbers();
+  const total = dims.reduce((p, q) => p * q, 1);
+  const out = shape.map((d, i) => (d === 0 && attrInt(node, 'allowzero', 0) === 0 ? dims[i] : d));
+  const known = out.filter((d) => d !== -1).reduce((p, q) => p * q, 1);
+  const resolved = out.map((d) => (d === -1 ? total / known : d));
+  if (resolved.reduce((p, q) => p * q, 1) !== total) throw new Error(`node '${node.name}' (Reshape): cannot reshape [${dims}] to [${shape}]`);
+  return moved(node, inputs, resolved);
+};

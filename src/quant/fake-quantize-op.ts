@@ -49,22 +49,48 @@ function layout(node: Node, xShape: Dim[], paramDims: number[]): Layout {
 interface Emitted {
   xr: string;
   s: string;
-  z: string;
   scaled: string;
   rounded: string;
-  v: string;
+  /** qmin - round(z) and qmax - round(z): the clamp range of round(x / s) (scalars or parameter-shaped). */
+  lo: string;
+  hi: string;
+  /** q - round(z) = clip(round(x / s), lo, hi). */
+  clipped: string;
 }
 
-/** Emits the shared pieces of forward and backward: x / s, round, + z (before clipping). */
+function isZeroConstant(b: GraphBuilder, v: string): boolean {
+  const t = b.constantValue(v);
+  return t !== undefined && t.toNumbers().every((n) => n === 0);
+}
+
+/**
+ * Emits the shared pieces of forward and backward. The zero point is folded into the clamp range:
+ * clip(round(x/s) + z, qmin, qmax) - z = clip(round(x/s), qmin - z, qmax - z) exactly, since both sides hold
+ * integers (exact in float below 2^24; beyond, both clamp to the same bound). That saves the Add and Sub of
+ * full tensors; a known-zero zero point (symmetric weights) needs no range arithmetic at all. The backward
+ * emits the same nodes, which ORT's common-subexpression elimination merges with the forward's.
+ */
 function emitCore(b: GraphBuilder, node: Node, x: string, scale: string, zeroPoint: string): Emitted & { layout: Layout } {
   const lay = layout(node, b.shape(x), b.staticShape(scale));
+  const qmin = attrInt(node, 'qmin', -128);
+  const qmax = attrInt(node, 'qmax', 127);
   const xr = lay.xShape ? b.reshape(x, lay.xShape.map((d) => (typeof d === 'number' ? d : -1))) : x;
   const s = lay.paramShape.length ? b.reshape(scale, lay.paramShape) : scale;
-  const z = b.op1('Round', [lay.paramShape.length ? b.reshape(zeroPoint, lay.paramShape) : zeroPoint]);
   const scaled = b.div(xr, s);
   const rounded = b.op1('Round', [scaled]);
-  const v = b.add(rounded, z);
-  return { layout: lay, xr, s, z, scaled, rounded, v };
+  let lo: string;
+  let hi: string;
+  let clipped: string;
+  if (isZeroConstant(b, zeroPoint)) {
+    [lo, hi] = [b.scalarLike(qmin, rounded), b.scalarLike(qmax, rounded)];
+    clipped = b.op1('Clip', [rounded, lo, hi]);
+  } else {
+    // Per-tensor: scalar bounds for Clip (ONNX Clip takes scalar min/max); per-channel/group: Max/Min broadcast.
+    const z = b.op1('Round', [b.reshape(zeroPoint, lay.paramShape)]);
+    [lo, hi] = [b.sub(b.scalarLike(qmin, z), z), b.sub(b.scalarLike(qmax, z), z)];
+    clipped = lay.paramShape.length ? b.op1('Max', [b.op1('Min', [rounded, hi]), lo]) : b.op1('Clip', [rounded, lo, hi]);
+  }
+  return { layout: lay, xr, s, scaled, rounded, lo, hi, clipped };
 }
 
 function restore(b: GraphBuilder, value: string, x: string, lay: Layout, output?: string): string {
@@ -78,30 +104,25 @@ function fakeQuantizeVjp(c: VjpContext): (string | undefined)[] {
   const { b, node } = c;
   const dy = c.dy(0)!;
   const [x, scale, zeroPoint] = [c.input(0), c.input(1), c.input(2)];
-  const qmin = attrInt(node, 'qmin', -128);
-  const qmax = attrInt(node, 'qmax', 127);
   const e = emitCore(b, node, x, scale, zeroPoint);
   const dyr = e.layout.xShape ? b.reshapeLike(dy, e.xr) : dy;
-  const below = b.less(e.v, b.scalarLike(qmin, e.v));
-  const above = b.greater(e.v, b.scalarLike(qmax, e.v));
-  const outside = b.op1('Or', [below, above]);
-  const inside = b.castLike(b.op1('Not', [outside]), dy);
+  // Inside [qmin, qmax] exactly where clamping left round(x/s) unchanged (one Equal on the forward's values).
+  const inside = b.op1('Equal', [e.clipped, e.rounded]);
   const grads: (string | undefined)[] = [undefined, undefined, undefined];
-  if (c.wants(0)) grads[0] = restore(b, b.mul(dyr, inside), x, e.layout);
+  if (c.wants(0)) grads[0] = restore(b, b.where(inside, dyr, b.scalarLike(0, dyr)), x, e.layout);
   const learnScale = attrInt(node, 'learn_scale', 0) === 1;
   const learnZero = attrInt(node, 'learn_zero_point', 0) === 1;
   const toParam = (g: string, param: string) => b.reshapeLike(b.unbroadcast(g, e.layout.paramShape.length ? e.layout.paramShape : []), param);
   if (learnScale && c.wants(1)) {
     // LSQ: dy/ds = round(x/s) - x/s inside the range, (qmin - z) below, (qmax - z) above; times g.
-    const insideTerm = b.sub(e.rounded, e.scaled);
-    const clipped = b.where(below, b.sub(b.scalarLike(qmin, e.z), e.z), b.sub(b.scalarLike(qmax, e.z), e.z));
-    const local = b.where(outside, clipped, insideTerm);
+    const below = b.less(e.rounded, e.lo);
+    const local = b.where(inside, b.sub(e.rounded, e.scaled), b.where(below, e.lo, e.hi));
     const g = b.mul(b.mul(dyr, local), b.scalarLike(attrFloat(node, 'grad_scale', 1), dy));
     grads[1] = toParam(g, scale);
   }
   if (learnZero && c.wants(2)) {
     // LSQ+: y = s (q - z) is flat in z inside the range; clipped outputs move by -s per unit of z.
-    const g = b.mul(b.mul(dyr, b.castLike(outside, dy)), b.neg(e.s));
+    const g = b.mul(b.mul(dyr, b.castLike(b.op1('Not', [inside]), dy)), b.neg(e.s));
     grads[2] = toParam(g, zeroPoint);
   }
   return grads;
@@ -115,8 +136,7 @@ const fakeQuantize: OpDef = {
   lower: (node, b) => {
     const [x, scale, zeroPoint] = node.inputs;
     const e = emitCore(b, node, x, scale, zeroPoint);
-    const q = b.op1('Clip', [e.v, b.scalarLike(attrInt(node, 'qmin', -128), e.v), b.scalarLike(attrInt(node, 'qmax', 127), e.v)]);
-    restore(b, b.mul(b.sub(q, e.z), e.s), x, e.layout, node.outputs[0]);
+    restore(b, b.mul(e.clipped, e.s), x, e.layout, node.outputs[0]);
   },
 };
 

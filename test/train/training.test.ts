@@ -69,3 +69,13 @@ test('--resume without a checkpoint is refused with the path', async () => {
   const dir = tmp();
   await assert.rejects(train(base, dir, { resume: true }), /no checkpoint at .*checkpoint\.qat/);
 });
+
+test('distillation: a student identical to its teacher has zero KL; the loss mixes CE and KL by the weight', async () => {
+  const teacherDir = tmp();
+  await train({ ...base, steps: 3 }, teacherDir);
+  const pure = await train({ ...base, steps: 1, from: teacherDir, distill: { weight: 1, temperature: 2 } }, tmp());
+  assert.ok(Math.abs(pure.losses[0]) < 1e-6, `KL of identical models: ${pure.losses[0]}`);
+  const none = await train({ ...base, steps: 1, from: teacherDir, distill: { weight: 0, temperature: 2 } }, tmp());
+  const plain = await train({ ...base, steps: 1, from: teacherDir }, tmp());
+  assert.ok(Math.abs(none.losses[0] - plain.losses[0]) < 1e-6);
+});

@@ -4,7 +4,9 @@ import { Tensor } from '../../ir/tensor';
 import { Session } from '../../runtime/session';
 import { fromOrtTensor, toOrtTensor } from '../../runtime/tensors';
 import { evaluateInteger } from './evaluator';
-import { Quantized } from './values';
+import { DType } from '../../ir/dtype';
+import { roundHalfEven } from '../../quant/spec';
+import { channelIndexer, Quantized, TYPE_RANGE } from './values';
 
 /** Ops skipped when naming the layer that produced a QuantizeLinear's input (they fuse into it). */
 const FUSED = new Set(['Relu', 'Identity', 'Clip']);
@@ -18,6 +20,8 @@ export interface LayerComparison {
   elements: number;
   /** Codes one step away from ORT's: ORT requantizes in float, the evaluator in fixed point; both round at ties. */
   offByOne: number;
+  /** Of those, the ones where ORT's float requantization (see floatRequantized) gives ORT's code exactly. */
+  offByOneFloatRounding: number;
   /** Codes further away than one step. */
   mismatches: number;
   maxDiff: number;
@@ -45,14 +49,20 @@ function producingLayer(graph: Graph, q: Node): Node {
 }
 
 /**
- * Runs `graph` in ONNX Runtime (default optimisation: the fused QLinearConv / QGemm kernels) with every
- * QuantizeLinear output added as a graph output, and returns those codes and the graph's outputs.
+ * ORT's requantization of an int32 accumulator (MLAS MlasRequantizeOutput, as QLinearConv / QGemm set it up):
+ * in float32, acc * fround(fround(s_x * s_w) / s_y), rounded half to even, plus z_y, saturated.
  */
-export async function ortQuantizedValues(graph: Graph, feeds: Map<string, Tensor>, shapes: Map<string, number[]>, threads = 2): Promise<Map<string, Tensor>> {
-  const withCodes = Object.assign(Object.create(Object.getPrototypeOf(graph)), graph) as Graph;
+export function floatRequantized(acc: number, accScale32: number, outScale: number, outZero: number, lo: number, hi: number): number {
+  const m = Math.fround(accScale32 / Math.fround(outScale));
+  return Math.min(hi, Math.max(lo, roundHalfEven(Math.fround(Math.fround(acc) * m)) + outZero));
+}
+
+/** `graph` with every QuantizeLinear output also a graph output (shapes from a previous integer run). */
+export function withQuantizedOutputs(graph: Graph, shapes: Map<string, number[]>): Graph {
+  const out = Object.assign(Object.create(Object.getPrototypeOf(graph)), graph) as Graph;
   const quantized = graph.nodes.filter((n) => n.opType === 'QuantizeLinear').map((n) => n.outputs[0]);
   const extra = quantized.filter((name) => !graph.outputs.some((o) => o.name === name));
-  withCodes.outputs = [
+  out.outputs = [
     ...graph.outputs,
     ...extra.map((name) => {
       const zero = graph.initializers.get(graph.nodes.find((n) => n.outputs[0] === name)!.inputs[2]);
@@ -60,6 +70,15 @@ export async function ortQuantizedValues(graph: Graph, feeds: Map<string, Tensor
       return { name, dtype: zero.dtype, shape: shapes.get(name) ?? [] };
     }),
   ];
+  return out;
+}
+
+/**
+ * Runs `graph` in ONNX Runtime (default optimisation: the fused QLinearConv / QGemm kernels) with every
+ * QuantizeLinear output added as a graph output, and returns those codes and the graph's outputs.
+ */
+export async function ortQuantizedValues(graph: Graph, feeds: Map<string, Tensor>, shapes: Map<string, number[]>, threads = 2): Promise<Map<string, Tensor>> {
+  const withCodes = withQuantizedOutputs(graph, shapes);
   const session = await Session.create(withCodes, { threads });
   try {
     const ortFeeds = Object.fromEntries([...feeds].map(([k, t]) => [k, toOrtTensor(t)])) as Record<string, ort.Tensor>;
@@ -92,16 +111,23 @@ export async function compareIntegerWithOrt(graph: Graph, feeds: Map<string, Ten
   const ortValues = await ortQuantizedValues(ortGraph, feeds, shapes, options.threads);
   const layers: LayerComparison[] = [];
   evaluateInteger(graph, feeds, {
-    onQuantized: (node, ours) => {
+    onQuantized: (node, ours, input) => {
       const theirs = ortValues.get(node.outputs[0]);
       if (!theirs) return;
       const layer = producingLayer(graph, node);
-      const cmp: LayerComparison = { node: layer.name, opType: layer.opType, value: node.outputs[0], elements: ours.codes.length, offByOne: 0, mismatches: 0, maxDiff: 0 };
+      const cmp: LayerComparison = { node: layer.name, opType: layer.opType, value: node.outputs[0], elements: ours.codes.length, offByOne: 0, offByOneFloatRounding: 0, mismatches: 0, maxDiff: 0 };
+      const acc = input?.kind === 'quantized' && input.type === DType.INT32 ? input : undefined;
+      const channel = acc ? channelIndexer(acc.dims, acc.axis) : () => 0;
+      const [lo, hi] = TYPE_RANGE[ours.type]!;
       const codes = theirs.data as ArrayLike<number>;
       if (codes.length !== ours.codes.length) throw new Error(`value '${node.outputs[0]}': ORT has ${codes.length} codes, the integer evaluator ${ours.codes.length}`);
       for (let i = 0; i < codes.length; i++) {
         const d = Math.abs(ours.codes[i] - codes[i]);
-        if (d === 1) cmp.offByOne++;
+        if (d === 1) {
+          cmp.offByOne++;
+          const c = channel(i);
+          if (acc && floatRequantized(acc.codes[i], acc.floatScale?.[c] ?? Math.fround(acc.scale[c]), ours.scale[0], ours.zeroPoint[0], lo, hi) === codes[i]) cmp.offByOneFloatRounding++;
+        }
         else if (d > 1) {
           cmp.mismatches++;
           cmp.first ??= { index: i, ours: ours.codes[i], ort: codes[i] };

@@ -36,7 +36,7 @@ export interface IntegerRunOptions {
    * Called with every QuantizeLinear's codes; what it returns replaces them downstream. Comparisons use it to
    * feed each layer the other engine's codes, so one rounding difference does not spread to later layers.
    */
-  onQuantized?: (node: Node, codes: Quantized) => Quantized | void;
+  onQuantized?: (node: Node, codes: Quantized, input: IntValue | undefined) => Quantized | void;
 }
 
 export interface IntegerRunResult {
@@ -71,8 +71,9 @@ export function evaluateInteger(graph: Graph, feeds: Map<string, Tensor>, option
           `supported: ${Object.keys(integerKernels).sort().join(', ')}`,
       );
     }
-    let outputs = kernel(node, node.inputs.map((i) => (i ? env.get(i) : undefined)));
-    if (node.opType === 'QuantizeLinear' && options.onQuantized) outputs = [options.onQuantized(node, outputs[0] as Quantized) ?? outputs[0]];
+    const inputs = node.inputs.map((i) => (i ? env.get(i) : undefined));
+    let outputs = kernel(node, inputs);
+    if (node.opType === 'QuantizeLinear' && options.onQuantized) outputs = [options.onQuantized(node, outputs[0] as Quantized, inputs[0]) ?? outputs[0]];
     node.outputs.forEach((o, i) => {
       if (o && outputs[i]) env.set(o, outputs[i]);
     });

@@ -36,8 +36,8 @@ export function parseQuantConfig(raw: unknown, source: string, preset?: string):
     for (const k of Object.keys(r)) if (!ROLE_KEYS.includes(k)) fail(`${key}.${k}`, `unknown key; valid keys: ${ROLE_KEYS.join(', ')}`);
     if (r.bits !== undefined && ![1, 2, 3, 4, 5, 6, 7, 8, 16].includes(r.bits as number)) fail(`${key}.bits`, `${r.bits} is invalid; valid: 2..8 or 16 (1 for binary)`);
     if (r.method !== undefined && !(SCALE_METHODS as readonly string[]).includes(r.method as string)) fail(`${key}.method`, `'${r.method}' is invalid; valid: ${SCALE_METHODS.join(', ')}`);
-    if (r.granularity !== undefined && !['per-tensor', 'per-channel', 'per-group'].includes(r.granularity as string)) {
-      fail(`${key}.granularity`, `'${r.granularity}' is invalid; valid: per-tensor, per-channel, per-group`);
+    if (r.granularity !== undefined && !['per-tensor', 'per-channel', 'per-group', 'per-token'].includes(r.granularity as string)) {
+      fail(`${key}.granularity`, `'${r.granularity}' is invalid; valid: per-tensor, per-channel, per-group, per-token`);
     }
     void partial;
     return r as Partial<RoleSpec>;

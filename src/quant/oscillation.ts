@@ -34,7 +34,9 @@ export function oscillationControl(options: OscillationOptions): StepPlugin {
     build(b: GraphBuilder, _graph: Graph, model: Model) {
       const quant = model.quant;
       if (!quant) throw new Error('oscillation control needs a quantization-aware model (--quant)');
-      const targets = quant.quantizers.filter((z) => z.role === 'weight' && z.scale && (z.spec.method === 'minmax' || z.spec.method === 'lsq' || z.spec.method === 'lsq+'));
+      const targets = quant.quantizers.filter(
+        (z) => z.role === 'weight' && z.scale && z.spec.granularity.kind !== 'per-group' && (z.spec.method === 'minmax' || z.spec.method === 'lsq' || z.spec.method === 'lsq+'),
+      );
       const state: { input: string; output: string; initial: Tensor }[] = [];
       const metrics: Record<string, string> = {};
       const dampTerms: string[] = [];

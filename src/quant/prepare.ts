@@ -64,6 +64,13 @@ function globMatch(pattern: string, name: string): boolean {
   return re.test(name);
 }
 
+/** The input (reduction) axis of a layer's weight: what per-group quantization splits into groups. */
+function weightReductionAxis(node: Node): number {
+  if (node.opType === 'Conv') return 1;
+  if (node.opType === 'Gemm') return attrInt(node, 'transB', 0) ? 1 : 0;
+  return 0; // MatMul [K, N]
+}
+
 function weightAxis(node: Node): number {
   if (node.opType === 'Conv') return 0;
   if (node.opType === 'Gemm') return attrInt(node, 'transB', 0) ? 0 : 1;
@@ -126,7 +133,7 @@ export function planQuantization(model: Model, config: QatConfig): QuantPlan {
   };
   for (const node of compute) {
     const w = roleFor(node, 'weight');
-    if (w) weights.push({ node, tensor: node.inputs[1], spec: validateSpec(weightSpec(w, weightAxis(node)), `weight of '${node.name}'`) });
+    if (w) weights.push({ node, tensor: node.inputs[1], spec: validateSpec(weightSpec(w, w.granularity === 'per-group' ? weightReductionAxis(node) : weightAxis(node)), `weight of '${node.name}'`) });
     const a = roleFor(node, 'activation');
     if (a) addActivation(source(node.inputs[0]), a, node.name);
   }
@@ -156,15 +163,52 @@ function weightValues(graph: Graph, folded: FoldedConv[], tensor: string): Tenso
   return new Tensor(w.dtype, w.dims, out);
 }
 
-/** Per-channel mean |w| along `axis`. */
-function channelMeanAbs(t: Tensor, axis: number): number[] {
-  const dims = t.dims;
-  const c = dims[axis];
-  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
-  const sums = new Array(c).fill(0);
+/**
+ * Where each weight element's scale lives: the scale tensor's dims and a map from a flat weight index to a flat
+ * scale index, for per-tensor, per-channel (one scale per index of `axis`) and per-group (one per group of
+ * `size` consecutive indices of `axis`, and per index of every other axis).
+ */
+export function scaleLayout(dims: number[], spec: QuantSpec): { dims: number[]; index: (i: number) => number } {
+  const g = spec.granularity;
+  if (g.kind !== 'per-channel' && g.kind !== 'per-group') return { dims: [], index: () => 0 };
+  const a = g.axis;
+  const inner = dims.slice(a + 1).reduce((p, q) => p * q, 1);
+  if (g.kind === 'per-channel') return { dims: [dims[a]], index: (i) => Math.floor(i / inner) % dims[a] };
+  const groups = dims[a] / g.size;
+  return {
+    dims: dims.map((d, i) => (i === a ? groups : d)),
+    index: (i) => {
+      const outer = Math.floor(i / (dims[a] * inner));
+      const k = Math.floor(i / inner) % dims[a];
+      return (outer * groups + Math.floor(k / g.size)) * inner + (i % inner);
+    },
+  };
+}
+
+/** Mean |w| per scale element (LSQ's initialisation statistic). */
+function meanAbsPerScale(t: Tensor, layout: ReturnType<typeof scaleLayout>): number[] {
+  const n = layout.dims.reduce((p, q) => p * q, 1);
+  const sums = new Array(n).fill(0);
+  const counts = new Array(n).fill(0);
   const data = t.data as Float32Array;
-  for (let i = 0; i < t.size; i++) sums[Math.floor(i / inner) % c] += Math.abs(data[i]);
-  return sums.map((s) => s / (t.size / c));
+  for (let i = 0; i < t.size; i++) {
+    const j = layout.index(i);
+    sums[j] += Math.abs(data[i]);
+    counts[j]++;
+  }
+  return sums.map((s, j) => s / counts[j]);
+}
+
+/** In-graph max|w| per scale element, recomputed from the current weights each step. */
+function emitAbsMax(b: GraphBuilder, w: string, dims: number[], spec: QuantSpec): string {
+  const g = spec.granularity;
+  const abs = b.abs(w);
+  if (g.kind === 'per-channel') return b.op1('ReduceMax', [abs], { axes: dims.map((_, i) => i).filter((i) => i !== g.axis), keepdims: 0 });
+  if (g.kind === 'per-group') {
+    const split = [...dims.slice(0, g.axis), dims[g.axis] / g.size, g.size, ...dims.slice(g.axis + 1)];
+    return b.op1('ReduceMax', [b.reshape(abs, split)], { axes: [g.axis + 1], keepdims: 0 });
+  }
+  return b.op1('ReduceMax', [abs], { keepdims: 0 });
 }
 
 /**
@@ -202,8 +246,9 @@ export function applyQuantization(model: Model, plan: QuantPlan, stats: Map<stri
     const spec = w.spec;
     const before = graph.nodes.length;
     const values = weightValues(graph, plan.folded, w.tensor);
-    const axis = spec.granularity.kind === 'per-channel' ? spec.granularity.axis : 0;
-    const channels = values.dims[axis];
+    const axis = spec.granularity.kind === 'per-channel' || spec.granularity.kind === 'per-group' ? spec.granularity.axis : 0;
+    const layout = scaleLayout(values.dims, spec);
+    const scaleCount = layout.dims.reduce((p, q) => p * q, 1);
     let output: string;
     let scale: string | undefined;
     let zero: string | undefined;
@@ -213,18 +258,16 @@ export function applyQuantization(model: Model, plan: QuantPlan, stats: Map<stri
       output = b.op1(op, [w.tensor], spec.granularity.kind === 'per-tensor' ? {} : { axis }, { domain: QATKIT, name: `${w.tensor}/${spec.method}` });
     } else {
       const { qmax } = quantRange(spec);
-      zero = b.constant(Tensor.float([channels], new Array(channels).fill(0)));
+      zero = b.constant(Tensor.float(layout.dims, new Array(scaleCount).fill(0)));
       if (spec.method === 'minmax') {
-        const reduceAxes = values.dims.map((_, i) => i).filter((i) => i !== axis);
-        const absMax = b.op1('ReduceMax', [b.abs(w.tensor)], { axes: reduceAxes, keepdims: 0 });
+        const absMax = emitAbsMax(b, w.tensor, values.dims, spec);
         scale = b.op1('Max', [b.div(absMax, b.scalarLike(qmax, absMax)), b.scalarLike(1e-8, absMax)]);
         output = fq(w.tensor, scale, zero, spec, {});
       } else {
-        const init = channelMeanAbs(values, axis).map((m) => Math.max((2 * m) / Math.sqrt(qmax), 1e-6));
-        scale = learn(`${w.tensor}/quant_scale`, Tensor.float([channels], init));
+        const init = meanAbsPerScale(values, layout).map((m) => Math.max((2 * m) / Math.sqrt(qmax), 1e-6));
+        scale = learn(`${w.tensor}/quant_scale`, Tensor.float(layout.dims, init));
         learned.push(scale);
-        const perChannel = values.size / channels;
-        output = fq(w.tensor, scale, zero, spec, { learn_scale: 1, grad_scale: 1 / Math.sqrt(perChannel * qmax) });
+        output = fq(w.tensor, scale, zero, spec, { learn_scale: 1, grad_scale: 1 / Math.sqrt((values.size / scaleCount) * qmax) });
       }
     }
     w.node.inputs[1] = output;

@@ -4,7 +4,7 @@ import { QuantSpec, ScaleMethod } from './spec';
 export interface RoleSpec {
   bits: number;
   method: ScaleMethod;
-  granularity?: 'per-tensor' | 'per-channel' | 'per-group';
+  granularity?: 'per-tensor' | 'per-channel' | 'per-group' | 'per-token';
   groupSize?: number;
   symmetric?: boolean;
 }
@@ -65,6 +65,11 @@ export function weightSpec(r: RoleSpec, axis: number): QuantSpec {
 /** A full spec for one activation tensor; non-negative tensors (after ReLU) use an unsigned range. */
 export function activationSpec(r: RoleSpec, nonNegative: boolean): QuantSpec {
   const method = r.method === 'pact' && !nonNegative ? 'lsq' : r.method;
+  if (method === 'absmax') {
+    // BitLinear: dynamic signed absmax, per token (row) unless per-tensor is asked for.
+    const granularity = r.granularity === 'per-tensor' ? { kind: 'per-tensor' as const } : { kind: 'per-token' as const };
+    return { bits: r.bits, signed: true, symmetric: true, narrowRange: false, granularity, method };
+  }
   if (method === 'minmax') {
     // uint8 asymmetric, ORT's preferred activation type for QLinearConv / QLinearMatMul on CPU.
     return { bits: r.bits, signed: false, symmetric: false, narrowRange: false, granularity: { kind: 'per-tensor' }, method };

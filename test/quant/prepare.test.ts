@@ -136,3 +136,28 @@ test('QAT phases: observers move before their freeze step and stay fixed after; 
   const moved = obs.filter((name) => (at2.model.graph.initializers.get(name)!.data as Float32Array)[0] !== (at6.model.graph.initializers.get(name)!.data as Float32Array)[0]);
   assert.ok(moved.length >= 3, `observers that moved between steps 2 and 6: ${moved}`);
 });
+
+const methodCases: [string, Record<string, unknown>][] = [
+  ['LSQ+ activations (learned zero point)', { preset: 'w4a4', activation: { method: 'lsq+', symmetric: false } }],
+  ['PACT activations', { preset: 'w4a4', activation: { method: 'pact' } }],
+  ['dynamic per-token absmax activations (BitLinear)', { preset: 'ternary', activation: { method: 'absmax', granularity: 'per-token' } }],
+  ['per-group LSQ weights (group 32)', { preset: 'w4a8', weight: { granularity: 'per-group', groupSize: 32 } }],
+  ['per-group min/max weights (group 16)', { preset: 'w4a8', weight: { method: 'minmax', granularity: 'per-group', groupSize: 16 } }],
+  ['per-tensor min/max weights', { preset: 'w8a8', weight: { granularity: 'per-tensor' } }],
+];
+for (const [name, raw] of methodCases) {
+  test(`QAT trains with ${name}`, async () => {
+    const config = parseQuantConfig(raw, 'test');
+    const r = await train({ ...DEFAULT_TRAIN_CONFIG, model: 'mlp', quant: 'custom', quantConfig: config, steps: 4, batch: 16, calibBatches: 1 }, fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-m-')));
+    assert.ok(r.losses.every(Number.isFinite), `losses ${r.losses}`);
+    assert.ok(r.test_accuracy > 0.1);
+  });
+}
+
+test('per-group scales: one per group along the reduction axis and per output row', async () => {
+  const config = parseQuantConfig({ preset: 'w4a8', firstLastBits: null, weight: { granularity: 'per-group', groupSize: 32 } }, 'test');
+  const m = lenetWithBn();
+  const q = await prepareQat(m, config, calib, 'custom', 1);
+  const fc0 = q.quant!.quantizers.find((z) => z.role === 'weight' && z.layers[0] === 'fc0')!;
+  assert.deepEqual(q.graph.initializers.get(fc0.scale!)!.dims, [128, 3136 / 32]);
+});

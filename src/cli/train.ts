@@ -33,7 +33,7 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--input-std <list>', 'imported models: divide by per-channel std', floatListOption('--input-std'))
     .option('--quant <preset>', `quantization-aware training: ${PRESETS.join(', ')}`, choiceOption('--quant', PRESETS))
     .option('--quant-config <file.json>', 'full quantization config (per-layer bits, granularity, scale method)')
-    .option('--from <run_dir>', 'start from this fp32 run (QAT fine-tuning; the distillation teacher)')
+    .option('--from <run_dir>', 'start from this fp32 run: its model and dataset (QAT fine-tuning; the distillation teacher)')
     .option('--distill', 'distill from the --from model (KL on logits)')
     .option('--distill-weight <x>', 'weight of the distillation term in [0, 1]', floatOption('--distill-weight', { min: 0 }), 0.5)
     .option('--distill-temperature <x>', 'distillation temperature', floatOption('--distill-temperature', { min: 0, exclusiveMin: true }), 2)

@@ -135,6 +135,13 @@ export function loadRunModel(runDir: string): Model {
   return loadCheckpoint(file).model;
 }
 
+/** The training config a run directory was made with. */
+export function loadRunConfig(runDir: string): TrainConfig {
+  const file = path.join(runDir, CHECKPOINT_FILE);
+  if (!fs.existsSync(file)) throw new Error(`--from: no checkpoint at ${file} (train an fp32 run first with qat train --out ${runDir})`);
+  return loadCheckpoint(file).config as unknown as TrainConfig;
+}
+
 function resolveQatConfig(c: TrainConfig): QatConfig | undefined {
   if (!c.quant && !c.quantConfig) return undefined;
   return c.quantConfig ?? presetConfig(c.quant!);
@@ -169,6 +176,11 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
     initial = new Map(ckpt.optimizerState);
     for (const name of [...model.params, ...model.runningStats, ...(model.observerStats ?? [])]) initial.set(name, model.graph.initializers.get(name)!);
     startStep = ckpt.step;
+  }
+  if (config.from && !options.resume) {
+    // A run started from another takes that run's model and dataset (QAT fine-tuning, distillation).
+    const source = loadRunConfig(config.from);
+    config = { ...config, model: source.model, data: source.data, input: source.input };
   }
   validateTrainConfig(config);
   const data = loadDataset(config.data);

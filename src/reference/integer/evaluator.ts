@@ -5,6 +5,7 @@ import { integerAdd } from './add';
 import { integerConv } from './conv';
 import { dequantizeLinear } from './dequantize-linear';
 import { floatDiv, floatMul, floatSub } from './float-elementwise';
+import { integerGlobalAveragePool } from './global-average-pool';
 import { integerGemm, integerMatMulKernel } from './gemm';
 import { IntegerKernelTable } from './kernel';
 import { integerMaxPool } from './max-pool';
@@ -22,6 +23,7 @@ export const integerKernels: IntegerKernelTable = {
   MatMul: integerMatMulKernel,
   Relu: integerRelu,
   MaxPool: integerMaxPool,
+  GlobalAveragePool: integerGlobalAveragePool,
   Flatten: integerFlatten,
   Reshape: integerReshape,
   Identity: integerIdentity,

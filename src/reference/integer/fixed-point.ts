@@ -35,7 +35,8 @@ export function quantizeMultiplier(real: number): QuantizedMultiplier {
 }
 
 /**
- * round((a * b) / 2^31), ties away from zero, saturating the one overflow case (a = b = -2^31) — gemmlowp's
+ * floor(a * b / 2^31 + 1/2) — the nearest integer, ties toward +infinity (gemmlowp's nudge of 2^30 or
+ * 1 - 2^30 before a truncating division) — saturating the one overflow case (a = b = -2^31): gemmlowp's
  * SaturatingRoundingDoublingHighMul. The 62-bit product is formed exactly from 16-bit halves of b.
  */
 export function saturatingRoundingDoublingHighMul(a: number, b: number): number {

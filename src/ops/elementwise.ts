@@ -58,12 +58,24 @@ export const elementwiseOps: OpDef[] = [
   binary('Add', (_, dy) => dy, (_, dy) => dy),
   binary('Sub', (_, dy) => dy, (c, dy) => c.b.neg(dy)),
   binary('Mul', (c, dy) => c.b.mul(dy, c.input(1)), (c, dy) => c.b.mul(dy, c.input(0))),
-  binary(
-    'Div',
-    (c, dy) => c.b.div(dy, c.input(1)),
-    // d(a/b)/db = -a/b^2 = -y/b
-    (c, dy) => c.b.neg(c.b.div(c.b.mul(dy, y(c)), c.input(1))),
-  ),
+  {
+    opType: 'Div',
+    domain: '',
+    infer: inferBroadcast,
+    vjp: (c) => {
+      const dy = c.dy(0);
+      if (!dy) return [];
+      const { b } = c;
+      const [num, den] = [c.input(0), c.input(1)];
+      // d(a/b)/db = -y/b. b is constant along the axes unbroadcast sums over, so divide and negate after
+      // reducing: one full-size pass (dy * y) instead of three (the per-channel BN-folding divide uses this).
+      const db = () => {
+        const summed = b.unbroadcast(b.mul(dy, y(c)), b.shape(den));
+        return b.neg(b.div(summed, den));
+      };
+      return [c.wants(0) ? b.unbroadcast(b.div(dy, den), b.shape(num)) : undefined, c.wants(1) ? db() : undefined];
+    },
+  },
   binary(
     'Pow',
     // d(a^p)/da = p * a^(p-1)

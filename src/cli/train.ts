@@ -64,8 +64,12 @@ export function configFromOptions(o: Record<string, any>): TrainConfig {
   };
 }
 
-export async function runTrainCommand(o: Record<string, any>, label = 'train'): Promise<TrainResult> {
-  const config = configFromOptions(o);
+export async function runTrainCommand(o: Record<string, any>, label = 'train', explicit?: (flag: string) => boolean): Promise<TrainResult> {
+  let config = configFromOptions(o);
+  if (o.resume && explicit) {
+    // A resumed run keeps its saved length and threads unless the user gave them again.
+    config = { ...config, epochs: explicit('epochs') ? o.epochs : undefined, steps: explicit('steps') ? o.steps : undefined, threads: explicit('threads') ? o.threads : undefined } as unknown as TrainConfig;
+  }
   if (o.resume && !o.out) throw new Error('--resume needs --out RUN_DIR (the run to continue)');
   const runDir = o.out ?? defaultRunDir(config);
   const progress = new Progress(label);
@@ -89,7 +93,7 @@ export async function runTrainCommand(o: Record<string, any>, label = 'train'): 
 }
 
 export function trainCommand(): Command {
-  return addTrainOptions(new Command('train').description('train a model in fp32, or quantization-aware with --quant / --quant-config')).action(async (o) => {
-    await runTrainCommand(o);
+  return addTrainOptions(new Command('train').description('train a model in fp32, or quantization-aware with --quant / --quant-config')).action(async (o, cmd: Command) => {
+    await runTrainCommand(o, 'train', (flag) => cmd.getOptionValueSource(flag) === 'cli');
   });
 }

@@ -120,6 +120,13 @@ export function defaultRunDir(c: TrainConfig): string {
   return path.join('runs', `${base}-${c.data}-${stamp}`);
 }
 
+export interface TrainOptions {
+  resume?: boolean;
+  hooks?: RunHooks;
+  /** Stop (with a checkpoint) after this step, as an interrupted run would; the schedule still spans the whole run. */
+  stopAtStep?: number;
+}
+
 /**
  * Trains a model as `qat train` does: writes checkpoint.qat (each epoch and at the end), model.onnx (the fp32
  * inference model) and metrics.json into runDir. With resume, continues from runDir's checkpoint exactly.
@@ -153,13 +160,6 @@ function resolveQatConfig(c: TrainConfig): QatConfig | undefined {
  * checkpoint exactly. With a quantization config, the model (fresh, or the fp32 model of config.from) is
  * prepared for QAT first: BN folded, activation ranges calibrated, fake-quant nodes inserted.
  */
-export interface TrainOptions {
-  resume?: boolean;
-  hooks?: RunHooks;
-  /** Stop (with a checkpoint) after this step, as an interrupted run would; the schedule still spans the whole run. */
-  stopAtStep?: number;
-}
-
 export async function train(config: TrainConfig, runDir: string, options: TrainOptions = {}): Promise<TrainResult> {
   const hooks = options.hooks ?? {};
   const ckptPath = path.join(runDir, CHECKPOINT_FILE);

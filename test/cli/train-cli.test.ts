@@ -33,3 +33,16 @@ test('a wrong flag value names the flag and the valid choices', () => {
   const steps = qat('train', '--steps', 'x');
   assert.match(steps.stderr, /--steps must be an integer >= 1, got 'x'/);
 });
+
+test('qat train --resume keeps the saved run length unless --epochs/--steps are given again', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-cli-'));
+  const run = path.join(dir, 'run');
+  assert.equal(qat('train', '--model', 'mlp', '--steps', '6', '--batch', '32', '--out', run).status, 0);
+  const json = path.join(dir, 'r.json');
+  const r = qat('train', '--out', run, '--resume', '--json', json);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(JSON.parse(fs.readFileSync(json, 'utf8')).steps, 6);
+  const more = qat('train', '--out', run, '--resume', '--steps', '8', '--json', json);
+  assert.equal(more.status, 0, more.stderr);
+  assert.equal(JSON.parse(fs.readFileSync(json, 'utf8')).steps, 8);
+});

@@ -7,6 +7,7 @@ import { QATKIT } from './fake-quantize-op';
 import { foldBatchNormForQat, FoldedConv } from './fold-batchnorm';
 import { activationSpec, LayerOverride, QatConfig, RoleSpec, weightSpec } from './presets';
 import { QuantSpec, quantRange, validateSpec, qparamsFromRange } from './spec';
+import { createObserver, isChannelRange } from './observers';
 
 /** One inserted quantizer, as export and reports need it. */
 export interface Quantizer {
@@ -46,6 +47,8 @@ export interface ActivationStats {
   meanAbs: number;
   /** Elements per sample (LSQ's gradient scale uses it). */
   perSample: number;
+  /** MSE-optimal clipping range for learned quantizers (LSQ, LSQ+, PACT start from it when present). */
+  clip?: { min: number; max: number };
 }
 
 const COMPUTE_OPS = new Set(['Conv', 'Gemm', 'MatMul']);
@@ -199,6 +202,20 @@ function meanAbsPerScale(t: Tensor, layout: ReturnType<typeof scaleLayout>): num
   return sums.map((s, j) => s / counts[j]);
 }
 
+/**
+ * Starting step sizes of learned weight quantizers: the MSE-optimal clipping range per channel divided by qmax
+ * (the best PTQ scale, so QAT starts where PTQ ends); LSQ's own 2 <|w|> / sqrt(qmax) for other granularities.
+ */
+function initialWeightScales(values: Tensor, spec: QuantSpec, layout: ReturnType<typeof scaleLayout>, qmax: number): number[] {
+  if (spec.granularity.kind === 'per-channel') {
+    const observer = createObserver('mse', { spec: { ...spec, method: 'minmax' }, perChannelAxis: spec.granularity.axis });
+    observer.observe(values.data as Float32Array, values.dims);
+    const r = observer.range();
+    if (isChannelRange(r)) return Array.from(r.max, (hi, c) => Math.max(Math.max(hi, -r.min[c]) / qmax, 1e-6));
+  }
+  return meanAbsPerScale(values, layout).map((m) => Math.max((2 * m) / Math.sqrt(qmax), 1e-6));
+}
+
 /** In-graph max|w| per scale element, recomputed from the current weights each step. */
 function emitAbsMax(b: GraphBuilder, w: string, dims: number[], spec: QuantSpec): string {
   const g = spec.granularity;
@@ -264,7 +281,7 @@ export function applyQuantization(model: Model, plan: QuantPlan, stats: Map<stri
         scale = b.op1('Max', [b.div(absMax, b.scalarLike(qmax, absMax)), b.scalarLike(1e-8, absMax)]);
         output = fq(w.tensor, scale, zero, spec, {});
       } else {
-        const init = meanAbsPerScale(values, layout).map((m) => Math.max((2 * m) / Math.sqrt(qmax), 1e-6));
+        const init = initialWeightScales(values, spec, layout, qmax);
         scale = learn(`${w.tensor}/quant_scale`, Tensor.float(layout.dims, init));
         learned.push(scale);
         output = fq(w.tensor, scale, zero, spec, { learn_scale: 1, grad_scale: 1 / Math.sqrt((values.size / scaleCount) * qmax) });
@@ -298,19 +315,20 @@ export function applyQuantization(model: Model, plan: QuantPlan, stats: Map<stri
       );
       output = fq(tensor, scale, zero, spec, {});
     } else if (spec.method === 'pact') {
-      const alpha = learn(`${tensor}/pact_alpha`, Tensor.float([], [Math.max(st.max, 1e-3)]));
+      const alpha = learn(`${tensor}/pact_alpha`, Tensor.float([], [Math.max(st.clip?.max ?? st.max, 1e-3)]));
       learned.push(alpha);
       output = b.op1('PactQuantize', [tensor, alpha], { bits: spec.bits }, { domain: QATKIT, name: `${tensor}/pact` });
     } else if (spec.method === 'lsq' || spec.method === 'lsq+') {
       const gradScale = 1 / Math.sqrt(st.perSample * qmax);
       if (spec.method === 'lsq+') {
-        const q = qparamsFromRange(st.min, st.max, spec);
+        const q = qparamsFromRange(st.clip?.min ?? st.min, st.clip?.max ?? st.max, spec);
         scale = learn(`${tensor}/quant_scale`, Tensor.float([], [q.scale]));
         zero = learn(`${tensor}/quant_zero_point`, Tensor.float([], [q.zeroPoint]));
         learned.push(scale, zero);
         output = fq(tensor, scale, zero, spec, { learn_scale: 1, learn_zero_point: 1, grad_scale: gradScale });
       } else {
-        scale = learn(`${tensor}/quant_scale`, Tensor.float([], [Math.max((2 * st.meanAbs) / Math.sqrt(qmax), 1e-6)]));
+        const start = st.clip ? Math.max(st.clip.max, spec.signed ? -st.clip.min : 0) / qmax : (2 * st.meanAbs) / Math.sqrt(qmax);
+        scale = learn(`${tensor}/quant_scale`, Tensor.float([], [Math.max(start, 1e-6)]));
         learned.push(scale);
         zero = b.constant(0);
         output = fq(tensor, scale, zero, spec, { learn_scale: 1, grad_scale: gradScale });

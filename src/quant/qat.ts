@@ -2,6 +2,10 @@ import { Model } from '../models/model';
 import { collectActivationStats } from './calibrate';
 import { applyQuantization, planQuantization } from './prepare';
 import { QatConfig } from './presets';
+import { createObserver, isChannelRange, RangeObserver } from './observers';
+import { ScaleMethod } from './spec';
+
+const LEARNED: readonly ScaleMethod[] = ['lsq', 'lsq+', 'pact'];
 
 export interface CalibrationData {
   images: Float32Array;
@@ -16,6 +20,21 @@ export interface CalibrationData {
 export async function prepareQat(model: Model, config: QatConfig, calibration: CalibrationData, preset?: string, threads = 2): Promise<Model> {
   if (model.quant) throw new Error(`model '${model.name}' is already quantization-aware (preset ${model.quant.preset ?? 'custom'})`);
   const plan = planQuantization(model, config);
-  const stats = await collectActivationStats(plan.graph, model.input, [...plan.activations.keys()], calibration.images, calibration.count, calibration.sampleShape, { threads });
+  // Learned activation quantizers start from the MSE-optimal clipping range (the best PTQ range), so QAT
+  // starts at least where PTQ ends; observer-based ones start from the plain min/max.
+  const observers = new Map<string, RangeObserver>();
+  for (const [tensor, { spec }] of plan.activations) {
+    if (LEARNED.includes(spec.method)) observers.set(tensor, createObserver('mse', { spec: { ...spec, method: 'minmax' } }));
+  }
+  const stats = await collectActivationStats(plan.graph, model.input, [...plan.activations.keys()], calibration.images, calibration.count, calibration.sampleShape, {
+    threads,
+    onBatch: (values) => {
+      for (const [tensor, observer] of observers) observer.observe(values.get(tensor)!);
+    },
+  });
+  for (const [tensor, observer] of observers) {
+    const r = observer.range();
+    if (!isChannelRange(r)) stats.get(tensor)!.clip = r;
+  }
   return applyQuantization(model, plan, stats, config, preset);
 }

@@ -16,6 +16,7 @@ import { encodeModel } from '../src/onnx/model-io';
 import { lowerCustomOps } from '../src/runtime/lower';
 import { loadCheckpoint } from '../src/train/checkpoint';
 import { CHECKPOINT_FILE, DEFAULT_TRAIN_CONFIG, train } from '../src/train/run';
+import { loadStr, median } from './lib/timing';
 
 const { values } = parseArgs({
   options: {
@@ -44,8 +45,6 @@ async function qatRun(model: string, preset: string): Promise<string> {
   }
   return dir;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
 /** Median ms per run of each session on the same input, timed in alternation after `warmup` runs each. */
 async function timeAlternating(sessions: ort.InferenceSession[], batch: number, reps: number, warmup: number): Promise<number[]> {
@@ -98,7 +97,7 @@ for (const name of values.models!.split(',')) {
 }
 const loadAfter = os.loadavg();
 const f = (x: number | string, d = 2) => (typeof x === 'number' ? x.toFixed(d) : x);
-console.log(`threads ${threads}; loadavg before ${loadBefore.map((x) => x.toFixed(2)).join(' ')}, after ${loadAfter.map((x) => x.toFixed(2)).join(' ')}`);
+console.log(`threads ${threads}; loadavg before ${loadStr(loadBefore)}, after ${loadStr(loadAfter)}`);
 console.log('| model | fp32/int8 bytes | fp32/int4 bytes | fp32/packed ternary bytes | b1 fp32 ms | b1 int8 ms (fp32/int8) | b1 int8 s8-weights ms (fp32/int8) | b128 fp32 ms | b128 int8 ms (fp32/int8) | b128 int8 s8-weights ms (fp32/int8) |');
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const r of rows) {

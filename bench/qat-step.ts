@@ -7,58 +7,29 @@
  *
  *   node --import tsx bench/qat-step.ts [--steps 300] [--warmup 10] [--threads 2] [--json FILE]
  */
-import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { BatchLoader, loadDataset } from '../src/data';
 import { resolveModel } from '../src/models/resolve';
 import { presetConfig } from '../src/quant/presets';
 import { prepareQat } from '../src/quant/qat';
 import { defaultOptimizer } from '../src/train/optimizer';
 import { Trainer } from '../src/train/trainer';
+import { takeBatches } from './lib/batches';
+import { parseStepArgs, runMain, writeJson } from './lib/cli';
+import { fmt, loadStr, printTable, summarize } from './lib/timing';
+import { PEER_OMP_WAIT_POLICY, PeerResult, peerScript, runPeer, TORCH_MISSING, torchAvailable } from './lib/torch-peer';
 
 const BATCH = 128;
 const PRESET = 'w8a8';
 /** MNIST training batches the activation observers are calibrated on before QAT starts (as `qat train` does). */
 const CALIB_BATCHES = 4;
-const PYTHON = '/usr/bin/python3';
-const PEER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'peers', 'torch_qat_step.py');
+const PEER = peerScript('torch_qat_step.py');
 /** Issue 4's targets: fake-quant overhead over our fp32 step, and our QAT step against PyTorch's. */
 const GOAL_OVERHEAD = 1.25;
 const GOAL_VS_TORCH = 0.5;
-/** OpenMP's default (active) wait policy spins on shared cores; see bench/train-step.ts. A caller's setting wins. */
-const PEER_OMP_WAIT_POLICY = process.env.OMP_WAIT_POLICY ?? 'PASSIVE';
 
-interface StepTimes {
-  ms_median: number;
-  ms_p90: number;
-}
-
-interface PeerResult extends StepTimes {
-  peer: string;
-  version: string;
+interface QatPeerResult extends PeerResult {
   engine: string;
-  rss_mb_first: number | null;
-  rss_mb_last: number;
-}
-
-function positiveInt(flag: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected an integer >= 1, got '${v}'`);
-  return n;
-}
-
-/** Nearest-rank percentile (the peer script uses the same definition). */
-function percentile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
-}
-
-function summarize(ms: number[]): StepTimes {
-  const s = [...ms].sort((a, b) => a - b);
-  return { ms_median: percentile(s, 0.5), ms_p90: percentile(s, 0.9) };
 }
 
 /** Our fp32 and w8a8 QAT steps on the same LeNet and the same MNIST batches, timed in alternation. */
@@ -81,20 +52,15 @@ async function benchOurs(warmup: number, steps: number, threads: number) {
     return performance.now() - t0;
   };
   let done = 0;
-  const total = warmup + steps;
-  for (let epoch = 0; done < total; epoch++) {
-    loader.setEpoch(epoch);
-    for (const batch of loader.batches()) {
-      if (done >= total) break;
-      // Alternate which variant goes first so that neither always runs right after the other's cache misses.
-      const order: ['fp32' | 'qat', Trainer][] = done % 2 === 0 ? [['fp32', fp32], ['qat', qat]] : [['qat', qat], ['fp32', fp32]];
-      const dt: Record<string, number> = {};
-      for (const [name, t] of order) dt[name] = await timeStep(t, batch);
-      done++;
-      if (done <= warmup) continue;
-      ms.fp32.push(dt.fp32);
-      ms.qat.push(dt.qat);
-    }
+  for (const batch of takeBatches(loader, warmup + steps)) {
+    // Alternate which variant goes first so that neither always runs right after the other's cache misses.
+    const order: ['fp32' | 'qat', Trainer][] = done % 2 === 0 ? [['fp32', fp32], ['qat', qat]] : [['qat', qat], ['fp32', fp32]];
+    const dt: Record<string, number> = {};
+    for (const [name, t] of order) dt[name] = await timeStep(t, batch);
+    done++;
+    if (done <= warmup) continue;
+    ms.fp32.push(dt.fp32);
+    ms.qat.push(dt.qat);
   }
   const quantizers = qatModel.quant!.quantizers;
   const nodes = { fp32: fp32.step.graph.nodes.length, qat: qat.step.graph.nodes.length };
@@ -108,44 +74,10 @@ async function benchOurs(warmup: number, steps: number, threads: number) {
   };
 }
 
-function torchAvailable(): boolean {
-  if (!fs.existsSync(PYTHON)) return false;
-  return spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
-}
-
-function runPeer(warmup: number, steps: number, threads: number): PeerResult {
-  const r = spawnSync(PYTHON, [PEER, '--steps', String(steps), '--warmup', String(warmup), '--threads', String(threads), '--batch', String(BATCH)], {
-    encoding: 'utf8',
-    maxBuffer: 16 << 20,
-    env: { ...process.env, OMP_WAIT_POLICY: PEER_OMP_WAIT_POLICY },
-  });
-  if (r.status !== 0) throw new Error(`${PEER} failed (exit ${r.status}):\n${r.stderr}`);
-  const line = r.stdout.split('\n').reverse().find((l) => l.trim().startsWith('{'));
-  if (!line) throw new Error(`${PEER} printed no JSON line; stdout was:\n${r.stdout}`);
-  return JSON.parse(line) as PeerResult;
-}
-
-const fmt = (v: number) => v.toFixed(1);
-const loadStr = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
 const verdict = (ratio: number, goal: number) => `${ratio.toFixed(2)} (goal <= ${goal}: ${ratio <= goal ? 'met' : 'NOT met'})`;
 
-function printTable(rows: string[][]): void {
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  for (const r of rows) console.log(r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '));
-}
-
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      steps: { type: 'string', default: '300' },
-      warmup: { type: 'string', default: '10' },
-      threads: { type: 'string', default: '2' },
-      json: { type: 'string' },
-    },
-  });
-  const steps = positiveInt('--steps', values.steps!);
-  const warmup = positiveInt('--warmup', values.warmup!);
-  const threads = positiveInt('--threads', values.threads!);
+  const { steps, warmup, threads, json } = parseStepArgs(300);
   const loadBefore = os.loadavg();
   console.log(`QAT step: lenet, batch ${BATCH}, AdamW, ${threads} threads, ${warmup} warmup + ${steps} timed steps each; loadavg ${loadStr(loadBefore)}`);
 
@@ -159,10 +91,10 @@ async function main(): Promise<void> {
   );
   console.log(`fake-quant overhead QAT/fp32 (timed in alternation): ${verdict(overhead, GOAL_OVERHEAD)}; loadavg ${loadStr(loadAfterOurs)}`);
 
-  let peer: PeerResult | undefined;
+  let peer: QatPeerResult | undefined;
   let skipped: string | undefined;
-  if (!torchAvailable()) skipped = `skipped: Debian's PyTorch not installed (apt-get install python3-torch); ${PYTHON} cannot import torch`;
-  else peer = runPeer(warmup, steps, threads);
+  if (!torchAvailable()) skipped = TORCH_MISSING;
+  else peer = runPeer<QatPeerResult>(PEER, warmup, steps, threads, BATCH);
   const loadAfter = os.loadavg();
 
   console.log('');
@@ -185,7 +117,7 @@ async function main(): Promise<void> {
   else console.log(skipped);
   console.log(`loadavg after: ${loadStr(loadAfter)} (${os.cpus().length} cores)`);
 
-  if (values.json) {
+  if (json) {
     const out = {
       model: 'lenet',
       preset: PRESET,
@@ -206,13 +138,8 @@ async function main(): Promise<void> {
       goals: { overhead_max: GOAL_OVERHEAD, vs_torch_max: GOAL_VS_TORCH },
       ...(skipped ? { skipped } : {}),
     };
-    fs.mkdirSync(path.dirname(path.resolve(values.json)), { recursive: true });
-    fs.writeFileSync(values.json, JSON.stringify(out, null, 2) + '\n');
-    console.log(`wrote ${values.json}`);
+    writeJson(json, out);
   }
 }
 
-main().catch((e) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
-});
+runMain(main);

@@ -1,8 +1,8 @@
 import type { GraphBuilder } from '../ir/builder';
 import { DType } from '../ir/dtype';
-import { attrInt, attrInts, Node, ValueType } from '../ir/graph';
+import { attrInt, attrInts, Dim, Node, ValueType } from '../ir/graph';
 import { Tensor } from '../ir/tensor';
-import { defineOps, InferContext, OpDef, VjpContext } from './registry';
+import { defineOps, InferContext, OpDef, VjpRule } from './registry';
 import { requireInput } from './shape-utils';
 import { resolveTransposeWindow, resolveWindow, transposeOutputPadding, Window, windowAttrs } from './window-geometry';
 
@@ -98,9 +98,14 @@ export function convInputGradient(b: GraphBuilder, dy: string, w: string, window
     kernel_shape: window.kernel,
     ...(outputPadding.some((p) => p !== 0) ? { output_padding: outputPadding } : {}),
   });
+  return checkInputGradientSpatial(b, dx, xSpatial, node);
+}
+
+/** Guards against a window mismatch: the input gradient must have exactly X's spatial size. */
+function checkInputGradientSpatial(b: GraphBuilder, dx: string, xSpatial: number[], node: Node): string {
   const got = b.shape(dx).slice(2);
   if (got.some((d, i) => d !== xSpatial[i])) {
-    throw new Error(`gradient of node '${node.name}' (Conv): input gradient has spatial dims [${got}] instead of [${xSpatial}]`);
+    throw new Error(`gradient of node '${node.name}' (${node.opType}): input gradient has spatial dims [${got}] instead of [${xSpatial}]`);
   }
   return dx;
 }
@@ -149,46 +154,57 @@ export function convWeightGradient(b: GraphBuilder, input: string, outGrad: stri
   return b.reshape(b.reduceSum(perSample, [0], false), wShape);
 }
 
-function convVjp(c: VjpContext): (string | undefined)[] {
-  const { b, node } = c;
-  const dy = c.dy(0);
-  if (!dy) return [];
-  const [x, w] = [c.input(0), c.input(1)];
-  const group = attrInt(node, 'group', 1);
-  const wShape = staticDims(b, w, node, 'W');
-  const xSpatial = staticSpatial(b, x, node, 'X');
-  const { window } = resolveWindow(node, xSpatial, kernelShape(node, b.type(w)));
-  return [
-    c.wants(0) ? convInputGradient(b, dy, w, window, group, xSpatial, node) : undefined,
-    c.wants(1) ? convWeightGradient(b, x, dy, wShape, window, group) : undefined,
-    node.inputs[2] && c.wants(2) ? biasGradient(b, dy) : undefined,
-  ];
+/** What the gradients of Conv and ConvTranspose both need, read from the node and the builder. */
+interface ConvGradInputs {
+  b: GraphBuilder;
+  node: Node;
+  dy: string;
+  x: string;
+  w: string;
+  group: number;
+  wShape: number[];
+  xSpatial: number[];
+  window: Window;
 }
 
-function convTransposeVjp(c: VjpContext): (string | undefined)[] {
-  const { b, node } = c;
-  const dy = c.dy(0);
-  if (!dy) return [];
-  const [x, w] = [c.input(0), c.input(1)];
-  const group = attrInt(node, 'group', 1);
-  const wShape = staticDims(b, w, node, 'W');
-  const xSpatial = staticSpatial(b, x, node, 'X');
-  const { window } = resolveTransposeWindow(node, xSpatial, kernelShape(node, b.type(w)));
-  // X = Conv(Y; W) with the same window: ConvTranspose is the adjoint of that Conv in its input.
-  const dx = () => {
-    const g = b.op1('Conv', [dy, w], { ...windowAttrs(window), group, kernel_shape: window.kernel });
-    const got = b.shape(g).slice(2);
-    if (got.some((d, i) => d !== xSpatial[i])) {
-      throw new Error(`gradient of node '${node.name}' (ConvTranspose): input gradient has spatial dims [${got}] instead of [${xSpatial}]`);
-    }
-    return g;
+/**
+ * VJP of Conv or ConvTranspose: `resolve` gives the forward's window, `dx` and `dw` build the input and
+ * weight gradients; the bias gradient is the same for both (dY summed per output channel).
+ */
+function convFamilyVjp(
+  resolve: (node: Node, spatial: Dim[], kernel: number[]) => { window: Window },
+  dx: (g: ConvGradInputs) => string,
+  dw: (g: ConvGradInputs) => string,
+): VjpRule {
+  return (c) => {
+    const { b, node } = c;
+    const dy = c.dy(0);
+    if (!dy) return [];
+    const [x, w] = [c.input(0), c.input(1)];
+    const group = attrInt(node, 'group', 1);
+    const wShape = staticDims(b, w, node, 'W');
+    const xSpatial = staticSpatial(b, x, node, 'X');
+    const { window } = resolve(node, xSpatial, kernelShape(node, b.type(w)));
+    const g: ConvGradInputs = { b, node, dy, x, w, group, wShape, xSpatial, window };
+    return [c.wants(0) ? dx(g) : undefined, c.wants(1) ? dw(g) : undefined, node.inputs[2] && c.wants(2) ? biasGradient(b, dy) : undefined];
   };
-  return [
-    c.wants(0) ? dx() : undefined,
-    c.wants(1) ? convWeightGradient(b, dy, x, wShape, window, group) : undefined,
-    node.inputs[2] && c.wants(2) ? biasGradient(b, dy) : undefined,
-  ];
 }
+
+const convVjp = convFamilyVjp(
+  resolveWindow,
+  (g) => convInputGradient(g.b, g.dy, g.w, g.window, g.group, g.xSpatial, g.node),
+  (g) => convWeightGradient(g.b, g.x, g.dy, g.wShape, g.window, g.group),
+);
+
+const convTransposeVjp = convFamilyVjp(
+  resolveTransposeWindow,
+  // X = Conv(Y; W) with the same window: ConvTranspose is the adjoint of that Conv in its input.
+  (g) => {
+    const dx = g.b.op1('Conv', [g.dy, g.w], { ...windowAttrs(g.window), group: g.group, kernel_shape: g.window.kernel });
+    return checkInputGradientSpatial(g.b, dx, g.xSpatial, g.node);
+  },
+  (g) => convWeightGradient(g.b, g.dy, g.x, g.wShape, g.window, g.group),
+);
 
 export const convOps: OpDef[] = [
   { opType: 'Conv', domain: '', infer: inferConv, vjp: convVjp },

@@ -1,5 +1,5 @@
 import { DType } from '../ir/dtype';
-import { defineOps, InferContext, OpDef, VjpContext } from './registry';
+import { defineOps, InferContext, OpDef, VjpContext, VjpRule } from './registry';
 import { broadcastShapes, requireInput } from './shape-utils';
 
 /** Output takes the broadcast shape of all inputs and the dtype of the first. */
@@ -16,26 +16,22 @@ export function inferCompare(ctx: InferContext) {
   return [{ dtype: DType.BOOL, shape: inferBroadcast(ctx)[0].shape }];
 }
 
-/** Gradient of a binary broadcasting op: dx = unbroadcast(f(dy)) for each input. */
-function binary(
-  opType: string,
-  da: ((c: VjpContext, dy: string) => string) | undefined,
-  db: ((c: VjpContext, dy: string) => string) | undefined,
-): OpDef {
-  return {
-    opType,
-    domain: '',
-    infer: inferBroadcast,
-    vjp: (c) => {
-      const dy = c.dy(0);
-      if (!dy) return [];
-      const { b } = c;
-      return [
-        c.wants(0) && da ? b.unbroadcast(da(c, dy), b.shape(c.input(0))) : undefined,
-        c.wants(1) && db ? b.unbroadcast(db(c, dy), b.shape(c.input(1))) : undefined,
-      ];
-    },
+type InputGradient = (c: VjpContext, dy: string) => string;
+
+/** VJP of a two-input op: each input's rule runs only when there is a dy and that input wants a gradient. */
+function twoInputVjp(da: InputGradient | undefined, db: InputGradient | undefined): VjpRule {
+  return (c) => {
+    const dy = c.dy(0);
+    if (!dy) return [];
+    return [c.wants(0) && da ? da(c, dy) : undefined, c.wants(1) && db ? db(c, dy) : undefined];
   };
+}
+
+/** Gradient of a binary broadcasting op: dx = unbroadcast(f(dy)) for each input. */
+function binary(opType: string, da: InputGradient | undefined, db: InputGradient | undefined): OpDef {
+  const unbroadcastTo = (i: number, rule: InputGradient | undefined): InputGradient | undefined =>
+    rule && ((c, dy) => c.b.unbroadcast(rule(c, dy), c.b.shape(c.input(i))));
+  return { opType, domain: '', infer: inferBroadcast, vjp: twoInputVjp(unbroadcastTo(0, da), unbroadcastTo(1, db)) };
 }
 
 /** Gradient of a unary op: dx = dy * f'(x) where `local` builds f'(x) (or the product directly). */
@@ -58,23 +54,21 @@ export const elementwiseOps: OpDef[] = [
   binary('Add', (_, dy) => dy, (_, dy) => dy),
   binary('Sub', (_, dy) => dy, (c, dy) => c.b.neg(dy)),
   binary('Mul', (c, dy) => c.b.mul(dy, c.input(1)), (c, dy) => c.b.mul(dy, c.input(0))),
+  // Not binary(): the divisor's rule unbroadcasts before its last divide, so each rule unbroadcasts itself.
   {
     opType: 'Div',
     domain: '',
     infer: inferBroadcast,
-    vjp: (c) => {
-      const dy = c.dy(0);
-      if (!dy) return [];
-      const { b } = c;
-      const [num, den] = [c.input(0), c.input(1)];
+    vjp: twoInputVjp(
+      (c, dy) => c.b.unbroadcast(c.b.div(dy, c.input(1)), c.b.shape(c.input(0))),
       // d(a/b)/db = -y/b. b is constant along the axes unbroadcast sums over, so divide and negate after
       // reducing: one full-size pass (dy * y) instead of three (the per-channel BN-folding divide uses this).
-      const db = () => {
-        const summed = b.unbroadcast(b.mul(dy, y(c)), b.shape(den));
-        return b.neg(b.div(summed, den));
-      };
-      return [c.wants(0) ? b.unbroadcast(b.div(dy, den), b.shape(num)) : undefined, c.wants(1) ? db() : undefined];
-    },
+      (c, dy) => {
+        const { b } = c;
+        const den = c.input(1);
+        return b.neg(b.div(b.unbroadcast(b.mul(dy, y(c)), b.shape(den)), den));
+      },
+    ),
   },
   binary(
     'Pow',

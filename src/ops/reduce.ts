@@ -50,72 +50,50 @@ export function expandLike(c: VjpContext, g: string, x: string): string {
   return b.op1('Expand', [g, b.shapeOf(x)], {}, { types: [b.type(x)] });
 }
 
+/**
+ * A reduction with axes as input 1 or attribute. `grad` (for the differentiable ones) gets x, the reduced
+ * axes and dy with the reduced axes restored (keepdims), and returns dx.
+ */
+function reduction(opType: string, grad?: (c: VjpContext, x: string, axes: number[], dy: string) => string): OpDef {
+  const op: OpDef = { opType, domain: '', infer: inferReduce, nonDifferentiable: [1] };
+  if (grad) {
+    op.vjp = (c) => {
+      const axes = vjpAxes(c);
+      return [grad(c, c.input(0), axes, keepDims(c, c.dy(0)!, axes))];
+    };
+  }
+  return op;
+}
+
 export const reduceOps: OpDef[] = [
-  {
-    opType: 'ReduceSum',
-    domain: '',
-    infer: inferReduce,
-    nonDifferentiable: [1],
-    vjp: (c) => {
-      const dy = c.dy(0)!;
-      return [expandLike(c, keepDims(c, dy, vjpAxes(c)), c.input(0))];
-    },
-  },
-  {
-    opType: 'ReduceMean',
-    domain: '',
-    infer: inferReduce,
-    nonDifferentiable: [1],
-    vjp: (c) => {
-      const { b } = c;
-      const x = c.input(0);
-      const axes = vjpAxes(c);
-      const shape = b.shape(x);
-      const dims = axes.map((a) => shape[a]);
-      let g = keepDims(c, c.dy(0)!, axes);
-      if (dims.every((d) => typeof d === 'number')) {
-        const count = (dims as number[]).reduce((p, q) => p * q, 1);
-        g = b.mul(g, b.scalarLike(1 / count, g));
-      } else {
-        // Symbolic dims: divide by the element count computed at run time.
-        const n = b.op1('Size', [x]);
-        const m = b.op1('Size', [c.output(0)]);
-        g = b.div(b.mul(g, b.castLike(m, g)), b.castLike(n, g));
-      }
-      return [expandLike(c, g, x)];
-    },
-  },
-  {
-    opType: 'ReduceSumSquare',
-    domain: '',
-    infer: inferReduce,
-    nonDifferentiable: [1],
-    vjp: (c) => {
-      const { b } = c;
-      const x = c.input(0);
-      const g = expandLike(c, keepDims(c, c.dy(0)!, vjpAxes(c)), x);
-      return [b.mul(g, b.mul(x, b.scalarLike(2, x)))];
-    },
-  },
-  {
-    opType: 'ReduceMax',
-    domain: '',
-    infer: inferReduce,
-    nonDifferentiable: [1],
-    vjp: (c) => {
-      // Gradient goes to the maximal elements (split evenly among ties).
-      const { b } = c;
-      const x = c.input(0);
-      const axes = vjpAxes(c);
-      const y = keepDims(c, c.output(0), axes);
-      const mask = b.castLike(b.equal(x, y), x);
-      const count = b.op1('ReduceSum', [mask, b.ints(axes)], { keepdims: 1 });
-      const g = b.div(keepDims(c, c.dy(0)!, axes), count);
-      return [b.mul(mask, g)];
-    },
-  },
-  { opType: 'ReduceMin', domain: '', infer: inferReduce, nonDifferentiable: [1] },
-  { opType: 'ReduceProd', domain: '', infer: inferReduce, nonDifferentiable: [1] },
+  reduction('ReduceSum', (c, x, _axes, dy) => expandLike(c, dy, x)),
+  reduction('ReduceMean', (c, x, axes, dy) => {
+    const { b } = c;
+    const shape = b.shape(x);
+    const dims = axes.map((a) => shape[a]);
+    let g: string;
+    if (dims.every((d) => typeof d === 'number')) {
+      const count = (dims as number[]).reduce((p, q) => p * q, 1);
+      g = b.mul(dy, b.scalarLike(1 / count, dy));
+    } else {
+      // Symbolic dims: divide by the element count computed at run time.
+      const n = b.op1('Size', [x]);
+      const m = b.op1('Size', [c.output(0)]);
+      g = b.div(b.mul(dy, b.castLike(m, dy)), b.castLike(n, dy));
+    }
+    return expandLike(c, g, x);
+  }),
+  reduction('ReduceSumSquare', (c, x, _axes, dy) => c.b.mul(expandLike(c, dy, x), c.b.mul(x, c.b.scalarLike(2, x)))),
+  reduction('ReduceMax', (c, x, axes, dy) => {
+    // Gradient goes to the maximal elements (split evenly among ties).
+    const { b } = c;
+    const y = keepDims(c, c.output(0), axes);
+    const mask = b.castLike(b.equal(x, y), x);
+    const count = b.op1('ReduceSum', [mask, b.ints(axes)], { keepdims: 1 });
+    return b.mul(mask, b.div(dy, count));
+  }),
+  reduction('ReduceMin'),
+  reduction('ReduceProd'),
   {
     opType: 'ArgMax',
     domain: '',

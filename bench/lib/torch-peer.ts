@@ -1,0 +1,45 @@
+// Runs a PyTorch peer script (bench/peers/) with Debian's python3-torch, after our own timing has finished.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { StepTimes } from './timing';
+
+export const PYTHON = '/usr/bin/python3';
+/**
+ * OpenMP threads that spin while waiting lose badly when the cores are shared: on the loaded 2-core dev machine
+ * torch's step was ~3.5x slower with the default (active) policy than with PASSIVE. A caller's setting wins.
+ */
+export const PEER_OMP_WAIT_POLICY = process.env.OMP_WAIT_POLICY ?? 'PASSIVE';
+export const TORCH_MISSING = `skipped: Debian's PyTorch not installed (apt-get install python3-torch); ${PYTHON} cannot import torch`;
+
+/** The JSON line every peer prints (bench/peers/common.py time_train_steps, plus the peer's own fields). */
+export interface PeerResult extends StepTimes {
+  peer: string;
+  version: string;
+  rss_mb_first: number | null;
+  rss_mb_last: number;
+}
+
+/** Path of bench/peers/<script>. */
+export function peerScript(script: string): string {
+  return path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'peers', script);
+}
+
+export function torchAvailable(): boolean {
+  if (!fs.existsSync(PYTHON)) return false;
+  return spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+}
+
+/** Runs `script` with the step counts, threads and batch of our run; returns its last JSON line. */
+export function runPeer<R extends PeerResult>(script: string, warmup: number, steps: number, threads: number, batch: number): R {
+  const r = spawnSync(PYTHON, [script, '--steps', String(steps), '--warmup', String(warmup), '--threads', String(threads), '--batch', String(batch)], {
+    encoding: 'utf8',
+    maxBuffer: 16 << 20,
+    env: { ...process.env, OMP_WAIT_POLICY: PEER_OMP_WAIT_POLICY },
+  });
+  if (r.status !== 0) throw new Error(`${script} failed (exit ${r.status}):\n${r.stderr}`);
+  const line = r.stdout.split('\n').reverse().find((l) => l.trim().startsWith('{'));
+  if (!line) throw new Error(`${script} printed no JSON line; stdout was:\n${r.stdout}`);
+  return JSON.parse(line) as R;
+}

@@ -29,7 +29,7 @@ export function parseQuantConfig(raw: unknown, source: string, preset?: string):
   const obj = raw as Record<string, unknown>;
   for (const k of Object.keys(obj)) if (!TOP_KEYS.includes(k)) fail(k, `unknown key; valid keys: ${TOP_KEYS.join(', ')}`);
   const base = presetConfig((obj.preset as string) ?? preset ?? 'w8a8');
-  const role = (key: string, v: unknown, partial: boolean): Partial<RoleSpec> => {
+  const role = (key: string, v: unknown): Partial<RoleSpec> => {
     if (v === undefined) return {};
     if (typeof v !== 'object' || v === null) fail(key, 'must be an object');
     const r = v as Record<string, unknown>;
@@ -39,7 +39,6 @@ export function parseQuantConfig(raw: unknown, source: string, preset?: string):
     if (r.granularity !== undefined && !['per-tensor', 'per-channel', 'per-group', 'per-token'].includes(r.granularity as string)) {
       fail(`${key}.granularity`, `'${r.granularity}' is invalid; valid: per-tensor, per-channel, per-group, per-token`);
     }
-    void partial;
     return r as Partial<RoleSpec>;
   };
   const overrides: LayerOverride[] = [];
@@ -48,13 +47,13 @@ export function parseQuantConfig(raw: unknown, source: string, preset?: string):
     (obj.overrides as unknown[]).forEach((o, i) => {
       const e = o as Record<string, unknown>;
       if (typeof e?.match !== 'string') fail(`overrides[${i}].match`, 'must be a node name or pattern (string)');
-      overrides.push({ match: e.match as string, weight: role(`overrides[${i}].weight`, e.weight, true), activation: role(`overrides[${i}].activation`, e.activation, true), skip: Boolean(e.skip) });
+      overrides.push({ match: e.match as string, weight: role(`overrides[${i}].weight`, e.weight), activation: role(`overrides[${i}].activation`, e.activation), skip: Boolean(e.skip) });
     });
   }
   return {
     ...base,
-    weight: { ...base.weight, ...role('weight', obj.weight, false) },
-    activation: { ...base.activation, ...role('activation', obj.activation, false) },
+    weight: { ...base.weight, ...role('weight', obj.weight) },
+    activation: { ...base.activation, ...role('activation', obj.activation) },
     firstLastBits: obj.firstLastBits === undefined ? base.firstLastBits : (obj.firstLastBits as number | null),
     foldBatchNorm: obj.foldBatchNorm === undefined ? base.foldBatchNorm : Boolean(obj.foldBatchNorm),
     observerMomentum: (obj.observerMomentum as number) ?? base.observerMomentum,

@@ -261,7 +261,6 @@ export function applyQuantization(model: Model, plan: QuantPlan, stats: Map<stri
 
   for (const w of plan.weights) {
     const spec = w.spec;
-    const before = graph.nodes.length;
     const values = weightValues(graph, plan.folded, w.tensor);
     const axis = spec.granularity.kind === 'per-channel' || spec.granularity.kind === 'per-group' ? spec.granularity.axis : 0;
     const layout = scaleLayout(values.dims, spec);
@@ -288,7 +287,6 @@ export function applyQuantization(model: Model, plan: QuantPlan, stats: Map<stri
       }
     }
     w.node.inputs[1] = output;
-    void before;
     quantizers.push({ role: 'weight', tensor: w.tensor, output, node: graph.nodes.at(-1)!.name, layers: [w.node.name], spec, scale, zeroPoint: zero, learned });
   }
 

@@ -2,9 +2,7 @@ import { Command } from 'commander';
 import { loadDataset, DatasetName } from '../data';
 import { writeFileAtomic } from '../onnx/atomic-write';
 import { layerSensitivity, suggestMixedPrecision } from '../quant/sensitivity';
-import { loadCheckpoint } from '../train/checkpoint';
-import { CHECKPOINT_FILE } from '../train/run';
-import path from 'node:path';
+import { loadRun } from '../train/run';
 import { floatOption, intOption } from './options';
 
 export function sensitivityCommand(): Command {
@@ -19,7 +17,7 @@ export function sensitivityCommand(): Command {
     .option('--json <file>', 'write the per-layer report as JSON')
     .action(async (o) => {
       if (![2, 3, 4, 5, 6, 7, 8].includes(o.bits)) throw new Error(`--bits must be one of 2..8, got ${o.bits}`);
-      const ckpt = loadCheckpoint(path.join(o.from, CHECKPOINT_FILE));
+      const ckpt = loadRun(o.from);
       const data = loadDataset((ckpt.config as { data: DatasetName }).data);
       const report = await layerSensitivity(ckpt.model, data.train, data.test, {
         bits: o.bits,

@@ -1,10 +1,7 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import { DatasetName, loadDataset } from '../data';
 import { writeFileAtomic } from '../onnx/atomic-write';
 import { encodeModel } from '../onnx/model-io';
-import { loadCheckpoint } from '../train/checkpoint';
-import { CHECKPOINT_FILE } from '../train/run';
+import { loadRun } from '../train/run';
 import { assertParity, checkParity, ParityReport } from './parity';
 import { ExportedLayer, ExportFormat, exportQdq, ExportOptions } from './qdq';
 
@@ -34,9 +31,7 @@ export interface ExportReport {
 
 /** `qat export`: a run's QAT checkpoint -> deployable ONNX, checked against the fake-quant model. */
 export async function exportRun(options: ExportRunOptions): Promise<ExportReport> {
-  const ckptFile = path.join(options.from, CHECKPOINT_FILE);
-  if (!fs.existsSync(ckptFile)) throw new Error(`--from: no checkpoint at ${ckptFile}`);
-  const ckpt = loadCheckpoint(ckptFile);
+  const ckpt = loadRun(options.from);
   const result = await exportQdq(ckpt.model, options);
   const dataName = (ckpt.config.data as DatasetName | undefined) ?? 'mnist';
   const parity = await checkParity(ckpt.model, result.graph, loadDataset(dataName).test, { threads: options.threads, limit: options.limit });

@@ -4,9 +4,9 @@ import { DATASET_NAMES, DatasetName, loadDataset } from '../data';
 import { writeFileAtomic } from '../onnx/atomic-write';
 import { QatConfig } from '../quant/presets';
 import { CALIB_BATCH_SIZE, CalibKind, quantizePostTraining } from '../quant/ptq';
-import { loadCheckpoint, saveCheckpoint } from './checkpoint';
+import { saveCheckpoint } from './checkpoint';
 import { evaluateModel } from './evaluate';
-import { CHECKPOINT_FILE } from './run';
+import { CHECKPOINT_FILE, loadRun } from './run';
 
 export interface PtqRunConfig {
   /** The fp32 run directory (its checkpoint.qat) to quantize. */
@@ -50,14 +50,12 @@ export function defaultPtqDir(c: Pick<PtqRunConfig, 'from' | 'quant' | 'calib'>)
  * config says how it was made) and metrics.json into outDir.
  */
 export async function quantizeRun(config: PtqRunConfig, outDir: string, log: (line: string) => void = () => {}): Promise<PtqResult> {
-  const ckptPath = path.join(config.from, CHECKPOINT_FILE);
-  if (!fs.existsSync(ckptPath)) throw new Error(`--from: no checkpoint at ${ckptPath} (train an fp32 run first with qat train --out ${config.from})`);
-  const source = loadCheckpoint(ckptPath);
+  const source = loadRun(config.from);
   if (source.model.quant) {
     throw new Error(`--from: ${config.from} is a quantization-aware run (${source.model.quant.method ?? 'qat'} ${source.model.quant.preset ?? 'custom'}); PTQ needs an fp32 run`);
   }
   const data = source.config.data as DatasetName;
-  if (!(DATASET_NAMES as readonly string[]).includes(data)) throw new Error(`--from: ${ckptPath} names no known dataset (config.data = '${data}'; valid: ${DATASET_NAMES.join(', ')})`);
+  if (!(DATASET_NAMES as readonly string[]).includes(data)) throw new Error(`--from: ${path.join(config.from, CHECKPOINT_FILE)} names no known dataset (config.data = '${data}'; valid: ${DATASET_NAMES.join(', ')})`);
   const dataset = loadDataset(data);
   const count = Math.min(dataset.train.count, config.calibBatches * CALIB_BATCH_SIZE);
   log(`calibrating ${config.quant} activation ranges (${config.calib}) on ${count} training images`);

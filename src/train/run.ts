@@ -6,7 +6,7 @@ import { resolveModel, InputTransform } from '../models/resolve';
 import { saveModel } from '../onnx/model-io';
 import { writeFileAtomic } from '../onnx/atomic-write';
 import { Tensor } from '../ir/tensor';
-import { loadCheckpoint, saveCheckpoint } from './checkpoint';
+import { Checkpoint, loadCheckpoint, saveCheckpoint } from './checkpoint';
 import { fit, median, StepInfo } from './fit';
 import { defaultOptimizer, OptimizerKind, OPTIMIZERS } from './optimizer';
 import { ScheduleKind, SCHEDULES } from './schedule';
@@ -135,18 +135,11 @@ function pickMetrics(metrics: Record<string, number>, prefix: string): Record<st
   return Object.fromEntries(Object.entries(metrics).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
 }
 
-/** The fp32 model of a finished run (its checkpoint), e.g. to fine-tune with QAT or to distill from. */
-export function loadRunModel(runDir: string): Model {
+/** A finished run's checkpoint (model, config, optimizer state), e.g. to fine-tune with QAT, distill, quantize or export. */
+export function loadRun(runDir: string): Checkpoint {
   const file = path.join(runDir, CHECKPOINT_FILE);
   if (!fs.existsSync(file)) throw new Error(`--from: no checkpoint at ${file} (train an fp32 run first with qat train --out ${runDir})`);
-  return loadCheckpoint(file).model;
-}
-
-/** The training config a run directory was made with. */
-export function loadRunConfig(runDir: string): TrainConfig {
-  const file = path.join(runDir, CHECKPOINT_FILE);
-  if (!fs.existsSync(file)) throw new Error(`--from: no checkpoint at ${file} (train an fp32 run first with qat train --out ${runDir})`);
-  return loadCheckpoint(file).config as unknown as TrainConfig;
+  return loadCheckpoint(file);
 }
 
 function resolveQatConfig(c: TrainConfig): QatConfig | undefined {
@@ -177,16 +170,17 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
     for (const name of [...model.params, ...model.runningStats, ...(model.observerStats ?? [])]) initial.set(name, model.graph.initializers.get(name)!);
     startStep = ckpt.step;
   }
-  if (config.from && !options.resume) {
+  const source = config.from ? loadRun(config.from) : undefined;
+  if (source && !options.resume) {
     // A run started from another takes that run's model and dataset (QAT fine-tuning, distillation).
-    const source = loadRunConfig(config.from);
-    config = { ...config, model: source.model, data: source.data, input: source.input };
+    const saved = source.config as unknown as TrainConfig;
+    config = { ...config, model: saved.model, data: saved.data, input: saved.input };
   }
   validateTrainConfig(config);
   const data = loadDataset(config.data);
   const qatConfig = resolveQatConfig(config);
   if (config.distill && !config.from) throw new Error('--distill needs --from RUN_DIR (the fp32 teacher)');
-  const base = config.from ? loadRunModel(config.from) : undefined;
+  const base = source?.model;
   if (!options.resume) {
     model = base ?? resolveModel(config.model, config.data, config.seed, config.input);
     if (qatConfig) {
@@ -229,7 +223,7 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
   const stopAt = Math.min(totalSteps, options.stopAtStep ?? totalSteps);
   for (const end of [Math.min(bnFreeze, stopAt), stopAt]) {
     if (trainer.stepCount >= end) continue;
-    if (trainer.stepCount >= bnFreeze && !trainer.step.graph.nodes.every((n) => n.opType !== 'BatchNormTrain')) {
+    if (trainer.stepCount >= bnFreeze && trainer.step.graph.nodes.some((n) => n.opType === 'BatchNormTrain')) {
       const values = trainer.values();
       const step = trainer.stepCount;
       const current = trainer.currentModel();

@@ -15,7 +15,7 @@ import { prepareQat } from '../../src/quant/qat';
 import { Session } from '../../src/runtime/session';
 import { loadCheckpoint, saveCheckpoint } from '../../src/train/checkpoint';
 import { evaluateModel } from '../../src/train/evaluate';
-import { DEFAULT_TRAIN_CONFIG, loadRunModel, train } from '../../src/train/run';
+import { DEFAULT_TRAIN_CONFIG, loadRun, train } from '../../src/train/run';
 import { buildEvalGraph } from '../../src/train/step-graph';
 
 const TEST_IMAGES = 1000;
@@ -30,7 +30,7 @@ let fp32Logits: Float32Array;
 before(async () => {
   const dir = tmp();
   await train({ ...DEFAULT_TRAIN_CONFIG, model: 'lenet', steps: 60, batch: 32, threads: 2 }, dir);
-  fp32 = loadRunModel(dir);
+  fp32 = loadRun(dir).model;
   fp32Logits = await logits(fp32);
 });
 

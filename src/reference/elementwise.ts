@@ -61,6 +61,8 @@ export const elementwiseKernels: KernelTable = {
   Div: nary((a, b) => a / b),
   Pow: nary((a, b) => a ** b),
   Sum: nary((a, b) => a + b),
+  Max: nary(Math.max),
+  Min: nary(Math.min),
   Neg: unary((v) => -v),
   Abs: unary(Math.abs),
   Exp: unary(Math.exp),

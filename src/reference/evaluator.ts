@@ -5,6 +5,7 @@ import { lowerCustomOps } from '../runtime/lower';
 import { convKernels } from './conv';
 import { elementwiseKernels } from './elementwise';
 import { KernelTable, toFloat64 } from './kernel';
+import { normKernels } from './norm';
 import { poolKernels } from './pool';
 import { reduceKernels } from './reduce';
 import { shapeKernels } from './shape';
@@ -16,6 +17,7 @@ export const referenceKernels: KernelTable = {
   ...shapeKernels,
   ...convKernels,
   ...poolKernels,
+  ...normKernels,
 };
 
 /**

@@ -2,9 +2,9 @@ import { attrInt } from '../ir/graph';
 import { reduceAxes } from '../ops/reduce';
 import { float64, KernelTable, ReferenceKernel, required, stridesOf, values } from './kernel';
 
-// ReduceSum (axes as input, opset 13+) and ReduceMean (axes as attribute until opset 18).
+// ReduceSum (axes as input, opset 13+); ReduceMean and ReduceSumSquare (axes as attribute until opset 18).
 
-function reduce(mean: boolean): ReferenceKernel {
+function reduce(mean: boolean, square = false): ReferenceKernel {
   return (node, inputs) => {
     const x = required(node, inputs, 0);
     const v = values(node, inputs, 0);
@@ -20,7 +20,7 @@ function reduce(mean: boolean): ReferenceKernel {
       for (let axis = 0; axis < x.dims.length; axis++) {
         if (!axes.has(axis)) o += (Math.floor(flat / inStrides[axis]) % x.dims[axis]) * outStrides[axis];
       }
-      out[o] += v[flat];
+      out[o] += square ? v[flat] * v[flat] : v[flat];
     }
     if (mean) {
       const count = v.length / Math.max(out.length, 1);
@@ -33,4 +33,5 @@ function reduce(mean: boolean): ReferenceKernel {
 export const reduceKernels: KernelTable = {
   ReduceSum: reduce(false),
   ReduceMean: reduce(true),
+  ReduceSumSquare: reduce(false, true),
 };

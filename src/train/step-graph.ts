@@ -7,6 +7,7 @@ import { Tensor } from '../ir/tensor';
 import { Model } from '../models/model';
 import '../ops';
 import { toTrainingBatchNorm } from './batchnorm-mode';
+import { hoistMaxPools } from './hoist-max-pool';
 import { OBSERVE_INPUT, toTrainingObservers, ObserverStatNames } from '../quant/observer-op';
 import { correctCount, softmaxCrossEntropy } from './losses';
 import { emitOptimizer, OptimizerConfig } from './optimizer';
@@ -96,6 +97,7 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
     observe = new GraphBuilder(graph).input(OBSERVE_INPUT, DType.FLOAT, []);
     ({ graph, stats: observers } = toTrainingObservers(graph, observe));
   }
+  hoistMaxPools(graph);
   graph.outputs = [];
   graph.name = `${model.name}_train_step`;
   const b = new GraphBuilder(graph, 'step/');

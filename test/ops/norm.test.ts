@@ -55,6 +55,17 @@ const cases: CheckCase[] = [
     build: (b, xs) => b.mul(bnTrain(b, xs)[0], xs[0]),
   },
   {
+    // input_scale c: Y = BN(X / c). A large epsilon makes dY/dc (which exists only through epsilon) visible.
+    name: 'BatchNormTrain with input_scale (BN-fold unscale), epsilon 0.5, one negative c',
+    inputs: [{ shape: [3, 3, 2] }, { shape: [3] }, { shape: [3] }, { shape: [3], ...fixed }, { shape: [3], ...positive, ...fixed }, { shape: [3], sample: (r) => r.range(0.5, 2) * (r.range(0, 1) < 0.3 ? -1 : 1) }],
+    build: (b, xs) => b.op('BatchNormTrain', xs, { epsilon: 0.5 }, { domain: 'ai.qatkit', outputs: 5 })[0],
+  },
+  {
+    name: 'BatchNormTrain with input_scale, Y only (statistics recomputed), epsilon 0.5',
+    inputs: [{ shape: [4, 2] }, { shape: [2] }, { shape: [2] }, { shape: [2], ...fixed }, { shape: [2], ...positive, ...fixed }, { shape: [1, 2], ...positive }],
+    build: (b, xs) => b.op1('BatchNormTrain', xs, { epsilon: 0.5 }, { domain: 'ai.qatkit' }),
+  },
+  {
     name: 'LayerNormalization axis -1 of [2,3,4] with B',
     inputs: [{ shape: [2, 3, 4] }, { shape: [4] }, { shape: [4] }],
     build: (b, xs) => b.op1('LayerNormalization', xs, { axis: -1 }),
@@ -276,4 +287,44 @@ test('BatchNormTrain refuses a gradient through its saved batch statistics rathe
   const outs = bnTrain(b, names);
   const loss = b.sumAll(b.add(b.mul(outs[0], outs[0]), b.unsqueeze(outs[1], [0])));
   assert.throws(() => differentiate(g, { loss, wrt: [names[0]] }), /output 1 \(batch_mean/);
+});
+
+test('BatchNormTrain with input_scale c equals BatchNormTrain of X / c on every output', async () => {
+  const d = sampleBn([3, 3, 2, 2], 31);
+  const { g, b, names } = bnGraph(d.shape, 3);
+  const c = b.input('c', DType.DOUBLE, [3]);
+  const scaled = bnTrain(b, names, { epsilon: 1e-3, momentum: 0.8 });
+  const divided = bnTrain(b, [b.div(names[0], b.reshape(c, [1, 3, 1, 1])), ...names.slice(1)], { epsilon: 1e-3, momentum: 0.8 });
+  const fused = g.nodes.find((n) => n.opType === 'BatchNormTrain')!;
+  fused.inputs.push(c);
+  [...scaled, ...divided].forEach((o) => b.output(o));
+  const got = await runGraph(g, { ...feedsOf(d), c: toOrtTensor(Tensor.double([3], [0.5, -2, 1.7])) });
+  ['Y', 'batch_mean', 'batch_inv_std', 'new_mean', 'new_var'].forEach((what, i) => assertClose(got[scaled[i]], got[divided[i]], what, 1e-9));
+});
+
+test('toTrainingBatchNorm takes the BN-fold division into BatchNormTrain (no Div left), same outputs', async () => {
+  const d = sampleBn([2, 3, 2, 2], 9);
+  const { g, b, names } = bnGraph(d.shape, 3);
+  const c = b.input('c', DType.DOUBLE, [3]);
+  const unscaled = b.identity(b.div(names[0], b.reshape(c, [1, -1, 1, 1])));
+  b.output(b.abs(b.op1('BatchNormalization', [unscaled, ...names.slice(1)], { epsilon: 1e-3 })));
+  const { graph, runningStats } = toTrainingBatchNorm(g);
+  assert.ok(!graph.nodes.some((n) => n.opType === 'Div'), graph.nodes.map((n) => n.opType).join(' '));
+  assert.equal(graph.nodes.find((n) => n.opType === 'BatchNormTrain')!.inputs[0], 'x');
+  const cValues = [0.5, -2, 1.7];
+  const got = await runGraph(graph, { ...feedsOf(d), c: toOrtTensor(Tensor.double([3], cValues)) });
+  const inner = 4;
+  const divided = { ...d, x: d.x.map((v, i) => v / cValues[Math.floor(i / inner) % 3]) };
+  const want = bnTrainReference(divided, 1e-3, 0.9);
+  assertClose(got[graph.outputs[0].name], want.y.map(Math.abs), 'Abs(Y)', 1e-9);
+  assertClose(got[runningStats[0].newVar], want.newVar, 'new var', 1e-9);
+});
+
+test('toTrainingBatchNorm leaves a division that another node also reads', () => {
+  const { g, b, names } = bnGraph([2, 3, 2, 2], 3);
+  const divided = b.div(names[0], b.reshape(b.input('c', DType.DOUBLE, [3]), [1, -1, 1, 1]));
+  b.output(b.add(b.op1('BatchNormalization', [divided, ...names.slice(1)]), divided));
+  const { graph } = toTrainingBatchNorm(g);
+  assert.ok(graph.nodes.some((n) => n.opType === 'Div'));
+  assert.equal(graph.nodes.find((n) => n.opType === 'BatchNormTrain')!.inputs.length, 5);
 });

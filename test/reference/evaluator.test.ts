@@ -27,6 +27,13 @@ const cases: KernelCase[] = [
   { name: 'Relu Erf Identity', inputs: [{ shape: [3, 4] }], build: (b, [x]) => [b.relu(x), b.op1('Erf', [b.mul(x, b.scalarLike(3, x))]), b.identity(x)] },
   { name: 'ReduceSum axes input, keepdims 0', inputs: [{ shape: [2, 3, 4] }], build: (b, [x]) => b.reduceSum(x, [0, 2], false) },
   { name: 'ReduceSum all', inputs: [{ shape: [2, 3] }], build: (b, [x]) => b.sumAll(x) },
+  { name: 'ReduceSumSquare axes attribute', inputs: [{ shape: [2, 3, 4] }], build: (b, [x]) => b.op1('ReduceSumSquare', [x], { axes: [0, 2], keepdims: 1 }) },
+  { name: 'Max Min broadcast', inputs: [{ shape: [2, 3] }, { shape: [3] }], build: (b, [x, y]) => [b.op1('Max', [x, y]), b.op1('Min', [x, y])] },
+  {
+    name: 'BatchNormalization inference form, epsilon 0.1',
+    inputs: [{ shape: [2, 3, 2, 2] }, { shape: [3] }, { shape: [3] }, { shape: [3] }, { shape: [3], positive: true }],
+    build: (b, xs) => b.op1('BatchNormalization', xs, { epsilon: 0.1 }),
+  },
   { name: 'ReduceMean axes attribute', inputs: [{ shape: [2, 3, 4] }], build: (b, [x]) => b.reduceMean(x, [-1], true) },
   { name: 'Reshape Flatten', inputs: [{ shape: [2, 3, 4] }], build: (b, [x]) => [b.reshape(x, [0, -1, 2]), b.op1('Flatten', [x], { axis: 2 })] },
   { name: 'Transpose', inputs: [{ shape: [2, 3, 4] }], build: (b, [x]) => b.transpose(x, [2, 0, 1]) },

@@ -6,6 +6,7 @@ import { inferTypes, initializersToInputs } from '../ir/infer';
 import { Tensor } from '../ir/tensor';
 import { Model } from '../models/model';
 import '../ops';
+import { convsFromPatches } from '../ops/conv';
 import { toTrainingBatchNorm } from './batchnorm-mode';
 import { hoistMaxPools } from './hoist-max-pool';
 import { OBSERVE_INPUT, toTrainingObservers, ObserverStatNames } from '../quant/observer-op';
@@ -122,6 +123,7 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
   const correct = b.op1('Identity', [correctCount(b, model.output, labels)], {}, { outputs: ['correct'] });
 
   const grads = differentiate(graph, { loss, wrt: model.params, stopGradient });
+  convsFromPatches(graph);
   const noDecay = new Set(model.noDecay);
   const opt = emitOptimizer(
     b,

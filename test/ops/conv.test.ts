@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import '../../src/ops';
+import { convsFromPatches } from '../../src/ops/conv';
 import { checkGradient, CheckCase } from '../../src/autodiff/check';
 import { differentiate } from '../../src/autodiff/grad';
 import { GraphBuilder } from '../../src/ir/builder';
@@ -91,4 +92,48 @@ test('Conv gradients keep a symbolic batch dim', () => {
   const grads = differentiate(g, { loss: b.sumAll(b.mul(y, y)), wrt: [x, w] });
   assert.deepEqual(b.shape(grads.get(x)!), ['N', 2, 5, 5]);
   assert.deepEqual(b.shape(grads.get(w)!), [3, 2, 3, 3]);
+});
+
+test('convsFromPatches recomputes a one-group Conv from its weight-gradient patches: same Y and gradients', async () => {
+  const build = () => {
+    const g = new Graph();
+    const b = new GraphBuilder(g);
+    const x = b.input('x', DType.FLOAT, [2, 16, 6, 5]);
+    const w = b.input('w', DType.FLOAT, [8, 16, 3, 3]);
+    const bias = b.input('bias', DType.FLOAT, [8]);
+    const y = b.op1('Conv', [x, w, bias], { pads: [1, 1, 1, 1] });
+    const loss = b.sumAll(b.mul(y, y));
+    const grads = differentiate(g, { loss, wrt: [x, w, bias] });
+    for (const v of [y, ...[x, w, bias].map((p) => grads.get(p)!)]) b.output(v);
+    return g;
+  };
+  const plain = build();
+  const rewritten = build();
+  assert.equal(convsFromPatches(rewritten), 1);
+  const forwardConvs = (g: Graph) => g.nodes.filter((n) => n.opType === 'Conv' && n.inputs[1] === 'w').length;
+  assert.equal(forwardConvs(plain), 1);
+  assert.equal(forwardConvs(rewritten), 0);
+  let seed = 3;
+  const random = (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1);
+  const feeds = { x: toOrtTensor(Tensor.float([2, 16, 6, 5], random(960))), w: toOrtTensor(Tensor.float([8, 16, 3, 3], random(1152))), bias: toOrtTensor(Tensor.float([8], random(8))) };
+  const run = async (g: Graph) => {
+    const s = await Session.create(g, { threads: 1 });
+    const out = await s.run(feeds);
+    await s.release();
+    return g.outputs.map((o) => out[o.name].data as Float32Array);
+  };
+  const [want, got] = [await run(plain), await run(rewritten)];
+  ['Y', 'dX', 'dW', 'dB'].forEach((what, k) => {
+    const scale = Math.max(...want[k].map(Math.abs));
+    want[k].forEach((v, i) => assert.ok(Math.abs(got[k][i] - v) <= 1e-5 * scale, `${what}[${i}]: ${got[k][i]} vs ${v}`));
+  });
+});
+
+test('convsFromPatches leaves convs with few patch rows (first layers) to ORT', () => {
+  const g = new Graph();
+  const b = new GraphBuilder(g);
+  const x = b.input('x', DType.FLOAT, [2, 1, 6, 6]);
+  const w = b.input('w', DType.FLOAT, [4, 1, 3, 3]);
+  differentiate(g, { loss: b.sumAll(b.op1('Conv', [x, w])), wrt: [w] });
+  assert.equal(convsFromPatches(g), 0);
 });

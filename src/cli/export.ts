@@ -22,5 +22,12 @@ export function exportCommand(): Command {
           `agreement ${(p.argmax_agreement * 100).toFixed(2)}%, accuracy ${(p.exported_accuracy * 100).toFixed(2)}% vs ${(p.qat_accuracy * 100).toFixed(2)}% fake-quant, ` +
           `max |logit diff| ${p.max_abs_logit_difference.toPrecision(3)}${r.verified ? '' : ' (not verified)'}`,
       );
+      const i = r.integer_reference;
+      if ('samples' in i) {
+        console.log(
+          `integer reference evaluator vs ORT's integer kernels (${i.samples} images): ${i.first_mismatch ? `first mismatch at node '${i.first_mismatch}'` : 'codes match'} ` +
+            `(${i.off_by_one} of ${i.elements} one step off from float requantization), predictions agree ${(i.argmax_agreement * 100).toFixed(1)}%`,
+        );
+      }
     });
 }

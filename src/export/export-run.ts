@@ -2,6 +2,7 @@ import { DatasetName, loadDataset } from '../data';
 import { writeFileAtomic } from '../onnx/atomic-write';
 import { encodeModel } from '../onnx/model-io';
 import { loadRun } from '../train/run';
+import { checkIntegerReference, IntegerCheckReport } from './integer-check';
 import { assertParity, checkParity, ParityReport } from './parity';
 import { ExportedLayer, ExportFormat, exportQdq, ExportOptions } from './qdq';
 
@@ -26,6 +27,8 @@ export interface ExportReport {
   weight_ratio: number;
   verified: boolean;
   parity: ParityReport;
+  /** The integer reference evaluator against ORT's integer kernels (qdq format; others are skipped). */
+  integer_reference: IntegerCheckReport;
   layers: ExportedLayer[];
 }
 
@@ -34,8 +37,13 @@ export async function exportRun(options: ExportRunOptions): Promise<ExportReport
   const ckpt = loadRun(options.from);
   const result = await exportQdq(ckpt.model, options);
   const dataName = (ckpt.config.data as DatasetName | undefined) ?? 'mnist';
-  const parity = await checkParity(ckpt.model, result.graph, loadDataset(dataName).test, { threads: options.threads, limit: options.limit });
+  const test = loadDataset(dataName).test;
+  const parity = await checkParity(ckpt.model, result.graph, test, { threads: options.threads, limit: options.limit });
   if (!options.noVerify) assertParity(parity);
+  const integer: IntegerCheckReport =
+    result.format === 'qdq'
+      ? await checkIntegerReference(result.graph, ckpt.model.input, test, { threads: options.threads, noVerify: options.noVerify })
+      : { skipped: `format ${result.format}: the integer reference evaluator runs int8 QDQ models` };
   const bytes = encodeModel(result.graph);
   writeFileAtomic(options.out, bytes);
   const report: ExportReport = {
@@ -49,6 +57,7 @@ export async function exportRun(options: ExportRunOptions): Promise<ExportReport
     weight_ratio: result.weightBytes.float32 / result.weightBytes.stored,
     verified: !options.noVerify,
     parity,
+    integer_reference: integer,
     layers: result.layers,
   };
   if (options.json) writeFileAtomic(options.json, JSON.stringify(report, null, 2) + '\n');

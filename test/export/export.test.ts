@@ -131,6 +131,12 @@ test('exportRun writes the model and the JSON report; evaluateOnnxFile reproduce
   assert.equal(written.verified, true);
   assert.equal(written.file_bytes, fs.statSync(out).size);
   assert.equal(fs.readdirSync(tmp).filter((f) => f.endsWith('.tmp')).length, 0);
+  // The integer reference evaluator ran against ORT's integer kernels on the first test images.
+  const integer = written.integer_reference;
+  assert.equal(integer.samples, 32, JSON.stringify(integer));
+  assert.equal(integer.first_mismatch, null);
+  assert.deepEqual(integer.layers.map((l: { op: string }) => l.op).filter((op: string) => op === 'Conv' || op === 'Gemm'), ['Conv', 'Conv', 'Gemm']);
+  assert.ok(integer.off_by_one / integer.elements < 1e-3 && integer.argmax_agreement === 1, JSON.stringify(integer));
   const evaluated = await evaluateOnnxFile(out, test10k(), { limit: 2000 });
   assert.equal(evaluated.test_accuracy, report.parity.exported_accuracy);
 });
@@ -151,6 +157,7 @@ test('CLI: qat export --format packed and qat eval --json (test_accuracy as a fr
   const cli = path.resolve('bin/qat.mjs');
   const log = execFileSync(process.execPath, [cli, 'export', '--from', runs.ternary.dir, '--format', 'packed', '--out', out, '--limit', '500', '--no-verify'], { encoding: 'utf8' });
   assert.match(log, /packed: .*agreement/);
+  assert.doesNotMatch(log, /integer reference/, 'packed models are not run by the int8 integer evaluator');
   execFileSync(process.execPath, [cli, 'eval', '--model', out, '--data', 'mnist', '--limit', '500', '--json', evalJson], { encoding: 'utf8' });
   const r = JSON.parse(fs.readFileSync(evalJson, 'utf8'));
   assert.equal(r.samples, 500);

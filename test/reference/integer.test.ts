@@ -14,6 +14,7 @@ import { Session } from '../../src/runtime/session';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
 import { assertIntegerMatch, compareIntegerWithOrt, withQuantizedOutputs } from '../../src/reference/integer/compare-ort';
+import { checkIntegerReference } from '../../src/export/integer-check';
 import { evaluateInteger } from '../../src/reference/integer/evaluator';
 import { multiplyByQuantizedMultiplier, quantizeMultiplier, roundingDivideByPOT, saturatingRoundingDoublingHighMul } from '../../src/reference/integer/fixed-point';
 
@@ -206,4 +207,15 @@ test('resnet8 w8a8 (residual Add, GlobalAveragePool): every layer matches ORT\'s
   assert.ok(ops.includes('GlobalAveragePool'), ops.join(' '));
   for (const l of c.layers) assert.equal(l.offByOneFloatRounding, l.offByOne, `${l.node}: ${l.offByOne - l.offByOneFloatRounding} off-by-one codes not explained by float rounding`);
   assert.ok(c.output.maxAbsDifference < 0.05, String(c.output.maxAbsDifference));
+});
+
+test('checkIntegerReference (qat export) reports a model outside the evaluator\'s coverage as skipped, naming the node', async () => {
+  const float = Object.assign(Object.create(Object.getPrototypeOf(exported)), exported) as Graph;
+  float.nodes = exported.nodes.map((n) => (n.name === 'conv0' ? { ...n, inputs: [n.inputs[0], 'w_float', n.inputs[2]] } : n));
+  float.initializers = new Map(exported.initializers).set('w_float', Tensor.float([32, 1, 3, 3], new Float32Array(288)));
+  const test10 = { ...loadDataset('mnist').test, count: 10 };
+  const r = await checkIntegerReference(float, model.input, test10);
+  assert.ok('skipped' in r && /node 'conv0' \(Conv\): input 1 \('w_float'\)/.test(r.skipped), JSON.stringify(r));
+  const ok = await checkIntegerReference(exported, model.input, test10);
+  assert.ok('samples' in ok && ok.samples === 10 && ok.first_mismatch === null, JSON.stringify(ok));
 });

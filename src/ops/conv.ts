@@ -151,11 +151,19 @@ function convWeightGradientWithPatches(b: GraphBuilder, input: string, outGrad: 
   const [m, cig] = wShape;
   const k = window.kernel.reduce((p, q) => p * q, 1);
   const cog = m / group;
-  const eye = b.constant(im2colKernel(cig * group, window.kernel, b.dtype(input)));
-  const patches = b.op1('Conv', [input, eye], { ...windowAttrs(window), group: cig * group, kernel_shape: window.kernel });
+  const patches = im2colPatches(b, input, cig * group, window);
   const columns = b.transpose(b.reshape(patches, [0, group, cig * k, -1]), [0, 1, 3, 2]);
   const perSample = b.matmul(b.reshape(outGrad, [0, group, cog, -1]), columns);
   return { dw: b.reshape(b.reduceSum(perSample, [0], false), wShape), patches };
+}
+
+/**
+ * im2col as a Conv: a grouped Conv with constant one-hot kernels (`window`'s strides, pads and dilations) gives
+ * patches [N, C*K, out...], row c*K + j holding window offset j of channel c (zeros where the window is in the pads).
+ */
+export function im2colPatches(b: GraphBuilder, input: string, channels: number, window: Window): string {
+  const eye = b.constant(im2colKernel(channels, window.kernel, b.dtype(input)));
+  return b.op1('Conv', [input, eye], { ...windowAttrs(window), group: channels, kernel_shape: window.kernel });
 }
 
 /** Forward Conv nodes whose weight gradient built im2col patches of their input, by graph: see convsFromPatches. */

@@ -11,5 +11,6 @@ import './indexing';
 import './select';
 import './conv';
 import './pool';
+import './conv-batchnorm';
 export { defineOp, defineOps, findOp, opDef, registeredOps } from './registry';
 export type { OpDef, VjpContext, VjpRule, InferContext } from './registry';

@@ -8,6 +8,7 @@ import { Model } from '../models/model';
 import '../ops';
 import { convsFromPatches } from '../ops/conv';
 import { toTrainingBatchNorm } from './batchnorm-mode';
+import { fuseConvBatchNorm } from './fuse-conv-batchnorm';
 import { hoistMaxPools } from './hoist-max-pool';
 import { OBSERVE_INPUT, toTrainingObservers, ObserverStatNames } from '../quant/observer-op';
 import { correctCount, softmaxCrossEntropy } from './losses';
@@ -98,6 +99,7 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
     observe = new GraphBuilder(graph).input(OBSERVE_INPUT, DType.FLOAT, []);
     ({ graph, stats: observers } = toTrainingObservers(graph, observe));
   }
+  fuseConvBatchNorm(graph, model.params);
   hoistMaxPools(graph);
   graph.outputs = [];
   graph.name = `${model.name}_train_step`;

@@ -1,0 +1,157 @@
+import type { GraphBuilder } from '../ir/builder';
+import { attrFloat, attrInts, Node, ValueType } from '../ir/graph';
+import { im2colPatches } from './conv';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry';
+import { requireInput } from './shape-utils';
+import { resolveWindow, Window, windowAttrs } from './window-geometry';
+
+/**
+ * ai.qatkit.ConvBatchNormTrain(X, W, scale, B, running_mean, running_var[, input_scale]) ->
+ *   (Y, batch_mean, batch_inv_std, new_running_mean, new_running_var)
+ * = BatchNormTrain(Conv(X, W) [/ input_scale], scale, B, ...) for a one-group Conv without bias, computed
+ * without writing the conv output z or reading it back. z is linear in the im2col patches p of X, so its batch
+ * statistics follow from the patches' first two moments:
+ *   mean(z_o) = W_o . mean(p),   E[z_o^2] = W_o S W_o^T,   S = E[p p^T]  (R x R, R = C_in * kernel size),
+ * and batch norm is then a per-channel affine map folded into the conv: Y = Conv(X, W * G, O),
+ * G = gamma * inv_std (/ c), O = B - G * mean(z). Backward, with dz = a' dY + k' z + o' (the BatchNormTrain rule,
+ * norm.ts), the weight gradient needs only dY's patch products gdY = sum dY p^T, which the plain conv weight
+ * gradient computes anyway: dW = a' gdY + M k' (W S) + M o' mean(p), and mean(dY z) = W . gdY / M.
+ * So batch norm costs no full-size pass forward and one (mean of dY) backward. S costs 2 N L R^2 flops, which
+ * is why the training step uses this op only for convs with few patch rows (first layers); X gets no gradient
+ * (the fusing pass only applies it where X does not depend on a parameter).
+ * Attributes: kernel_shape, strides, dilations, pads (explicit), epsilon, momentum.
+ */
+
+const BN_EPSILON = 1e-5;
+const BN_MOMENTUM = 0.9;
+
+function windowOf(node: Node, xType: ValueType, kernel: number[]): Window {
+  return resolveWindow(node, xType.shape.slice(2), kernel).window;
+}
+
+function kernelOf(node: Node): number[] {
+  const k = attrInts(node, 'kernel_shape', undefined);
+  if (!k) throw new Error(`node '${node.name}' (ConvBatchNormTrain): kernel_shape is required`);
+  return k;
+}
+
+function infer(ctx: InferContext): ValueType[] {
+  const x = requireInput(ctx, 0);
+  const w = requireInput(ctx, 1);
+  const { outSpatial } = resolveWindow(ctx.node, x.shape.slice(2), kernelOf(ctx.node));
+  const stat = { dtype: x.dtype, shape: [w.shape[0]] };
+  return [{ dtype: x.dtype, shape: [x.shape[0], w.shape[0], ...outSpatial] }, stat, stat, stat, stat];
+}
+
+interface PatchMoments {
+  /** Patches [N, R, L]. */
+  patches: string;
+  /** mean(p) [R, 1] and S = E[p p^T] [R, R]. */
+  meanP: string;
+  second: string;
+  /** M = N * L, the elements per statistic, as a scalar. */
+  count: string;
+  /** W as [O, R]. */
+  w2: string;
+  wShape: number[];
+}
+
+function patchMoments(b: GraphBuilder, node: Node, x: string, w: string): PatchMoments {
+  const wShape = b.staticShape(w);
+  const [, c, ...k] = wShape;
+  const rows = c * k.reduce((p, q) => p * q, 1);
+  const patches = b.reshape(im2colPatches(b, x, c, windowOf(node, b.type(x), kernelOf(node))), [0, rows, -1]);
+  const dims = b.shape(patches);
+  const count =
+    typeof dims[0] === 'number' && typeof dims[2] === 'number'
+      ? b.scalarLike(dims[0] * dims[2], x)
+      : b.div(b.castLike(b.op1('Size', [patches]), x), b.scalarLike(rows, x));
+  const meanP = b.reshape(b.reduceMean(patches, [0, 2], false), [rows, 1]);
+  const second = b.div(b.reduceSum(b.matmul(patches, b.transpose(patches, [0, 2, 1])), [0], false), count);
+  return { patches, meanP, second, count, w2: b.reshape(w, [wShape[0], rows]), wShape };
+}
+
+/** Batch mean and biased variance of u = z / c per output channel ([O]), from the patch moments. */
+function channelMoments(b: GraphBuilder, m: PatchMoments, c: string | undefined) {
+  const meanZ = b.reshape(b.matmul(m.w2, m.meanP), [-1]);
+  const meanSquare = b.reduceSum(b.mul(b.matmul(m.w2, m.second), m.w2), [1], false);
+  const varZ = b.op1('Max', [b.sub(meanSquare, b.mul(meanZ, meanZ)), b.scalarLike(0, meanZ)]);
+  return { meanZ, meanU: c ? b.div(meanZ, c) : meanZ, varU: c ? b.div(varZ, b.mul(c, c)) : varZ };
+}
+
+function lower(node: Node, b: GraphBuilder): void {
+  const [x, w, scale, bias, runningMean, runningVar, inputScale] = node.inputs;
+  const [y, meanOut, invStdOut, newMeanOut, newVarOut] = node.outputs;
+  const eps = attrFloat(node, 'epsilon', BN_EPSILON);
+  const momentum = attrFloat(node, 'momentum', BN_MOMENTUM);
+  const c = inputScale ? b.reshape(inputScale, [-1]) : undefined;
+  const m = patchMoments(b, node, x, w);
+  const { meanZ, meanU, varU } = channelMoments(b, m, c);
+  const invStd = b.reciprocal(b.sqrt(b.add(varU, b.scalarLike(eps, varU))));
+  const gainU = b.mul(scale, invStd);
+  const gain = c ? b.div(gainU, c) : gainU;
+  const offset = b.sub(bias, b.mul(gain, meanZ));
+  const scaledW = b.mul(w, b.reshape(gain, [-1, ...m.wShape.slice(1).map(() => 1)]));
+  const window = windowOf(node, b.type(x), kernelOf(node));
+  b.op1('Conv', [x, scaledW, offset], { ...windowAttrs(window), kernel_shape: window.kernel }, { outputs: [y] });
+  if (meanOut) b.op1('Identity', [meanU], {}, { outputs: [meanOut] });
+  if (invStdOut) b.op1('Identity', [invStd], {}, { outputs: [invStdOut] });
+  const blend = (running: string, batch: string, name: string) =>
+    b.op1('Add', [b.mul(running, b.scalarLike(momentum, running)), b.mul(batch, b.scalarLike(1 - momentum, running))], {}, { outputs: [name] });
+  if (newMeanOut) blend(runningMean, meanU, newMeanOut);
+  if (newVarOut) blend(runningVar, b.mul(varU, b.div(m.count, b.sub(m.count, b.scalarLike(1, m.count)))), newVarOut);
+}
+
+function vjp(c: VjpContext): (string | undefined)[] {
+  const { b, node } = c;
+  for (const i of [1, 2]) {
+    if (c.dy(i)) throw new Error(`node '${node.name}' (ConvBatchNormTrain): output ${i} (batch statistics) lies on the path to the loss; the rule gives no gradient there`);
+  }
+  if (c.wants(0)) throw new Error(`node '${node.name}' (ConvBatchNormTrain): X takes no gradient (the op is only formed where X depends on no parameter)`);
+  const dy = c.dy(0);
+  if (!dy) return [];
+  const [x, w, scale] = [c.input(0), c.input(1), c.input(2)];
+  const eps = attrFloat(node, 'epsilon', BN_EPSILON);
+  const unscale = node.inputs[6] ? b.reshape(c.input(6), [-1]) : undefined;
+  const m = patchMoments(b, node, x, w);
+  let meanU: string;
+  let invStd: string;
+  if (c.output(1) && c.output(2)) {
+    [meanU, invStd] = [c.output(1), c.output(2)];
+  } else {
+    const moments = channelMoments(b, m, unscale);
+    meanU = moments.meanU;
+    invStd = b.reciprocal(b.sqrt(b.add(moments.varU, b.scalarLike(eps, moments.varU))));
+  }
+  const out = m.wShape[0];
+  const rank = b.rank(dy);
+  const meanDy = b.reduceMean(dy, [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)], false);
+  const gdy = b.reduceSum(b.matmul(b.reshape(dy, [0, out, -1]), b.transpose(m.patches, [0, 2, 1])), [0], false);
+  const meanDyZ = b.div(b.reduceSum(b.mul(m.w2, gdy), [1], false), m.count);
+  const meanDyU = unscale ? b.div(meanDyZ, unscale) : meanDyZ;
+  const meanDyXhat = b.mul(invStd, b.sub(meanDyU, b.mul(meanU, meanDy)));
+  const column = (v: string) => b.reshape(v, [out, 1]);
+  let dw: string | undefined;
+  if (c.wants(1)) {
+    const a = b.mul(scale, invStd);
+    const k = b.neg(b.mul(b.mul(a, invStd), meanDyXhat));
+    const offset = b.sub(b.neg(b.mul(a, meanDy)), b.mul(k, meanU));
+    // dz = dyGain dY + zGain z + zOffset per channel (the BatchNormTrain rule for u = z / c, divided by c).
+    const [dyGain, zGain, zOffset] = unscale ? [b.div(a, unscale), b.div(k, b.mul(unscale, unscale)), b.div(offset, unscale)] : [a, k, offset];
+    const viaZ = b.mul(b.mul(column(zGain), m.count), b.matmul(m.w2, m.second));
+    const viaOffset = b.mul(b.mul(column(zOffset), m.count), b.transpose(m.meanP, [1, 0]));
+    dw = b.reshape(b.add(b.add(b.mul(column(dyGain), gdy), viaZ), viaOffset), m.wShape);
+  }
+  const dscale = c.wants(2) ? b.mul(meanDyXhat, m.count) : undefined;
+  const dbias = c.wants(3) ? b.mul(meanDy, m.count) : undefined;
+  let dunscale: string | undefined;
+  if (unscale && c.wants(6)) {
+    const perUnit = b.mul(b.mul(scale, b.mul(invStd, invStd)), b.mul(meanDyXhat, b.scalarLike(-eps, meanDyXhat)));
+    dunscale = b.reshapeLike(b.div(b.mul(perUnit, m.count), unscale), c.input(6));
+  }
+  return [undefined, dw, dscale, dbias, undefined, undefined, dunscale];
+}
+
+export const convBatchNormOps: OpDef[] = [{ opType: 'ConvBatchNormTrain', domain: 'ai.qatkit', infer, nonDifferentiable: [4, 5], vjp, lower }];
+
+defineOps(convBatchNormOps);

@@ -1,0 +1,89 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as ort from 'onnxruntime-node';
+import '../../src/ops';
+import { differentiate } from '../../src/autodiff/grad';
+import { GraphBuilder } from '../../src/ir/builder';
+import { DType } from '../../src/ir/dtype';
+import { Graph } from '../../src/ir/graph';
+import { Session } from '../../src/runtime/session';
+import { fuseConvBatchNorm } from '../../src/train/fuse-conv-batchnorm';
+import { Rng } from '../../src/train/rng';
+
+interface Case {
+  x: number[];
+  w: number[];
+  attrs: Record<string, number[]>;
+  unscale: boolean;
+}
+
+const PARAMS = ['w', 'gamma', 'beta', 'c'];
+
+/** Conv -> BatchNormTrain (optionally normalising conv / c), loss = sum(Y * r); outputs Y, the stats, the gradients. */
+function build(k: Case, fuse: boolean): { graph: Graph; fused: number } {
+  const g = new Graph();
+  const b = new GraphBuilder(g);
+  const x = b.input('x', DType.FLOAT, k.x);
+  const w = b.input('w', DType.FLOAT, k.w);
+  const out = k.w[0];
+  const [gamma, beta, mean, variance, c] = ['gamma', 'beta', 'mean', 'var', 'c'].map((n) => b.input(n, DType.FLOAT, [out]));
+  const conv = b.op1('Conv', [x, w], k.attrs);
+  const outs = b.op('BatchNormTrain', [conv, gamma, beta, mean, variance, ...(k.unscale ? [c] : [])], { epsilon: 0.3, momentum: 0.7 }, { domain: 'ai.qatkit', outputs: 5 });
+  const r = b.input('r', DType.FLOAT, b.shape(outs[0]));
+  const loss = b.sumAll(b.mul(outs[0], r));
+  const fused = fuse ? fuseConvBatchNorm(g, PARAMS) : 0;
+  const wrt = k.unscale ? PARAMS : PARAMS.slice(0, 3);
+  const grads = differentiate(g, { loss, wrt });
+  for (const v of [...outs, ...wrt.map((p) => grads.get(p)!)]) b.output(v);
+  return { graph: g, fused };
+}
+
+async function run(g: Graph, seed: number): Promise<Float32Array[]> {
+  const rng = new Rng(seed);
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const v of g.inputs) {
+    const dims = v.shape as number[];
+    const n = dims.reduce((p, q) => p * q, 1);
+    const positive = v.name === 'var' || v.name === 'c';
+    const values = Float32Array.from({ length: n }, (_, i) => (positive ? 0.5 + rng.range(0, 1) : v.name === 'x' ? 1.5 + rng.normal() : rng.normal()) * (v.name === 'c' && i === 1 ? -1 : 1));
+    feeds[v.name] = new ort.Tensor('float32', values, dims);
+  }
+  const s = await Session.create(g, { threads: 1 });
+  const out = await s.run(feeds);
+  await s.release();
+  return g.outputs.map((o) => out[o.name].data as Float32Array);
+}
+
+const cases: [string, Case][] = [
+  ['3x3 pad 1, BN-fold input_scale (one negative c)', { x: [4, 2, 6, 6], w: [5, 2, 3, 3], attrs: { pads: [1, 1, 1, 1] }, unscale: true }],
+  ['3x3 stride 2, no pads, plain BN', { x: [3, 3, 7, 7], w: [4, 3, 3, 3], attrs: { strides: [2, 2] }, unscale: false }],
+];
+
+for (const [name, k] of cases) {
+  test(`ConvBatchNormTrain equals Conv -> BatchNormTrain: outputs, running stats and gradients (${name})`, async () => {
+    const plain = build(k, false);
+    const fused = build(k, true);
+    assert.equal(fused.fused, 1);
+    assert.ok(!fused.graph.nodes.some((n) => n.opType === 'BatchNormTrain'), 'BatchNormTrain replaced');
+    const [want, got] = [await run(plain.graph, 5), await run(fused.graph, 5)];
+    const names = plain.graph.outputs.map((o) => o.name);
+    want.forEach((values, i) => {
+      const scale = Math.max(1e-3, ...values.map(Math.abs));
+      values.forEach((v, j) => assert.ok(Math.abs(got[i][j] - v) <= 2e-4 * scale, `${names[i]}[${j}]: fused ${got[i][j]}, plain ${v} (scale ${scale})`));
+    });
+  });
+}
+
+test('fuseConvBatchNorm leaves convs whose input depends on a parameter, with a bias, or with many patch rows', () => {
+  const g = new Graph();
+  const b = new GraphBuilder(g);
+  const x = b.input('x', DType.FLOAT, [2, 2, 5, 5]);
+  const stats = (n: number) => ['g', 'b', 'm', 'v'].map((s) => b.input(`${s}${n}`, DType.FLOAT, [4]));
+  const bn = (v: string, n: number) => b.op1('BatchNormTrain', [v, ...stats(n)], {}, { domain: 'ai.qatkit' });
+  const w = b.input('w', DType.FLOAT, [4, 2, 3, 3]);
+  const scaled = b.mul(x, b.input('p', DType.FLOAT, [])); // depends on parameter p
+  b.output(bn(b.op1('Conv', [scaled, w], { pads: [1, 1, 1, 1] }), 0));
+  b.output(bn(b.op1('Conv', [x, w, b.input('bias', DType.FLOAT, [4])]), 1));
+  b.output(bn(b.op1('Conv', [b.input('wide', DType.FLOAT, [2, 4, 5, 5]), b.input('w4', DType.FLOAT, [4, 4, 3, 3])]), 2));
+  assert.equal(fuseConvBatchNorm(g, ['p', 'w']), 0);
+});

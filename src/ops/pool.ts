@@ -54,7 +54,7 @@ function filled(dtype: DType, dims: number[], value: number): Tensor {
 }
 
 /** Whether the windows tile x exactly: kernel == stride, no dilation, no pads, sizes divisible by the stride. */
-function windowsTile(w: Window, spatial: number[]): boolean {
+export function windowsTile(w: Window, spatial: number[]): boolean {
   return spatial.every(
     (d, i) => w.kernel[i] === w.strides[i] && w.dilations[i] === 1 && w.padsBegin[i] === 0 && w.padsEnd[i] === 0 && d % w.strides[i] === 0,
   );

@@ -1,6 +1,8 @@
 import { GraphBuilder } from '../ir/builder';
 import { DType } from '../ir/dtype';
-import { attrFloat, attrInt, Graph, Node, topologicalOrder } from '../ir/graph';
+import { attrFloat, attrInt, attrInts, Graph, Node, topologicalOrder } from '../ir/graph';
+import { windowsTile } from '../ops/pool';
+import { resolveWindow } from '../ops/window-geometry';
 import { QATKIT } from '../quant/fake-quantize-op';
 
 /**
@@ -65,27 +67,37 @@ function hoistOne(graph: Graph, pool: Node): boolean {
   graph.nodes = graph.nodes.filter((n) => !removed.has(n));
   // MaxPool first, then the chain on the pooled tensor; the last op keeps the pool's output name.
   let current = b.op1('MaxPool', [value], { ...pool.attrs }, { name: pool.name });
+  const pooled = current;
   chain.forEach((node, i) => {
     const out = i === chain.length - 1 ? pool.outputs[0] : b.fresh(node.outputs[0]);
     b.addNode({ ...node, inputs: [current, ...node.inputs.slice(1)], outputs: [out] });
     current = out;
   });
-  redirectObservers(graph, b, consumers, chain, value);
+  redirectObservers(graph, b, consumers, chain, value, tiles(graph, pool, value) ? pooled : value);
   return true;
+}
+
+/** Whether the pool's windows cover x exactly once (then max(x) = max(MaxPool(x)), read at a quarter of the size). */
+function tiles(graph: Graph, pool: Node, x: string): boolean {
+  const spatial = graph.typeOf(x).shape.slice(2);
+  const kernel = attrInts(pool, 'kernel_shape', undefined);
+  if (!kernel || spatial.some((d) => typeof d !== 'number')) return false;
+  return windowsTile(resolveWindow(pool, spatial, kernel).window, spatial as number[]);
 }
 
 /**
  * Observers that watched chain[j]'s output now watch chain[0..j] applied to [min(x), max(x)] (per channel when
- * a quantizer of the chain is per-channel), which has the same min and max.
+ * a quantizer of the chain is per-channel), which has the same min and max. `maxSource` is x, or the pooled x
+ * when the windows tile x.
  */
-function redirectObservers(graph: Graph, b: GraphBuilder, consumers: Map<string, Node[]>, chain: Node[], x: string): void {
+function redirectObservers(graph: Graph, b: GraphBuilder, consumers: Map<string, Node[]>, chain: Node[], x: string, maxSource: string): void {
   const watched = chain.map((n) => (consumers.get(n.outputs[0]) ?? []).filter((c) => c.opType === OBSERVER));
   if (watched.every((w) => !w.length)) return;
   const perChannel = chain.some((n) => n.opType === 'FakeQuantize' && n.attrs.axis);
   const rank = b.rank(x);
   const axes = [...Array(rank).keys()].filter((a) => !(perChannel && a === 1));
-  const extreme = (op: string) => b.op1(op, [x], { axes, keepdims: 1 });
-  let current = b.op1('Concat', [extreme('ReduceMin'), extreme('ReduceMax')], { axis: 0 });
+  const extreme = (op: string, v: string) => b.op1(op, [v], { axes, keepdims: 1 });
+  let current = b.op1('Concat', [extreme('ReduceMin', x), extreme('ReduceMax', maxSource)], { axis: 0 });
   chain.forEach((node, j) => {
     current = b.addNode({ ...node, name: b.fresh(`${node.name}/extremes`), inputs: [current, ...node.inputs.slice(1)], outputs: [b.fresh(node.outputs[0])] }).outputs[0];
     for (const observer of watched[j]) observer.inputs[0] = current;

@@ -33,7 +33,7 @@ async function run(graph: Graph, feeds: Record<string, Float32Array | number>, o
 }
 
 /** x -> Relu -> FakeQuantize (scale and zero point from a training observer on the ReLU output) -> MaxPool. */
-function observedChain(): { graph: Graph; outputs: string[] } {
+function observedChain(pool: Record<string, number[]> = POOL): { graph: Graph; outputs: string[] } {
   const g = new Graph();
   const b = new GraphBuilder(g);
   const x = b.input('x', DType.FLOAT, SHAPE);
@@ -41,17 +41,23 @@ function observedChain(): { graph: Graph; outputs: string[] } {
   const r = b.relu(x);
   const [scale, zero, newMin, newMax] = b.op('RangeObserverTrain', [r, runMin, runMax, observe], { qmin: 0, qmax: 255, momentum: 0.5 }, { domain: QATKIT, outputs: 4 });
   const q = b.op1('FakeQuantize', [r, scale, zero], { qmin: 0, qmax: 255 }, { domain: QATKIT });
-  const y = b.op1('MaxPool', [q], POOL);
+  const y = b.op1('MaxPool', [q], pool);
   for (const o of [y, newMin, newMax]) b.output(o);
   return { graph: g, outputs: [y, newMin, newMax] };
 }
 
-test('hoisting MaxPool in front of ReLU and observed fake-quant keeps outputs and observer ranges bit-identical', async () => {
-  const { graph, outputs } = observedChain();
+// 2x2 stride 2 tiles x (the observer's max is read from the pooled tensor); 3x3 stride 2 leaves the last row and
+// column of a 6x6 input outside every window (the max is read from x).
+const POOLS: [string, Record<string, number[]>][] = [
+  ['2x2 windows that tile x', POOL],
+  ['3x3 stride 2 windows that miss a row', { kernel_shape: [3, 3], strides: [2, 2] }],
+];
+for (const [label, pool] of POOLS) test(`hoisting MaxPool (${label}) in front of ReLU and observed fake-quant keeps outputs and observer ranges bit-identical`, async () => {
+  const { graph, outputs } = observedChain(pool);
   const hoisted = graph.clone();
   assert.equal(hoistMaxPools(hoisted), 1);
-  const pool = hoisted.nodes.find((n) => n.opType === 'MaxPool')!;
-  assert.equal(pool.inputs[0], 'x', 'MaxPool now reads the chain input');
+  const hoistedPool = hoisted.nodes.find((n) => n.opType === 'MaxPool')!;
+  assert.equal(hoistedPool.inputs[0], 'x', 'MaxPool now reads the chain input');
   for (const seed of [1, 2, 3]) {
     const feeds = { x: randomInput(seed), run_min: -0.5, run_max: 1.5, observe: 1 };
     const [before, after] = [await run(graph, feeds, outputs), await run(hoisted, feeds, outputs)];

@@ -219,3 +219,22 @@ test('checkIntegerReference (qat export) reports a model outside the evaluator\'
   const ok = await checkIntegerReference(exported, model.input, test10);
   assert.ok('samples' in ok && ok.samples === 10 && ok.first_mismatch === null, JSON.stringify(ok));
 });
+
+test('lenet w4a4: the exporter\'s Clip to the 4-bit grid runs in the evaluator (clamp at requantization), codes within one step of ORT\'s', async () => {
+  const dir = path.join(tmp, 'w4a4');
+  // A small lr: from scratch, 20 steps at 1e-3 can push a tiny LSQ scale below zero (see the closing note of session 2).
+  await train({ ...DEFAULT_TRAIN_CONFIG, model: 'lenet', quant: 'w4a4', steps: 20, batch: 32, lr: 1e-4 }, dir);
+  const w4 = loadCheckpoint(path.join(dir, 'checkpoint.qat')).model;
+  const graph = (await exportQdq(w4)).graph;
+  assert.ok(graph.nodes.some((n) => n.opType === 'Clip'), 'the 4-bit activations are clipped to their grid');
+  const few = new Map([[w4.input, new Tensor(DType.FLOAT, [16, 1, 28, 28], feeds.get(model.input)!.data.slice(0, 16 * 784) as Float32Array)]]);
+  const c = await compareIntegerWithOrt(graph, few);
+  assert.equal(c.firstMismatch, undefined, JSON.stringify(c.firstMismatch));
+  // The clamp took effect: conv1's 4-bit output codes span at most 16 values (uint8 storage allows 256).
+  const r = evaluateInteger(graph, few);
+  const conv1 = c.layers.find((l) => l.node === 'conv1')!;
+  const codes = (r.values.get(conv1.value) as { codes: Int32Array }).codes;
+  const [min, max] = codes.reduce(([a, b], q) => [Math.min(a, q), Math.max(b, q)], [Infinity, -Infinity]);
+  assert.ok(max - min <= 15, `${min}..${max}`);
+  assert.ok(c.offByOneTotal / c.elementsTotal < 0.01, `${c.offByOneTotal} of ${c.elementsTotal}`);
+});

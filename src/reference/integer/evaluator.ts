@@ -2,6 +2,7 @@ import { DType } from '../../ir/dtype';
 import { Graph, Node, topologicalOrder } from '../../ir/graph';
 import { Tensor } from '../../ir/tensor';
 import { integerAdd } from './add';
+import { integerClip } from './clip';
 import { integerConv } from './conv';
 import { dequantizeLinear } from './dequantize-linear';
 import { floatDiv, floatMul, floatSub } from './float-elementwise';
@@ -22,6 +23,7 @@ export const integerKernels: IntegerKernelTable = {
   Gemm: integerGemm,
   MatMul: integerMatMulKernel,
   Relu: integerRelu,
+  Clip: integerClip,
   MaxPool: integerMaxPool,
   GlobalAveragePool: integerGlobalAveragePool,
   Flatten: integerFlatten,

@@ -21,6 +21,9 @@ export const quantizeLinear: IntegerKernel = (node, inputs) => {
   const x = inputs[0];
   if (x?.kind === 'quantized') {
     const channel = channelIndexer(x.dims, x.axis);
+    // A Clip on the accumulator (see clip.ts): clip then round = round then clamp to the bounds' codes.
+    const [clo, chi] = x.clampReal ? [zOut + roundHalfEven(x.clampReal[0] / sOut), zOut + roundHalfEven(x.clampReal[1] / sOut)] : [lo, hi];
+    const [qlo, qhi] = [Math.max(lo, Number.isFinite(clo) ? clo : lo), Math.min(hi, Number.isFinite(chi) ? chi : hi)];
     const multipliers = new Map<number, QuantizedMultiplier>();
     const codes = new Int32Array(x.codes.length);
     for (let i = 0; i < codes.length; i++) {
@@ -28,7 +31,7 @@ export const quantizeLinear: IntegerKernel = (node, inputs) => {
       let m = multipliers.get(c);
       if (!m) multipliers.set(c, (m = quantizeMultiplier(scaleAt(x, c) / sOut)));
       const q = zOut + multiplyByQuantizedMultiplier(x.codes[i] - zeroAt(x, c), m);
-      codes[i] = Math.min(hi, Math.max(lo, q));
+      codes[i] = Math.min(qhi, Math.max(qlo, q));
     }
     return [{ kind: 'quantized', dims: [...x.dims], codes, scale: Float64Array.of(sOut), zeroPoint: Int32Array.of(zOut), type: out.type } satisfies Quantized];
   }

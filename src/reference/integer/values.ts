@@ -33,6 +33,8 @@ export interface Quantized {
    * kept apart from `scale` so that requantization uses the exact product, as gemmlowp does.
    */
   floatScale?: Float32Array;
+  /** Real bounds of a Clip on an int32 accumulator, applied by the QuantizeLinear that requantizes it. */
+  clampReal?: [number, number];
 }
 
 export const TYPE_RANGE: Partial<Record<DType, [number, number]>> = {

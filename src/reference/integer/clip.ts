@@ -1,0 +1,31 @@
+import { DType } from '../../ir/dtype';
+import { Tensor } from '../../ir/tensor';
+import { IntegerKernel } from './kernel';
+import { channelIndexer, floatInput, scaleAt, tensorInput, zeroAt } from './values';
+
+/**
+ * Clip with real bounds (the exporter's clamp to a grid narrower than the storage type, e.g. 4-bit codes in
+ * uint8). On an int32 accumulator the bounds wait for the requantizing QuantizeLinear (clip then round equals
+ * round then clamp, round being monotonic); on codes they must lie on the codes' grid; on floats they clamp.
+ */
+export const integerClip: IntegerKernel = (node, inputs) => {
+  const bound = (i: number, fallback: number) => (node.inputs[i] ? (tensorInput(node, inputs, i, [DType.FLOAT]).data as Float32Array)[0] : fallback);
+  const [lo, hi] = [bound(1, -Infinity), bound(2, Infinity)];
+  const x = inputs[0];
+  if (x?.kind !== 'quantized') {
+    const t = floatInput(node, inputs, 0);
+    return [{ kind: 'tensor', tensor: new Tensor(DType.FLOAT, [...t.dims], (t.data as Float32Array).map((v) => Math.min(hi, Math.max(lo, v)))) }];
+  }
+  if (x.type === DType.INT32) {
+    const [plo, phi] = x.clampReal ?? [-Infinity, Infinity];
+    return [{ ...x, clampReal: [Math.max(lo, plo), Math.min(hi, phi)] }];
+  }
+  const channel = channelIndexer(x.dims, x.axis);
+  const onGrid = (v: number, c: number) => {
+    if (!Number.isFinite(v)) return v;
+    const steps = v / scaleAt(x, c);
+    if (Math.abs(steps - Math.round(steps)) > 1e-4) throw new Error(`node '${node.name}' (Clip): the integer evaluator needs clip bounds on the codes' grid, got ${v} for scale ${scaleAt(x, c)}`);
+    return Math.round(steps) + zeroAt(x, c);
+  };
+  return [{ ...x, codes: x.codes.map((q, i) => Math.min(onGrid(hi, channel(i)), Math.max(onGrid(lo, channel(i)), q))) }];
+};

@@ -217,6 +217,16 @@ function initialWeightScales(values: Tensor, spec: QuantSpec, layout: ReturnType
 }
 
 /** In-graph max|w| per scale element, recomputed from the current weights each step. */
+/**
+ * A learned (LSQ / LSQ+) step size as the quantizers use it: |s|. Adam can push a small step size across zero
+ * (seen: a per-channel weight scale of ~1e-4 after 20 steps at lr 1e-3), which would turn the quantizer and the
+ * exported QDQ scale negative; |s| is the same value and gradient while s > 0. Quantizer records name this value,
+ * so export reads the scale the simulation used.
+ */
+function positiveScale(b: GraphBuilder, raw: string): string {
+  return b.abs(raw);
+}
+
 function emitAbsMax(b: GraphBuilder, w: string, dims: number[], spec: QuantSpec): string {
   const g = spec.granularity;
   const abs = b.abs(w);
@@ -281,8 +291,9 @@ export function applyQuantization(model: Model, plan: QuantPlan, stats: Map<stri
         output = fq(w.tensor, scale, zero, spec, {});
       } else {
         const init = initialWeightScales(values, spec, layout, qmax);
-        scale = learn(`${w.tensor}/quant_scale`, Tensor.float(layout.dims, init));
-        learned.push(scale);
+        const raw = learn(`${w.tensor}/quant_scale`, Tensor.float(layout.dims, init));
+        learned.push(raw);
+        scale = positiveScale(b, raw);
         output = fq(w.tensor, scale, zero, spec, { learn_scale: 1, grad_scale: 1 / Math.sqrt((values.size / scaleCount) * qmax) });
       }
     }
@@ -320,14 +331,16 @@ export function applyQuantization(model: Model, plan: QuantPlan, stats: Map<stri
       const gradScale = 1 / Math.sqrt(st.perSample * qmax);
       if (spec.method === 'lsq+') {
         const q = qparamsFromRange(st.clip?.min ?? st.min, st.clip?.max ?? st.max, spec);
-        scale = learn(`${tensor}/quant_scale`, Tensor.float([], [q.scale]));
+        const raw = learn(`${tensor}/quant_scale`, Tensor.float([], [q.scale]));
         zero = learn(`${tensor}/quant_zero_point`, Tensor.float([], [q.zeroPoint]));
-        learned.push(scale, zero);
+        learned.push(raw, zero);
+        scale = positiveScale(b, raw);
         output = fq(tensor, scale, zero, spec, { learn_scale: 1, learn_zero_point: 1, grad_scale: gradScale });
       } else {
         const start = st.clip ? Math.max(st.clip.max, spec.signed ? -st.clip.min : 0) / qmax : (2 * st.meanAbs) / Math.sqrt(qmax);
-        scale = learn(`${tensor}/quant_scale`, Tensor.float([], [Math.max(start, 1e-6)]));
-        learned.push(scale);
+        const raw = learn(`${tensor}/quant_scale`, Tensor.float([], [Math.max(start, 1e-6)]));
+        learned.push(raw);
+        scale = positiveScale(b, raw);
         zero = b.constant(0);
         output = fq(tensor, scale, zero, spec, { learn_scale: 1, grad_scale: gradScale });
       }

@@ -159,5 +159,22 @@ test('per-group scales: one per group along the reduction axis and per output ro
   const m = lenetWithBn();
   const q = await prepareQat(m, config, calib, 'custom', 1);
   const fc0 = q.quant!.quantizers.find((z) => z.role === 'weight' && z.layers[0] === 'fc0')!;
-  assert.deepEqual(q.graph.initializers.get(fc0.scale!)!.dims, [128, 3136 / 32]);
+  assert.deepEqual(q.graph.initializers.get(fc0.learned[0])!.dims, [128, 3136 / 32]);
+  assert.deepEqual(q.graph.typeOf(fc0.scale!).shape, [128, 3136 / 32], 'the quantizer uses |s| of the learned step size');
+});
+
+test('learned step sizes act through |s|: a step size pushed below zero quantizes as its magnitude', async () => {
+  const q = await prepareQat(lenetWithBn(), presetConfig('w4a4'), calib, 'w4a4', 1);
+  const fc0 = q.quant!.quantizers.find((z) => z.role === 'weight' && z.layers[0] === 'fc0')!;
+  const raw = fc0.learned[0];
+  const flipped = q.graph.clone();
+  const t = q.graph.initializers.get(raw)!;
+  flipped.initializers.set(raw, new Tensor(t.dtype, t.dims, (t.data as Float32Array).map((v, i) => (i % 3 === 0 ? -v : v))));
+  const run = async (g: typeof q.graph) => {
+    const s = await Session.create(g, { threads: 1 });
+    const out = await s.run({ [q.input]: new ort.Tensor('float32', images.slice(0, 4 * 784), [4, 1, 28, 28]) });
+    await s.release();
+    return Array.from(out[q.output].data as Float32Array);
+  };
+  assert.deepEqual(await run(flipped), await run(q.graph));
 });

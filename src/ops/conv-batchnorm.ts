@@ -1,6 +1,7 @@
 import type { GraphBuilder } from '../ir/builder';
 import { attrFloat, attrInts, Node, ValueType } from '../ir/graph';
 import { im2colPatches } from './conv';
+import { batchNormGradientCoefficients } from './norm';
 import { defineOps, InferContext, OpDef, VjpContext } from './registry';
 import { requireInput } from './shape-utils';
 import { resolveWindow, Window, windowAttrs } from './window-geometry';
@@ -128,27 +129,18 @@ function vjp(c: VjpContext): (string | undefined)[] {
   const meanDy = b.reduceMean(dy, [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)], false);
   const gdy = b.reduceSum(b.matmul(b.reshape(dy, [0, out, -1]), b.transpose(m.patches, [0, 2, 1])), [0], false);
   const meanDyZ = b.div(b.reduceSum(b.mul(m.w2, gdy), [1], false), m.count);
-  const meanDyU = unscale ? b.div(meanDyZ, unscale) : meanDyZ;
-  const meanDyXhat = b.mul(invStd, b.sub(meanDyU, b.mul(meanU, meanDy)));
+  const coef = batchNormGradientCoefficients(b, { meanDy, meanDyX: meanDyZ, mean: meanU, invStd, gamma: scale, unscale });
   const column = (v: string) => b.reshape(v, [out, 1]);
   let dw: string | undefined;
   if (c.wants(1)) {
-    const a = b.mul(scale, invStd);
-    const k = b.neg(b.mul(b.mul(a, invStd), meanDyXhat));
-    const offset = b.sub(b.neg(b.mul(a, meanDy)), b.mul(k, meanU));
-    // dz = dyGain dY + zGain z + zOffset per channel (the BatchNormTrain rule for u = z / c, divided by c).
-    const [dyGain, zGain, zOffset] = unscale ? [b.div(a, unscale), b.div(k, b.mul(unscale, unscale)), b.div(offset, unscale)] : [a, k, offset];
-    const viaZ = b.mul(b.mul(column(zGain), m.count), b.matmul(m.w2, m.second));
-    const viaOffset = b.mul(b.mul(column(zOffset), m.count), b.transpose(m.meanP, [1, 0]));
-    dw = b.reshape(b.add(b.add(b.mul(column(dyGain), gdy), viaZ), viaOffset), m.wShape);
+    // dz = dyGain dY + zGain z + zOffset per channel, so dW = dyGain gdY + M zGain (W S) + M zOffset mean(p).
+    const viaZ = b.mul(b.mul(column(coef.xGain()), m.count), b.matmul(m.w2, m.second));
+    const viaOffset = b.mul(b.mul(column(coef.xOffset()), m.count), b.transpose(m.meanP, [1, 0]));
+    dw = b.reshape(b.add(b.add(b.mul(column(coef.dyGain()), gdy), viaZ), viaOffset), m.wShape);
   }
-  const dscale = c.wants(2) ? b.mul(meanDyXhat, m.count) : undefined;
+  const dscale = c.wants(2) ? b.mul(coef.meanDyXhat, m.count) : undefined;
   const dbias = c.wants(3) ? b.mul(meanDy, m.count) : undefined;
-  let dunscale: string | undefined;
-  if (unscale && c.wants(6)) {
-    const perUnit = b.mul(b.mul(scale, b.mul(invStd, invStd)), b.mul(meanDyXhat, b.scalarLike(-eps, meanDyXhat)));
-    dunscale = b.reshapeLike(b.div(b.mul(perUnit, m.count), unscale), c.input(6));
-  }
+  const dunscale = unscale && c.wants(6) ? b.reshapeLike(coef.unscaleGradient(eps, m.count), c.input(6)) : undefined;
   return [undefined, dw, dscale, dbias, undefined, undefined, dunscale];
 }
 

@@ -196,28 +196,58 @@ function batchNormTrainVjp(c: VjpContext) {
     invStd = b.reciprocal(b.sqrt(b.add(variance, b.scalarLike(eps, x))));
   }
   const meanDy = b.reduceMean(dy, axes, true);
-  const meanDyX = b.reduceMean(b.mul(dy, x), axes, true);
-  const meanDyU = unscale ? b.div(meanDyX, unscale) : meanDyX;
-  const meanDyXhat = b.mul(invStd, b.sub(meanDyU, b.mul(mean, meanDy)));
-  const gamma = perChannel(b, c.input(1), rank);
-  let dx: string | undefined;
-  if (c.wants(0)) {
-    const a = b.mul(gamma, invStd);
-    const k = b.neg(b.mul(b.mul(a, invStd), meanDyXhat));
-    const offset = b.sub(b.neg(b.mul(a, meanDy)), b.mul(k, mean));
-    // In terms of X: du/c = (a/c) dy + (k/c^2) X + offset/c.
-    const [dyGain, xGain, xOffset] = unscale ? [b.div(a, unscale), b.div(k, b.mul(unscale, unscale)), b.div(offset, unscale)] : [a, k, offset];
-    dx = b.add(channelAffine(b, dy, dyGain), channelAffine(b, x, xGain, xOffset));
-  }
+  const coef = batchNormGradientCoefficients(b, { meanDy, meanDyX: b.reduceMean(b.mul(dy, x), axes, true), mean, invStd, gamma: perChannel(b, c.input(1), rank), unscale });
+  const dx = c.wants(0) ? b.add(channelAffine(b, dy, coef.dyGain()), channelAffine(b, x, coef.xGain(), coef.xOffset())) : undefined;
   const m = c.wants(1) || c.wants(2) || c.wants(5) ? elementsPerStatistic(b, x, meanDy, axes) : '';
-  const dscale = c.wants(1) ? toChannelVector(b, b.mul(meanDyXhat, m)) : undefined;
+  const dscale = c.wants(1) ? toChannelVector(b, b.mul(coef.meanDyXhat, m)) : undefined;
   const dbias = c.wants(2) ? toChannelVector(b, b.mul(meanDy, m)) : undefined;
-  let dunscale: string | undefined;
-  if (unscale && c.wants(5)) {
-    const perUnit = b.mul(b.mul(gamma, b.mul(invStd, invStd)), b.mul(meanDyXhat, b.scalarLike(-eps, x)));
-    dunscale = b.reshapeLike(b.div(b.mul(perUnit, m), unscale), c.input(5));
-  }
+  const dunscale = unscale && c.wants(5) ? b.reshapeLike(coef.unscaleGradient(eps, m), c.input(5)) : undefined;
   return [dx, dscale, dbias, undefined, undefined, dunscale];
+}
+
+/** Batch statistics a BatchNormTrain-style gradient starts from (any broadcastable per-channel shape). */
+export interface BatchNormGradientStats {
+  meanDy: string;
+  /** mean(dY * X) over the statistic's axes. */
+  meanDyX: string;
+  /** Batch mean and 1/std of the normalised value u = X (/ unscale). */
+  mean: string;
+  invStd: string;
+  gamma: string;
+  unscale?: string;
+}
+
+/**
+ * The per-channel coefficients of the batch-norm input gradient, dX = dyGain dY + xGain X + xOffset, and of
+ * the input_scale gradient (see batchNormTrainVjp), shared by BatchNormTrain and ConvBatchNormTrain; each is
+ * emitted only when asked for.
+ */
+export function batchNormGradientCoefficients(b: GraphBuilder, s: BatchNormGradientStats) {
+  const meanDyU = s.unscale ? b.div(s.meanDyX, s.unscale) : s.meanDyX;
+  const meanDyXhat = b.mul(s.invStd, b.sub(meanDyU, b.mul(s.mean, s.meanDy)));
+  let affine: { a: string; k: string; offset: string } | undefined;
+  const terms = () => {
+    if (!affine) {
+      const a = b.mul(s.gamma, s.invStd);
+      const k = b.neg(b.mul(b.mul(a, s.invStd), meanDyXhat));
+      affine = { a, k, offset: b.sub(b.neg(b.mul(a, s.meanDy)), b.mul(k, s.mean)) };
+    }
+    return affine;
+  };
+  const c = s.unscale;
+  return {
+    meanDyXhat,
+    // In terms of X = c u: dX = du / c = (a/c) dY + (k/c^2) X + offset/c.
+    dyGain: () => (c ? b.div(terms().a, c) : terms().a),
+    xGain: () => (c ? b.div(terms().k, b.mul(c, c)) : terms().k),
+    xOffset: () => (c ? b.div(terms().offset, c) : terms().offset),
+    /** dL/dc = -(M / c) * gamma * eps * inv_std^2 * mean(dY * x_hat), M the elements per statistic. */
+    unscaleGradient: (eps: number, count: string) => {
+      if (!c) throw new Error('unscaleGradient: no input_scale');
+      const perUnit = b.mul(b.mul(s.gamma, b.mul(s.invStd, s.invStd)), b.mul(meanDyXhat, b.scalarLike(-eps, meanDyXhat)));
+      return b.div(b.mul(perUnit, count), c);
+    },
+  };
 }
 
 /**

@@ -7,7 +7,7 @@ import { requireInput } from './shape-utils';
 import { resolveWindow, Window, windowAttrs } from './window-geometry';
 
 /**
- * ai.qatkit.ConvBatchNormTrain(X, W, scale, B, running_mean, running_var[, input_scale]) ->
+ * ai.qatkit.ConvBatchNormTrain(X, W, scale, B, running_mean, running_var[, input_scale][, patches, mean_p, S]) ->
  *   (Y, batch_mean, batch_inv_std, new_running_mean, new_running_var)
  * = BatchNormTrain(Conv(X, W) [/ input_scale], scale, B, ...) for a one-group Conv without bias, computed
  * without writing the conv output z or reading it back. z is linear in the im2col patches p of X, so its batch
@@ -57,19 +57,43 @@ interface PatchMoments {
   wShape: number[];
 }
 
+/**
+ * The patch moments of X for W's window. Inputs 7-9 of the node (patches, mean(p), S), when the fusing pass
+ * computed them once for the forward and the backward, are used as they are; otherwise they are emitted here.
+ */
 function patchMoments(b: GraphBuilder, node: Node, x: string, w: string): PatchMoments {
   const wShape = b.staticShape(w);
   const [, c, ...k] = wShape;
   const rows = c * k.reduce((p, q) => p * q, 1);
-  const patches = b.reshape(im2colPatches(b, x, c, windowOf(node, b.type(x), kernelOf(node))), [0, rows, -1]);
-  const dims = b.shape(patches);
-  const count =
-    typeof dims[0] === 'number' && typeof dims[2] === 'number'
-      ? b.scalarLike(dims[0] * dims[2], x)
-      : b.div(b.castLike(b.op1('Size', [patches]), x), b.scalarLike(rows, x));
-  const meanP = b.reshape(b.reduceMean(patches, [0, 2], false), [rows, 1]);
-  const second = b.div(b.reduceSum(b.matmul(patches, b.transpose(patches, [0, 2, 1])), [0], false), count);
+  const [given, givenMean, givenSecond] = [node.inputs[7], node.inputs[8], node.inputs[9]];
+  const patches = given || emitPatches(b, node, x, c, rows);
+  const count = patchCount(b, patches, rows, x);
+  const meanP = givenMean || b.reshape(b.reduceMean(patches, [0, 2], false), [rows, 1]);
+  const second = givenSecond || b.div(b.reduceSum(b.matmul(patches, b.transpose(patches, [0, 2, 1])), [0], false), count);
   return { patches, meanP, second, count, w2: b.reshape(w, [wShape[0], rows]), wShape };
+}
+
+function emitPatches(b: GraphBuilder, node: Node, x: string, channels: number, rows: number): string {
+  return b.reshape(im2colPatches(b, x, channels, windowOf(node, b.type(x), kernelOf(node))), [0, rows, -1]);
+}
+
+/** M = N * L, the elements per statistic, as a scalar (constant when the shapes are static). */
+function patchCount(b: GraphBuilder, patches: string, rows: number, like: string): string {
+  const dims = b.shape(patches);
+  return typeof dims[0] === 'number' && typeof dims[2] === 'number'
+    ? b.scalarLike(dims[0] * dims[2], like)
+    : b.div(b.castLike(b.op1('Size', [patches]), like), b.scalarLike(rows, like));
+}
+
+/**
+ * Emits X's patches [N, R, L], their mean [R, 1] and second moment S [R, R] for the ConvBatchNormTrain `node`
+ * (inputs 0 and 1 set) and appends them as its inputs 7-9, so that its forward and backward share them.
+ */
+export function attachPatchMoments(b: GraphBuilder, node: Node): void {
+  const [x, w] = node.inputs;
+  const m = patchMoments(b, { ...node, inputs: node.inputs.slice(0, 7) }, x, w);
+  while (node.inputs.length < 7) node.inputs.push('');
+  node.inputs.push(m.patches, m.meanP, m.second);
 }
 
 /** Batch mean and biased variance of u = z / c per output channel ([O]), from the patch moments. */
@@ -144,6 +168,6 @@ function vjp(c: VjpContext): (string | undefined)[] {
   return [undefined, dw, dscale, dbias, undefined, undefined, dunscale];
 }
 
-export const convBatchNormOps: OpDef[] = [{ opType: 'ConvBatchNormTrain', domain: 'ai.qatkit', infer, nonDifferentiable: [4, 5], vjp, lower }];
+export const convBatchNormOps: OpDef[] = [{ opType: 'ConvBatchNormTrain', domain: 'ai.qatkit', infer, nonDifferentiable: [4, 5, 7, 8, 9], vjp, lower }];
 
 defineOps(convBatchNormOps);

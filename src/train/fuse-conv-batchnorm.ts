@@ -1,6 +1,7 @@
 import { DType } from '../ir/dtype';
-import { attrInt, Graph, Node } from '../ir/graph';
-import '../ops/conv-batchnorm';
+import { GraphBuilder } from '../ir/builder';
+import { attrInt, Graph, Node, topologicalOrder } from '../ir/graph';
+import { attachPatchMoments } from '../ops/conv-batchnorm';
 import { resolveWindow, windowAttrs } from '../ops/window-geometry';
 
 /**
@@ -40,7 +41,12 @@ export function fuseConvBatchNorm(graph: Graph, params: string[]): number {
   }
   if (!replaced.size) return 0;
   graph.nodes = graph.nodes.flatMap((n) => (replaced.has(n) ? (replaced.get(n) ? [replaced.get(n)!] : []) : [n]));
-  return [...replaced.values()].filter(Boolean).length;
+  const fused = [...replaced.values()].filter((n): n is Node => n !== undefined);
+  // Patches and their moments once, for the forward and the backward of each fused node.
+  const b = new GraphBuilder(graph, 'conv_bn/');
+  for (const node of fused) attachPatchMoments(b, node);
+  graph.nodes = topologicalOrder(graph);
+  return fused.length;
 }
 
 function fusable(graph: Graph, conv: Node, dependsOnParams: Set<string>): boolean {

@@ -65,6 +65,9 @@ for (const [name, k] of cases) {
     const fused = build(k, true);
     assert.equal(fused.fused, 1);
     assert.ok(!fused.graph.nodes.some((n) => n.opType === 'BatchNormTrain'), 'BatchNormTrain replaced');
+    // One im2col of x, shared by the op's forward and its gradient (inputs 7-9: patches, mean, second moment).
+    assert.equal(fused.graph.nodes.filter((n) => n.opType === 'Conv' && n.inputs[0] === 'x').length, 1);
+    assert.equal(fused.graph.nodes.find((n) => n.opType === 'ConvBatchNormTrain')!.inputs.length, 10);
     const [want, got] = [await run(plain.graph, 5), await run(fused.graph, 5)];
     const names = plain.graph.outputs.map((o) => o.name);
     want.forEach((values, i) => {

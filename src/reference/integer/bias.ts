@@ -13,7 +13,7 @@ export function int32Bias(node: Node, inputs: (IntValue | undefined)[], index: n
   for (let c = 0; c < channels; c++) {
     const want = Math.fround(accScale(c));
     const got = scaleAt(b, c);
-    if (b.zeroPoint[b.zeroPoint.length === 1 ? 0 : c] !== 0 || Math.abs(got - want) > 1e-6 * want) {
+    if (b.zeroPoint[b.zeroPoint.length === 1 ? 0 : c] !== 0 || Math.abs(got - want) > 1e-6 * Math.abs(want)) {
       throw new Error(`node '${node.name}' (${node.opType}): bias channel ${c} has scale ${got} (zero point ${b.zeroPoint[0]}); integer accumulation needs s_x * s_w = ${want}, zero point 0`);
     }
   }

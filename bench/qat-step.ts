@@ -18,7 +18,7 @@ import { defaultOptimizer } from '../src/train/optimizer';
 import { Trainer } from '../src/train/trainer';
 import { takeBatches } from './lib/batches';
 import { parseStepArgs, runMain, writeJson } from './lib/cli';
-import { fmt, loadStr, printTable, StepTimes, summarize } from './lib/timing';
+import { fmt, loadStr, median, printTable, StepTimes, summarize } from './lib/timing';
 import { PEER_OMP_WAIT_POLICY, PeerResult, peerScript, runPeer, TORCH_MISSING, torchAvailable } from './lib/torch-peer';
 
 const BATCH = 128;
@@ -78,8 +78,6 @@ async function setUpOurs(threads: number) {
     stepGraphNodes: { fp32: fp32.step.graph.nodes.length, qat: qat.step.graph.nodes.length },
   };
 }
-
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[(v.length - 1) >> 1];
 
 const verdict = (ratio: number, goal: number) => `${ratio.toFixed(2)} (goal <= ${goal}: ${ratio <= goal ? 'met' : 'NOT met'})`;
 

@@ -1,7 +1,7 @@
 import type { GraphBuilder } from '../ir/builder';
 import { attrFloat, attrInts, Node, ValueType } from '../ir/graph';
 import { im2colPatches } from './conv';
-import { batchNormGradientCoefficients } from './norm';
+import { batchNormGradientCoefficients, BN_EPSILON, BN_MOMENTUM, inverseStd, momentsOfUnscaled, refuseStatisticGradients, runningUpdate } from './norm';
 import { defineOps, InferContext, OpDef, VjpContext } from './registry';
 import { requireInput } from './shape-utils';
 import { resolveWindow, Window, windowAttrs } from './window-geometry';
@@ -22,9 +22,6 @@ import { resolveWindow, Window, windowAttrs } from './window-geometry';
  * (the fusing pass only applies it where X does not depend on a parameter).
  * Attributes: kernel_shape, strides, dilations, pads (explicit), epsilon, momentum.
  */
-
-const BN_EPSILON = 1e-5;
-const BN_MOMENTUM = 0.9;
 
 function windowOf(node: Node, xType: ValueType, kernel: number[]): Window {
   return resolveWindow(node, xType.shape.slice(2), kernel).window;
@@ -101,7 +98,8 @@ function channelMoments(b: GraphBuilder, m: PatchMoments, c: string | undefined)
   const meanZ = b.reshape(b.matmul(m.w2, m.meanP), [-1]);
   const meanSquare = b.reduceSum(b.mul(b.matmul(m.w2, m.second), m.w2), [1], false);
   const varZ = b.op1('Max', [b.sub(meanSquare, b.mul(meanZ, meanZ)), b.scalarLike(0, meanZ)]);
-  return { meanZ, meanU: c ? b.div(meanZ, c) : meanZ, varU: c ? b.div(varZ, b.mul(c, c)) : varZ };
+  const u = momentsOfUnscaled(b, meanZ, varZ, c);
+  return { meanZ, meanU: u.mean, varU: u.variance };
 }
 
 function lower(node: Node, b: GraphBuilder): void {
@@ -112,7 +110,7 @@ function lower(node: Node, b: GraphBuilder): void {
   const c = inputScale ? b.reshape(inputScale, [-1]) : undefined;
   const m = patchMoments(b, node, x, w);
   const { meanZ, meanU, varU } = channelMoments(b, m, c);
-  const invStd = b.reciprocal(b.sqrt(b.add(varU, b.scalarLike(eps, varU))));
+  const invStd = inverseStd(b, varU, eps);
   const gainU = b.mul(scale, invStd);
   const gain = c ? b.div(gainU, c) : gainU;
   const offset = b.sub(bias, b.mul(gain, meanZ));
@@ -121,17 +119,13 @@ function lower(node: Node, b: GraphBuilder): void {
   b.op1('Conv', [x, scaledW, offset], { ...windowAttrs(window), kernel_shape: window.kernel }, { outputs: [y] });
   if (meanOut) b.op1('Identity', [meanU], {}, { outputs: [meanOut] });
   if (invStdOut) b.op1('Identity', [invStd], {}, { outputs: [invStdOut] });
-  const blend = (running: string, batch: string, name: string) =>
-    b.op1('Add', [b.mul(running, b.scalarLike(momentum, running)), b.mul(batch, b.scalarLike(1 - momentum, running))], {}, { outputs: [name] });
-  if (newMeanOut) blend(runningMean, meanU, newMeanOut);
-  if (newVarOut) blend(runningVar, b.mul(varU, b.div(m.count, b.sub(m.count, b.scalarLike(1, m.count)))), newVarOut);
+  if (newMeanOut) runningUpdate(b, runningMean, meanU, momentum, newMeanOut);
+  if (newVarOut) runningUpdate(b, runningVar, b.mul(varU, b.div(m.count, b.sub(m.count, b.scalarLike(1, m.count)))), momentum, newVarOut);
 }
 
 function vjp(c: VjpContext): (string | undefined)[] {
   const { b, node } = c;
-  for (const i of [1, 2]) {
-    if (c.dy(i)) throw new Error(`node '${node.name}' (ConvBatchNormTrain): output ${i} (batch statistics) lies on the path to the loss; the rule gives no gradient there`);
-  }
+  refuseStatisticGradients(c, [1, 2], 'batch_mean / batch_inv_std');
   if (c.wants(0)) throw new Error(`node '${node.name}' (ConvBatchNormTrain): X takes no gradient (the op is only formed where X depends on no parameter)`);
   const dy = c.dy(0);
   if (!dy) return [];
@@ -146,7 +140,7 @@ function vjp(c: VjpContext): (string | undefined)[] {
   } else {
     const moments = channelMoments(b, m, unscale);
     meanU = moments.meanU;
-    invStd = b.reciprocal(b.sqrt(b.add(moments.varU, b.scalarLike(eps, moments.varU))));
+    invStd = inverseStd(b, moments.varU, eps);
   }
   const out = m.wShape[0];
   const rank = b.rank(dy);

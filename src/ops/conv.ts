@@ -175,7 +175,7 @@ const MIN_PATCH_ROWS = 64;
 /**
  * Recomputes forward convolutions from the im2col patches that their weight gradient already builds:
  * y = Reshape(W, [M, C*K]) x patches[N, C*K, L], one batched MatMul that reuses the backward's patches instead of
- * ORT's Conv expanding the same patches again (LeNet's 32->64 conv: ~16 ms as Conv, ~9 ms as MatMul on 2
+ * ORT's Conv expanding the same patches again (LeNet's 32->64 conv: ~16 ms as Conv, ~10 ms as MatMul on 2
  * threads). Applies to one-group convs with at least MIN_PATCH_ROWS patch rows, after `differentiate`;
  * returns how many it rewrote. Values equal the Conv's up to float summation order.
  */

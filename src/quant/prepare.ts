@@ -216,7 +216,6 @@ function initialWeightScales(values: Tensor, spec: QuantSpec, layout: ReturnType
   return meanAbsPerScale(values, layout).map((m) => Math.max((2 * m) / Math.sqrt(qmax), 1e-6));
 }
 
-/** In-graph max|w| per scale element, recomputed from the current weights each step. */
 /**
  * A learned (LSQ / LSQ+) step size as the quantizers use it: |s|. Adam can push a small step size across zero
  * (seen: a per-channel weight scale of ~1e-4 after 20 steps at lr 1e-3), which would turn the quantizer and the
@@ -227,6 +226,7 @@ function positiveScale(b: GraphBuilder, raw: string): string {
   return b.abs(raw);
 }
 
+/** In-graph max|w| per scale element, recomputed from the current weights each step. */
 function emitAbsMax(b: GraphBuilder, w: string, dims: number[], spec: QuantSpec): string {
   const g = spec.granularity;
   const abs = b.abs(w);

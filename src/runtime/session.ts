@@ -31,7 +31,7 @@ export class Session {
       graphOptimizationLevel: options.optimization ?? 'all',
       logSeverityLevel: 3,
       // Worker threads sleep instead of spinning between ops: on 2 cores the spinning worker competes with the
-      // thread that runs the graph (training steps 8-12% faster without it, bench/qat-step in alternating runs).
+      // thread that runs the graph (training steps 7-12% faster without it, bench/qat-step in alternating runs).
       extra: { session: { intra_op: { allow_spinning: options.spin ? '1' : '0' } } },
       ...(options.optimizedModelFilePath ? { optimizedModelFilePath: options.optimizedModelFilePath } : {}),
     });

@@ -38,9 +38,9 @@ function isMonotonic(node: Node): boolean {
   if (node.domain !== QATKIT) return false;
   if (node.opType === 'PactQuantize') return true;
   // y = s * clip(round(x / s), lo, hi) is non-decreasing for s > 0 and for s < 0 alike. Parameters may vary
-  // along the batch or channel axis only (pooling keeps those), not per spatial position or per group.
+  // along the channel axis only (pooling keeps it, and observers' extremes keep it), not per position or group.
   if (node.opType !== 'FakeQuantize' || attrInt(node, 'group_size', 0) > 0) return false;
-  return !node.attrs.axis || [0, 1].includes(attrInt(node, 'axis', 0));
+  return !node.attrs.axis || attrInt(node, 'axis', 0) === 1;
 }
 
 function hoistOne(graph: Graph, pool: Node): boolean {
@@ -55,7 +55,7 @@ function hoistOne(graph: Graph, pool: Node): boolean {
     const producer = producers.get(value);
     if (!producer || !isMonotonic(producer) || graphOutputs.has(value)) break;
     const others = (consumers.get(value) ?? []).filter((c) => c !== next);
-    if (!others.every((c) => c.domain === QATKIT && c.opType === OBSERVER && c.inputs[0] === value && c.inputs.indexOf(value) === 0)) break;
+    if (!others.every((c) => c.domain === QATKIT && c.opType === OBSERVER && c.inputs.indexOf(value) === 0)) break;
     chain.unshift(producer);
     next = producer;
     value = producer.inputs[0];
@@ -73,7 +73,7 @@ function hoistOne(graph: Graph, pool: Node): boolean {
     b.addNode({ ...node, inputs: [current, ...node.inputs.slice(1)], outputs: [out] });
     current = out;
   });
-  redirectObservers(graph, b, consumers, chain, value, tiles(graph, pool, value) ? pooled : value);
+  redirectObservers(b, consumers, chain, value, tiles(graph, pool, value) ? pooled : value);
   return true;
 }
 
@@ -90,7 +90,7 @@ function tiles(graph: Graph, pool: Node, x: string): boolean {
  * a quantizer of the chain is per-channel), which has the same min and max. `maxSource` is x, or the pooled x
  * when the windows tile x.
  */
-function redirectObservers(graph: Graph, b: GraphBuilder, consumers: Map<string, Node[]>, chain: Node[], x: string, maxSource: string): void {
+function redirectObservers(b: GraphBuilder, consumers: Map<string, Node[]>, chain: Node[], x: string, maxSource: string): void {
   const watched = chain.map((n) => (consumers.get(n.outputs[0]) ?? []).filter((c) => c.opType === OBSERVER));
   if (watched.every((w) => !w.length)) return;
   const perChannel = chain.some((n) => n.opType === 'FakeQuantize' && n.attrs.axis);

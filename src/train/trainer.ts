@@ -69,7 +69,7 @@ export class Trainer {
     const step = buildTrainStep(model, options);
     // 'extended', not 'all': ORT's NCHWc layout pass cannot reorder weights that are graph inputs, so in a
     // training step it only wraps MaxPool, Resize and the constant im2col convs in layout reorders (full-size
-    // copies); without it the LeNet step ran 12-15% faster (bench/qat-step, alternating runs).
+    // copies); without it the LeNet step ran 12-18% faster (bench/qat-step, alternating runs).
     const trainSession = await Session.create(step.graph, { threads: options.threads ?? 2, optimization: 'extended' });
     const evalGraph = buildEvalGraph(model);
     initializersToInputs(evalGraph, [...model.params, ...model.runningStats, ...(model.observerStats ?? [])]);

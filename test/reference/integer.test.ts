@@ -238,3 +238,28 @@ test('lenet w4a4: the exporter\'s Clip to the 4-bit grid runs in the evaluator (
   assert.ok(max - min <= 15, `${min}..${max}`);
   assert.ok(c.offByOneTotal / c.elementsTotal < 0.01, `${c.offByOneTotal} of ${c.elementsTotal}`);
 });
+
+test('integer Clip on floats clamps them; on codes it clamps to the bounds\' codes and refuses off-grid bounds', () => {
+  // Clip(x, -1, 3) on floats, quantize (s 0.5, z 10), Clip(-1, codesMax) on the codes, requantize.
+  const build = (codesMax: number) => {
+    const g = new Graph();
+    g.name = 'clip';
+    g.inputs = [{ name: 'x', dtype: DType.FLOAT, shape: [6] }];
+    g.outputs = [{ name: 'q', dtype: DType.UINT8, shape: [6] }];
+    const init = (name: string, t: Tensor) => g.initializers.set(name, t);
+    init('s', Tensor.float([], [0.5])); init('z', new Tensor(DType.UINT8, [], Uint8Array.of(10)));
+    init('lo', Tensor.float([], [-1])); init('fhi', Tensor.float([], [3])); init('hi', Tensor.float([], [codesMax]));
+    const node = (opType: string, inputs: string[], out: string) => g.nodes.push({ opType, domain: '', name: out, inputs, outputs: [out], attrs: {} });
+    node('Clip', ['x', 'lo', 'fhi'], 'xc');
+    node('QuantizeLinear', ['xc', 's', 'z'], 'qx'); node('DequantizeLinear', ['qx', 's', 'z'], 'dx');
+    node('Clip', ['dx', 'lo', 'hi'], 'dc');
+    node('QuantizeLinear', ['dc', 's', 'z'], 'q');
+    return g;
+  };
+  const x = Tensor.float([6], [-3, -0.6, 0.2, 1.4, 2.6, 9]);
+  const r = evaluateInteger(build(2), new Map([['x', x]]));
+  const codes = (k: string) => Array.from((r.values.get(k) as { codes: Int32Array }).codes);
+  assert.deepEqual(codes('qx'), [8, 9, 10, 13, 15, 16]); // floats clipped to [-1, 3]: codes [8, 16]
+  assert.deepEqual(codes('q'), [8, 9, 10, 13, 14, 14]); // codes clipped to [-1, 2]: codes [8, 14]
+  assert.throws(() => evaluateInteger(build(2.2), new Map([['x', x]])), /node 'dc' \(Clip\): the integer evaluator needs clip bounds on the codes' grid/);
+});

@@ -27,5 +27,6 @@ export const integerClip: IntegerKernel = (node, inputs) => {
     if (Math.abs(steps - Math.round(steps)) > 1e-4) throw new Error(`node '${node.name}' (Clip): the integer evaluator needs clip bounds on the codes' grid, got ${v} for scale ${scaleAt(x, c)}`);
     return Math.round(steps) + zeroAt(x, c);
   };
-  return [{ ...x, codes: x.codes.map((q, i) => Math.min(onGrid(hi, channel(i)), Math.max(onGrid(lo, channel(i)), q))) }];
+  const bounds = Array.from({ length: x.scale.length }, (_, c) => [onGrid(lo, c), onGrid(hi, c)]);
+  return [{ ...x, codes: x.codes.map((q, i) => { const [l, h] = bounds[x.scale.length === 1 ? 0 : channel(i)]; return Math.min(h, Math.max(l, q)); }) }];
 };

@@ -22,8 +22,9 @@ export const quantizeLinear: IntegerKernel = (node, inputs) => {
   if (x?.kind === 'quantized') {
     const channel = channelIndexer(x.dims, x.axis);
     // A Clip on the accumulator (see clip.ts): clip then round = round then clamp to the bounds' codes.
-    const [clo, chi] = x.clampReal ? [zOut + roundHalfEven(x.clampReal[0] / sOut), zOut + roundHalfEven(x.clampReal[1] / sOut)] : [lo, hi];
-    const [qlo, qhi] = [Math.max(lo, Number.isFinite(clo) ? clo : lo), Math.min(hi, Number.isFinite(chi) ? chi : hi)];
+    // (An infinite bound stays infinite through roundHalfEven and leaves the type's bound in place.)
+    const code = (bound: number) => zOut + roundHalfEven(bound / sOut);
+    const [qlo, qhi] = x.clampReal ? [Math.max(lo, code(x.clampReal[0])), Math.min(hi, code(x.clampReal[1]))] : [lo, hi];
     const multipliers = new Map<number, QuantizedMultiplier>();
     const codes = new Int32Array(x.codes.length);
     for (let i = 0; i < codes.length; i++) {

@@ -7,6 +7,7 @@ import { Tensor } from '../ir/tensor';
 import { Model } from '../models/model';
 import '../ops';
 import { convsFromPatches } from '../ops/conv';
+import { elideOutputCopies } from './elide-output-copies';
 import { toTrainingBatchNorm } from './batchnorm-mode';
 import { fuseConvBatchNorm } from './fuse-conv-batchnorm';
 import { hoistMaxPools } from './hoist-max-pool';
@@ -164,6 +165,7 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
     Object.assign(metrics, part.metrics ?? {});
   }
   for (const v of [loss, correct, gradNorm, ...carried.map((c) => c.output), ...Object.values(metrics)]) b.output(v);
+  elideOutputCopies(graph);
   return { graph, input: model.input, labels, lr, step, observe, loss, correct, gradNorm, carried, metrics };
 }
 

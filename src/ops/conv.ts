@@ -1,5 +1,5 @@
 import { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
+import { allocate, DType } from '../ir/dtype';
 import { attrInt, attrInts, Dim, Graph, Node, topologicalOrder, ValueType } from '../ir/graph';
 import { Tensor } from '../ir/tensor';
 import { defineOps, InferContext, OpDef, VjpRule } from './registry';
@@ -154,7 +154,19 @@ function convWeightGradientWithPatches(b: GraphBuilder, input: string, outGrad: 
   const patches = im2colPatches(b, input, cig * group, window);
   const columns = b.transpose(b.reshape(patches, [0, group, cig * k, -1]), [0, 1, 3, 2]);
   const perSample = b.matmul(b.reshape(outGrad, [0, group, cog, -1]), columns);
-  return { dw: b.reshape(b.reduceSum(perSample, [0], false), wShape), patches };
+  return { dw: b.reshape(sumOverBatch(b, perSample), wShape), patches };
+}
+
+/**
+ * Σ over axis 0 of x [N, ...]. With N known, as ones[1, N] x x[N, rest]: ORT's MatMul takes about half the time
+ * of its ReduceSum over the leading axis (LeNet's [128, 64, 288] per-sample weight gradients: 0.15 vs 0.26-0.33
+ * ms, bench/out micro-benchmark, session 3). Equal up to float summation order.
+ */
+function sumOverBatch(b: GraphBuilder, x: string): string {
+  const [n, ...rest] = b.shape(x);
+  if (typeof n !== 'number' || rest.some((d) => typeof d !== 'number')) return b.reduceSum(x, [0], false);
+  const ones = b.constant(new Tensor(b.dtype(x), [1, n], (allocate(b.dtype(x), n) as Float32Array | Float64Array).fill(1)));
+  return b.reshape(b.matmul(ones, b.reshape(x, [n, -1])), rest as number[]);
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { GraphBuilder } from '../ir/builder';
 import { attrFloat, attrInts, Node, ValueType } from '../ir/graph';
-import { im2colPatches } from './conv';
+import { Tensor } from '../ir/tensor';
 import { batchNormGradientCoefficients, BN_EPSILON, BN_MOMENTUM, inverseStd, momentsOfUnscaled, refuseStatisticGradients, runningUpdate } from './norm';
 import { defineOps, InferContext, OpDef, VjpContext } from './registry';
 import { requireInput } from './shape-utils';
@@ -17,7 +17,8 @@ import { resolveWindow, Window, windowAttrs } from './window-geometry';
  * G = gamma * inv_std (/ c), O = B - G * mean(z). Backward, with dz = a' dY + k' z + o' (the BatchNormTrain rule,
  * norm.ts), the weight gradient needs only dY's patch products gdY = sum dY p^T, which the plain conv weight
  * gradient computes anyway: dW = a' gdY + M k' (W S) + M o' mean(p), and mean(dY z) = W . gdY / M.
- * So batch norm costs no full-size pass forward and one (mean of dY) backward. S costs 2 N L R^2 flops, which
+ * The patches carry a last row of ones, so that mean(p) comes out of S's products and mean(dY) out of gdY's: batch
+ * norm costs no full-size pass of its own, forward or backward. S costs 2 N L (R+1)^2 flops, which
  * is why the training step uses this op only for convs with few patch rows (first layers); X gets no gradient
  * (the fusing pass only applies it where X does not depend on a parameter).
  * Attributes: kernel_shape, strides, dilations, pads (explicit), epsilon, momentum.
@@ -42,7 +43,7 @@ function infer(ctx: InferContext): ValueType[] {
 }
 
 interface PatchMoments {
-  /** Patches [N, R, L]. */
+  /** Patches [N, R + 1, L]: R im2col rows, then a row of ones. */
   patches: string;
   /** mean(p) [R, 1] and S = E[p p^T] [R, R]. */
   meanP: string;
@@ -63,19 +64,46 @@ function patchMoments(b: GraphBuilder, node: Node, x: string, w: string): PatchM
   const [, c, ...k] = wShape;
   const rows = c * k.reduce((p, q) => p * q, 1);
   const [given, givenMean, givenSecond] = [node.inputs[7], node.inputs[8], node.inputs[9]];
-  const patches = given || emitPatches(b, node, x, c, rows);
-  const count = patchCount(b, patches, rows, x);
-  const meanP = givenMean || b.reshape(b.reduceMean(patches, [0, 2], false), [rows, 1]);
-  const second = givenSecond || b.div(b.reduceSum(b.matmul(patches, b.transpose(patches, [0, 2, 1])), [0], false), count);
+  const patches = given || emitPatches(b, node, x, wShape);
+  const count = patchCount(b, patches, rows + 1, x);
+  let [meanP, second] = [givenMean, givenSecond];
+  if (!meanP || !second) {
+    // E[p' p'^T] of the patches with the ones row: S in the top-left block, mean(p) in the last column.
+    const extended = b.div(b.reduceSum(b.matmul(patches, b.transpose(patches, [0, 2, 1])), [0], false), count);
+    meanP = sliceMatrix(b, extended, [0, rows], [rows, rows + 1]);
+    second = sliceMatrix(b, extended, [0, rows], [0, rows]);
+  }
   return { patches, meanP, second, count, w2: b.reshape(w, [wShape[0], rows]), wShape };
 }
 
-function emitPatches(b: GraphBuilder, node: Node, x: string, channels: number, rows: number): string {
-  return b.reshape(im2colPatches(b, x, channels, windowOf(node, b.type(x), kernelOf(node))), [0, rows, -1]);
+/** m[r0:r1, c0:c1] of a 2-D value. */
+function sliceMatrix(b: GraphBuilder, m: string, [r0, r1]: number[], [c0, c1]: number[]): string {
+  return b.op1('Slice', [m, b.ints([r0, c0]), b.ints([r1, c1]), b.ints([0, 1])]);
+}
+
+/**
+ * im2col of X for W's window with a last row of ones: one Conv (one group, so that a row can come from the
+ * bias) whose one-hot kernel for row c*K + j picks window offset j of channel c, and whose last kernel is zero
+ * with bias 1. One group costs C times the grouped im2col's flops, which the fusing pass's row limit keeps small.
+ */
+function emitPatches(b: GraphBuilder, node: Node, x: string, wShape: number[]): string {
+  const [, channels, ...kernel] = wShape;
+  const k = kernel.reduce((p, q) => p * q, 1);
+  const rows = channels * k;
+  const dtype = b.dtype(x);
+  const eye = Tensor.zeros(dtype, [rows + 1, channels, ...kernel]);
+  const data = eye.data as Float32Array | Float64Array;
+  for (let r = 0; r < rows; r++) data[r * rows + r] = 1; // kernel r, channel floor(r / K), offset r mod K
+  const onesBias = Tensor.zeros(dtype, [rows + 1]);
+  (onesBias.data as Float32Array | Float64Array)[rows] = 1;
+  const window = windowOf(node, b.type(x), kernelOf(node));
+  const patches = b.op1('Conv', [x, b.constant(eye), b.constant(onesBias)], { ...windowAttrs(window), kernel_shape: window.kernel });
+  return b.reshape(patches, [0, rows + 1, -1]);
 }
 
 /** M = N * L, the elements per statistic, as a scalar (constant when the shapes are static). */
 function patchCount(b: GraphBuilder, patches: string, rows: number, like: string): string {
+  // rows: the patches' rows, ones row included.
   const dims = b.shape(patches);
   return typeof dims[0] === 'number' && typeof dims[2] === 'number'
     ? b.scalarLike(dims[0] * dims[2], like)
@@ -143,9 +171,11 @@ function vjp(c: VjpContext): (string | undefined)[] {
     invStd = inverseStd(b, moments.varU, eps);
   }
   const out = m.wShape[0];
-  const rank = b.rank(dy);
-  const meanDy = b.reduceMean(dy, [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)], false);
-  const gdy = b.reduceSum(b.matmul(b.reshape(dy, [0, out, -1]), b.transpose(m.patches, [0, 2, 1])), [0], false);
+  const rows = m.wShape.slice(1).reduce((p, q) => p * q, 1);
+  // sum dY p'^T over the batch: gdY in the first R columns, sum(dY) per channel in the last (the ones row).
+  const products = b.reduceSum(b.matmul(b.reshape(dy, [0, out, -1]), b.transpose(m.patches, [0, 2, 1])), [0], false);
+  const gdy = sliceMatrix(b, products, [0, out], [0, rows]);
+  const meanDy = b.div(b.reshape(sliceMatrix(b, products, [0, out], [rows, rows + 1]), [-1]), m.count);
   const meanDyZ = b.div(b.reduceSum(b.mul(m.w2, gdy), [1], false), m.count);
   const coef = batchNormGradientCoefficients(b, { meanDy, meanDyX: meanDyZ, mean: meanU, invStd, gamma: scale, unscale });
   const column = (v: string) => b.reshape(v, [out, 1]);

@@ -1,5 +1,5 @@
 import type { GraphBuilder } from '../ir/builder';
-import { attrFloat, attrInts, Node, ValueType } from '../ir/graph';
+import { attrFloat, attrInt, attrInts, Node, ValueType } from '../ir/graph';
 import { Tensor } from '../ir/tensor';
 import { batchNormGradientCoefficients, BN_EPSILON, BN_MOMENTUM, inverseStd, momentsOfUnscaled, refuseStatisticGradients, runningUpdate } from './norm';
 import { defineOps, InferContext, OpDef, VjpContext } from './registry';
@@ -21,8 +21,23 @@ import { resolveWindow, Window, windowAttrs } from './window-geometry';
  * norm costs no full-size pass of its own, forward or backward. S costs 2 N L (R+1)^2 flops, which
  * is why the training step uses this op only for convs with few patch rows (first layers); X gets no gradient
  * (the fusing pass only applies it where X does not depend on a parameter).
- * Attributes: kernel_shape, strides, dilations, pads (explicit), epsilon, momentum.
+ * The conv output is computed as one MatMul of [W * G | O] with the patches (the ones row adds O).
+ *
+ * With max_pool = 1 (stride-1 convs, even output size), Y is further max-pooled over 2x2 windows (stride 2):
+ * the patches' columns are then in window order (the four positions of each window in four blocks), so the
+ * pre-pool output comes out as [N, O, 4, L/4] (output 5, `windows`), the pool is a ReduceMax over its axis 2,
+ * and the pool's gradient is a broadcast compare, with no upsampling (Resize) of Y or dY. The gradient goes to
+ * every tied maximum of a window, as the training step's MaxPool gradient does (ops/pool.ts).
+ * Attributes: kernel_shape, strides, dilations, pads (explicit), epsilon, momentum, max_pool.
  */
+
+/** Whether the node max-pools its output over tiling 2x2 windows (attribute max_pool = 1). */
+export function poolsOutput(node: Node): boolean {
+  return attrInt(node, 'max_pool', 0) === 1;
+}
+
+/** Positions per pooling window (2x2). */
+const WINDOW = 4;
 
 function windowOf(node: Node, xType: ValueType, kernel: number[]): Window {
   return resolveWindow(node, xType.shape.slice(2), kernel).window;
@@ -39,7 +54,14 @@ function infer(ctx: InferContext): ValueType[] {
   const w = requireInput(ctx, 1);
   const { outSpatial } = resolveWindow(ctx.node, x.shape.slice(2), kernelOf(ctx.node));
   const stat = { dtype: x.dtype, shape: [w.shape[0]] };
-  return [{ dtype: x.dtype, shape: [x.shape[0], w.shape[0], ...outSpatial] }, stat, stat, stat, stat];
+  if (!poolsOutput(ctx.node)) return [{ dtype: x.dtype, shape: [x.shape[0], w.shape[0], ...outSpatial] }, stat, stat, stat, stat];
+  if (outSpatial.length !== 2 || outSpatial.some((d) => typeof d !== 'number' || d % 2 !== 0)) {
+    throw new Error(`node '${ctx.node.name}' (ConvBatchNormTrain): max_pool needs an even 2-D output, got [${outSpatial}]`);
+  }
+  const [h, wd] = outSpatial as number[];
+  const pooled = { dtype: x.dtype, shape: [x.shape[0], w.shape[0], h / 2, wd / 2] };
+  const windows = { dtype: x.dtype, shape: [x.shape[0], w.shape[0], WINDOW, (h * wd) / WINDOW] };
+  return [pooled, stat, stat, stat, stat, windows];
 }
 
 interface PatchMoments {
@@ -85,19 +107,39 @@ function sliceMatrix(b: GraphBuilder, m: string, [r0, r1]: number[], [c0, c1]: n
  * im2col of X for W's window with a last row of ones: one Conv (one group, so that a row can come from the
  * bias) whose one-hot kernel for row c*K + j picks window offset j of channel c, and whose last kernel is zero
  * with bias 1. One group costs C times the grouped im2col's flops, which the fusing pass's row limit keeps small.
+ * For max_pool, columns in window order: the Conv has stride 2 and (k+1)x(k+1) kernels, one output channel per
+ * (row, window position), and one more pad at the end so that it yields the H/2 x W/2 windows.
  */
 function emitPatches(b: GraphBuilder, node: Node, x: string, wShape: number[]): string {
   const [, channels, ...kernel] = wShape;
   const k = kernel.reduce((p, q) => p * q, 1);
   const rows = channels * k;
   const dtype = b.dtype(x);
-  const eye = Tensor.zeros(dtype, [rows + 1, channels, ...kernel]);
-  const data = eye.data as Float32Array | Float64Array;
-  for (let r = 0; r < rows; r++) data[r * rows + r] = 1; // kernel r, channel floor(r / K), offset r mod K
-  const onesBias = Tensor.zeros(dtype, [rows + 1]);
-  (onesBias.data as Float32Array | Float64Array)[rows] = 1;
   const window = windowOf(node, b.type(x), kernelOf(node));
-  const patches = b.op1('Conv', [x, b.constant(eye), b.constant(onesBias)], { ...windowAttrs(window), kernel_shape: window.kernel });
+  const pool = poolsOutput(node);
+  if (pool && (kernel.length !== 2 || window.strides.some((s) => s !== 1) || window.dilations.some((d) => d !== 1))) {
+    throw new Error(`node '${node.name}' (ConvBatchNormTrain): max_pool needs a 2-D conv with strides and dilations 1`);
+  }
+  const positions = pool ? WINDOW : 1;
+  const span = pool ? kernel.map((d) => d + 1) : kernel;
+  const eye = Tensor.zeros(dtype, [(rows + 1) * positions, channels, ...span]);
+  const data = eye.data as Float32Array | Float64Array;
+  const spanSize = span.reduce((p, q) => p * q, 1);
+  for (let r = 0; r < rows; r++) {
+    const [ch, j] = [Math.floor(r / k), r % k];
+    const [kh, kw] = kernel.length === 2 ? [Math.floor(j / kernel[1]), j % kernel[1]] : [0, j];
+    for (let t = 0; t < positions; t++) {
+      // Output channel r * positions + t picks X at window position t = (dh, dw) plus kernel offset (kh, kw).
+      const at = pool ? (Math.floor(t / 2) + kh) * span[1] + (t % 2) + kw : j;
+      data[((r * positions + t) * channels + ch) * spanSize + at] = 1;
+    }
+  }
+  const onesBias = Tensor.zeros(dtype, [(rows + 1) * positions]);
+  (onesBias.data as Float32Array | Float64Array).fill(1, rows * positions);
+  const attrs = pool
+    ? { kernel_shape: span, strides: [2, 2], dilations: [1, 1], pads: [...window.padsBegin, ...window.padsEnd.map((p) => p + 1)] }
+    : { ...windowAttrs(window), kernel_shape: window.kernel };
+  const patches = b.op1('Conv', [x, b.constant(eye), b.constant(onesBias)], attrs);
   return b.reshape(patches, [0, rows + 1, -1]);
 }
 
@@ -142,9 +184,15 @@ function lower(node: Node, b: GraphBuilder): void {
   const gainU = b.mul(scale, invStd);
   const gain = c ? b.div(gainU, c) : gainU;
   const offset = b.sub(bias, b.mul(gain, meanZ));
-  const scaledW = b.mul(w, b.reshape(gain, [-1, ...m.wShape.slice(1).map(() => 1)]));
-  const window = windowOf(node, b.type(x), kernelOf(node));
-  b.op1('Conv', [x, scaledW, offset], { ...windowAttrs(window), kernel_shape: window.kernel }, { outputs: [y] });
+  const [out] = b.staticShape(m.w2);
+  const scaledW = b.mul(m.w2, b.reshape(gain, [out, 1]));
+  const products = b.matmul(b.op1('Concat', [scaledW, b.reshape(offset, [out, 1])], { axis: 1 }), m.patches);
+  if (poolsOutput(node)) {
+    const windows = b.op1('Reshape', [products, b.ints([0, out, WINDOW, -1])], {}, { outputs: [node.outputs[5] || b.fresh('windows')] });
+    b.op1('Reshape', [b.op1('ReduceMax', [windows], { axes: [2], keepdims: 0 }), b.ints([0, out, ...b.staticShape(y).slice(2)])], {}, { outputs: [y] });
+  } else {
+    b.op1('Reshape', [products, b.ints([0, out, ...b.staticShape(y).slice(2)])], {}, { outputs: [y] });
+  }
   if (meanOut) b.op1('Identity', [meanU], {}, { outputs: [meanOut] });
   if (invStdOut) b.op1('Identity', [invStd], {}, { outputs: [invStdOut] });
   if (newMeanOut) runningUpdate(b, runningMean, meanU, momentum, newMeanOut);
@@ -154,6 +202,7 @@ function lower(node: Node, b: GraphBuilder): void {
 function vjp(c: VjpContext): (string | undefined)[] {
   const { b, node } = c;
   refuseStatisticGradients(c, [1, 2], 'batch_mean / batch_inv_std');
+  refuseStatisticGradients(c, [5], 'windows, read by range observers');
   if (c.wants(0)) throw new Error(`node '${node.name}' (ConvBatchNormTrain): X takes no gradient (the op is only formed where X depends on no parameter)`);
   const dy = c.dy(0);
   if (!dy) return [];
@@ -173,7 +222,7 @@ function vjp(c: VjpContext): (string | undefined)[] {
   const out = m.wShape[0];
   const rows = m.wShape.slice(1).reduce((p, q) => p * q, 1);
   // sum dY p'^T over the batch: gdY in the first R columns, sum(dY) per channel in the last (the ones row).
-  const products = b.reduceSum(b.matmul(b.reshape(dy, [0, out, -1]), b.transpose(m.patches, [0, 2, 1])), [0], false);
+  const products = b.reduceSum(b.matmul(preActivationGradient(c, dy, out), b.transpose(m.patches, [0, 2, 1])), [0], false);
   const gdy = sliceMatrix(b, products, [0, out], [0, rows]);
   const meanDy = b.div(b.reshape(sliceMatrix(b, products, [0, out], [rows, rows + 1]), [-1]), m.count);
   const meanDyZ = b.div(b.reduceSum(b.mul(m.w2, gdy), [1], false), m.count);
@@ -195,3 +244,16 @@ function vjp(c: VjpContext): (string | undefined)[] {
 export const convBatchNormOps: OpDef[] = [{ opType: 'ConvBatchNormTrain', domain: 'ai.qatkit', infer, nonDifferentiable: [4, 5, 7, 8, 9], vjp, lower }];
 
 defineOps(convBatchNormOps);
+
+/**
+ * dY as [N, O, L] in the patches' column order. With max_pool, the pool's gradient: each window's dY goes to the
+ * positions equal to the window's max, by a compare broadcast over the window axis of `windows` (output 5).
+ */
+function preActivationGradient(c: VjpContext, dy: string, out: number): string {
+  const { b, node } = c;
+  if (!poolsOutput(node)) return b.reshape(dy, [0, out, -1]);
+  if (!node.outputs[5]) throw new Error(`node '${node.name}' (ConvBatchNormTrain): max_pool needs output 5 (windows) for its gradient`);
+  const windows = c.output(5);
+  const atMax = b.castLike(b.op1('Equal', [windows, b.reshape(c.output(0), [0, out, 1, -1])]), windows);
+  return b.reshape(b.mul(atMax, b.reshape(dy, [0, out, 1, -1])), [0, out, -1]);
+}

@@ -1,6 +1,6 @@
 import { DType } from '../ir/dtype';
-import { GraphBuilder } from '../ir/builder';
-import { attrInt, Graph, Node, topologicalOrder } from '../ir/graph';
+import { GraphBuilder, inferNode } from '../ir/builder';
+import { Attr, attrInt, attrInts, attrString, Graph, Node, topologicalOrder } from '../ir/graph';
 import { attachPatchMoments } from '../ops/conv-batchnorm';
 import { resolveWindow, windowAttrs } from '../ops/window-geometry';
 
@@ -32,21 +32,63 @@ export function fuseConvBatchNorm(graph: Graph, params: string[]): number {
     const [x, w] = conv.inputs;
     const kernel = graph.typeOf(w).shape.slice(2) as number[];
     const { window } = resolveWindow(conv, graph.typeOf(x).shape.slice(2), kernel);
-    const attrs = Object.fromEntries(
+    const attrs: Record<string, Attr> = Object.fromEntries(
       Object.entries({ ...windowAttrs(window), kernel_shape: window.kernel }).map(([k, v]) => [k, { kind: 'ints' as const, value: v }]),
     );
     for (const k of ['epsilon', 'momentum']) if (bn.attrs[k]) Object.assign(attrs, { [k]: bn.attrs[k] });
+    let fusedOutputs = bn.outputs;
+    const pool = poolToAbsorb(graph, conv, bn.outputs[0], consumers, outputs);
+    if (pool) {
+      // The MaxPool's output becomes Y; the observers' full reductions read the pre-pool windows (output 5).
+      const windows = `${bn.outputs[0]}/windows`;
+      fusedOutputs = [pool.node.outputs[0], ...Array.from({ length: 4 }, (_, i) => bn.outputs[i + 1] ?? ''), windows];
+      for (const r of pool.reductions) r.inputs[0] = windows;
+      attrs.max_pool = { kind: 'int', value: 1 };
+      replaced.set(pool.node, undefined);
+    }
     replaced.set(conv, undefined);
-    replaced.set(bn, { opType: 'ConvBatchNormTrain', domain: 'ai.qatkit', name: `${conv.name}+${bn.name}`, inputs: [x, w, ...bn.inputs.slice(1)], outputs: bn.outputs, attrs });
+    replaced.set(bn, { opType: 'ConvBatchNormTrain', domain: 'ai.qatkit', name: `${conv.name}+${bn.name}`, inputs: [x, w, ...bn.inputs.slice(1)], outputs: fusedOutputs, attrs });
   }
   if (!replaced.size) return 0;
   graph.nodes = graph.nodes.flatMap((n) => (replaced.has(n) ? (replaced.get(n) ? [replaced.get(n)!] : []) : [n]));
   const fused = [...replaced.values()].filter((n): n is Node => n !== undefined);
   // Patches and their moments once, for the forward and the backward of each fused node.
   const b = new GraphBuilder(graph, 'conv_bn/');
-  for (const node of fused) attachPatchMoments(b, node);
+  for (const node of fused) {
+    inferNode(graph, node).forEach((t, i) => node.outputs[i] && graph.types.set(node.outputs[i], t));
+    attachPatchMoments(b, node);
+  }
   graph.nodes = topologicalOrder(graph);
   return fused.length;
+}
+
+/**
+ * The MaxPool that the fused node can absorb (ConvBatchNormTrain's max_pool): Y's only reader apart from full
+ * ReduceMin / ReduceMax (a hoisted range observer's extremes, which read the windows instead), a 2x2 pool with
+ * stride 2 and no pads over an even output of a stride-1, dilation-1 2-D conv; Y is not a graph output.
+ */
+function poolToAbsorb(graph: Graph, conv: Node, y: string, consumers: Map<string, Node[]>, outputs: Set<string>) {
+  const readers = consumers.get(y) ?? [];
+  const pools = readers.filter((n) => n.opType === 'MaxPool' && n.domain === '');
+  const reductions = readers.filter((n) => !pools.includes(n));
+  if (pools.length !== 1 || outputs.has(y)) return undefined;
+  const [node] = pools;
+  const spatial = graph.typeOf(y).shape.slice(2);
+  if (spatial.length !== 2 || spatial.some((d) => typeof d !== 'number' || d % 2 !== 0)) return undefined;
+  const ints = (n: Node, name: string, fallback: number[]) => attrInts(n, name, fallback)!;
+  const convOk = ints(conv, 'strides', [1, 1]).every((s) => s === 1) && ints(conv, 'dilations', [1, 1]).every((d) => d === 1);
+  const poolOk =
+    (node.outputs.length === 1 || !node.outputs[1]) &&
+    ints(node, 'kernel_shape', []).join() === '2,2' &&
+    ints(node, 'strides', [1, 1]).join() === '2,2' &&
+    ints(node, 'pads', [0, 0, 0, 0]).every((p) => p === 0) &&
+    ints(node, 'dilations', [1, 1]).every((d) => d === 1) &&
+    attrInt(node, 'ceil_mode', 0) === 0 &&
+    attrString(node, 'auto_pad', 'NOTSET') === 'NOTSET';
+  const fullReduction = (n: Node) =>
+    (n.opType === 'ReduceMin' || n.opType === 'ReduceMax') && n.domain === '' && n.inputs.length === 1 && (ints(n, 'axes', [0, 1, 2, 3]) as number[]).filter((a) => a >= 2).length === 2;
+  if (!convOk || !poolOk || !reductions.every(fullReduction)) return undefined;
+  return { node, reductions };
 }
 
 function fusable(graph: Graph, conv: Node, dependsOnParams: Set<string>): boolean {

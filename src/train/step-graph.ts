@@ -100,8 +100,9 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
     observe = new GraphBuilder(graph).input(OBSERVE_INPUT, DType.FLOAT, []);
     ({ graph, stats: observers } = toTrainingObservers(graph, observe));
   }
-  fuseConvBatchNorm(graph, model.params);
+  // Hoisting first puts each MaxPool right after its batch norm, where ConvBatchNormTrain can absorb it.
   hoistMaxPools(graph);
+  fuseConvBatchNorm(graph, model.params);
   graph.outputs = [];
   graph.name = `${model.name}_train_step`;
   const b = new GraphBuilder(graph, 'step/');

@@ -15,6 +15,8 @@ interface Case {
   w: number[];
   attrs: Record<string, number[]>;
   unscale: boolean;
+  /** MaxPool 2x2 stride 2 after the batch norm, plus a full ReduceMin of Y (a hoisted observer's extreme). */
+  pool?: boolean;
 }
 
 const PARAMS = ['w', 'gamma', 'beta', 'c'];
@@ -29,12 +31,14 @@ function build(k: Case, fuse: boolean): { graph: Graph; fused: number } {
   const [gamma, beta, mean, variance, c] = ['gamma', 'beta', 'mean', 'var', 'c'].map((n) => b.input(n, DType.FLOAT, [out]));
   const conv = b.op1('Conv', [x, w], k.attrs);
   const outs = b.op('BatchNormTrain', [conv, gamma, beta, mean, variance, ...(k.unscale ? [c] : [])], { epsilon: 0.3, momentum: 0.7 }, { domain: 'ai.qatkit', outputs: 5 });
-  const r = b.input('r', DType.FLOAT, b.shape(outs[0]));
-  const loss = b.sumAll(b.mul(outs[0], r));
+  const extremes = k.pool ? [b.op1('ReduceMin', [outs[0]], { keepdims: 1 }), b.op1('ReduceMax', [outs[0]], { axes: [0, 2, 3], keepdims: 1 })] : [];
+  const y = k.pool ? b.op1('MaxPool', [outs[0]], { kernel_shape: [2, 2], strides: [2, 2] }) : outs[0];
+  const r = b.input('r', DType.FLOAT, b.shape(y));
+  const loss = b.sumAll(b.mul(y, r));
   const fused = fuse ? fuseConvBatchNorm(g, PARAMS) : 0;
   const wrt = k.unscale ? PARAMS : PARAMS.slice(0, 3);
   const grads = differentiate(g, { loss, wrt });
-  for (const v of [...outs, ...wrt.map((p) => grads.get(p)!)]) b.output(v);
+  for (const v of [y, ...outs.slice(1), ...extremes, ...wrt.map((p) => grads.get(p)!)]) b.output(v);
   return { graph: g, fused };
 }
 
@@ -57,6 +61,10 @@ async function run(g: Graph, seed: number): Promise<Float32Array[]> {
 const cases: [string, Case][] = [
   ['3x3 pad 1, BN-fold input_scale (one negative c)', { x: [4, 2, 6, 6], w: [5, 2, 3, 3], attrs: { pads: [1, 1, 1, 1] }, unscale: true }],
   ['3x3 stride 2, no pads, plain BN', { x: [3, 3, 7, 7], w: [4, 3, 3, 3], attrs: { strides: [2, 2] }, unscale: false }],
+  ['3x3 pad 1 + MaxPool 2x2 absorbed, BN-fold input_scale', { x: [4, 2, 6, 6], w: [5, 2, 3, 3], attrs: { pads: [1, 1, 1, 1] }, unscale: true, pool: true }],
+  ['3x3 no pads + MaxPool 2x2 absorbed (odd input, even output), plain BN', { x: [3, 1, 10, 8], w: [3, 1, 3, 3], attrs: {}, unscale: false, pool: true }],
+  ['3x2 kernel, asymmetric pads + MaxPool 2x2 absorbed', { x: [2, 2, 7, 6], w: [4, 2, 3, 2], attrs: { pads: [1, 0, 0, 1] }, unscale: false, pool: true }],
+  ['3x3 stride 2 + MaxPool 2x2 not absorbed', { x: [3, 1, 9, 9], w: [4, 1, 3, 3], attrs: { strides: [2, 2] }, unscale: false, pool: true }],
 ];
 
 for (const [name, k] of cases) {
@@ -67,7 +75,12 @@ for (const [name, k] of cases) {
     assert.ok(!fused.graph.nodes.some((n) => n.opType === 'BatchNormTrain'), 'BatchNormTrain replaced');
     // One im2col of x, shared by the op's forward and its gradient (inputs 7-9: patches, mean, second moment).
     assert.equal(fused.graph.nodes.filter((n) => n.opType === 'Conv' && n.inputs[0] === 'x').length, 1);
-    assert.equal(fused.graph.nodes.find((n) => n.opType === 'ConvBatchNormTrain')!.inputs.length, 10);
+    const node = fused.graph.nodes.find((n) => n.opType === 'ConvBatchNormTrain')!;
+    assert.equal(node.inputs.length, 10);
+    // A pool after a strided conv stays a MaxPool (its windows are not the conv's window positions).
+    const absorbed = !!k.pool && !k.attrs.strides;
+    assert.equal(fused.graph.nodes.some((n) => n.opType === 'MaxPool'), !!k.pool && !absorbed);
+    assert.equal(node.attrs.max_pool !== undefined, absorbed);
     const [want, got] = [await run(plain.graph, 5), await run(fused.graph, 5)];
     const names = plain.graph.outputs.map((o) => o.name);
     want.forEach((values, i) => {

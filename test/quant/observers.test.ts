@@ -217,6 +217,27 @@ test('kl (8-bit): outliers do not stretch the threshold; unsigned uses the posit
   assert.ok(unsigned.max >= 2 && unsigned.max <= 6, `unsigned threshold ${unsigned.max}`);
 });
 
+test('kl (4-bit): zero spikes and spiky histograms do not pull the threshold to the first bins', () => {
+  // Post-ReLU tensors are half zeros, and activations of images with constant regions take a few values many
+  // times. Before zeros were left out of the search and the histogram merged to 16 bins per level, the
+  // heavy-tailed and the spiky cases below kept T = 0.46 and 0.06 (every activation clipped).
+  const rng = new Rng(5);
+  const cases: [string, () => number, number][] = [
+    ['ReLU(gaussian)', () => Math.max(0, rng.normal()), 1.5],
+    ['ReLU(gaussian on a 0.05 lattice)', () => Math.max(0, Math.round(rng.normal() * 20) / 20), 1.5],
+    ['half zeros, log-normal tail', () => (rng.range(0, 1) < 0.5 ? 0 : Math.exp(rng.normal())), 3],
+    ['half zeros, three spikes, |2 gaussian|', () => (rng.range(0, 1) < 0.5 ? 0 : rng.range(0, 1) < 0.3 ? [0.05, 0.1, 0.3][Math.floor(rng.range(0, 3))] : Math.abs(rng.normal()) * 2), 1.5],
+  ];
+  for (const [name, sample, atLeast] of cases) {
+    const x = Float32Array.from({ length: 100000 }, sample);
+    const r = tensorRange(calibrateRange('kl', [x], spec({ bits: 4, signed: false, symmetric: false })));
+    assert.equal(r.min, 0);
+    assert.ok(r.max >= atLeast && r.max < Math.max(...x), `${name}: threshold ${r.max}`);
+  }
+  const signed = tensorRange(calibrateRange('kl', [gauss100k.map((v, i) => (i % 2 ? 0 : v))], spec({ bits: 4 })));
+  assert.ok(signed.max >= 1.5 && signed.max <= 6, `4-bit signed threshold with zeros ${signed.max}`);
+});
+
 test('klThresholdBins: closed-form histograms', () => {
   // Data inside the first 128 bins: at i = 128 each level is one bin, Q = P and KL = 0, the first minimum.
   const uniform = new Float64Array(2048).fill(3, 0, 128);

@@ -8,7 +8,7 @@ import { resolveWindow, Window, windowAttrs } from './window-geometry';
 
 /**
  * ai.qatkit.ConvBatchNormTrain(X, W, scale, B, running_mean, running_var[, input_scale][, patches, mean_p, S]) ->
- *   (Y, batch_mean, batch_inv_std, new_running_mean, new_running_var)
+ *   (Y, batch_mean, batch_inv_std, new_running_mean, new_running_var[, windows])
  * = BatchNormTrain(Conv(X, W) [/ input_scale], scale, B, ...) for a one-group Conv without bias, computed
  * without writing the conv output z or reading it back. z is linear in the im2col patches p of X, so its batch
  * statistics follow from the patches' first two moments:

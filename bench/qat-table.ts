@@ -1,11 +1,12 @@
 // fp32 vs PTQ vs QAT accuracy table for lenet on MNIST and Fashion-MNIST (issue 4's targets).
-// Usage: node --import tsx bench/qat-table.ts [--data mnist,fashion-mnist] [--presets w8a8,w4a8,...]
+// Usage: node --import tsx bench/qat-table.ts [--data mnist,fashion-mnist] [--presets w8a8,w4a8,...,w4a4-all]
 //        [--seeds 0,1,2] [--qat-epochs N] [--qat-lr X] [--distill] [--out bench/out/qat-table] [--json FILE]
 // Every figure comes from this run (fp32 runs are reused from --out when present). QAT fine-tunes from the
 // fp32 run once per seed (the seed sets the batch order and augmentation); the table reports the mean over
 // seeds, so that a one-image difference of one run does not decide a comparison. PTQ is deterministic and
 // reports the best of the four calibration methods on the test set: a baseline tuned on the test set, which
-// favours PTQ, not QAT.
+// favours PTQ, not QAT. A setting `PRESET-all` quantizes every layer at the preset's bits: the presets keep the
+// first and last layers at 8 bits, which leaves LeNet only two 4-bit layers.
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -13,11 +14,12 @@ import { DEFAULT_TRAIN_CONFIG, train, CHECKPOINT_FILE } from '../src/train/run';
 import { quantizeRun } from '../src/train/ptq-run';
 import { CALIB_KINDS } from '../src/quant/ptq';
 import { DatasetName } from '../src/data';
+import { presetConfig, QatConfig } from '../src/quant/presets';
 
 const { values } = parseArgs({
   options: {
     data: { type: 'string', default: 'mnist,fashion-mnist' },
-    presets: { type: 'string', default: 'w8a8,w4a8,w4a4,w2a8,ternary,binary' },
+    presets: { type: 'string', default: 'w8a8,w4a8,w4a4,w4a4-all,w3a3,w2a2,w2a8,ternary,binary' },
     seeds: { type: 'string', default: '0,1,2' },
     'qat-epochs': { type: 'string', default: '1' },
     'qat-lr': { type: 'string', default: '2e-4' },
@@ -38,6 +40,11 @@ if (seeds.some((x) => !Number.isInteger(x) || x < 0)) throw new Error(`--seeds: 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const std = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
 const threads = Number(values.threads);
+/** The quantization config of a table setting: a preset name, or `PRESET-all` for the preset on every layer. */
+function settingConfig(setting: string): QatConfig {
+  const all = /^(.+)-all$/.exec(setting);
+  return all ? { ...presetConfig(all[1]), firstLastBits: null } : presetConfig(setting);
+}
 interface Row {
   data: string;
   preset: string;
@@ -63,9 +70,10 @@ for (const data of values.data!.split(',') as DatasetName[]) {
   }
   const fp32 = JSON.parse(fs.readFileSync(path.join(fp32Dir, 'metrics.json'), 'utf8')).test_accuracy as number;
   for (const preset of values.presets!.split(',')) {
+    const quantConfig = settingConfig(preset);
     let ptqBest = { acc: -1, calib: '' };
     for (const calib of CALIB_KINDS) {
-      const r = await quantizeRun({ from: fp32Dir, quant: preset, calib, calibBatches: 8, threads }, path.join(values.out!, `${data}-ptq-${preset}-${calib}`));
+      const r = await quantizeRun({ from: fp32Dir, quant: preset, quantConfig, calib, calibBatches: 8, threads }, path.join(values.out!, `${data}-ptq-${preset}-${calib}`));
       if (r.test_accuracy > ptqBest.acc) ptqBest = { acc: r.test_accuracy, calib };
     }
     console.error(`[${data}] ${preset}: PTQ ${pct(ptqBest.acc)} (${ptqBest.calib}); QAT fine-tuning ...`);
@@ -79,6 +87,7 @@ for (const data of values.data!.split(',') as DatasetName[]) {
           epochs: Number(values['qat-epochs']),
           lr: Number(values['qat-lr']),
           quant: preset,
+          quantConfig,
           from: fp32Dir,
           seed,
           threads,

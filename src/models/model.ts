@@ -1,5 +1,32 @@
 import { Graph } from '../ir/graph';
 
+/** What a model predicts: a class per image, or the next token at every position of a token sequence. */
+export type ModelTask = 'classification' | 'language-model';
+
+/** Architecture of a zoo transformer, enough to rebuild its graphs (e.g. the KV-cache decoder) from the parameters. */
+export interface TransformerArch {
+  kind: 'gpt' | 'llama';
+  layers: number;
+  heads: number;
+  dim: number;
+  context: number;
+  vocabSize: number;
+  /** MLP hidden width. */
+  hidden: number;
+}
+
+/** Language-model facts the trainer, evaluation and generation need. */
+export interface LanguageModelInfo {
+  vocabSize: number;
+  /** Longest sequence the model was built for (position table size); imported models: the training context. */
+  context: number;
+  /** HF-style extra inputs, fed by the trainer: attention_mask (int64 ones [B, T]) and position_ids (0..T-1). */
+  attentionMask?: string;
+  positionIds?: string;
+  /** Present for zoo transformers (gpt, llama): how to rebuild the decoder graph with a KV cache. */
+  arch?: TransformerArch;
+}
+
 /**
  * A trainable model: a forward graph in inference form (BatchNormalization uses running statistics) whose
  * parameters and running statistics are initializers, plus which of them are which.
@@ -7,10 +34,17 @@ import { Graph } from '../ir/graph';
 export interface Model {
   name: string;
   graph: Graph;
-  /** Graph input taking pixels in [0, 1], shape [N, C, H, W] (N symbolic). */
+  /** Default 'classification'. */
+  task?: ModelTask;
+  /**
+   * Classification: graph input taking pixels in [0, 1], shape [N, C, H, W] (N symbolic).
+   * Language model: int64 token ids [B, T] (both symbolic).
+   */
   input: string;
-  /** Graph output with the logits, shape [N, classes]. */
+  /** Graph output with the logits: [N, classes], or [B, T, vocab] for a language model. */
   output: string;
+  /** Language models only. */
+  lm?: LanguageModelInfo;
   /** Trainable float initializers. */
   params: string[];
   /** BatchNormalization running mean/var initializers (updated by training, never by the optimizer). */

@@ -21,3 +21,9 @@ export function loadDataset(name: DatasetName): DataSplit {
   }
   return LOADERS[name]();
 }
+
+export { TEXT_DATASETS, isTextData, loadTextData, splitTokenStream, tokenizeDocuments, streamBytes } from './text';
+export { WindowSampler, evalWindows, evalWindowCount, languageModelMetrics } from './text';
+export type { TextDatasetName, TokenStream, TextData, WindowSamplerOptions, EvalBatch, LanguageModelMetrics } from './text';
+export { TOKENIZER_NAMES, END_OF_TEXT_MARKER, tokenizerByName, isTokenizerName, bytesTokenizer, gpt2Tokenizer } from './tokenizers/index';
+export type { Tokenizer, TokenizerName, StreamingDecoder } from './tokenizers/index';

@@ -25,3 +25,9 @@ export const floatListOption = (flag: string) => (v: string) => {
   if (parts.some((n) => !Number.isFinite(n))) throw new InvalidArgumentError(`${flag} must be a comma-separated list of numbers, got '${v}'`);
   return parts;
 };
+
+/** --data: an image dataset, a bundled text, or a .txt file (checked when read). */
+export const dataOption = (images: readonly string[], texts: readonly string[]) => (v: string) => {
+  if (images.includes(v) || texts.includes(v) || /\.txt$/i.test(v)) return v;
+  throw new InvalidArgumentError(`--data must be one of ${[...images, ...texts].join(', ')} or a path ending in .txt, got '${v}'`);
+};

@@ -24,9 +24,10 @@ export class Progress {
   }
   private startValue = 0;
 
-  update(value: number, total: number, fields: { loss: number; acc: number }): void {
+  update(value: number, total: number, fields: { loss: number; acc: number; tokensPerSecond?: number }): void {
     const rate = (value - this.startValue) / Math.max(1e-3, (Date.now() - this.started) / 1000);
-    const f = { loss: fields.loss.toFixed(4), acc: fields.acc.toFixed(3), rate: rate.toFixed(1) };
+    const tokens = fields.tokensPerSecond !== undefined ? ` | ${Math.round(fields.tokensPerSecond)} tokens/s` : '';
+    const f = { loss: fields.loss.toFixed(4), acc: fields.acc.toFixed(3), rate: rate.toFixed(1) + (this.bar ? tokens : ''), tokens };
     if (this.bar) {
       this.bar.update(value, f);
       return;
@@ -34,7 +35,7 @@ export class Progress {
     const now = Date.now();
     if (now - this.lastLog > 10000 || value === total) {
       this.lastLog = now;
-      console.error(`${this.label} step ${value}/${total} loss ${f.loss} acc ${f.acc} ${f.rate} steps/s`);
+      console.error(`${this.label} step ${value}/${total} loss ${f.loss} acc ${f.acc} ${f.rate} steps/s${f.tokens}`);
     }
   }
 

@@ -5,7 +5,11 @@ import { writeFileAtomic } from '../onnx/atomic-write';
 import { OPTIMIZERS } from '../train/optimizer';
 import { defaultRunDir, DEFAULT_TRAIN_CONFIG, train, TrainConfig, TrainResult } from '../train/run';
 import { SCHEDULES } from '../train/schedule';
-import { choiceOption, floatListOption, floatOption, intOption } from './options';
+import { choiceOption, dataOption, floatListOption, floatOption, intOption } from './options';
+import { isTextData, TEXT_DATASETS } from '../data/text';
+import { TOKENIZER_NAMES } from '../data/tokenizers/index';
+import { LANGUAGE_MODEL_DEFAULTS, LanguageModelResult } from '../train/run-language-model';
+import { TRANSFORMER_DEFAULTS } from '../models/transformers';
 import { PRESETS } from '../quant/presets';
 import { loadQuantConfigFile } from '../quant/config-file';
 import { Progress } from './progress';
@@ -13,8 +17,8 @@ import { Progress } from './progress';
 export function addTrainOptions(cmd: Command): Command {
   const d = DEFAULT_TRAIN_CONFIG;
   return cmd
-    .option('--model <name|file.onnx>', 'lenet, mlp, resnet8, mobilenet, or an .onnx file', d.model)
-    .option('--data <name>', `dataset: ${DATASET_NAMES.join(', ')}`, choiceOption('--data', DATASET_NAMES), d.data)
+    .option('--model <name|file.onnx>', 'lenet, mlp, resnet8, mobilenet, gpt, llama, or an .onnx file', d.model as string)
+    .option('--data <name>', `dataset: ${DATASET_NAMES.join(', ')} (images), ${TEXT_DATASETS.join(', ')} or FILE.txt (text: a language model)`, dataOption(DATASET_NAMES, TEXT_DATASETS), d.data)
     .option('--epochs <n>', 'epochs', intOption('--epochs', 1), d.epochs)
     .option('--steps <n>', 'stop after N steps in all, then evaluate', intOption('--steps', 1))
     .option('--batch <n>', 'batch size', intOption('--batch', 1), d.batch)
@@ -42,6 +46,13 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--calib-batches <n>', 'QAT: batches that calibrate activation ranges first', intOption('--calib-batches', 1), 8)
     .option('--oscillation-dampen <x>', 'QAT: weight of the oscillation dampening loss (Nagel et al. 2022; 0: off)', floatOption('--oscillation-dampen', { min: 0 }))
     .option('--oscillation-freeze <f>', 'QAT: freeze weights oscillating more often than this frequency (0: off)', floatOption('--oscillation-freeze', { min: 0 }))
+    .option('--tokenizer <name>', `language models: ${TOKENIZER_NAMES.join(', ')}`, choiceOption('--tokenizer', TOKENIZER_NAMES))
+    .option('--context <n>', `language models: tokens per window (default ${TRANSFORMER_DEFAULTS.context})`, intOption('--context', 1))
+    .option('--layers <n>', `gpt/llama: blocks (default ${TRANSFORMER_DEFAULTS.layers})`, intOption('--layers', 1))
+    .option('--heads <n>', `gpt/llama: attention heads (default ${TRANSFORMER_DEFAULTS.heads})`, intOption('--heads', 1))
+    .option('--dim <n>', `gpt/llama: width (default ${TRANSFORMER_DEFAULTS.dim})`, intOption('--dim', 1))
+    .option('--accumulate <k>', 'language models: micro-batches per optimizer step (gradient accumulation)', intOption('--accumulate', 1))
+    .option('--eval-every <n>', `language models: validate every N steps (default ${LANGUAGE_MODEL_DEFAULTS.evalEvery}; 0: at the end)`, intOption('--eval-every', 0))
     .option('--out <dir>', 'run directory (default runs/<model>-<data>-<time>)')
     .option('--resume', 'continue the run in --out from its checkpoint')
     .option('--json <file>', 'write the metrics as JSON to this file');
@@ -61,11 +72,37 @@ export function configFromOptions(o: Record<string, any>): TrainConfig {
     observerFreezeStep: o.observerFreezeStep,
     calibBatches: o.calibBatches,
     oscillation: o.oscillationDampen !== undefined || o.oscillationFreeze !== undefined ? { dampen: o.oscillationDampen ?? 0, freezeThreshold: o.oscillationFreeze ?? 0 } : undefined,
+    tokenizer: o.tokenizer,
+    context: o.context,
+    layers: o.layers,
+    heads: o.heads,
+    dim: o.dim,
+    accumulate: o.accumulate,
+    evalEvery: o.evalEvery,
+  };
+}
+
+/**
+ * A language-model run takes LANGUAGE_MODEL_DEFAULTS for every training flag the user did not give (the image
+ * defaults, batch 128 and lr 1e-3 for one epoch, do not suit a transformer).
+ */
+function withLanguageModelDefaults(config: TrainConfig, explicit: (flag: string) => boolean): TrainConfig {
+  const d = LANGUAGE_MODEL_DEFAULTS;
+  const pick = <K extends keyof TrainConfig>(key: K, flag: string, value: TrainConfig[K]) => (explicit(flag) ? config[key] : value);
+  return {
+    ...config,
+    steps: pick('steps', 'steps', d.steps),
+    batch: pick('batch', 'batch', d.batch),
+    lr: pick('lr', 'lr', d.lr),
+    warmupSteps: pick('warmupSteps', 'warmupSteps', d.warmupSteps),
+    weightDecay: pick('weightDecay', 'weightDecay', d.weightDecay),
+    clipNorm: pick('clipNorm', 'clipNorm', d.clipNorm),
   };
 }
 
 export async function runTrainCommand(o: Record<string, any>, label = 'train', explicit?: (flag: string) => boolean): Promise<TrainResult> {
   let config = configFromOptions(o);
+  if (isTextData(config.data) && !o.resume) config = withLanguageModelDefaults(config, explicit ?? (() => false));
   if (o.resume && explicit) {
     // A resumed run keeps its saved length and threads unless the user gave them again.
     config = { ...config, epochs: explicit('epochs') ? o.epochs : undefined, steps: explicit('steps') ? o.steps : undefined, threads: explicit('threads') ? o.threads : undefined } as unknown as TrainConfig;
@@ -74,20 +111,28 @@ export async function runTrainCommand(o: Record<string, any>, label = 'train', e
   const runDir = o.out ?? defaultRunDir(config);
   const progress = new Progress(label);
   let correctEma = 0;
+  const languageModel = isTextData(config.data);
   const result = await train(config, runDir, {
     resume: Boolean(o.resume),
     hooks: {
       onStart: ({ totalSteps, startStep }) => progress.start(totalSteps, startStep),
       onStep: (s) => {
-        correctEma = correctEma === 0 ? s.correct / config.batch : 0.95 * correctEma + 0.05 * (s.correct / config.batch);
-        progress.update(s.step, s.totalSteps, { loss: s.loss, acc: correctEma });
+        const accuracy = languageModel ? s.correct / config.batch : s.correct / config.batch;
+        correctEma = correctEma === 0 ? accuracy : 0.95 * correctEma + 0.05 * accuracy;
+        progress.update(s.step, s.totalSteps, { loss: s.loss, acc: correctEma, tokensPerSecond: s.metrics.tokens_per_second });
       },
     },
   });
   progress.stop();
   const { losses: _l, ...summary } = result;
   if (result.fp32_accuracy !== undefined) console.log(`fp32 accuracy ${(result.fp32_accuracy * 100).toFixed(2)}%; ${result.quant} QAT:`);
-  console.log(`test accuracy ${(result.test_accuracy * 100).toFixed(2)}% after ${result.steps} steps (${result.ms_per_step_median.toFixed(1)} ms/step median); run saved in ${path.resolve(runDir)}`);
+  if (result.task === 'language-model') {
+    const lm = result as LanguageModelResult;
+    console.log(
+      `val_loss ${lm.val_loss.toFixed(4)} nats/token, val_perplexity ${lm.val_perplexity.toFixed(3)}, bits_per_byte ${lm.bits_per_byte.toFixed(3)} after ${lm.steps} steps ` +
+        `(${lm.ms_per_step_median.toFixed(1)} ms/step median, ${Math.round(lm.tokens_per_second)} tokens/s); run saved in ${path.resolve(runDir)}`,
+    );
+  } else console.log(`test accuracy ${(result.test_accuracy * 100).toFixed(2)}% after ${result.steps} steps (${result.ms_per_step_median.toFixed(1)} ms/step median); run saved in ${path.resolve(runDir)}`);
   if (o.json) writeFileAtomic(o.json, JSON.stringify(summary, null, 2) + '\n');
   return result;
 }

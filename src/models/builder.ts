@@ -5,6 +5,13 @@ import { Tensor } from '../ir/tensor';
 import { Rng } from '../train/rng';
 import { Model } from './model';
 
+/** Token-sequence input: int64 ids [B, T] (both symbolic) for a language model. */
+export interface TokenInputSpec {
+  vocabSize: number;
+  /** Longest sequence (position table size, KV-cache window). */
+  context: number;
+}
+
 export interface InputSpec {
   channels: number;
   height: number;
@@ -22,16 +29,25 @@ export class ModelBuilder {
   readonly graph = new Graph();
   readonly b: GraphBuilder;
   readonly rng: Rng;
-  private params: string[] = [];
-  private runningStats: string[] = [];
-  private noDecay: string[] = [];
+  protected params: string[] = [];
+  protected runningStats: string[] = [];
+  protected noDecay: string[] = [];
   private names = new Map<string, number>();
   readonly input: string;
 
-  constructor(public name: string, spec: InputSpec, seed = 0) {
+  /** Set for token-sequence models. */
+  readonly tokens?: TokenInputSpec;
+
+  constructor(public name: string, spec: InputSpec | TokenInputSpec, seed = 0) {
     this.graph.name = name;
     this.b = new GraphBuilder(this.graph);
     this.rng = new Rng(seed);
+    if ('vocabSize' in spec) {
+      this.tokens = spec;
+      this.input = this.b.input('input_ids', DType.INT64, ['B', 'T']);
+      this.current = this.input;
+      return;
+    }
     this.input = this.b.input('input', DType.FLOAT, ['N', spec.channels, spec.height, spec.width]);
     this.current = this.input;
     if (spec.mean && spec.std) {
@@ -45,13 +61,13 @@ export class ModelBuilder {
   /** The value the next layer reads by default. */
   current: string;
 
-  private unique(kind: string): string {
+  protected unique(kind: string): string {
     const n = this.names.get(kind) ?? 0;
     this.names.set(kind, n + 1);
     return `${kind}${n}`;
   }
 
-  private uniform(name: string, dims: number[], bound: number, decay: boolean): string {
+  protected uniform(name: string, dims: number[], bound: number, decay: boolean): string {
     const n = dims.reduce((a, b) => a * b, 1);
     const t = Tensor.float(dims, Array.from({ length: n }, () => this.rng.range(-bound, bound)));
     this.params.push(this.b.initializer(name, t));
@@ -59,7 +75,16 @@ export class ModelBuilder {
     return name;
   }
 
-  private fill(name: string, dims: number[], value: number, role: 'param' | 'stat'): string {
+  /** A parameter drawn from N(0, std^2) (transformer initialisation, GPT-2 / nanoGPT). */
+  protected normal(name: string, dims: number[], std: number, decay: boolean): string {
+    const n = dims.reduce((a, b) => a * b, 1);
+    const t = Tensor.float(dims, Array.from({ length: n }, () => this.rng.normal() * std));
+    this.params.push(this.b.initializer(name, t));
+    if (!decay) this.noDecay.push(name);
+    return name;
+  }
+
+  protected fill(name: string, dims: number[], value: number, role: 'param' | 'stat'): string {
     const t = Tensor.float(dims, new Array(dims.reduce((a, b) => a * b, 1)).fill(value));
     this.b.initializer(name, t);
     if (role === 'param') {

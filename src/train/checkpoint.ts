@@ -27,7 +27,7 @@ interface Header {
   rng: Checkpoint['rng'];
   config: Record<string, unknown>;
   metrics?: Record<string, unknown>;
-  model: { name: string; input: string; output: string; params: string[]; runningStats: string[]; noDecay: string[]; observerStats?: string[]; quant?: Model['quant']; offset: number; length: number };
+  model: { name: string; task?: Model['task']; lm?: Model['lm']; input: string; output: string; params: string[]; runningStats: string[]; noDecay: string[]; observerStats?: string[]; quant?: Model['quant']; offset: number; length: number };
   tensors: { name: string; dtype: DType; dims: number[]; offset: number; length: number }[];
 }
 
@@ -52,7 +52,7 @@ export function saveCheckpoint(file: string, ckpt: Checkpoint): void {
     rng: ckpt.rng,
     config: ckpt.config,
     metrics: ckpt.metrics,
-    model: { name: m.name, input: m.input, output: m.output, params: m.params, runningStats: m.runningStats, noDecay: m.noDecay, observerStats: m.observerStats, quant: m.quant, ...push(modelBytes) },
+    model: { name: m.name, task: m.task, lm: m.lm, input: m.input, output: m.output, params: m.params, runningStats: m.runningStats, noDecay: m.noDecay, observerStats: m.observerStats, quant: m.quant, ...push(modelBytes) },
     tensors: [...ckpt.optimizerState].map(([name, t]) => ({
       name,
       dtype: t.dtype,
@@ -98,7 +98,7 @@ export function loadCheckpoint(file: string): Checkpoint {
     optimizerState.set(t.name, new Tensor(t.dtype, t.dims, arr));
   }
   return {
-    model: { name: hm.name, graph, input: hm.input, output: hm.output, params: hm.params, runningStats: hm.runningStats, noDecay: hm.noDecay, observerStats: hm.observerStats, quant: hm.quant },
+    model: { name: hm.name, ...(hm.task ? { task: hm.task } : {}), ...(hm.lm ? { lm: hm.lm } : {}), graph, input: hm.input, output: hm.output, params: hm.params, runningStats: hm.runningStats, noDecay: hm.noDecay, observerStats: hm.observerStats, quant: hm.quant },
     optimizerState,
     step: header.step,
     rng: header.rng,

@@ -42,3 +42,27 @@ export function correctCount(b: GraphBuilder, logits: string, labels: string): s
   const predicted = b.op1('ArgMax', [logits], { axis: 1, keepdims: 0 });
   return b.sumAll(b.cast(b.equal(predicted, labels), DType.FLOAT));
 }
+
+/**
+ * Next-token cross-entropy of logits [B, T, V] against int64 targets [B, T]: the mean over all B*T positions of
+ * logsumexp(logits) - logits[target]. The target's log-probability is read with GatherElements, so no [B, T, V]
+ * one-hot is built (a 50k GPT-2 vocabulary at batch 32 x 128 would need 800 MB for it).
+ */
+export function tokenCrossEntropy(b: GraphBuilder, logits: string, targets: string): string {
+  const logp = b.op1('LogSoftmax', [logits], { axis: -1 });
+  const picked = b.op1('GatherElements', [logp, b.unsqueeze(targets, [2])], { axis: 2 });
+  return b.neg(b.op1('ReduceMean', [picked], { keepdims: 0 }));
+}
+
+/** Summed next-token cross-entropy (nats) over every position, for evaluation over windows of any count. */
+export function tokenCrossEntropySum(b: GraphBuilder, logits: string, targets: string): string {
+  const logp = b.op1('LogSoftmax', [logits], { axis: -1 });
+  const picked = b.op1('GatherElements', [logp, b.unsqueeze(targets, [2])], { axis: 2 });
+  return b.neg(b.sumAll(picked));
+}
+
+/** Number of positions whose argmax over the vocabulary equals the target, as a float scalar. */
+export function tokenCorrectCount(b: GraphBuilder, logits: string, targets: string): string {
+  const predicted = b.op1('ArgMax', [logits], { axis: 2, keepdims: 0 });
+  return b.sumAll(b.cast(b.equal(predicted, targets), DType.FLOAT));
+}

@@ -16,10 +16,22 @@ import { distillFrom, DistillOptions } from './distill';
 import { prepareQat } from '../quant/qat';
 import { presetConfig, QatConfig } from '../quant/presets';
 import { DEFAULT_OSCILLATION, oscillationControl, OscillationOptions } from '../quant/oscillation';
+import { isTextData } from '../data/text';
+import { trainLanguageModel } from './run-language-model';
+
+/** The task of the run saved in runDir, from its metrics or checkpoint config (undefined when there is none). */
+function runTask(runDir: string): 'classification' | 'language-model' | undefined {
+  const file = path.join(runDir, CHECKPOINT_FILE);
+  if (!fs.existsSync(file)) return undefined;
+  const saved = loadCheckpoint(file).config as unknown as TrainConfig;
+  return typeof saved.data === 'string' && isTextData(saved.data) ? 'language-model' : 'classification';
+}
 
 export interface TrainConfig {
-  model: string;
-  data: DatasetName;
+  /** A zoo name (lenet, mlp, resnet8, mobilenet, gpt, llama), an .onnx file, or a Model built in TypeScript. */
+  model: string | Model;
+  /** An image dataset (mnist, fashion-mnist) or text (moby-dick, sotu, FILE.txt): text trains a language model. */
+  data: DatasetName | string;
   epochs: number;
   /** Stop after this many steps in all (overrides epochs). */
   steps?: number;
@@ -49,6 +61,21 @@ export interface TrainConfig {
   calibBatches?: number;
   /** Oscillation control (QAT below 8 bits): dampening weight and freezing threshold; tracking is automatic. */
   oscillation?: Partial<OscillationOptions>;
+  // ---- language models (text data) ----
+  /** Tokenizer: bytes (default, vocabulary 256) or gpt2 (BPE, 50257). */
+  tokenizer?: string;
+  /** Tokens per training window (default 128; the zoo model's position table). */
+  context?: number;
+  /** Zoo transformer size (defaults 4 layers, 4 heads, width 128). */
+  layers?: number;
+  heads?: number;
+  dim?: number;
+  /** Micro-batches per optimizer step (gradient accumulation). */
+  accumulate?: number;
+  /** Adam's second-moment decay (language models default 0.95). */
+  beta2?: number;
+  /** Validation every N steps (language models; 0: only at the end). */
+  evalEvery?: number;
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -88,6 +115,8 @@ export interface TrainResult {
   peak_rss_mb: number;
   run_dir: string;
   losses: number[];
+  /** Language models: 'language-model' (test_accuracy is then the validation token accuracy, test_loss val_loss). */
+  task?: 'classification' | 'language-model';
 }
 
 export interface RunHooks {
@@ -116,8 +145,13 @@ export function validateTrainConfig(c: TrainConfig): void {
 
 export function defaultRunDir(c: TrainConfig): string {
   const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
-  const base = path.basename(c.model).replace(/\.onnx$/, '');
-  return path.join('runs', `${base}-${c.data}-${stamp}`);
+  const base = path.basename(modelLabel(c.model)).replace(/\.onnx$/, '');
+  return path.join('runs', `${base}-${path.basename(c.data).replace(/\.txt$/, '')}-${stamp}`);
+}
+
+/** The config's model as a string: a Model object is named by its name (configs are stored as JSON). */
+export function modelLabel(model: string | Model): string {
+  return typeof model === 'string' ? model : model.name;
 }
 
 export interface TrainOptions {
@@ -154,6 +188,11 @@ function resolveQatConfig(c: TrainConfig): QatConfig | undefined {
  * prepared for QAT first: BN folded, activation ranges calibrated, fake-quant nodes inserted.
  */
 export async function train(config: TrainConfig, runDir: string, options: TrainOptions = {}): Promise<TrainResult> {
+  const given = typeof config.model === 'string' ? undefined : config.model;
+  config = { ...config, model: modelLabel(config.model) };
+  if (isTextData(config.data) || given?.task === 'language-model' || (options.resume && runTask(runDir) === 'language-model')) {
+    return trainLanguageModel(config, runDir, { ...options, model: given });
+  }
   const hooks = options.hooks ?? {};
   const ckptPath = path.join(runDir, CHECKPOINT_FILE);
   let model: Model;
@@ -177,12 +216,12 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
     config = { ...config, model: saved.model, data: saved.data, input: saved.input };
   }
   validateTrainConfig(config);
-  const data = loadDataset(config.data);
+  const data = loadDataset(config.data as DatasetName);
   const qatConfig = resolveQatConfig(config);
   if (config.distill && !config.from) throw new Error('--distill needs --from RUN_DIR (the fp32 teacher)');
   const base = source?.model;
   if (!options.resume) {
-    model = base ?? resolveModel(config.model, config.data, config.seed, config.input);
+    model = base ?? given ?? resolveModel(config.model as string, config.data, config.seed, config.input);
     if (qatConfig) {
       const calibCount = Math.min(data.train.count, (config.calibBatches ?? 8) * config.batch);
       model = await prepareQat(model, qatConfig, { images: data.train.images, count: calibCount, sampleShape: data.train.shape }, config.quant, config.threads);
@@ -256,7 +295,7 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
   if (!finalModel.quant) saveModel(finalModel.graph, path.join(runDir, 'model.onnx'));
   await trainer.release();
   const metrics: TrainResult = {
-    model: config.model,
+    model: config.model as string,
     ...(quantized ? { quant: config.quant ?? 'custom', method: 'qat' as const, fp32_accuracy: fp32Accuracy } : {}),
     ...(plugins.length ? { oscillating_fraction: pickMetrics(lastMetrics, 'oscillating/'), frozen_fraction: pickMetrics(lastMetrics, 'frozen/') } : {}),
     data: config.data,

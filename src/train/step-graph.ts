@@ -12,7 +12,7 @@ import { toTrainingBatchNorm } from './batchnorm-mode';
 import { fuseConvBatchNorm } from './fuse-conv-batchnorm';
 import { hoistMaxPools } from './hoist-max-pool';
 import { OBSERVE_INPUT, toTrainingObservers, ObserverStatNames } from '../quant/observer-op';
-import { correctCount, softmaxCrossEntropy } from './losses';
+import { correctCount, softmaxCrossEntropy, tokenCorrectCount, tokenCrossEntropy } from './losses';
 import { emitOptimizer, OptimizerConfig } from './optimizer';
 
 export interface CarriedValue {
@@ -30,7 +30,16 @@ export type ExtraLoss = (b: GraphBuilder, logits: string, graph: Graph) => { los
 
 export interface TrainStepOptions {
   batchSize: number;
+  /** Classification: number of classes. Language models: unused (the vocabulary comes from the model). */
   classes: number;
+  /** Language models: tokens per training window (T of the [B, T] ids and targets). */
+  sequenceLength?: number;
+  /**
+   * Gradient accumulation over this many micro-batches: gradients add up in carried buffers and the optimizer
+   * applies their mean when the scalar input `apply` is 1 (the last micro-batch); otherwise parameters and
+   * optimizer state pass through unchanged.
+   */
+  accumulate?: number;
   optimizer: OptimizerConfig;
   labelSmoothing?: number;
   extraLoss?: ExtraLoss;
@@ -67,6 +76,8 @@ export interface TrainStepGraph {
   step: string;
   /** Scalar input gating activation observers (1: update ranges, 0: frozen); undefined without observers. */
   observe?: string;
+  /** Gradient accumulation: scalar input, 1 on the micro-batch that applies the update. */
+  apply?: string;
   loss: string;
   correct: string;
   gradNorm: string;
@@ -84,7 +95,10 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
   const base = model.graph.clone();
   const inputInfo = base.inputs.find((v) => v.name === model.input);
   if (!inputInfo) throw new Error(`model '${model.name}' has no input '${model.input}'`);
-  inputInfo.shape = [options.batchSize, ...inputInfo.shape.slice(1)];
+  const languageModel = model.task === 'language-model';
+  const sequenceLength = languageModel ? requireSequenceLength(model, options) : 0;
+  inputInfo.shape = languageModel ? [options.batchSize, sequenceLength] : [options.batchSize, ...inputInfo.shape.slice(1)];
+  if (languageModel) fixLanguageModelInputs(base, model, options.batchSize, sequenceLength);
   const observerStats = model.observerStats ?? [];
   const stateNames = [...model.params, ...model.runningStats, ...observerStats];
   const initial = new Map(stateNames.map((n) => [n, base.initializers.get(n)!]));
@@ -106,11 +120,13 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
   graph.outputs = [];
   graph.name = `${model.name}_train_step`;
   const b = new GraphBuilder(graph, 'step/');
-  const labels = b.input('labels', DType.INT64, [options.batchSize]);
+  const labels = b.input('labels', DType.INT64, languageModel ? [options.batchSize, sequenceLength] : [options.batchSize]);
   const lr = b.input('lr', DType.FLOAT, []);
   const step = b.input('step', DType.FLOAT, []);
 
-  let loss = softmaxCrossEntropy(b, model.output, labels, options.classes, options.labelSmoothing ?? 0);
+  let loss = languageModel
+    ? tokenCrossEntropy(b, model.output, labels)
+    : softmaxCrossEntropy(b, model.output, labels, options.classes, options.labelSmoothing ?? 0);
   const stopGradient: string[] = [];
   if (options.extraLoss) {
     const extra = options.extraLoss(b, model.output, graph);
@@ -124,10 +140,12 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
     stopGradient.push(...(part.stopGradient ?? []));
   }
   loss = b.op1('Identity', [loss], {}, { outputs: ['loss'] });
-  const correct = b.op1('Identity', [correctCount(b, model.output, labels)], {}, { outputs: ['correct'] });
+  const correctValue = languageModel ? tokenCorrectCount(b, model.output, labels) : correctCount(b, model.output, labels);
+  const correct = b.op1('Identity', [correctValue], {}, { outputs: ['correct'] });
 
   const grads = differentiate(graph, { loss, wrt: model.params, stopGradient });
   convsFromPatches(graph);
+  const accumulation = (options.accumulate ?? 1) > 1 ? accumulateGradients(b, model.params, grads, options.accumulate!) : undefined;
   const noDecay = new Set(model.noDecay);
   const opt = emitOptimizer(
     b,
@@ -136,6 +154,7 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
     lr,
     step,
   );
+  if (accumulation) accumulation.gate(opt.updated, opt.state);
   const gradNorm = b.op1('Identity', [opt.gradNorm], {}, { outputs: ['grad_norm'] });
   for (const part of pluginParts) part.afterUpdate?.(opt.updated);
 
@@ -144,7 +163,7 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
     const out = b.op1('Identity', [opt.updated.get(p)!], {}, { outputs: [`${p}/next`] });
     carried.push({ input: p, output: out, kind: 'param', initial: initial.get(p)! });
   }
-  for (const s of opt.state) carried.push({ input: s.input, output: s.output, kind: 'optimizer', initial: s.initial });
+  for (const s of [...opt.state, ...(accumulation?.state ?? [])]) carried.push({ input: s.input, output: s.output, kind: 'optimizer', initial: s.initial });
   for (const r of runningStats) {
     carried.push({ input: r.mean, output: r.newMean, kind: 'running-stat', initial: initial.get(r.mean)! });
     carried.push({ input: r.var, output: r.newVar, kind: 'running-stat', initial: initial.get(r.var)! });
@@ -167,7 +186,63 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
   }
   for (const v of [loss, correct, gradNorm, ...carried.map((c) => c.output), ...Object.values(metrics)]) b.output(v);
   elideOutputCopies(graph);
-  return { graph, input: model.input, labels, lr, step, observe, loss, correct, gradNorm, carried, metrics };
+  return { graph, input: model.input, labels, lr, step, observe, apply: accumulation?.apply, loss, correct, gradNorm, carried, metrics };
+}
+
+/**
+ * Gradient accumulation in the step graph: each parameter's gradient is added to a carried sum; the optimizer
+ * sees sum / K; `gate` then keeps parameters and optimizer state unchanged unless `apply` is 1, and the sums
+ * restart from zero after an applied step.
+ */
+function accumulateGradients(b: GraphBuilder, params: string[], grads: Map<string, string>, k: number) {
+  const apply = b.input('apply', DType.FLOAT, []);
+  const applying = b.greater(apply, b.constant(0.5));
+  const keep = b.sub(b.constant(1), apply);
+  const state: { input: string; output: string; initial: Tensor }[] = [];
+  for (const p of params) {
+    const t = b.type(p);
+    const input = b.input(`grad_accum/${p}`, t.dtype, t.shape);
+    const total = b.add(input, grads.get(p)!);
+    const output = b.op1('Mul', [total, keep], {}, { outputs: [`grad_accum/${p}/next`] });
+    state.push({ input, output, initial: Tensor.zeros(t.dtype, t.shape as number[]) });
+    grads.set(p, b.mul(total, b.constant(1 / k)));
+  }
+  const gate = (updated: Map<string, string>, slots: { input: string; output: string }[]) => {
+    for (const [p, v] of updated) updated.set(p, b.where(applying, v, p));
+    const producers = b.graph.producers();
+    for (const slot of slots) {
+      const node = producers.get(slot.output)!;
+      node.inputs[0] = b.where(applying, node.inputs[0], slot.input);
+    }
+  };
+  return { apply, state, gate };
+}
+
+function requireSequenceLength(model: Model, options: TrainStepOptions): number {
+  const t = options.sequenceLength ?? model.lm?.context;
+  if (!t || !Number.isInteger(t) || t < 1) throw new Error(`model '${model.name}': a language-model training step needs a sequence length (--context)`);
+  if (model.lm && t > model.lm.context) {
+    throw new Error(`--context ${t} is longer than model '${model.name}' was built for (${model.lm.context} positions)`);
+  }
+  return t;
+}
+
+/**
+ * Hugging Face style decoder inputs of an imported language model become constants of the training step:
+ * attention_mask all ones (every window is full) and position_ids 0..T-1 in each row.
+ */
+function fixLanguageModelInputs(graph: Graph, model: Model, batch: number, length: number): void {
+  const fixed = [model.lm?.attentionMask, model.lm?.positionIds].filter((n): n is string => !!n);
+  for (const name of fixed) {
+    const info = graph.inputs.find((v) => v.name === name);
+    if (!info) continue;
+    const rows = info.shape.length === 2 && info.shape[0] === 1 ? 1 : batch;
+    const values = new BigInt64Array(rows * length);
+    for (let i = 0; i < values.length; i++) values[i] = name === model.lm?.positionIds ? BigInt(i % length) : 1n;
+    graph.inputs = graph.inputs.filter((v) => v.name !== name);
+    graph.initializers.set(name, new Tensor(DType.INT64, [rows, length], values));
+    graph.types.set(name, { dtype: DType.INT64, shape: [rows, length] });
+  }
 }
 
 /** The inference graph (BN with running statistics), batch dim symbolic, for evaluation. */

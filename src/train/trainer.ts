@@ -6,6 +6,8 @@ import { Model } from '../models/model';
 import { Session } from '../runtime/session';
 import { buildEvalGraph, buildTrainStep, TrainStepGraph, TrainStepOptions } from './step-graph';
 import { scoreLogits } from './evaluate';
+import { buildLanguageModelEvalGraph, evaluateLanguageModelSession, LanguageModelEval } from './evaluate-language-model';
+import type { TokenStream } from '../data/text';
 
 export interface TrainerOptions extends TrainStepOptions {
   threads?: number;
@@ -41,7 +43,7 @@ export class Trainer {
   private batchX: ort.Tensor;
   private batchY: ort.Tensor;
   private metricTensors: Record<string, ort.Tensor>;
-  private scalars: { lr: ort.Tensor; step: ort.Tensor; loss: ort.Tensor; correct: ort.Tensor; gradNorm: ort.Tensor; observe: ort.Tensor };
+  private scalars: { lr: ort.Tensor; step: ort.Tensor; loss: ort.Tensor; correct: ort.Tensor; gradNorm: ort.Tensor; observe: ort.Tensor; apply: ort.Tensor };
 
   private constructor(
     public readonly model: Model,
@@ -54,10 +56,15 @@ export class Trainer {
     this.front = step.carried.map((c) => ortFloat(initial?.get(c.input) ?? c.initial));
     this.back = step.carried.map((c) => ortFloat(c.initial));
     const shape = step.graph.typeOf(step.input).shape as number[];
-    this.batchX = new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
-    this.batchY = new ort.Tensor('int64', new BigInt64Array(options.batchSize), [options.batchSize]);
+    const size = shape.reduce((a, b) => a * b, 1);
+    this.batchX =
+      step.graph.typeOf(step.input).dtype === DType.INT64
+        ? new ort.Tensor('int64', new BigInt64Array(size), shape)
+        : new ort.Tensor('float32', new Float32Array(size), shape);
+    const labelShape = step.graph.typeOf(step.labels).shape as number[];
+    this.batchY = new ort.Tensor('int64', new BigInt64Array(labelShape.reduce((a, b) => a * b, 1)), labelShape);
     const scalar = () => new ort.Tensor('float32', new Float32Array(1), []);
-    this.scalars = { lr: scalar(), step: scalar(), loss: scalar(), correct: scalar(), gradNorm: scalar(), observe: scalar() };
+    this.scalars = { lr: scalar(), step: scalar(), loss: scalar(), correct: scalar(), gradNorm: scalar(), observe: scalar(), apply: scalar() };
     this.metricTensors = Object.fromEntries(Object.keys(step.metrics).map((k) => [k, scalar()]));
   }
 
@@ -71,7 +78,7 @@ export class Trainer {
     // training step it only wraps MaxPool, Resize and the constant im2col convs in layout reorders (full-size
     // copies); without it the LeNet step ran 12-18% faster (bench/qat-step, alternating runs).
     const trainSession = await Session.create(step.graph, { threads: options.threads ?? 2, optimization: 'extended' });
-    const evalGraph = buildEvalGraph(model);
+    const evalGraph = model.task === 'language-model' ? buildLanguageModelEvalGraph(model) : buildEvalGraph(model);
     initializersToInputs(evalGraph, [...model.params, ...model.runningStats, ...(model.observerStats ?? [])]);
     const evalSession = await Session.create(evalGraph, { threads: options.threads ?? 2 });
     return new Trainer(model, step, trainSession, evalSession, options, initial);
@@ -81,11 +88,19 @@ export class Trainer {
   get batchImages(): Float32Array {
     return this.batchX.data as Float32Array;
   }
+  /** Language models: the [B, T] token-id buffer (targets go into batchLabels, also [B, T]). */
+  get batchTokens(): BigInt64Array {
+    return this.batchX.data as BigInt64Array;
+  }
   get batchLabels(): BigInt64Array {
     return this.batchY.data as BigInt64Array;
   }
 
-  async trainStep(lr: number): Promise<StepResult> {
+  /**
+   * Runs one step on the batch buffers. With gradient accumulation, `apply` false only adds this micro-batch's
+   * gradients (parameters unchanged, stepCount not advanced); true applies the accumulated update.
+   */
+  async trainStep(lr: number, apply = true): Promise<StepResult> {
     const s = this.scalars;
     (s.lr.data as Float32Array)[0] = lr;
     (s.step.data as Float32Array)[0] = this.stepCount + 1;
@@ -96,6 +111,10 @@ export class Trainer {
       (s.observe.data as Float32Array)[0] = this.observe ? 1 : 0;
       feeds[this.step.observe] = s.observe;
     }
+    if (this.step.apply) {
+      (s.apply.data as Float32Array)[0] = apply ? 1 : 0;
+      feeds[this.step.apply] = s.apply;
+    } else if (!apply) throw new Error('trainStep(apply = false) needs a step graph built with accumulate > 1');
     this.step.carried.forEach((c, i) => {
       feeds[c.input] = this.front[i];
       fetches[c.output] = this.back[i];
@@ -107,7 +126,7 @@ export class Trainer {
       throw new TrainingDivergedError(`loss became ${loss} at step ${this.stepCount + 1}`);
     }
     [this.front, this.back] = [this.back, this.front];
-    this.stepCount++;
+    if (apply) this.stepCount++;
     const metrics: Record<string, number> = {};
     for (const [k, t] of Object.entries(this.metricTensors)) metrics[k] = (t.data as Float32Array)[0];
     return { loss, correct: (s.correct.data as Float32Array)[0], gradNorm: (s.gradNorm.data as Float32Array)[0], metrics };
@@ -133,10 +152,7 @@ export class Trainer {
   async predict(images: Float32Array, count: number, sampleShape: number[], onBatch?: (logits: Float32Array, start: number, n: number) => void): Promise<void> {
     const batch = this.options.evalBatchSize ?? 1000;
     const per = sampleShape.reduce((a, b) => a * b, 1);
-    const feeds: Record<string, ort.Tensor> = {};
-    this.step.carried.forEach((c, i) => {
-      if (c.kind !== 'optimizer') feeds[c.input] = this.front[i];
-    });
+    const feeds = this.evalFeeds();
     for (let start = 0; start < count; start += batch) {
       const n = Math.min(batch, count - start);
       feeds[this.model.input] = new ort.Tensor('float32', images.subarray(start * per, (start + n) * per), [n, ...sampleShape]);
@@ -149,6 +165,20 @@ export class Trainer {
     const acc = { correct: 0, loss: 0, predictions: new Uint8Array(count) };
     await this.predict(images, count, sampleShape, (logits, start, n) => scoreLogits(logits, labels, start, n, acc));
     return { accuracy: acc.correct / count, loss: acc.loss / count };
+  }
+
+  /** Language models: validation loss, perplexity and bits per byte of the current parameters on a token stream. */
+  async evaluateText(stream: TokenStream, context: number, batch = 16): Promise<LanguageModelEval> {
+    return evaluateLanguageModelSession(this.evalSession, this.model, stream, context, { batch, feeds: this.evalFeeds() });
+  }
+
+  /** Current parameters, running statistics and observer ranges as eval-session feeds. */
+  private evalFeeds(): Record<string, ort.Tensor> {
+    const feeds: Record<string, ort.Tensor> = {};
+    this.step.carried.forEach((c, i) => {
+      if (c.kind !== 'optimizer') feeds[c.input] = this.front[i];
+    });
+    return feeds;
   }
 
   async release(): Promise<void> {

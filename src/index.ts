@@ -37,3 +37,34 @@ export { fit } from './train/fit';
 export { train, DEFAULT_TRAIN_CONFIG } from './train/run';
 export type { TrainConfig, TrainResult } from './train/run';
 export { saveCheckpoint, loadCheckpoint } from './train/checkpoint';
+
+// ---- language models ----
+export { TransformerBuilder, decoderNames } from './models/transformer-builder';
+export type { LayerCache, AttentionOptions } from './models/transformer-builder';
+export { gpt, llama, transformerDecoder, swigluHidden, TRANSFORMER_DEFAULTS } from './models/transformers';
+export type { TransformerOptions } from './models/transformers';
+export type { ModelTask, LanguageModelInfo, TransformerArch } from './models/model';
+export { parameterCount } from './models/model';
+export { loadTextData, isTextData, TEXT_DATASETS, WindowSampler, evalWindows, languageModelMetrics } from './data/text';
+export type { TextData, TokenStream } from './data/text';
+export { tokenizerByName, TOKENIZER_NAMES } from './data/tokenizers/index';
+export type { Tokenizer, TokenizerName } from './data/tokenizers/index';
+export { tokenCrossEntropy, tokenCorrectCount } from './train/losses';
+export { trainLanguageModel, LANGUAGE_MODEL_DEFAULTS } from './train/run-language-model';
+export type { LanguageModelResult } from './train/run-language-model';
+export { evaluateLanguageModel, buildLanguageModelEvalGraph } from './train/evaluate-language-model';
+export type { LanguageModelEval } from './train/evaluate-language-model';
+
+// ---- quantization, PTQ, sensitivity, export and evaluation (what qat train --quant / quantize / sensitivity / export / eval run) ----
+export { prepareQat } from './quant/qat';
+export { presetConfig, PRESETS } from './quant/presets';
+export type { QatConfig } from './quant/presets';
+export { quantizeRun } from './train/ptq-run';
+export type { PtqRunConfig, PtqResult } from './train/ptq-run';
+export { layerSensitivity, suggestMixedPrecision } from './quant/sensitivity';
+export { exportQdq, EXPORT_FORMATS } from './export/qdq';
+export { exportRun } from './export/export-run';
+export { checkParity } from './export/parity';
+export { evaluateOnnxFile } from './export/evaluate-file';
+export { evaluateModel } from './train/evaluate';
+export { loadRun } from './train/run';

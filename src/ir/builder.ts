@@ -1,5 +1,5 @@
 import { DType } from './dtype';
-import { Attr, Graph, Node, Shape, ValueType } from './graph';
+import { Attr, Dim, Graph, Node, Shape, ValueType } from './graph';
 import { Tensor } from './tensor';
 import { opDef, InferContext } from '../ops/registry';
 
@@ -229,12 +229,24 @@ export class GraphBuilder {
   }
 }
 
+/** Largest integer constant read as a shape value (shapes and small index vectors). */
+const MAX_SHAPE_VALUE = 64;
+
+/** Elements of a small integer value: from an initializer, or from the partial evaluator's symbolic values. */
+export function shapeValueOf(graph: Graph, name: string | undefined): Dim[] | undefined {
+  if (!name) return undefined;
+  const t = graph.initializers.get(name);
+  if (t) return (t.dtype === DType.INT64 || t.dtype === DType.INT32) && t.size <= MAX_SHAPE_VALUE ? t.toNumbers() : undefined;
+  return graph.shapeValues.get(name);
+}
+
 export function inferNode(graph: Graph, node: Node): ValueType[] {
   const def = opDef(node);
   const ctx: InferContext = {
     node,
     inputs: node.inputs.map((i) => (i ? graph.typeOf(i) : undefined)),
     constant: (i) => (node.inputs[i] ? graph.initializers.get(node.inputs[i]) : undefined),
+    shapeValue: (i) => shapeValueOf(graph, node.inputs[i]),
   };
   return def.infer(ctx);
 }

@@ -44,6 +44,12 @@ export class Graph {
   types = new Map<string, ValueType>();
   opsets: Record<string, number> = { '': 17 };
   metadata: Record<string, string> = {};
+  /**
+   * Small integer values (shape vectors and scalars) whose elements are known though the value is computed at
+   * run time, e.g. Shape(x) of x [N, 4] is ['N', 4]; set by the partial evaluator (ir/partial-evaluate.ts) and
+   * read by shape inference (Reshape, Expand, Slice, ... with shapes fed as inputs). Flat, row-major.
+   */
+  shapeValues = new Map<string, Dim[]>();
   name = 'qatkit';
 
   typeOf(name: string): ValueType {
@@ -86,6 +92,7 @@ export class Graph {
     g.types = new Map(this.types);
     g.opsets = { ...this.opsets };
     g.metadata = { ...this.metadata };
+    g.shapeValues = new Map(this.shapeValues);
     g.name = this.name;
     return g;
   }

@@ -1,22 +1,13 @@
-import { inferNode } from './builder';
-import { Graph, topologicalOrder } from './graph';
+import { Graph } from './graph';
+import { propagateShapes } from './partial-evaluate';
 
-/** Re-infers the type of every node output from the graph inputs and initializers (e.g. after fixing the batch size). */
+/**
+ * Re-infers the type of every node output from the graph inputs and initializers (e.g. after fixing the batch
+ * size). Shape computations are evaluated where they can be (graph.shapeValues) but nothing is folded; to fold
+ * them into constants use foldShapeComputations (ir/partial-evaluate.ts).
+ */
 export function inferTypes(graph: Graph): void {
-  const kept = new Map<string, ReturnType<Graph['typeOf']>>();
-  for (const v of graph.inputs) kept.set(v.name, { dtype: v.dtype, shape: v.shape });
-  for (const [name, t] of graph.initializers) kept.set(name, { dtype: t.dtype, shape: t.dims });
-  graph.types = kept;
-  for (const node of topologicalOrder(graph)) {
-    const types = inferNode(graph, node);
-    node.outputs.forEach((o, i) => {
-      if (o && types[i]) graph.types.set(o, types[i]);
-    });
-  }
-  for (const out of graph.outputs) {
-    const t = graph.types.get(out.name);
-    if (t) Object.assign(out, t);
-  }
+  propagateShapes(graph, { fold: false });
 }
 
 /** Turns initializers into graph inputs (so the trainer can feed updated values each step). */

@@ -1,5 +1,5 @@
 import type { GraphBuilder } from '../ir/builder';
-import type { Node, ValueType } from '../ir/graph';
+import type { Dim, Node, ValueType } from '../ir/graph';
 import type { Tensor } from '../ir/tensor';
 
 /** What a shape-inference function sees: input types and any input whose value is a known constant. */
@@ -7,6 +7,11 @@ export interface InferContext {
   node: Node;
   inputs: (ValueType | undefined)[];
   constant(index: number): Tensor | undefined;
+  /**
+   * The elements of a small integer input (a shape vector or scalar) where they are known: numbers, or symbolic
+   * dims where computed from symbolic input dims (Shape of [N, 4] is ['N', 4]). Constants included.
+   */
+  shapeValue?(index: number): Dim[] | undefined;
 }
 
 /** What a VJP rule sees. It emits nodes through `b` and returns one gradient per input (undefined = none). */

@@ -1,17 +1,50 @@
 import { DType } from '../ir/dtype';
-import type { Dim } from '../ir/graph';
+import { divideProducts, subDims } from '../ir/dims';
+import type { Dim, Node } from '../ir/graph';
 import { attrInt, attrInts } from '../ir/graph';
 import { defineOps, InferContext, OpDef } from './registry';
 import { broadcastShapes, dimProduct, normalizeAxis, requireInput } from './shape-utils';
 
-function constantInts(ctx: InferContext, i: number, what: string): number[] {
+/**
+ * The elements of a shape-like input (shape, axes, repeats, Range bounds): a constant, or known element-wise from
+ * the partial evaluator (numbers and symbolic dims: Shape of [N, 4] is ['N', 4]). Undefined when computed at run
+ * time from values nothing knows.
+ */
+export function shapeInput(ctx: InferContext, i: number): Dim[] | undefined {
+  if (!ctx.node.inputs[i]) return undefined;
   const t = ctx.constant(i);
-  if (!t) throw new Error(`node '${ctx.node.name}' (${ctx.node.opType}): ${what} (input ${i}) must be a constant`);
-  return t.toNumbers();
+  if (t) return t.toNumbers();
+  return ctx.shapeValue?.(i);
 }
 
-/** ONNX Reshape semantics: 0 copies the input dim (unless allowzero), -1 is inferred. */
-export function reshapeDims(input: Dim[], target: number[], node: InferContext['node']): Dim[] {
+/** A shape-like input whose numbers are needed (axes); throws naming the node where they are not known. */
+function constantInts(ctx: InferContext, i: number, what: string): number[] {
+  const v = shapeInput(ctx, i);
+  if (!v || v.some((d) => typeof d !== 'number')) {
+    throw new Error(`node '${ctx.node.name}' (${ctx.node.opType}): ${what} (input ${i}) must be a constant or follow from known dims`);
+  }
+  return v as number[];
+}
+
+/** Number of elements of a 1-D shape input, from its type: the output rank where the values are unknown. */
+export function shapeInputLength(ctx: InferContext, i: number, what: string): number {
+  const t = requireInput(ctx, i);
+  const len = t.shape.length === 0 ? 1 : t.shape[0];
+  if (t.shape.length > 1 || typeof len !== 'number') {
+    throw new Error(`node '${ctx.node.name}' (${ctx.node.opType}): ${what} (input ${i}) has shape [${t.shape}]; need a 1-D input of static length`);
+  }
+  return len;
+}
+
+/** A fresh symbolic dim for axis k of a node's output (output names are unique in a graph). */
+export const unknownDim = (node: Node, k: number, output = 0): string => `${node.outputs[output] || node.name}_d${k}`;
+
+/**
+ * ONNX Reshape semantics: 0 copies the input dim (unless allowzero), -1 is inferred. Target elements may be
+ * symbolic; -1 then takes the input's product divided by the other dims where that divides by factors
+ * ([B, T, 32] to [B, T, 4, -1] gives 8), else a fresh symbolic dim.
+ */
+export function reshapeDims(input: Dim[], target: Dim[], node: InferContext['node']): Dim[] {
   const allowZero = attrInt(node, 'allowzero', 0) === 1;
   const out: Dim[] = target.map((d, i) => (d === 0 && !allowZero ? input[i] : d));
   const minus = out.indexOf(-1);
@@ -22,24 +55,24 @@ export function reshapeDims(input: Dim[], target: number[], node: InferContext['
     if (typeof total === 'number' && typeof rest === 'number') {
       if (rest === 0 || total % rest !== 0) throw new Error(`node '${node.name}' (Reshape): cannot reshape [${input}] to [${target}]`);
       out[minus] = total / rest;
-    } else {
-      // Symbolic: the unknown dim carries the symbolic factor (e.g. the batch).
-      const sym = input.filter((d) => typeof d === 'string');
-      const numIn = input.filter((d) => typeof d === 'number').reduce((a: number, b) => a * (b as number), 1);
-      const numKnown = known.filter((d) => typeof d === 'number').reduce((a: number, b) => a * (b as number), 1);
-      const symKnown = known.filter((d) => typeof d === 'string');
-      if (symKnown.length === 0 && sym.length === 1 && numIn % numKnown === 0) {
-        out[minus] = numIn / numKnown === 1 ? sym[0] : `${sym[0]}*${numIn / numKnown}`;
-      } else if (symKnown.length === sym.length && symKnown.every((s, i) => s === sym[i])) {
-        out[minus] = numIn / numKnown;
-      } else out[minus] = `${node.name}_dim`;
-    }
+    } else out[minus] = divideProducts(input, known) ?? unknownDim(node, minus);
   }
   return out;
 }
 
 export const shapeOps: OpDef[] = [
-  { opType: 'Shape', domain: '', infer: (ctx) => [{ dtype: DType.INT64, shape: [requireInput(ctx, 0).shape.length] }] },
+  {
+    opType: 'Shape',
+    domain: '',
+    // Shape-15 start/end: a slice of the dims, negative values counting from the end, clamped to the rank.
+    infer: (ctx) => {
+      const rank = requireInput(ctx, 0).shape.length;
+      const clamp = (v: number) => Math.min(Math.max(v < 0 ? v + rank : v, 0), rank);
+      const start = clamp(attrInt(ctx.node, 'start', 0));
+      const end = clamp(attrInt(ctx.node, 'end', rank));
+      return [{ dtype: DType.INT64, shape: [Math.max(end - start, 0)] }];
+    },
+  },
   { opType: 'Size', domain: '', infer: () => [{ dtype: DType.INT64, shape: [] }] },
   {
     opType: 'Reshape',
@@ -47,7 +80,11 @@ export const shapeOps: OpDef[] = [
     nonDifferentiable: [1],
     infer: (ctx) => {
       const x = requireInput(ctx, 0);
-      return [{ dtype: x.dtype, shape: reshapeDims(x.shape, constantInts(ctx, 1, 'shape'), ctx.node) }];
+      const target = shapeInput(ctx, 1);
+      if (target) return [{ dtype: x.dtype, shape: reshapeDims(x.shape, target, ctx.node) }];
+      // Computed at run time from values nothing knows: only the rank is known.
+      const rank = shapeInputLength(ctx, 1, 'shape');
+      return [{ dtype: x.dtype, shape: Array.from({ length: rank }, (_, k) => unknownDim(ctx.node, k)) }];
     },
     vjp: (c) => [c.b.reshapeLike(c.dy(0)!, c.input(0))],
   },
@@ -93,8 +130,9 @@ export const shapeOps: OpDef[] = [
     nonDifferentiable: [1],
     infer: (ctx) => {
       const x = requireInput(ctx, 0);
-      const rank = x.shape.length + (ctx.constant(1)?.size ?? 0);
-      const axes = constantInts(ctx, 1, 'axes').map((a) => normalizeAxis(a, rank, ctx.node));
+      const given = constantInts(ctx, 1, 'axes');
+      const rank = x.shape.length + given.length;
+      const axes = given.map((a) => normalizeAxis(a, rank, ctx.node));
       const shape: Dim[] = [];
       let k = 0;
       for (let i = 0; i < rank; i++) shape.push(axes.includes(i) ? 1 : x.shape[k++]);
@@ -108,7 +146,9 @@ export const shapeOps: OpDef[] = [
     nonDifferentiable: [1],
     infer: (ctx) => {
       const x = requireInput(ctx, 0);
-      return [{ dtype: x.dtype, shape: broadcastShapes([x.shape, constantInts(ctx, 1, 'shape')], ctx.node) }];
+      // Unknown target dims stay symbolic; broadcasting keeps x's dims that are not 1 (Expand never shrinks).
+      const target = shapeInput(ctx, 1) ?? Array.from({ length: shapeInputLength(ctx, 1, 'shape') }, (_, k) => unknownDim(ctx.node, k));
+      return [{ dtype: x.dtype, shape: broadcastShapes([x.shape, target], ctx.node) }];
     },
     vjp: (c) => [c.b.unbroadcast(c.dy(0)!, c.b.shape(c.input(0)))],
   },
@@ -131,7 +171,7 @@ export const shapeOps: OpDef[] = [
     nonDifferentiable: [0, 1, 2],
     infer: (ctx) => {
       const idx = requireInput(ctx, 0);
-      const depth = constantInts(ctx, 1, 'depth')[0];
+      const depth = shapeInput(ctx, 1)?.[0] ?? unknownDim(ctx.node, -1);
       const rank = idx.shape.length + 1;
       const axis = normalizeAxis(attrInt(ctx.node, 'axis', -1), rank, ctx.node);
       const shape = [...idx.shape];
@@ -145,14 +185,24 @@ export const shapeOps: OpDef[] = [
     infer: (ctx) => {
       const v = ctx.node.attrs.value;
       const dtype = v && v.kind === 'tensor' ? v.value.dtype : DType.FLOAT;
-      return [{ dtype, shape: constantInts(ctx, 0, 'shape') }];
+      const shape = shapeInput(ctx, 0) ?? Array.from({ length: shapeInputLength(ctx, 0, 'shape') }, (_, k) => unknownDim(ctx.node, k));
+      return [{ dtype, shape }];
     },
   },
-  {
-    opType: 'Range',
-    domain: '',
-    infer: (ctx) => [{ dtype: requireInput(ctx, 0).dtype, shape: [`${ctx.node.name}_len`] }],
-  },
+  { opType: 'Range', domain: '', infer: inferRange },
+  // Trilu-14: keeps the upper (or lower) triangle of the last two axes; the shape is the input's.
+  { opType: 'Trilu', domain: '', nonDifferentiable: [1], infer: (ctx) => [requireInput(ctx, 0)] },
 ];
+
+/** Range-11: max(ceil((limit - start) / delta), 0) elements; Range(0, T, 1) of a symbolic T has T elements. */
+function inferRange(ctx: InferContext) {
+  const [start, limit, delta] = [0, 1, 2].map((i) => shapeInput(ctx, i)?.[0]);
+  let length: Dim;
+  if (typeof start === 'number' && typeof limit === 'number' && typeof delta === 'number' && delta !== 0) {
+    length = Math.max(Math.ceil((limit - start) / delta), 0);
+  } else if (delta === 1 && start !== undefined && limit !== undefined) length = subDims(limit, start);
+  else length = unknownDim(ctx.node, 0);
+  return [{ dtype: requireInput(ctx, 0).dtype, shape: [length] }];
+}
 
 defineOps(shapeOps);

@@ -4,6 +4,8 @@ import { attrInt, attrInts, attrString, Dim, Node, Shape } from '../ir/graph';
 import { Tensor } from '../ir/tensor';
 import { defineOps, InferContext, OpDef, VjpContext } from './registry';
 import { normalizeAxis, requireInput } from './shape-utils';
+import { shapeInput, shapeInputLength, unknownDim } from './shape';
+import { mulDims } from '../ir/dims';
 
 // Ops that copy or rearrange elements: Concat, Split, Slice, Pad, Tile. Their gradients route dy back to
 // where each element came from (Split <-> Concat, Slice <-> Pad) and sum where one element went to many
@@ -34,6 +36,15 @@ function intsFromInputOrAttr(node: Node, constant: (i: number) => Tensor | undef
     return t.toNumbers();
   }
   return attrInts(node, attr, undefined);
+}
+
+/**
+ * Integers of input `index` for shape inference: its known elements (a constant, or numbers and symbolic dims
+ * from the partial evaluator), the attribute in older models, or 'unknown' where computed at run time.
+ */
+function inferInts(ctx: InferContext, index: number, attr: string): Dim[] | 'unknown' | undefined {
+  if (ctx.node.inputs[index]) return shapeInput(ctx, index) ?? 'unknown';
+  return attrInts(ctx.node, attr, undefined);
 }
 
 function staticDim(d: Dim, node: Node, what: string): number {
@@ -68,8 +79,10 @@ function concatVjp(c: VjpContext) {
 }
 
 /** Split sizes: the split input (opset 13+) or attribute, else equal parts (the last smaller, as opset 18). */
-function splitSizes(node: Node, constant: (i: number) => Tensor | undefined, dim: Dim): Dim[] {
-  const explicit = intsFromInputOrAttr(node, constant, 1, 'split');
+function splitSizes(ctx: InferContext, dim: Dim, axis: number): Dim[] {
+  const node = ctx.node;
+  const explicit = inferInts(ctx, 1, 'split');
+  if (explicit === 'unknown') return node.outputs.map((_, i) => unknownDim(node, axis, i));
   if (explicit) return explicit;
   const n = attrInt(node, 'num_outputs', node.outputs.length);
   if (typeof dim !== 'number') return Array.from({ length: n }, (_, i) => `${node.name}_part${i}`);
@@ -80,7 +93,7 @@ function splitSizes(node: Node, constant: (i: number) => Tensor | undefined, dim
 function inferSplit(ctx: InferContext) {
   const x = requireInput(ctx, 0);
   const axis = normalizeAxis(attrInt(ctx.node, 'axis', 0), x.shape.length, ctx.node);
-  const sizes = splitSizes(ctx.node, ctx.constant, x.shape[axis]);
+  const sizes = splitSizes(ctx, x.shape[axis], axis);
   const total = sizes.reduce((p: number, q) => p + (typeof q === 'number' ? q : NaN), 0);
   if (typeof x.shape[axis] === 'number' && !Number.isNaN(total) && total !== x.shape[axis]) {
     throw new Error(`node '${ctx.node.name}' (Split): sizes [${sizes}] do not add up to dim ${x.shape[axis]} of axis ${axis}`);
@@ -134,15 +147,41 @@ function resolveSlice(s: SliceAxis, dim: number): SliceAxis & { length: number }
   return { ...s, start, end, length };
 }
 
+/**
+ * Slice output dims. Starts/ends computed at run time (mask[:, :, :T, :T] with T from Shape) are read from the
+ * partial evaluator's values: x[0:T] of a size T is T (ONNX Runtime clamps T to the dim, and a mask sliced to
+ * the sequence length fits it); dims nothing determines stay symbolic.
+ */
 function inferSlice(ctx: InferContext) {
   const x = requireInput(ctx, 0);
+  const node = ctx.node;
   const shape = [...x.shape];
-  for (const s of sliceParams(ctx.node, ctx.constant, x.shape.length)) {
-    const dim = x.shape[s.axis];
-    if (typeof dim === 'number') shape[s.axis] = resolveSlice(s, dim).length;
-    else if (s.start >= 0 && s.end >= OPEN_END && s.step === 1) shape[s.axis] = s.start === 0 ? dim : `${dim}-${s.start}`;
-    else if (s.start >= 0 && s.end >= 0 && s.end < OPEN_END && s.step > 0) shape[s.axis] = Math.ceil((s.end - s.start) / s.step);
-    else shape[s.axis] = `${ctx.node.name}_dim${s.axis}`;
+  const starts = inferInts(ctx, 1, 'starts');
+  const ends = inferInts(ctx, 2, 'ends');
+  if (!starts || !ends) throw new Error(`node '${node.name}' (Slice): starts and ends are missing`);
+  const axesGiven = inferInts(ctx, 3, 'axes');
+  const stepsGiven = inferInts(ctx, 4, 'steps');
+  if (axesGiven === 'unknown' || axesGiven?.some((a) => typeof a !== 'number')) return [{ dtype: x.dtype, shape: shape.map((_, k) => unknownDim(node, k)) }];
+  const count = starts !== 'unknown' ? starts.length : ends !== 'unknown' ? ends.length : (axesGiven?.length ?? shapeInputLength(ctx, 1, 'starts'));
+  if (starts !== 'unknown' && ends !== 'unknown' && starts.length !== ends.length) {
+    throw new Error(`node '${node.name}' (Slice): starts and ends must have equal length, got [${starts}] and [${ends}]`);
+  }
+  const axes = ((axesGiven as number[] | undefined) ?? Array.from({ length: count }, (_, i) => i)).map((a) => normalizeAxis(a, x.shape.length, node));
+  for (let i = 0; i < count; i++) {
+    const axis = axes[i];
+    const dim = x.shape[axis];
+    const start = starts === 'unknown' ? undefined : starts[i];
+    const end = ends === 'unknown' ? undefined : ends[i];
+    const step = stepsGiven === 'unknown' ? undefined : (stepsGiven?.[i] ?? 1);
+    if (typeof start === 'number' && typeof end === 'number' && typeof step === 'number') {
+      if (step === 0) throw new Error(`node '${node.name}' (Slice): steps must be nonzero, got [${stepsGiven}]`);
+      const s = { axis, start, end, step };
+      if (typeof dim === 'number') shape[axis] = resolveSlice(s, dim).length;
+      else if (start >= 0 && end >= OPEN_END && step === 1) shape[axis] = start === 0 ? dim : `${dim}-${start}`;
+      else if (start >= 0 && end >= 0 && end < OPEN_END && step > 0) shape[axis] = Math.ceil((end - start) / step);
+      else shape[axis] = `${node.name}_dim${axis}`;
+    } else if (start === 0 && step === 1 && typeof end === 'string') shape[axis] = end;
+    else shape[axis] = unknownDim(node, axis);
   }
   return [{ dtype: x.dtype, shape }];
 }
@@ -250,9 +289,11 @@ function padVjp(c: VjpContext) {
 
 function inferTile(ctx: InferContext) {
   const x = requireInput(ctx, 0);
-  const repeats = intsFromInputOrAttr(ctx.node, ctx.constant, 1, 'repeats')!;
+  const repeats = inferInts(ctx, 1, 'repeats');
+  if (!repeats) throw new Error(`node '${ctx.node.name}' (Tile): repeats are missing`);
+  if (repeats === 'unknown') return [{ dtype: x.dtype, shape: x.shape.map((_, k) => unknownDim(ctx.node, k)) }];
   if (repeats.length !== x.shape.length) throw new Error(`node '${ctx.node.name}' (Tile): ${repeats.length} repeats for rank ${x.shape.length}`);
-  return [{ dtype: x.dtype, shape: x.shape.map((d, i) => (typeof d === 'number' ? d * repeats[i] : repeats[i] === 1 ? d : `${d}*${repeats[i]}`)) }];
+  return [{ dtype: x.dtype, shape: x.shape.map((d, i) => (repeats[i] === 1 ? d : mulDims(d, repeats[i]))) }];
 }
 
 /** dy viewed as [r0, d0, r1, d1, ...] summed over the repeat axes. */

@@ -1,0 +1,190 @@
+import { inferNode } from './builder';
+import { asDims, canEvaluate, evaluateNode, EvalValue, fromTensor, isSymbolic, shapeOfDims, toTensor } from './constant-kernels';
+import { DType, isFloat } from './dtype';
+import { Graph, Node, topologicalOrder, ValueType } from './graph';
+import { sizeOf } from './tensor';
+import { findOp } from '../ops/registry';
+
+// The partial evaluator (DESIGN.md, "Language models"): PyTorch computes shapes at run time (Shape -> Gather ->
+// Unsqueeze -> Concat -> Reshape, Slice ends from Shape, masks from ConstantOfShape + Trilu). Once the graph
+// inputs' shapes are known, every node whose inputs are constants, or whose value follows from known dims
+// (Shape of a value with static dims), is evaluated and folded into an initializer, so Reshape/Slice/Expand/
+// Tile/Range read constants. Where dims stay symbolic (batch, sequence), the node stays for ONNX Runtime, and
+// its value is kept element-wise in graph.shapeValues (Shape of [N, T, 4] is ['N', 'T', 4]; gathered at 2 it is
+// the constant 4), which shape inference reads to give Reshape etc. exact output dims.
+//
+// Parameters are never folded: a node reading a float initializer through which gradients reach an output
+// (Transpose(W) of a tied LM head) stays, or training would untie it.
+
+/** Largest folded tensor (elements): masks up to 1024 x 1024; anything larger stays a run-time computation. */
+export const MAX_FOLD_ELEMENTS = 1 << 20;
+/** Largest value kept element-wise for shape inference. */
+const MAX_SHAPE_VALUE = 64;
+
+export interface PropagateOptions {
+  /** Replace evaluated nodes by initializers (true) or only record shape values (false: inferTypes). */
+  fold: boolean;
+  /** Values that are never folded into constants (default: parameterLike(graph)). */
+  protect?: Set<string>;
+  /** Rewrites each node before it is inferred (import: opset normalisation); inputs are typed by then. */
+  rewrite?: (node: Node) => Node[];
+  /** Wraps a shape inference error (import names the model). */
+  inferError?: (node: Node, error: Error) => Error;
+}
+
+export interface PropagateResult {
+  /** Nodes replaced by initializers. */
+  folded: number;
+}
+
+/**
+ * Infers every value's type in topological order, evaluating what can be evaluated (see the file comment).
+ * With `fold`, evaluated nodes become initializers (same value names) and initializers left unused by that are
+ * removed; graph.nodes ends in topological order.
+ */
+export function propagateShapes(graph: Graph, options: PropagateOptions): PropagateResult {
+  // Without folding only small integer values are evaluated, which no parameter feeds.
+  const protect = options.protect ?? (options.fold ? parameterLike(graph) : new Set<string>());
+  graph.types = new Map();
+  for (const v of graph.inputs) graph.types.set(v.name, { dtype: v.dtype, shape: v.shape });
+  for (const [name, t] of graph.initializers) graph.types.set(name, { dtype: t.dtype, shape: t.dims });
+  graph.shapeValues = new Map();
+  const graphOutputs = new Set(graph.outputs.map((o) => o.name));
+  const known = new Map<string, EvalValue>();
+  const initializerValues = new Map<string, EvalValue | undefined>();
+  const valueOf = (name: string): EvalValue | undefined => {
+    const k = known.get(name);
+    if (k) return k;
+    const t = graph.initializers.get(name);
+    if (!t || t.size > MAX_FOLD_ELEMENTS) return undefined;
+    if (!initializerValues.has(name)) initializerValues.set(name, fromTensor(t));
+    return initializerValues.get(name);
+  };
+  const folded = new Set<string>();
+  const readByFolded = new Set<string>();
+  const kept: Node[] = [];
+  let count = 0;
+
+  const visit = (node: Node) => {
+    let types: ValueType[];
+    try {
+      types = inferNode(graph, node);
+    } catch (e) {
+      throw options.inferError ? options.inferError(node, e as Error) : e;
+    }
+    node.outputs.forEach((o, i) => {
+      if (o && types[i]) graph.types.set(o, types[i]);
+    });
+    const values = evaluate(node, types);
+    if (values && options.fold && values.every((v) => !isSymbolic(v)) && !node.outputs.some((o) => graphOutputs.has(o))) {
+      node.outputs.forEach((o, i) => {
+        if (!o) return;
+        const t = toTensor(values[i]);
+        graph.initializers.set(o, t);
+        graph.types.set(o, { dtype: t.dtype, shape: t.dims });
+        folded.add(o);
+      });
+      for (const i of node.inputs) if (i) readByFolded.add(i);
+      count++;
+      return;
+    }
+    if (values) {
+      node.outputs.forEach((o, i) => {
+        const v = values[i];
+        if (!o || !v || sizeOf(v.dims) > MAX_SHAPE_VALUE) return;
+        known.set(o, v);
+        if (v.dtype === DType.INT64 || v.dtype === DType.INT32) graph.shapeValues.set(o, asDims(v));
+      });
+    }
+    kept.push(node);
+  };
+
+  const evaluate = (node: Node, types: ValueType[]): EvalValue[] | undefined => {
+    if (!canEvaluate(node)) return undefined;
+    const limit = options.fold ? MAX_FOLD_ELEMENTS : MAX_SHAPE_VALUE;
+    for (const t of types) {
+      if (t.shape.some((d) => typeof d !== 'number') || sizeOf(t.shape as number[]) > limit) return undefined;
+      if (!options.fold && isFloat(t.dtype)) return undefined;
+    }
+    if (node.opType === 'Shape' || node.opType === 'Size') {
+      const x = graph.typeOf(node.inputs[0]);
+      if (node.opType === 'Size') return x.shape.every((d) => typeof d === 'number') ? [{ dtype: DType.INT64, dims: [], data: [BigInt(sizeOf(x.shape as number[]))] }] : undefined;
+      return [shapeOfDims(node, x.shape)];
+    }
+    if (node.inputs.some((i) => protect.has(i))) return undefined;
+    const inputs: (EvalValue | undefined)[] = [];
+    for (const name of node.inputs) {
+      if (!name) {
+        inputs.push(undefined);
+        continue;
+      }
+      const v = valueOf(name);
+      if (!v) return undefined;
+      inputs.push(v);
+    }
+    return evaluateNode(node, inputs);
+  };
+
+  for (const node of topologicalOrder(graph)) {
+    for (const n of options.rewrite ? options.rewrite(node) : [node]) visit(n);
+  }
+  if (options.fold || options.rewrite) graph.nodes = kept;
+  if (count > 0) {
+    // Shape computations that only fed folded nodes (Shape of a value with a symbolic batch, gathered at a
+    // static axis) are dead now.
+    const used = new Set<string>([...graphOutputs]);
+    const live: Node[] = [];
+    for (let k = kept.length - 1; k >= 0; k--) {
+      const n = kept[k];
+      if (canEvaluate(n) && !n.outputs.some((o) => o && used.has(o))) {
+        for (const o of n.outputs) graph.shapeValues.delete(o);
+        continue;
+      }
+      for (const i of n.inputs) used.add(i);
+      live.push(n);
+    }
+    graph.nodes = live.reverse();
+    for (const name of [...folded, ...readByFolded]) {
+      if (!used.has(name) && graph.initializers.has(name) && !graph.inputs.some((v) => v.name === name)) {
+        graph.initializers.delete(name);
+        graph.types.delete(name);
+      }
+    }
+  }
+  for (const out of graph.outputs) {
+    const t = graph.types.get(out.name);
+    if (t) Object.assign(out, t);
+  }
+  return { folded: count };
+}
+
+/**
+ * Folds every shape computation the graph's input shapes determine (see the file comment) and re-infers all
+ * types: call after fixing input dims (the training batch and sequence length). Returns the number of nodes folded.
+ */
+export function foldShapeComputations(graph: Graph): number {
+  return propagateShapes(graph, { fold: true }).folded;
+}
+
+/**
+ * Float initializers (more than one element) through which a gradient can reach a graph output: learned
+ * weights, never folded. A buffer read only through non-differentiable paths (a causal-mask table compared
+ * with Equal, a shape, indices) is not one. Ops missing from the op table count as differentiable everywhere.
+ */
+export function parameterLike(graph: Graph): Set<string> {
+  const reach = new Set(graph.outputs.map((o) => o.name));
+  const order = topologicalOrder(graph);
+  for (let k = order.length - 1; k >= 0; k--) {
+    const node = order[k];
+    if (!node.outputs.some((o) => o && reach.has(o))) continue;
+    const def = findOp(node.domain, node.opType);
+    if (def && !def.vjp) continue;
+    const blocked = new Set(def?.nonDifferentiable ?? []);
+    node.inputs.forEach((name, i) => {
+      if (name && !blocked.has(i)) reach.add(name);
+    });
+  }
+  const out = new Set<string>();
+  for (const [name, t] of graph.initializers) if (reach.has(name) && isFloat(t.dtype) && t.size > 1) out.add(name);
+  return out;
+}

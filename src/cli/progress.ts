@@ -39,6 +39,13 @@ export class Progress {
     }
   }
 
+  /** A line of its own (e.g. a validation result) without breaking the bar. */
+  note(line: string): void {
+    if (this.bar) this.bar.stop();
+    console.error(`${this.label} ${line}`);
+    if (this.bar) this.bar.start(this.bar.getTotal(), this.bar.getProgress() * this.bar.getTotal());
+  }
+
   stop(): void {
     this.bar?.stop();
   }

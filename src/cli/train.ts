@@ -116,6 +116,7 @@ export async function runTrainCommand(o: Record<string, any>, label = 'train', e
     resume: Boolean(o.resume),
     hooks: {
       onStart: ({ totalSteps, startStep }) => progress.start(totalSteps, startStep),
+      log: (line) => progress.note(line),
       onStep: (s) => {
         const accuracy = languageModel ? s.correct / config.batch : s.correct / config.batch;
         correctEma = correctEma === 0 ? accuracy : 0.95 * correctEma + 0.05 * accuracy;

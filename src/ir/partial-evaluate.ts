@@ -18,6 +18,18 @@ import { findOp } from '../ops/registry';
 
 /** Largest folded tensor (elements): masks up to 1024 x 1024; anything larger stays a run-time computation. */
 export const MAX_FOLD_ELEMENTS = 1 << 20;
+/**
+ * graph.metadata key listing the float initializers the evaluator made (a folded attention mask): constants, not
+ * parameters, although gradients could reach them; kept in metadata so that it survives saving the model.
+ */
+export const FOLDED_CONSTANTS_KEY = 'qatkit.folded_constants';
+
+/** Float initializers the partial evaluator folded (see FOLDED_CONSTANTS_KEY). */
+export function foldedConstants(graph: Graph): Set<string> {
+  const list = graph.metadata[FOLDED_CONSTANTS_KEY];
+  return new Set(list ? (JSON.parse(list) as string[]) : []);
+}
+
 /** Largest value kept element-wise for shape inference. */
 const MAX_SHAPE_VALUE = 64;
 
@@ -151,6 +163,13 @@ export function propagateShapes(graph: Graph, options: PropagateOptions): Propag
       }
     }
   }
+  if (count > 0) {
+    const constants = foldedConstants(graph);
+    for (const name of folded) if (isFloat(graph.initializers.get(name)?.dtype ?? DType.INT64)) constants.add(name);
+    const kept = [...constants].filter((n) => graph.initializers.has(n));
+    if (kept.length) graph.metadata[FOLDED_CONSTANTS_KEY] = JSON.stringify(kept);
+    else delete graph.metadata[FOLDED_CONSTANTS_KEY];
+  }
   for (const out of graph.outputs) {
     const t = graph.types.get(out.name);
     if (t) Object.assign(out, t);
@@ -167,11 +186,11 @@ export function foldShapeComputations(graph: Graph): number {
 }
 
 /**
- * Float initializers (more than one element) through which a gradient can reach a graph output: learned
- * weights, never folded. A buffer read only through non-differentiable paths (a causal-mask table compared
- * with Equal, a shape, indices) is not one. Ops missing from the op table count as differentiable everywhere.
+ * Values from which a gradient can reach a graph output: through inputs that the op's gradient rule
+ * differentiates. Ops without a gradient rule (Shape, Equal, ...) and non-differentiable inputs (indices, shapes)
+ * stop it; ops missing from the op table count as differentiable everywhere.
  */
-export function parameterLike(graph: Graph): Set<string> {
+export function gradientReach(graph: Graph): Set<string> {
   const reach = new Set(graph.outputs.map((o) => o.name));
   const order = topologicalOrder(graph);
   for (let k = order.length - 1; k >= 0; k--) {
@@ -184,7 +203,18 @@ export function parameterLike(graph: Graph): Set<string> {
       if (name && !blocked.has(i)) reach.add(name);
     });
   }
+  return reach;
+}
+
+/**
+ * Float initializers (more than one element) through which a gradient can reach a graph output: learned
+ * weights, never folded. A buffer read only through non-differentiable paths (a causal-mask table compared
+ * with Equal, a shape, indices) is not one, nor is a value the evaluator folded (FOLDED_CONSTANTS_KEY).
+ */
+export function parameterLike(graph: Graph): Set<string> {
+  const reach = gradientReach(graph);
+  const constants = foldedConstants(graph);
   const out = new Set<string>();
-  for (const [name, t] of graph.initializers) if (reach.has(name) && isFloat(t.dtype) && t.size > 1) out.add(name);
+  for (const [name, t] of graph.initializers) if (reach.has(name) && isFloat(t.dtype) && t.size > 1 && !constants.has(name)) out.add(name);
   return out;
 }

@@ -1,5 +1,6 @@
 import { isFloat } from '../ir/dtype';
 import { Graph } from '../ir/graph';
+import { foldedConstants, gradientReach } from '../ir/partial-evaluate';
 import { findOp } from '../ops/registry';
 
 export interface InitializerClasses {
@@ -21,12 +22,17 @@ const BATCH_NORM_OPS = new Set(['BatchNormalization', 'BatchNormTrain']);
 
 /**
  * Sorts a graph's initializers into trainable parameters, BN running statistics and constants. A float
- * initializer is a parameter when some op reads it through an input the op's gradient rule differentiates.
+ * initializer is a parameter when some op reads it through an input the op's gradient rule differentiates and a
+ * gradient path leads from it to a graph output.
  * Exception: a one-element float initializer read only by non-layer ops (Add, Mul, Div, Pow, ...) is a
  * constant: exporters inline literals such as 0.5, sqrt(2) or epsilon that way, and training them would
  * change the model's function, not its weights.
  */
 export function classifyInitializers(graph: Graph): InitializerClasses {
+  // A tensor no gradient path connects to an output (a causal-mask buffer compared with Equal) is a constant.
+  const reach = gradientReach(graph);
+  // Values the partial evaluator folded (an attention mask computed from shapes) are constants too.
+  const folded = foldedConstants(graph);
   const uses = new Map<string, { opType: string; differentiable: boolean; statistic: boolean }[]>();
   for (const node of graph.nodes) {
     const def = findOp(node.domain, node.opType);
@@ -45,7 +51,7 @@ export function classifyInitializers(graph: Graph): InitializerClasses {
     const list = uses.get(name) ?? [];
     if (!isFloat(tensor.dtype)) out.constants.push(name);
     else if (list.some((u) => u.statistic)) out.runningStats.push(name);
-    else if (list.some((u) => u.differentiable && (LAYER_OPS.has(u.opType) || tensor.size > 1))) out.params.push(name);
+    else if (reach.has(name) && !folded.has(name) && list.some((u) => u.differentiable && (LAYER_OPS.has(u.opType) || tensor.size > 1))) out.params.push(name);
     else out.constants.push(name);
   }
   return out;

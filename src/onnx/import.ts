@@ -1,11 +1,16 @@
 import '../ops';
-import { inferNode } from '../ir/builder';
 import { dtypeName } from '../ir/dtype';
-import { Graph, Node, Shape, ValueInfo, topologicalOrder } from '../ir/graph';
+import { Graph, Shape, ValueInfo } from '../ir/graph';
+import { parameterLike, propagateShapes } from '../ir/partial-evaluate';
 import { findOp, registeredOps } from '../ops/registry';
 import { constantsToInitializers } from './constants';
 import { loadModel } from './model-io';
 import { INTERNAL_OPSET, MAX_IMPORT_OPSET, MIN_IMPORT_OPSET, normalizeNode, replacementOps } from './opset-normalize';
+import { readableParameterNames } from './parameter-names';
+import { addNote, IMPORT_NOTES_KEY, resolveInitializerCopies, retieEqualInitializers, TIED_KEY, TieRecord } from './tie-weights';
+
+export { originalParameterName, PARAMETER_NAMES_KEY } from './parameter-names';
+export type { TieRecord } from './tie-weights';
 
 export { classifyInitializers } from './classify-initializers';
 export type { InitializerClasses } from './classify-initializers';
@@ -19,8 +24,10 @@ export interface ImportOptions {
 
 /**
  * Reads an ONNX model (opset 13..21) and returns a Graph ready for qatkit: every op known to the op table,
- * Constant nodes turned into initializers, ops rewritten to opset-17 conventions, nodes in topological
- * order and the type of every value in graph.types.
+ * Constant nodes turned into initializers, ops rewritten to opset-17 conventions, shape computations that the
+ * input shapes determine folded into constants (ir/partial-evaluate.ts), tied weights re-tied, exporter-made
+ * parameter names replaced by module paths, nodes in topological order and the type of every value in
+ * graph.types. What the importer changed is listed in graph.metadata (importNotes).
  */
 export function importModel(file: string, options: ImportOptions = {}): Graph {
   return prepareImportedGraph(loadModel(file), { source: file, ...options });
@@ -32,13 +39,47 @@ export function prepareImportedGraph(graph: Graph, options: ImportOptions = {}):
   const opset = checkOpset(graph, source);
   checkSupportedOps(graph, opset, source);
   constantsToInitializers(graph);
+  // Older exporters list initializers among the graph inputs too (IR < 4 style); they are weights, not inputs.
+  graph.inputs = graph.inputs.filter((v) => !graph.initializers.has(v.name));
   applyInputShapes(graph, options.inputShapes ?? {}, source);
   for (const [name, t] of graph.initializers) graph.types.set(name, { dtype: t.dtype, shape: t.dims });
-  graph.nodes = normalizeAndInfer(graph, opset, source);
+  const notes: string[] = [];
+  const readBefore = new Set(graph.nodes.flatMap((n) => n.inputs));
+  resolveInitializerCopies(graph, notes);
+  retieEqualInitializers(graph, parameterLike(graph), notes);
+  normalizeFoldAndInfer(graph, opset, source, notes);
+  dropUnusedInitializers(graph, readBefore);
   graph.outputs = graph.outputs.map((o) => reconcileOutput(graph, o, source));
+  readableParameterNames(graph, [...parameterLike(graph), ...batchNormStatistics(graph)]);
   const domains = new Set(graph.nodes.map((n) => n.domain).filter((d) => d !== ''));
   graph.opsets = { '': INTERNAL_OPSET, ...Object.fromEntries([...domains].map((d) => [d, graph.opsets[d] ?? 1])) };
+  for (const line of notes) addNote(graph, IMPORT_NOTES_KEY, line);
   return graph;
+}
+
+/** What the importer changed that a user should know (training-mode BN, re-tied weights, ...), one line each. */
+export function importNotes(graph: Graph): string[] {
+  return graph.metadata[IMPORT_NOTES_KEY] ? (JSON.parse(graph.metadata[IMPORT_NOTES_KEY]) as string[]) : [];
+}
+
+/** Weights the importer re-tied (a transposed LM-head copy) or found shared. */
+export function tiedWeights(graph: Graph): TieRecord[] {
+  return graph.metadata[TIED_KEY] ? (JSON.parse(graph.metadata[TIED_KEY]) as TieRecord[]) : [];
+}
+
+function batchNormStatistics(graph: Graph): string[] {
+  return graph.nodes.filter((n) => n.opType === 'BatchNormalization').flatMap((n) => n.inputs.slice(3, 5)).filter((i) => graph.initializers.has(i));
+}
+
+/** Initializers that only nodes the import replaced read (a training-mode Dropout's ratio and mode). */
+function dropUnusedInitializers(graph: Graph, readBefore: Set<string>): void {
+  const used = new Set(graph.outputs.map((o) => o.name));
+  for (const n of graph.nodes) for (const i of n.inputs) used.add(i);
+  for (const name of [...graph.initializers.keys()]) {
+    if (used.has(name) || !readBefore.has(name)) continue;
+    graph.initializers.delete(name);
+    graph.types.delete(name);
+  }
 }
 
 function checkOpset(graph: Graph, source: string): number {
@@ -89,31 +130,23 @@ function applyInputShapes(graph: Graph, shapes: Record<string, Shape>, source: s
   }
 }
 
-/** Normalises each node to opset 17 and infers its outputs, in topological order; returns the new node list. */
-function normalizeAndInfer(graph: Graph, opset: number, source: string): Node[] {
-  const ctx = { graph, opset };
-  const out: Node[] = [];
-  for (const node of topologicalOrder(graph)) {
-    let replaced: Node[];
-    try {
-      replaced = normalizeNode(node, ctx);
-    } catch (e) {
-      throw new Error(`${source}: cannot convert opset ${opset} to ${INTERNAL_OPSET}: ${(e as Error).message}`);
-    }
-    for (const n of replaced) {
-      let types;
+/**
+ * Normalises each node to opset 17, then infers its outputs and folds what the partial evaluator can evaluate,
+ * in topological order (one pass: a rule that needs a constant input sees the folded value).
+ */
+function normalizeFoldAndInfer(graph: Graph, opset: number, source: string, notes: string[]): void {
+  const ctx = { graph, opset, notes };
+  propagateShapes(graph, {
+    fold: true,
+    rewrite: (node) => {
       try {
-        types = inferNode(graph, n);
+        return normalizeNode(node, ctx);
       } catch (e) {
-        throw new Error(`${source}: shape inference failed at node '${n.name}' (${n.opType}): ${(e as Error).message}`);
+        throw new Error(`${source}: cannot convert opset ${opset} to ${INTERNAL_OPSET}: ${(e as Error).message}`);
       }
-      n.outputs.forEach((o, i) => {
-        if (o && types[i]) graph.types.set(o, types[i]);
-      });
-      out.push(n);
-    }
-  }
-  return out;
+    },
+    inferError: (n, e) => new Error(`${source}: shape inference failed at node '${n.name}' (${n.opType}): ${e.message}`),
+  });
 }
 
 /** The inferred type of a graph output, checked against (and completed by) the declared one. */

@@ -1,5 +1,6 @@
 import { Attr, attrInt, attrString, Graph, Node } from '../ir/graph';
 import { Tensor } from '../ir/tensor';
+import { einsumToMatMul } from './einsum';
 
 /**
  * Rewrites nodes of an opset 13..21 model into qatkit's internal opset-17 conventions. Each rule cites the
@@ -16,6 +17,8 @@ export interface NormalizeContext {
   graph: Graph;
   /** The default-domain opset the model was exported with. */
   opset: number;
+  /** What the rules changed that a user should know (training-mode BN imported in inference form, ...). */
+  notes?: string[];
 }
 
 interface Rule {
@@ -37,13 +40,13 @@ function constantInput(node: Node, ctx: NormalizeContext, index: number, what: s
   return t!.toNumbers();
 }
 
-function freshName(ctx: NormalizeContext, base: string): string {
+export function freshName(ctx: NormalizeContext, base: string): string {
   let name = base;
   for (let i = 1; ctx.graph.hasValue(name) || ctx.graph.nodes.some((n) => n.outputs.includes(name)); i++) name = `${base}_${i}`;
   return name;
 }
 
-function addInitializer(ctx: NormalizeContext, base: string, t: Tensor): string {
+export function addInitializer(ctx: NormalizeContext, base: string, t: Tensor): string {
   const name = freshName(ctx, base);
   ctx.graph.initializers.set(name, t);
   ctx.graph.types.set(name, { dtype: t.dtype, shape: t.dims });
@@ -114,12 +117,42 @@ function padAxesToFullPads(node: Node, ctx: NormalizeContext): Node[] {
   return [{ ...node, inputs }];
 }
 
-/** BatchNormalization-9 (opsets 13): extra outputs mean training mode, which qatkit imports only in inference form. */
-function batchNormFrom9(node: Node): Node[] {
-  if (node.outputs.slice(1).some((o) => o)) {
-    fail(node, 'training-mode BatchNormalization (opset-9 form with mean/var outputs) cannot be imported; export the model in eval mode');
+function consumed(ctx: NormalizeContext, value: string): boolean {
+  return !!value && (ctx.graph.nodes.some((n) => n.inputs.includes(value)) || ctx.graph.outputs.some((o) => o.name === value));
+}
+
+/**
+ * Training-mode BatchNormalization (torch.onnx.export with TrainingMode.PRESERVE on a train-mode model):
+ * BatchNormalization-9 with running mean/var (and saved mean/var) outputs at opset 13, or BatchNormalization-15
+ * with training_mode=1 and running-stat outputs. Imported in inference form: the scale, bias and running
+ * statistics are what qatkit trains (with batch statistics again, train/batchnorm-mode.ts) and evaluates. An extra
+ * output some node reads becomes an Identity of the running statistic it stands for.
+ */
+function batchNormToInference(node: Node, ctx: NormalizeContext): Node[] {
+  const training = attrInt(node, 'training_mode', 0) === 1 || node.outputs.slice(1).some((o) => o);
+  if (!training) return [node];
+  ctx.notes?.push(`'${node.name}' (BatchNormalization) was exported in training mode; imported in inference form (running statistics)`);
+  const out: Node[] = [{ ...node, outputs: [node.outputs[0]], attrs: withoutAttrs(node, ['training_mode']) }];
+  node.outputs.forEach((o, i) => {
+    if (i === 0 || !consumed(ctx, o)) return;
+    // Outputs 1/3 are means, 2/4 variances (BatchNormalization-9: mean, var, saved_mean, saved_var).
+    const stat = node.inputs[i % 2 === 1 ? 3 : 4];
+    out.push({ opType: 'Identity', domain: '', name: `${node.name}/stat${i}`, inputs: [stat], outputs: [o], attrs: {} });
+  });
+  return out;
+}
+
+/**
+ * Dropout-12/13 with training_mode true (a train-mode export) imports in inference form, y = x: qatkit's training
+ * step does not drop activations of imported models. The mask output, where read, is then all true.
+ */
+function dropoutToInference(node: Node, ctx: NormalizeContext): Node[] {
+  if (!node.inputs[2]) return [node];
+  const mode = ctx.graph.initializers.get(node.inputs[2]);
+  if (!mode || mode.toNumbers()[0] !== 0) {
+    ctx.notes?.push(`'${node.name}' (Dropout) was exported in training mode; imported in inference form (no dropout)`);
   }
-  return [node];
+  return [{ ...node, inputs: node.inputs.slice(0, 2) }];
 }
 
 /** Gelu-20 is not an opset-17 op: qatkit's own ai.qatkit.Gelu (same attributes) is lowered to Erf/Tanh forms. */
@@ -148,7 +181,9 @@ const RULES: Record<string, Rule[]> = {
   ...Object.fromEntries(REDUCE_WITH_AXES_INPUT_SINCE_18.map((op) => [op, [{ since: 18, apply: reduceAxesToAttribute }]])),
   Split: [{ since: 18, apply: splitNumOutputsToInput }],
   Pad: [{ since: 18, apply: padAxesToFullPads }],
-  BatchNormalization: [{ since: 13, until: 14, apply: batchNormFrom9 }],
+  BatchNormalization: [{ since: 13, apply: batchNormToInference }],
+  Dropout: [{ since: 13, apply: dropoutToInference }],
+  Einsum: [{ since: 13, apply: einsumToMatMul, emits: [['', 'Transpose'], ['', 'Reshape'], ['', 'MatMul'], ['', 'ReduceSum']] }],
   // AveragePool-19 added dilations; opset 17 pools without them.
   AveragePool: [{ since: 19, apply: (n) => [dropDefault(n, 'dilations', (a) => a.kind === 'ints' && a.value.every((d) => d === 1), 'dilations other than 1 (AveragePool-19)')] }],
   // Cast-19 saturate only affects float8 targets, which qatkit does not use.

@@ -2,7 +2,8 @@ import { differentiate } from '../autodiff/grad';
 import { GraphBuilder } from '../ir/builder';
 import { DType } from '../ir/dtype';
 import { Graph } from '../ir/graph';
-import { inferTypes, initializersToInputs } from '../ir/infer';
+import { initializersToInputs } from '../ir/infer';
+import { foldShapeComputations } from '../ir/partial-evaluate';
 import { Tensor } from '../ir/tensor';
 import { Model } from '../models/model';
 import '../ops';
@@ -10,6 +11,7 @@ import { convsFromPatches } from '../ops/conv';
 import { elideOutputCopies } from './elide-output-copies';
 import { toTrainingBatchNorm } from './batchnorm-mode';
 import { fuseConvBatchNorm } from './fuse-conv-batchnorm';
+import { fuseGelu } from './fuse-gelu';
 import { hoistMaxPools } from './hoist-max-pool';
 import { OBSERVE_INPUT, toTrainingObservers, ObserverStatNames } from '../quant/observer-op';
 import { correctCount, softmaxCrossEntropy, tokenCorrectCount, tokenCrossEntropy } from './losses';
@@ -103,7 +105,8 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
   const stateNames = [...model.params, ...model.runningStats, ...observerStats];
   const initial = new Map(stateNames.map((n) => [n, base.initializers.get(n)!]));
   initializersToInputs(base, stateNames);
-  inferTypes(base);
+  // The batch (and sequence) dims are fixed now: shape computations of imported models become constants.
+  foldShapeComputations(base);
 
   const bnMode = options.freezeBatchNorm ? { graph: base, runningStats: [] } : toTrainingBatchNorm(base);
   let graph = bnMode.graph;
@@ -117,6 +120,7 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
   // Hoisting first puts each MaxPool right after its batch norm, where ConvBatchNormTrain can absorb it.
   hoistMaxPools(graph);
   fuseConvBatchNorm(graph, model.params);
+  if (!process.env.P10_NO_GELU) fuseGelu(graph);
   graph.outputs = [];
   graph.name = `${model.name}_train_step`;
   const b = new GraphBuilder(graph, 'step/');

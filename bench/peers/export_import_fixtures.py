@@ -1,0 +1,221 @@
+"""Exports the PyTorch fixtures of test/onnx/pytorch-import.test.ts (issue 10: import any model
+torch.onnx.export writes), the way a user's first export would write them: shapes computed at run time
+(Shape -> Gather -> Unsqueeze -> Concat -> Reshape, Slice ends from Shape), dynamic batch and sequence axes,
+default constant folding (which unties a tied LM head into a transposed copy).
+
+Run with Debian's PyTorch 1.13:  /usr/bin/python3 bench/peers/export_import_fixtures.py
+
+Each NAME.onnx in test/fixtures/ has NAME_expected.json beside it: the input PyTorch was given (float images
+or int64 token ids), the logits it computed in eval mode, and the export settings.
+
+- torch_cnn_view: Conv/ReLU/MaxPool CNN flattened by x.view(x.size(0), -1) (BN folded by the EVAL export).
+- torch_cnn_train_bn15 / torch_cnn_train_bn13: a CNN with BatchNorm2d and Dropout exported in training mode
+  (TrainingMode.PRESERVE on a train-mode model): opset 15 BN with training_mode=1 and running-stat outputs,
+  opset 13 BN with mean/var outputs, Dropout with training_mode = true. Logits: eval mode (running stats).
+- torch_mha_causal: nn.MultiheadAttention (batch_first) on float [B, T, 32] with a causal mask built from
+  x.size(1) (triu of -inf), then a Linear head.
+- torch_nanogpt: nanoGPT-style decoder (token + position embedding, fused qkv Linear + split, view/transpose,
+  tril buffer + masked_fill(-inf), GELU, LayerNorm, head tied to the token embedding), vocab 64, dim 32,
+  2 layers, 4 heads, context 16; int64 ids [B, T] with dynamic batch and sequence axes.
+- torch_encoder_lm: token embedding + learned positions (a Parameter sliced to T) + nn.TransformerEncoder
+  with a causal mask + untied Linear head; int64 ids [B, T], dynamic axes.
+"""
+import json
+import math
+import os
+import warnings
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, '..', '..', 'test', 'fixtures')
+
+
+class CnnView(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc(x.view(x.size(0), -1))
+
+
+class CnnTrainBn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(6)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.drop = nn.Dropout(0.25)
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
+        return self.fc(self.drop(torch.flatten(x, 1)))
+
+
+class MhaCausal(nn.Module):
+    def __init__(self, dim: int = 32, heads: int = 4, out: int = 8):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.head = nn.Linear(dim, out)
+
+    def forward(self, x):
+        t = x.size(1)
+        mask = torch.triu(torch.full((t, t), float('-inf')), diagonal=1)
+        y, _ = self.attn(x, x, x, attn_mask=mask, need_weights=False)
+        return self.head(x + y)
+
+
+class CausalSelfAttention(nn.Module):
+    """nanoGPT's (Karpathy) attention without flash: fused c_attn, split, view/transpose, tril buffer."""
+
+    def __init__(self, dim: int, heads: int, context: int):
+        super().__init__()
+        self.c_attn = nn.Linear(dim, 3 * dim)
+        self.c_proj = nn.Linear(dim, dim)
+        self.heads = heads
+        self.dim = dim
+        self.register_buffer('bias', torch.tril(torch.ones(context, context)).view(1, 1, context, context))
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(self.dim, dim=2)
+        k = k.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        q = q.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        v = v.view(B, T, self.heads, C // self.heads).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float('-inf'))
+        att = F.softmax(att, dim=-1)
+        y = (att @ v).transpose(1, 2).contiguous().view(B, T, C)
+        return self.c_proj(y)
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int, context: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(dim)
+        self.attn = CausalSelfAttention(dim, heads, context)
+        self.ln_2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential()
+        self.mlp.c_fc = nn.Linear(dim, 4 * dim)
+        self.mlp.gelu = nn.GELU()
+        self.mlp.c_proj = nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class NanoGpt(nn.Module):
+    def __init__(self, vocab: int = 64, dim: int = 32, layers: int = 2, heads: int = 4, context: int = 16):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, dim)
+        self.wpe = nn.Embedding(context, dim)
+        self.h = nn.ModuleList([Block(dim, heads, context) for _ in range(layers)])
+        self.ln_f = nn.LayerNorm(dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied
+        for name, p in self.named_parameters():
+            if p.dim() > 1:
+                nn.init.normal_(p, 0.0, 0.2)
+
+    def forward(self, idx):
+        t = idx.size(1)
+        pos = torch.arange(0, t, dtype=torch.long, device=idx.device)
+        x = self.wte(idx) + self.wpe(pos)
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(self.ln_f(x))
+
+
+class EncoderLm(nn.Module):
+    def __init__(self, vocab: int = 64, dim: int = 32, layers: int = 2, heads: int = 4, context: int = 16):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.randn(1, context, dim) * 0.2)
+        layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, idx):
+        t = idx.size(1)
+        mask = torch.triu(torch.full((t, t), float('-inf')), diagonal=1)
+        x = self.tok(idx) + self.pos[:, :t]
+        return self.head(self.encoder(x, mask=mask))
+
+
+def export(model: nn.Module, example: torch.Tensor, name: str, opset: int, axes: dict, training: bool = False, **info) -> None:
+    path = os.path.join(FIXTURES, f'{name}.onnx')
+    input_name = 'input_ids' if example.dtype == torch.long else 'input'
+    # A train-mode model exported with PRESERVE keeps BatchNormalization/Dropout in training form, as a user
+    # gets who forgets model.eval(); PyTorch warns that constant folding may then change the model.
+    warnings.filterwarnings('ignore', message='It is recommended that constant folding be turned off')
+    model.train(training)
+    torch.onnx.export(
+        model,
+        example,
+        path,
+        opset_version=opset,
+        input_names=[input_name],
+        output_names=['logits'],
+        dynamic_axes={input_name: axes, 'logits': axes},
+        training=torch.onnx.TrainingMode.PRESERVE if training else torch.onnx.TrainingMode.EVAL,
+    )
+    model.eval()
+    with torch.no_grad():
+        logits = model(example)
+    expected = {
+        'opset': opset,
+        'input_name': input_name,
+        'input_dtype': 'int64' if example.dtype == torch.long else 'float32',
+        'input_shape': list(example.shape),
+        'input': example.flatten().tolist(),
+        'logits_shape': list(logits.shape),
+        'logits': logits.flatten().tolist(),
+        'torch': torch.__version__,
+        **info,
+    }
+    with open(os.path.join(FIXTURES, f'{name}_expected.json'), 'w') as f:
+        json.dump(expected, f)
+    print(f'{path}: {os.path.getsize(path)} bytes')
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    os.makedirs(FIXTURES, exist_ok=True)
+    batch = {0: 'batch'}
+    batch_seq = {0: 'batch', 1: 'sequence'}
+
+    torch.manual_seed(0)
+    export(CnnView(), torch.rand(2, 1, 16, 16), 'torch_cnn_view', 17, batch)
+
+    for opset in (15, 13):
+        torch.manual_seed(1)
+        model = CnnTrainBn()
+        model.train()
+        with torch.no_grad():  # move the running statistics away from 0 / 1
+            for _ in range(4):
+                model(torch.rand(8, 1, 16, 16))
+        export(model, torch.rand(2, 1, 16, 16), f'torch_cnn_train_bn{opset}', opset, batch, training=True)
+
+    torch.manual_seed(2)
+    export(MhaCausal(), torch.randn(2, 5, 32), 'torch_mha_causal', 17, batch_seq)
+
+    torch.manual_seed(3)
+    export(NanoGpt(), torch.randint(0, 64, (2, 7)), 'torch_nanogpt', 17, batch_seq, vocab_size=64, context=16, tied=True)
+
+    torch.manual_seed(4)
+    export(EncoderLm(), torch.randint(0, 64, (2, 6)), 'torch_encoder_lm', 17, batch_seq, vocab_size=64, context=16)
+
+
+if __name__ == '__main__':
+    main()

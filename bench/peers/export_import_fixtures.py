@@ -19,6 +19,10 @@ or int64 token ids), the logits it computed in eval mode, and the export setting
   2 layers, 4 heads, context 16; int64 ids [B, T] with dynamic batch and sequence axes.
 - torch_encoder_lm: token embedding + learned positions (a Parameter sliced to T) + nn.TransformerEncoder
   with a causal mask + untied Linear head; int64 ids [B, T], dynamic axes.
+- torch_llama_style: RMSNorm (pow/mean/rsqrt), rotary embeddings computed from an inv_freq buffer and arange(T)
+  (torch.outer and torch.einsum export as Einsum), chunk, causal mask from ones().tril(), SwiGLU MLP, no biases.
+- torch_vit_style: patch Conv, flatten(2).transpose, a class token expanded to the batch (Expand of a shape
+  computed with Where(Equal(shape, -1))), cat, sliced position Parameter, nn.TransformerEncoderLayer.
 """
 import json
 import math
@@ -153,6 +157,72 @@ class EncoderLm(nn.Module):
         return self.head(self.encoder(x, mask=mask))
 
 
+class RmsNorm(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.weight
+
+
+class LlamaStyle(nn.Module):
+    def __init__(self, vocab: int = 48, dim: int = 32, heads: int = 4):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.norm = RmsNorm(dim)
+        self.q_proj = nn.Linear(dim, dim, bias=False)
+        self.k_proj = nn.Linear(dim, dim, bias=False)
+        self.v_proj = nn.Linear(dim, dim, bias=False)
+        self.o_proj = nn.Linear(dim, dim, bias=False)
+        self.mlp_norm = RmsNorm(dim)
+        self.gate_proj = nn.Linear(dim, 64, bias=False)
+        self.up_proj = nn.Linear(dim, 64, bias=False)
+        self.down_proj = nn.Linear(64, dim, bias=False)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        self.heads = heads
+        head = dim // heads
+        self.register_buffer('inv_freq', 1.0 / (10000 ** (torch.arange(0, head, 2).float() / head)))
+
+    def rotate(self, x, t):
+        freqs = torch.outer(torch.arange(t, dtype=torch.float32), self.inv_freq)
+        emb = torch.cat([freqs, freqs], -1)
+        x1, x2 = x.chunk(2, dim=-1)
+        return x * emb.cos() + torch.cat([-x2, x1], -1) * emb.sin()
+
+    def forward(self, idx):
+        B, T = idx.shape
+        h = self.embed(idx)
+        x = self.norm(h)
+        hd = x.size(-1) // self.heads
+        q = self.rotate(self.q_proj(x).view(B, T, self.heads, hd).transpose(1, 2), T)
+        k = self.rotate(self.k_proj(x).view(B, T, self.heads, hd).transpose(1, 2), T)
+        v = self.v_proj(x).reshape(B, T, self.heads, -1).permute(0, 2, 1, 3)
+        att = torch.einsum('bhqd,bhkd->bhqk', q, k) / math.sqrt(hd)
+        causal = torch.ones(T, T, dtype=torch.bool).tril()
+        att = att.masked_fill(~causal, float('-inf')).softmax(-1)
+        h = h + self.o_proj((att @ v).transpose(1, 2).reshape(B, T, -1))
+        x = self.mlp_norm(h)
+        h = h + self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.lm_head(h)
+
+
+class VitStyle(nn.Module):
+    def __init__(self, dim: int = 16):
+        super().__init__()
+        self.patch = nn.Conv2d(1, dim, 4, 4)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim))
+        self.pos = nn.Parameter(torch.randn(1, 17, dim) * 0.1)
+        self.block = nn.TransformerEncoderLayer(dim, 2, 2 * dim, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        cls = self.cls_token.expand(x.size(0), -1, -1)
+        x = torch.cat([cls, x], 1) + self.pos[:, : x.size(1) + 1]
+        return self.head(self.block(x)[:, 0])
+
+
 def export(model: nn.Module, example: torch.Tensor, name: str, opset: int, axes: dict, training: bool = False, **info) -> None:
     path = os.path.join(FIXTURES, f'{name}.onnx')
     input_name = 'input_ids' if example.dtype == torch.long else 'input'
@@ -215,6 +285,12 @@ def main() -> None:
 
     torch.manual_seed(4)
     export(EncoderLm(), torch.randint(0, 64, (2, 6)), 'torch_encoder_lm', 17, batch_seq, vocab_size=64, context=16)
+
+    torch.manual_seed(5)
+    export(LlamaStyle(), torch.randint(0, 48, (2, 6)), 'torch_llama_style', 17, batch_seq, vocab_size=48)
+
+    torch.manual_seed(6)
+    export(VitStyle(), torch.rand(2, 1, 16, 16), 'torch_vit_style', 17, batch)
 
 
 if __name__ == '__main__':

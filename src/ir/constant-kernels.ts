@@ -595,6 +595,34 @@ function reduce(kind: 'sum' | 'prod' | 'max' | 'min' | 'mean'): Kernel {
   };
 }
 
+/** numpy.matmul on small float or integer tensors (1-D operands promoted and the added dim removed). */
+function matmul(_node: Node, [a, b]: (EvalValue | undefined)[]): EvalValue[] {
+  if (!a || !b || a.dims.length === 0 || b.dims.length === 0) throw new CannotEvaluate();
+  const ad = a.dims.length === 1 ? [1, a.dims[0]] : a.dims;
+  const bd = b.dims.length === 1 ? [b.dims[0], 1] : b.dims;
+  const [m, k] = ad.slice(-2);
+  const [k2, n] = bd.slice(-2);
+  if (k !== k2) throw new CannotEvaluate();
+  const batch = broadcastDims([ad.slice(0, -2), bd.slice(0, -2)]);
+  const count = sizeOf(batch);
+  const ia = broadcastIndex(ad.slice(0, -2), batch);
+  const ib = broadcastIndex(bd.slice(0, -2), batch);
+  const add = arithmetic('add');
+  const mul = arithmetic('mul');
+  const data: Element[] = [];
+  for (let t = 0; t < count; t++) {
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let acc: Element = isBig(a.dtype) ? 0n : 0;
+        for (let q = 0; q < k; q++) acc = add(acc, mul(a.data[ia[t] * m * k + i * k + q], b.data[ib[t] * k * n + q * n + j], a.dtype), a.dtype);
+        data.push(acc);
+      }
+    }
+  }
+  const dims = [...batch, ...(a.dims.length > 1 ? [m] : []), ...(b.dims.length > 1 ? [n] : [])];
+  return [{ dtype: a.dtype, dims, data }];
+}
+
 const identity: Kernel = (_node, [x]) => {
   if (!x) throw new CannotEvaluate();
   return [x];
@@ -617,6 +645,7 @@ const KERNELS: Record<string, Kernel> = {
   Reshape: reshape,
   Flatten: flatten,
   Transpose: transpose,
+  MatMul: matmul,
   Expand: expand,
   Tile: tile,
   ConstantOfShape: constantOfShape,

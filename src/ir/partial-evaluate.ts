@@ -24,6 +24,14 @@ export const MAX_FOLD_ELEMENTS = 1 << 20;
  */
 export const FOLDED_CONSTANTS_KEY = 'qatkit.folded_constants';
 
+/**
+ * Float buffers that multiply activations and so look like parameters to gradientReach, recognised by the names
+ * torch models give them (rotary-embedding frequency and cos/sin tables): constants, and foldable once T is known.
+ * ONNX has no other mark of a buffer (register_buffer and nn.Parameter both export as initializers).
+ */
+const BUFFER_NAME = /(^|[./])(inv_freq|cos_cached|sin_cached|cos_cache|sin_cache|freqs_cis)$/;
+export const isBufferName = (name: string): boolean => BUFFER_NAME.test(name);
+
 /** Float initializers the partial evaluator folded (see FOLDED_CONSTANTS_KEY). */
 export function foldedConstants(graph: Graph): Set<string> {
   const list = graph.metadata[FOLDED_CONSTANTS_KEY];
@@ -209,12 +217,15 @@ export function gradientReach(graph: Graph): Set<string> {
 /**
  * Float initializers (more than one element) through which a gradient can reach a graph output: learned
  * weights, never folded. A buffer read only through non-differentiable paths (a causal-mask table compared
- * with Equal, a shape, indices) is not one, nor is a value the evaluator folded (FOLDED_CONSTANTS_KEY).
+ * with Equal, a shape, indices) is not one, nor is a value the evaluator folded (FOLDED_CONSTANTS_KEY) or a
+ * rotary table (isBufferName).
  */
 export function parameterLike(graph: Graph): Set<string> {
   const reach = gradientReach(graph);
   const constants = foldedConstants(graph);
   const out = new Set<string>();
-  for (const [name, t] of graph.initializers) if (reach.has(name) && isFloat(t.dtype) && t.size > 1 && !constants.has(name)) out.add(name);
+  for (const [name, t] of graph.initializers) {
+    if (reach.has(name) && isFloat(t.dtype) && t.size > 1 && !constants.has(name) && !isBufferName(name)) out.add(name);
+  }
   return out;
 }

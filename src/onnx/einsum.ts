@@ -38,14 +38,20 @@ export function einsumToMatMul(node: Node, ctx: NormalizeContext): Node[] {
   let counter = 0;
   const emit = (opType: string, inputs: string[], attrs: Node['attrs'] = {}, output?: string): string => {
     const name = output ?? freshName(ctx, `${node.name}/${opType}_${counter++}`);
-    emitted.push({ opType, domain: '', name: output ? `${node.name}/${opType}_out` : name, inputs, outputs: [name], attrs });
+    emitted.push({ opType, domain: '', name: output ? node.name : name, inputs, outputs: [name], attrs });
     return name;
   };
   const ints = (values: number[]) => addInitializer(ctx, `${node.name}/const_${counter++}`, Tensor.int64([values.length], values));
   const transpose = (x: string, from: string, to: string, output?: string): string => {
     const perm = [...to].map((c) => from.indexOf(c));
-    if (perm.every((p, i) => p === i)) return output ? emit('Identity', [x], {}, output) : x;
-    return emit('Transpose', [x], { perm: { kind: 'ints', value: perm } }, output);
+    if (!perm.every((p, i) => p === i)) return emit('Transpose', [x], { perm: { kind: 'ints', value: perm } }, output);
+    if (!output) return x;
+    // Already in order: the node that made x writes the output itself (an Identity only for 'ij->ij').
+    const last = emitted[emitted.length - 1];
+    if (!last || last.outputs[0] !== x) return emit('Identity', [x], {}, output);
+    last.outputs[0] = output;
+    last.name = node.name;
+    return output;
   };
   const sizeOf = new Map<string, Dim>();
   terms.forEach((t, i) => [...t].forEach((c, k) => {

@@ -152,7 +152,8 @@ function dropoutToInference(node: Node, ctx: NormalizeContext): Node[] {
   if (!mode || mode.toNumbers()[0] !== 0) {
     ctx.notes?.push(`'${node.name}' (Dropout) was exported in training mode; imported in inference form (no dropout)`);
   }
-  return [{ ...node, inputs: node.inputs.slice(0, 2) }];
+  const outputs = consumed(ctx, node.outputs[1] ?? '') ? node.outputs : [node.outputs[0]];
+  return [{ ...node, inputs: node.inputs.slice(0, 2), outputs }];
 }
 
 /** Gelu-20 is not an opset-17 op: qatkit's own ai.qatkit.Gelu (same attributes) is lowered to Erf/Tanh forms. */

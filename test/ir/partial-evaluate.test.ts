@@ -178,6 +178,13 @@ test('ConstantOfShape + Trilu (a causal -inf mask), Range, Where, Expand and Cas
   assert.deepEqual(ev('Slice', [Tensor.int64([5], [0, 1, 2, 3, 4]), Tensor.int64([1], [-1]), Tensor.int64([1], [-6]), Tensor.int64([1], [0]), Tensor.int64([1], [-2])])[0].toNumbers(), [4, 2, 0]);
 });
 
+test('MatMul of small constants (torch.outer of arange and a frequency table) evaluates with numpy broadcasting', () => {
+  const [outer] = ev('MatMul', [Tensor.float([3, 1], [0, 1, 2]), Tensor.float([1, 2], [1, 0.5])]);
+  assert.deepEqual([outer.dims, outer.toNumbers()], [[3, 2], [0, 0, 1, 0.5, 2, 1]]);
+  const [batched] = ev('MatMul', [Tensor.int64([2, 1, 2], [1, 2, 3, 4]), Tensor.int64([2], [10, 1])]);
+  assert.deepEqual([batched.dims, batched.toNumbers()], [[2, 1], [12, 34]]);
+});
+
 test('a float initializer that gradients reach (a tied head) is never folded: Transpose(W) stays a node', () => {
   const g = new Graph();
   g.inputs.push({ name: 'ids', dtype: DType.INT64, shape: [2] });

@@ -37,9 +37,9 @@ const expectedOf = (name: string): Expected => JSON.parse(fs.readFileSync(path.j
 const temps: string[] = [];
 after(() => temps.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
-const CNNS = ['torch_cnn_view', 'torch_cnn_train_bn15', 'torch_cnn_train_bn13'];
-const SEQUENCE_MODELS = ['torch_mha_causal', 'torch_nanogpt', 'torch_encoder_lm'];
-const LANGUAGE_MODELS = ['torch_nanogpt', 'torch_encoder_lm'];
+const CNNS = ['torch_cnn_view', 'torch_cnn_train_bn15', 'torch_cnn_train_bn13', 'torch_vit_style'];
+const SEQUENCE_MODELS = ['torch_mha_causal', 'torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style'];
+const LANGUAGE_MODELS = ['torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style'];
 
 function inputTensor(e: Expected, rows: number, length?: number): ort.Tensor {
   // The first `rows` samples; for sequences the first `length` positions of each.
@@ -102,7 +102,8 @@ for (const name of [...CNNS, ...SEQUENCE_MODELS]) {
   test(`${name}: with the input shape fixed, every shape computation folds into constants`, async () => {
     const e = expectedOf(name);
     const g = importModel(fixture(name), { inputShapes: { [e.input_name]: e.input_shape } });
-    const left = g.nodes.filter((n) => ['Shape', 'ConstantOfShape', 'Range', 'Trilu', 'Concat', 'Unsqueeze', 'Equal', 'Cast'].includes(n.opType));
+    const shapeOps = ['Shape', 'ConstantOfShape', 'Range', 'Trilu', 'Cos', 'Sin'];
+    const left = g.nodes.filter((n) => shapeOps.includes(n.opType) || n.outputs.some((o) => [DType.INT64, DType.BOOL].includes(g.typeOf(o).dtype)));
     assert.deepEqual(left.map((n) => `${n.name} (${n.opType})`), []);
     for (const n of g.nodes.filter((m) => ['Reshape', 'Expand', 'Tile'].includes(m.opType))) assert.ok(g.initializers.has(n.inputs[1]), `${n.name} reads a constant shape`);
     assert.deepEqual(g.outputs[0].shape, e.logits_shape);
@@ -130,7 +131,8 @@ function fillBatch(trainer: Trainer, rng: Rng, vocab = 10): void {
 
 for (const name of [...CNNS, ...LANGUAGE_MODELS]) {
   test(`${name}: importForTraining gives a model whose training step lowers the loss on a fixed batch`, async () => {
-    const model = importForTraining(fixture(name));
+    // The llama-style decoder has rotary positions only: nothing in the file says how many it takes.
+    const model = importForTraining(fixture(name), {}, name === 'torch_llama_style' ? { context: 8 } : {});
     const lm = model.task === 'language-model';
     const trainer = await Trainer.create(model, {
       batchSize: 4,
@@ -242,6 +244,18 @@ test("torch's value deduplication is undone: LayerNorm ones/zeros and deep-copie
   }
   assert.deepEqual(tiedWeights(g), []);
   assert.ok(!g.nodes.some((n) => n.opType === 'Identity'));
+});
+
+test('the llama-style decoder: Einsum lowered, the rotary inv_freq buffer a constant, cos/sin tables folded once T is known', () => {
+  const g = importModel(fixture('torch_llama_style'));
+  assert.ok(!g.nodes.some((n) => n.opType === 'Einsum'));
+  const params = classifyInitializers(g).params;
+  assert.ok(!params.includes('inv_freq'), `params: ${params}`);
+  for (const p of ['q_proj.weight', 'down_proj.weight', 'norm.weight', 'mlp_norm.weight', 'lm_head.weight', 'embed.weight']) assert.ok(params.includes(p), p);
+  assert.throws(() => importForTraining(fixture('torch_llama_style')), /cannot tell how many positions the model takes .*pass the context \(--context N\)/);
+  const fixed = importModel(fixture('torch_llama_style'), { inputShapes: { input_ids: [2, 6] } });
+  assert.ok(!fixed.nodes.some((n) => n.opType === 'Cos' || n.opType === 'Sin'));
+  assert.ok(!fixed.initializers.has('inv_freq'), 'the buffer is folded away');
 });
 
 // ---------------- re-tying and shared weights on hand-built graphs ----------------
@@ -379,6 +393,8 @@ const EINSUMS: [string, number[][]][] = [
   ['bij,bj->bi', [[2, 3, 4], [2, 4]]],
   ['bhqk,bkhd->bqhd', [[2, 3, 4, 5], [2, 5, 3, 6]]],
   ['bij,jk->bik', [[2, 3, 4], [4, 5]]],
+  ['i,j->ij', [[3], [4]]],
+  ['bij->bj', [[2, 3, 4]]],
 ];
 
 for (const [equation, shapes] of EINSUMS) {

@@ -50,6 +50,23 @@ export function unary(opType: string, local: (c: VjpContext, dy: string) => stri
 const x = (c: VjpContext) => c.input(0);
 const y = (c: VjpContext) => c.output(0);
 
+/**
+ * Max and Min (variadic, broadcasting): dy goes to the inputs equal to the output, split evenly where
+ * several tie, as PyTorch's maximum/minimum (derivatives.yaml: grad / 2 where self == other) and our
+ * ReduceMax. At a tie of two, a central difference gives the same half: (max(a + h, a) - max(a - h, a)) / 2h.
+ */
+function extremumVjp(c: VjpContext): (string | undefined)[] {
+  const { b } = c;
+  const dy = c.dy(0);
+  if (!dy) return [];
+  const inputs = c.node.inputs;
+  if (inputs.length === 1) return [dy];
+  const selected = inputs.map((v) => b.castLike(b.equal(v, y(c)), dy));
+  const count = selected.length === 2 ? b.add(selected[0], selected[1]) : b.op1('Sum', selected);
+  const share = b.div(dy, count);
+  return inputs.map((v, i) => (c.wants(i) ? b.unbroadcast(b.mul(share, selected[i]), b.shape(v)) : undefined));
+}
+
 export const elementwiseOps: OpDef[] = [
   binary('Add', (_, dy) => dy, (_, dy) => dy),
   binary('Sub', (_, dy) => dy, (c, dy) => c.b.neg(dy)),
@@ -87,6 +104,9 @@ export const elementwiseOps: OpDef[] = [
   unary('Sqrt', (c, dy) => c.b.div(dy, c.b.mul(y(c), c.b.scalarLike(2, dy)))),
   unary('Reciprocal', (c, dy) => c.b.neg(c.b.mul(dy, c.b.mul(y(c), y(c))))),
   unary('Exp', (c, dy) => c.b.mul(dy, y(c))),
+  // Rotary position embeddings (Su et al. 2021) take Sin and Cos of position angles.
+  unary('Sin', (c, dy) => c.b.mul(dy, c.b.op1('Cos', [x(c)]))),
+  unary('Cos', (c, dy) => c.b.neg(c.b.mul(dy, c.b.op1('Sin', [x(c)])))),
   unary('Log', (c, dy) => c.b.div(dy, x(c))),
   unary('Abs', (c, dy) => c.b.mul(dy, c.b.sign(x(c)))),
   // Round, Floor, Ceil and Sign are piecewise constant: zero gradient almost everywhere.
@@ -96,8 +116,8 @@ export const elementwiseOps: OpDef[] = [
     (opType): OpDef => ({ opType, domain: '', infer: inferCompare }),
   ),
   { opType: 'Not', domain: '', infer: inferSame },
-  { opType: 'Max', domain: '', infer: inferBroadcast },
-  { opType: 'Min', domain: '', infer: inferBroadcast },
+  { opType: 'Max', domain: '', infer: inferBroadcast, vjp: extremumVjp },
+  { opType: 'Min', domain: '', infer: inferBroadcast, vjp: extremumVjp },
 ];
 
 defineOps(elementwiseOps);

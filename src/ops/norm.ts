@@ -294,7 +294,11 @@ function inferLayerNormalization(ctx: InferContext) {
   return [x, stat, stat];
 }
 
-/** VJP of LayerNormalization: statistics over the trailing axes are recomputed from X. */
+/**
+ * VJP of LayerNormalization. The statistics over the trailing axes come from the node's Mean and InvStdDev
+ * outputs when it has them in X's dtype (stash_type float for float X), and are recomputed from X otherwise:
+ * ORT writes them as float32 even for float64 X (and has no kernel for stash_type double).
+ */
 function layerNormalizationVjp(c: VjpContext) {
   const { b } = c;
   refuseStatisticGradients(c, [1, 2], 'Mean / InvStdDev');
@@ -302,7 +306,11 @@ function layerNormalizationVjp(c: VjpContext) {
   if (!dy) return [];
   const x = c.input(0);
   const axes = layerAxes(c.node, b.rank(x));
-  const { centered, invStd } = moments(b, x, axes, attrFloat(c.node, 'epsilon', BN_EPSILON));
+  const [savedMean, savedInvStd] = [c.output(1), c.output(2)];
+  const saved = savedMean && savedInvStd && b.dtype(savedMean) === b.dtype(x) && b.dtype(savedInvStd) === b.dtype(x);
+  const { centered, invStd } = saved
+    ? { centered: b.sub(x, savedMean), invStd: savedInvStd }
+    : moments(b, x, axes, attrFloat(c.node, 'epsilon', BN_EPSILON));
   const xhat = b.mul(centered, invStd);
   const scale = c.input(1);
   const dx = c.wants(0) ? normalizedInputGradient(b, b.mul(dy, scale), xhat, invStd, axes) : undefined;

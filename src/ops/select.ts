@@ -1,11 +1,11 @@
 import type { GraphBuilder } from '../ir/builder';
 import { DType } from '../ir/dtype';
-import { Node } from '../ir/graph';
+import { attrInt, Node } from '../ir/graph';
 import { defineOps, InferContext, OpDef, VjpContext } from './registry';
 import { broadcastShapes, requireInput } from './shape-utils';
 
-// Ops that pass some elements through and block others: Where, Clip, Dropout. The gradient flows where
-// the element was passed through.
+// Ops that pass some elements through and block others: Where, Clip, Dropout, Trilu. The gradient flows
+// where the element was passed through.
 
 function inferWhere(ctx: InferContext) {
   const shapes = [0, 1, 2].map((i) => requireInput(ctx, i).shape);
@@ -80,10 +80,28 @@ function dropoutVjp(c: VjpContext) {
   return [b.mul(b.mul(dy, b.castLike(mask, dy)), scale)];
 }
 
+/**
+ * Trilu keeps the upper (upper=1, the default) or lower (upper=0) triangle of the last two axes from diagonal k
+ * (input 1, default 0) and zeroes the rest; a mask fixed by position, so dx = Trilu(dy) with the same k and upper.
+ */
+function triluVjp(c: VjpContext) {
+  const dy = c.dy(0);
+  if (!dy) return [];
+  const k = c.node.inputs[1] ? [c.input(1)] : [];
+  return [c.b.op1('Trilu', [dy, ...k], { upper: attrInt(c.node, 'upper', 1) })];
+}
+
+function inferTrilu(ctx: InferContext) {
+  const x = requireInput(ctx, 0);
+  if (x.shape.length < 2) throw new Error(`node '${ctx.node.name}' (Trilu): input must have rank >= 2, got [${x.shape}]`);
+  return [x];
+}
+
 export const selectOps: OpDef[] = [
   { opType: 'Where', domain: '', infer: inferWhere, vjp: whereVjp, nonDifferentiable: [0] },
   { opType: 'Clip', domain: '', infer: (ctx) => [requireInput(ctx, 0)], vjp: clipVjp },
   { opType: 'Dropout', domain: '', infer: inferDropout, vjp: dropoutVjp, nonDifferentiable: [1, 2] },
+  { opType: 'Trilu', domain: '', infer: inferTrilu, vjp: triluVjp, nonDifferentiable: [1] },
 ];
 
 defineOps(selectOps);

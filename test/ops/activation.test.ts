@@ -11,6 +11,7 @@ import { toOrtTensor } from '../../src/runtime/tensors';
 import { Rng } from '../../src/train/rng';
 
 // ---- float64 references for the ops ORT runs only in float32 (Erf, Gelu, Softplus, HardSigmoid, HardSwish) ----
+// ---- and for x * Sigmoid(x), which ORT fuses into com.microsoft.QuickGelu, a float32-only kernel ----
 
 /**
  * erf in float64: Maclaurin series for |x| < 1.5 (little cancellation there), and beyond, 80 terms of the
@@ -49,6 +50,7 @@ const unary64: Record<string, (x: number, node: Node) => number> = {
   Softplus: (x) => Math.log1p(Math.exp(x)),
   HardSigmoid: (x, n) => hardSigmoid64(x, Math.fround(attrFloat(n, 'alpha', 0.2)), Math.fround(attrFloat(n, 'beta', 0.5))),
   HardSwish: (x) => x * hardSigmoid64(x, 1 / 6, 0.5),
+  Sigmoid: (x) => 1 / (1 + Math.exp(-x)),
 };
 
 /** Evaluates the checker's loss graph (unary op(s) under test, Mul by weights, ReduceSum) in float64. */
@@ -106,6 +108,9 @@ const cases: CheckCase[] = [
   // Chains: one value through two branches must accumulate both contributions.
   { name: 'chain tanh(x) * sigmoid(x)', inputs: [{ shape: [5], ...wide }], build: (b, [x]) => b.mul(b.tanh(x), b.sigmoid(x)) },
   { name: 'chain relu(x) * x', inputs: [{ shape: [6], ...awayFromZero }], build: (b, [x]) => b.mul(b.relu(x), x) },
+  // SiLU as PyTorch exports it (x * Sigmoid(x)), and Llama's SwiGLU gate silu(a) * b.
+  { name: 'chain SiLU x * sigmoid(x)', inputs: [{ shape: [2, 5], ...wide }], build: (b, [x]) => b.mul(x, b.sigmoid(x)), ...float32 },
+  { name: 'chain SwiGLU silu(a) * b', inputs: [{ shape: [2, 4], ...wide }, { shape: [2, 4] }], build: (b, [a, v]) => b.mul(b.mul(a, b.sigmoid(a)), v), ...float32 },
 ];
 
 for (const c of cases) {

@@ -29,6 +29,12 @@ const cases: CheckCase[] = [
   matmul([4], [4]),
   matmul([3], [2, 3, 4]),
   matmul([2, 2, 3], [3]),
+  // Attention: q k^T and p v on [B, H, T, d], with and without broadcast batch dims.
+  matmul([2, 3, 4, 5], [2, 3, 5, 4]),
+  matmul([2, 1, 4, 5], [1, 3, 5, 2]),
+  matmul([2, 3, 4, 5], [3, 5, 2]),
+  // A Linear layer on a 4-D activation (the weight gradient folds the batch dims into one Gemm).
+  matmul([2, 2, 3, 4], [4, 3]),
   gemm(0, 0, [2]),
   gemm(0, 1, [1]),
   gemm(1, 0, [3, 2]),
@@ -38,6 +44,11 @@ const cases: CheckCase[] = [
   gemm(0, 1, undefined, 3),
   // Chains: x used as both operands.
   { name: 'chain matmul(x, x^T)', inputs: [{ shape: [3, 4] }], build: (b, [x]) => b.matmul(x, b.transpose(x, [1, 0])) },
+  {
+    name: 'chain attention softmax(q k^T) v with q = k = v = x [2,2,3,4]',
+    inputs: [{ shape: [2, 2, 3, 4] }],
+    build: (b, [x]) => b.matmul(b.op1('Softmax', [b.matmul(x, b.transpose(x, [0, 1, 3, 2]))], { axis: -1 }), x),
+  },
   { name: 'chain gemm(x, x, transB) + x*x', inputs: [{ shape: [3, 3] }], build: (b, [x]) => b.add(b.op1('Gemm', [x, x], { transB: 1 }), b.mul(x, x)) },
 ];
 

@@ -76,6 +76,12 @@ const cases: CheckCase[] = [
     build: (b, xs) => b.op1('LayerNormalization', xs),
   },
   {
+    // Mean and InvStdDev requested but unused: for float64 X they are float32 (stash_type), so the rule recomputes.
+    name: 'LayerNormalization axis -1 with its Mean and InvStdDev outputs (float64 X)',
+    inputs: [{ shape: [2, 3, 4] }, { shape: [4] }, { shape: [4] }],
+    build: (b, xs) => b.op('LayerNormalization', xs, { axis: -1 }, { outputs: 3 })[0],
+  },
+  {
     name: 'LayerNormalization axis 1 of [2,3,4] with B',
     inputs: [{ shape: [2, 3, 4] }, { shape: [3, 4] }, { shape: [3, 4] }],
     build: (b, xs) => b.op1('LayerNormalization', xs, { axis: 1, epsilon: 1e-3 }),
@@ -93,6 +99,42 @@ for (const c of cases) {
     assert.ok(r.relativeError < 1e-6, `relative error ${r.relativeError}; worst ${JSON.stringify(r.worst)}`);
   });
 }
+
+/** dX, dScale, dB of sum(LayerNormalization(x) * w) in float32, with the node's Mean/InvStdDev outputs or without. */
+async function layerNormGradients(statistics: boolean, x: number[], scale: number[], bias: number[], weights: number[]) {
+  const g = new Graph();
+  const b = new GraphBuilder(g);
+  const names = [b.input('x', DType.FLOAT, [2, 3, 4]), b.input('scale', DType.FLOAT, [4]), b.input('bias', DType.FLOAT, [4])];
+  const outs = b.op('LayerNormalization', names, { axis: -1, epsilon: 1e-3 }, { outputs: statistics ? 3 : 1 });
+  const loss = b.sumAll(b.mul(outs[0], b.constant(Tensor.float([2, 3, 4], weights))));
+  const grads = differentiate(g, { loss, wrt: names });
+  const outputs = names.map((n) => b.output(grads.get(n)!));
+  const s = await Session.create(g, { threads: 1 });
+  const got = await s.run({ x: toOrtTensor(Tensor.float([2, 3, 4], x)), scale: toOrtTensor(Tensor.float([4], scale)), bias: toOrtTensor(Tensor.float([4], bias)) });
+  await s.release();
+  return { grads: outputs.map((o) => Array.from(got[o].data as Float32Array)), nodes: g.nodes.map((n) => n.opType) };
+}
+
+test('LayerNormalization gradient from its saved Mean/InvStdDev (float32) equals the recomputed one', async () => {
+  const rng = new Rng(4);
+  const draw = (n: number) => Array.from({ length: n }, () => rng.range(-2, 2));
+  const [x, scale, bias, w] = [draw(24), draw(4), draw(4), draw(24)];
+  const saved = await layerNormGradients(true, x, scale, bias, w);
+  const recomputed = await layerNormGradients(false, x, scale, bias, w);
+  // The saved statistics replace the moments: fewer ReduceMean nodes in the gradient.
+  const reduceMeans = (nodes: string[]) => nodes.filter((n) => n === 'ReduceMean').length;
+  assert.ok(reduceMeans(saved.nodes) < reduceMeans(recomputed.nodes), `${reduceMeans(saved.nodes)} vs ${reduceMeans(recomputed.nodes)} ReduceMean`);
+  ['dX', 'dScale', 'dB'].forEach((what, i) => assertClose(saved.grads[i], recomputed.grads[i], what, 1e-5));
+});
+
+test('LayerNormalization refuses a gradient through its Mean output', () => {
+  const g = new Graph();
+  const b = new GraphBuilder(g);
+  const x = b.input('x', DType.DOUBLE, [2, 4]);
+  const [y, mean] = b.op('LayerNormalization', [x, b.input('s', DType.DOUBLE, [4])], {}, { outputs: 3 });
+  const loss = b.sumAll(b.add(y, b.castLike(mean, y)));
+  assert.throws(() => differentiate(g, { loss, wrt: [x] }), /output 1 \(Mean \/ InvStdDev/);
+});
 
 // ---- exact values against a hand computation ----
 

@@ -5,6 +5,7 @@ import { checkGradient, CheckCase } from '../../src/autodiff/check';
 import { GraphBuilder } from '../../src/ir/builder';
 import { DType } from '../../src/ir/dtype';
 import { Graph } from '../../src/ir/graph';
+import { Tensor } from '../../src/ir/tensor';
 import { softmaxAxes } from '../../src/ops/softmax';
 import { Rng } from '../../src/train/rng';
 
@@ -15,10 +16,35 @@ const cases: CheckCase[] = [
   { name: 'Softmax axis 1 of [2,3,4]', inputs: [{ shape: [2, 3, 4], ...logits }], build: (b, [x]) => b.op1('Softmax', [x], { axis: 1 }) },
   { name: 'LogSoftmax axis -1 of [2,3,4]', inputs: [{ shape: [2, 3, 4], ...logits }], build: (b, [x]) => b.op1('LogSoftmax', [x], { axis: -1 }) },
   { name: 'LogSoftmax axis 1 of [2,3,4]', inputs: [{ shape: [2, 3, 4], ...logits }], build: (b, [x]) => b.op1('LogSoftmax', [x], { axis: 1 }) },
+  // Attention scores [B, H, T, T] normalise over the last axis; other axes must work too.
+  { name: 'Softmax axis -1 of 4-D [2,2,3,3]', inputs: [{ shape: [2, 2, 3, 3], ...logits }], build: (b, [x]) => b.op1('Softmax', [x], { axis: -1 }) },
+  { name: 'Softmax axis 1 of 4-D [2,3,2,2]', inputs: [{ shape: [2, 3, 2, 2], ...logits }], build: (b, [x]) => b.op1('Softmax', [x], { axis: 1 }) },
+  { name: 'Softmax axis 0 of 4-D [3,2,1,2]', inputs: [{ shape: [3, 2, 1, 2], ...logits }], build: (b, [x]) => b.op1('Softmax', [x], { axis: 0 }) },
+  { name: 'LogSoftmax over the vocabulary of logits [B,T,V] = [2,3,7]', inputs: [{ shape: [2, 3, 7], ...logits }], build: (b, [x]) => b.op1('LogSoftmax', [x], { axis: -1 }) },
   // Chains: x reaches the loss through the softmax and directly.
   { name: 'chain softmax(x) * x', inputs: [{ shape: [3, 4], ...logits }], build: (b, [x]) => b.mul(b.op1('Softmax', [x]), x) },
   { name: 'chain logsoftmax(x) + softmax(x, axis 0)', inputs: [{ shape: [3, 4], ...logits }], build: (b, [x]) => b.add(b.op1('LogSoftmax', [x]), b.op1('Softmax', [x], { axis: 0 })) },
 ];
+
+// The language-model loss (src/train/losses.ts tokenCrossEntropy): LogSoftmax over V, the target's
+// log-probability by GatherElements, the mean over B*T positions; and the reductions a loss may use instead.
+const targets = { shape: [2, 3, 1], values: [6, 0, 3, 3, 1, 6], dtype: 'int64' as const };
+cases.push(
+  {
+    name: 'chain LM loss -mean(GatherElements(LogSoftmax(logits [2,3,7]), targets))',
+    inputs: [{ shape: [2, 3, 7], ...logits }, targets],
+    build: (b, [x, t]) => b.neg(b.op1('ReduceMean', [b.op1('GatherElements', [b.op1('LogSoftmax', [x], { axis: -1 }), t], { axis: 2 })], { keepdims: 0 })),
+  },
+  {
+    name: 'chain LM loss as ReduceSum over V then ReduceMean over [B,T] of -onehot * LogSoftmax',
+    inputs: [{ shape: [2, 3, 7], ...logits }],
+    build: (b, [x]) => {
+      const oneHot = b.constant(Tensor.double([2, 3, 7], Array.from({ length: 42 }, (_, i) => (i % 7 === [6, 0, 3, 3, 1, 6][Math.floor(i / 7)] ? 1 : 0))));
+      const perToken = b.reduceSum(b.mul(b.neg(oneHot), b.op1('LogSoftmax', [x], { axis: -1 })), [2], false);
+      return b.reduceMean(perToken, [0, 1], false);
+    },
+  },
+);
 
 for (const c of cases) {
   test(`gradient of ${c.name} matches finite differences (float64)`, async () => {

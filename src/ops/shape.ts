@@ -190,8 +190,6 @@ export const shapeOps: OpDef[] = [
     },
   },
   { opType: 'Range', domain: '', infer: inferRange },
-  // Trilu-14: keeps the upper (or lower) triangle of the last two axes; the shape is the input's.
-  { opType: 'Trilu', domain: '', nonDifferentiable: [1], infer: (ctx) => [requireInput(ctx, 0)] },
 ];
 
 /** Range-11: max(ceil((limit - start) / delta), 0) elements; Range(0, T, 1) of a symbolic T has T elements. */

@@ -68,3 +68,10 @@ export { checkParity } from './export/parity';
 export { evaluateOnnxFile } from './export/evaluate-file';
 export { evaluateModel } from './train/evaluate';
 export { loadRun } from './train/run';
+
+// ---- generation (what qat generate runs) and language-model file evaluation (qat eval --model FILE.onnx) ----
+export { generate, createGenerator, createFileGenerator, KvCacheGenerator, RecomputeGenerator, TokenSampler, argmax, topKIds, decoderLayoutOf, vocabularyOf } from './generate/index';
+export type { TokenGenerator, NextTokenLogits, GenerateOptions, GenerationResult, GenerationMode, SamplingOptions, CreateGeneratorOptions, KvCacheGeneratorOptions, DecoderLayout } from './generate/index';
+export { MODEL_JSON, languageModelJson, writeLanguageModelJson, readLanguageModelJson, tokenizerForModel } from './generate/index';
+export type { LanguageModelJson, KvCacheJson } from './generate/index';
+export { evaluateLanguageModelFile } from './export/evaluate-language-model-file';

@@ -5,6 +5,7 @@ import { exportCommand } from './export';
 import { evalCommand } from './eval';
 import { quantizeCommand } from './quantize';
 import { sensitivityCommand } from './sensitivity';
+import { generateCommand } from './generate';
 
 const program = new Command('qat')
   .description('qatkit: quantization-aware training on ONNX Runtime')
@@ -15,6 +16,7 @@ const program = new Command('qat')
   .addCommand(evalCommand())
   .addCommand(quantizeCommand())
   .addCommand(sensitivityCommand());
+program.addCommand(generateCommand());
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`qat: ${e.message}`);

@@ -1,0 +1,97 @@
+/**
+ * Where a decoder graph takes its tokens, positions, mask and KV cache, and where it returns logits and the
+ * updated cache: the Hugging Face / ORT GenAI names that our zoo decoders use (models/transformer-builder.ts
+ * decoderNames), read off an ONNX Runtime session so that an exported decoder file generates with its cache too.
+ */
+import * as ort from 'onnxruntime-node';
+import { decoderNames } from '../models/transformer-builder';
+
+export interface LayerCacheNames {
+  pastKey: string;
+  pastValue: string;
+  presentKey: string;
+  presentValue: string;
+}
+
+export interface DecoderLayout {
+  inputIds: string;
+  logits: string;
+  positionIds?: string;
+  /** position_ids is declared [1, T]: one row broadcast over the batch. */
+  positionIdsSingleRow?: boolean;
+  attentionMask?: string;
+  /** One entry per layer, in layer order; empty when the graph has no KV cache. */
+  layers: LayerCacheNames[];
+  /** Cache tensors are [batch, heads, sequence, headSize]. */
+  heads?: number;
+  headSize?: number;
+}
+
+const PAST = /^past_key_values\.(\d+)\.key$/;
+
+function tensorShape(session: ort.InferenceSession, name: string): readonly (number | string)[] | undefined {
+  const meta = session.inputMetadata.find((m) => m.name === name);
+  return meta && meta.isTensor ? meta.shape : undefined;
+}
+
+/**
+ * The layout of a session's graph. input_ids and logits are taken by name, else the first input and output;
+ * past_key_values.{i}.key/value with present.{i}.key/value for i = 0..L-1 make a KV-cache decoder.
+ * `cache` supplies heads and headSize where the graph leaves them symbolic (a model.json beside the file).
+ */
+export function decoderLayoutOf(session: ort.InferenceSession, cache: { heads?: number; headSize?: number } = {}): DecoderLayout {
+  const inputs = session.inputNames;
+  const outputs = session.outputNames;
+  const has = (name: string) => inputs.includes(name);
+  const layout: DecoderLayout = {
+    inputIds: has(decoderNames.inputIds) ? decoderNames.inputIds : inputs[0],
+    logits: outputs.includes('logits') ? 'logits' : outputs[0],
+    layers: [],
+  };
+  if (has(decoderNames.positionIds)) {
+    layout.positionIds = decoderNames.positionIds;
+    layout.positionIdsSingleRow = tensorShape(session, decoderNames.positionIds)?.[0] === 1;
+  }
+  if (has(decoderNames.attentionMask)) layout.attentionMask = decoderNames.attentionMask;
+  const layerCount = inputs.filter((n) => PAST.test(n)).length;
+  for (let i = 0; i < layerCount; i++) {
+    const names = { pastKey: decoderNames.pastKey(i), pastValue: decoderNames.pastValue(i), presentKey: decoderNames.presentKey(i), presentValue: decoderNames.presentValue(i) };
+    const missing = [names.pastKey, names.pastValue].filter((n) => !has(n)).concat([names.presentKey, names.presentValue].filter((n) => !outputs.includes(n)));
+    if (missing.length > 0) throw new Error(`decoder graph: layer ${i} lacks ${missing.join(', ')} (a KV-cache decoder has past_key_values.{i}.key/value inputs and present.{i}.key/value outputs for every layer)`);
+    layout.layers.push(names);
+  }
+  if (layerCount > 0) {
+    const shape = tensorShape(session, decoderNames.pastKey(0)) ?? [];
+    const heads = typeof shape[1] === 'number' ? shape[1] : cache.heads;
+    const headSize = typeof shape[3] === 'number' ? shape[3] : cache.headSize;
+    if (!heads || !headSize) throw new Error(`decoder graph: ${decoderNames.pastKey(0)} has shape [${shape.join(', ')}]; give heads and head size (model.json "heads", "headSize")`);
+    Object.assign(layout, { heads, headSize });
+  }
+  return layout;
+}
+
+/** Empty past tensors [rows, heads, 0, headSize] for every layer: the prefill of a decoder. */
+export function emptyPast(layout: DecoderLayout, rows: number): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const l of layout.layers) {
+    for (const name of [l.pastKey, l.pastValue]) feeds[name] = new ort.Tensor('float32', new Float32Array(0), [rows, layout.heads!, 0, layout.headSize!]);
+  }
+  return feeds;
+}
+
+/**
+ * The vocabulary of a session's logits: model.json's, else the last dim the graph declares for them, else
+ * the width of the logits of one token (id 0) run through it.
+ */
+export async function vocabularyOf(session: ort.InferenceSession, layout: DecoderLayout, declared?: number): Promise<number> {
+  if (declared !== undefined) return declared;
+  const meta = session.outputMetadata.find((m) => m.name === layout.logits);
+  const last = meta?.isTensor ? meta.shape.at(-1) : undefined;
+  if (typeof last === 'number') return last;
+  const one = (v: bigint) => new ort.Tensor('int64', BigInt64Array.of(v), [1, 1]);
+  const feeds: Record<string, ort.Tensor> = { [layout.inputIds]: one(0n), ...(layout.layers.length > 0 ? emptyPast(layout, 1) : {}) };
+  if (layout.positionIds) feeds[layout.positionIds] = one(0n);
+  if (layout.attentionMask) feeds[layout.attentionMask] = one(1n);
+  const logits = (await session.run(feeds, [layout.logits]))[layout.logits];
+  return logits.dims.at(-1)!;
+}

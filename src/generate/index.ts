@@ -1,0 +1,13 @@
+export { generate, checkPrompts } from './generator';
+export type { TokenGenerator, NextTokenLogits, GenerateOptions, GenerationResult, GenerationMode } from './generator';
+export { TokenSampler, argmax, topKIds, checkSamplingOptions } from './sampling';
+export type { SamplingOptions } from './sampling';
+export { KvCacheGenerator } from './kv-cache-generator';
+export type { KvCacheGeneratorOptions } from './kv-cache-generator';
+export { RecomputeGenerator } from './recompute-generator';
+export { createGenerator, createFileGenerator } from './create-generator';
+export type { CreateGeneratorOptions } from './create-generator';
+export { decoderLayoutOf, emptyPast, vocabularyOf } from './decoder-layout';
+export type { DecoderLayout, LayerCacheNames } from './decoder-layout';
+export { MODEL_JSON, languageModelJson, writeLanguageModelJson, readLanguageModelJson, modelJsonPath, tokenizerForModel, KV_CACHE_NAMES } from './model-json';
+export type { LanguageModelJson, KvCacheJson } from './model-json';

@@ -2,7 +2,9 @@ import { Command } from 'commander';
 import path from 'node:path';
 import { quantizeRun } from '../train/ptq-run';
 import { exportRun } from '../export/export-run';
-import { intOption } from './options';
+import fs from 'node:fs';
+import { defaultThreads, intOption, threadsOption } from './options';
+import { InputError } from '../validate/schema';
 import { runTrainCommand } from './train';
 
 /**
@@ -15,8 +17,9 @@ export function demoCommand(): Command {
     .description('train LeNet on MNIST (fp32, 1 epoch), compare w4a4 PTQ and QAT, export the QAT model as integer ONNX')
     .option('--out <dir>', 'where the demo runs go', 'runs/demo')
     .option('--qat-steps <n>', 'QAT fine-tuning steps', intOption('--qat-steps', 1), 300)
-    .option('--threads <n>', 'ONNX Runtime threads', intOption('--threads', 1), 2)
+    .option('--threads <n>', 'ONNX Runtime threads (1..the cores)', threadsOption(), defaultThreads())
     .action(async (o) => {
+      if (fs.existsSync(o.out) && fs.readdirSync(o.out).length) throw new InputError(`--out ${o.out}: not empty (a previous demo?); remove it or choose another --out (nothing was written)`);
       const fp32Dir = path.join(o.out, 'fp32');
       const fp32 = await runTrainCommand({ model: 'lenet', data: 'mnist', epochs: 1, batch: 128, optimizer: 'adamw', lr: 1e-3, schedule: 'cosine', warmupSteps: 0, labelSmoothing: 0, clipNorm: 0, augmentShift: 0, seed: 0, threads: o.threads, out: fp32Dir, calibBatches: 8 }, 'fp32');
       const ptq = await quantizeRun({ from: fp32Dir, quant: 'w4a4', calib: 'percentile', calibBatches: 8, threads: o.threads }, path.join(o.out, 'ptq-w4a4'));

@@ -1,7 +1,8 @@
 import { Command } from 'commander';
 import { exportRun } from '../export/export-run';
 import { EXPORT_FORMATS, WEIGHT_TYPES } from '../export/qdq';
-import { choiceOption, intOption } from './options';
+import { displayName } from './terminal';
+import { choiceOption, intOption, defaultThreads, threadsOption } from './options';
 
 export function exportCommand(): Command {
   return new Command('export')
@@ -13,7 +14,7 @@ export function exportCommand(): Command {
     .option('--no-verify', 'write the model even when parity with the fake-quant model fails')
     .option('--weight-type <type>', `8-bit weight storage: ${WEIGHT_TYPES.join(', ')} (uint8 is exact on every x86 CPU)`, choiceOption('--weight-type', WEIGHT_TYPES), 'uint8')
     .option('--limit <n>', 'test samples for the parity check (default: all)', intOption('--limit', 1))
-    .option('--threads <n>', 'ONNX Runtime intra-op threads', intOption('--threads', 1), 2)
+    .option('--threads <n>', 'ONNX Runtime intra-op threads (1..the cores)', threadsOption(), defaultThreads())
     .action(async (o) => {
       const r = await exportRun({ from: o.from, out: o.out, json: o.json, format: o.format, noVerify: !o.verify, weightType: o.weightType, limit: o.limit, threads: o.threads });
       const p = r.parity;
@@ -25,7 +26,7 @@ export function exportCommand(): Command {
       const i = r.integer_reference;
       if ('samples' in i) {
         console.log(
-          `integer reference evaluator vs ORT's integer kernels (${i.samples} images): ${i.first_mismatch ? `first mismatch at node '${i.first_mismatch}'` : 'codes match'} ` +
+          `integer reference evaluator vs ORT's integer kernels (${i.samples} images): ${i.first_mismatch ? `first mismatch at node '${displayName(i.first_mismatch)}'` : 'codes match'} ` +
             `(${i.off_by_one} of ${i.elements} one step off from float requantization), predictions agree ${(i.argmax_agreement * 100).toFixed(1)}%`,
         );
       }

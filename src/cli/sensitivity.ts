@@ -3,7 +3,8 @@ import { loadDataset, DatasetName } from '../data';
 import { writeFileAtomic } from '../onnx/atomic-write';
 import { layerSensitivity, suggestMixedPrecision } from '../quant/sensitivity';
 import { loadRun } from '../train/run';
-import { floatOption, intOption } from './options';
+import { displayName } from './terminal';
+import { floatOption, intOption, defaultThreads, threadsOption } from './options';
 
 export function sensitivityCommand(): Command {
   return new Command('sensitivity')
@@ -12,7 +13,7 @@ export function sensitivityCommand(): Command {
     .option('--bits <n>', 'bit-width to test each layer at', intOption('--bits', 2), 4)
     .option('--target-drop <x>', 'accuracy drop budget for the suggestion (fraction, e.g. 0.005)', floatOption('--target-drop', { min: 0 }), 0.005)
     .option('--limit <n>', 'test images to evaluate on', intOption('--limit', 1), 10000)
-    .option('--threads <n>', 'ONNX Runtime threads', intOption('--threads', 1), 2)
+    .option('--threads <n>', 'ONNX Runtime intra-op threads (1..the cores)', threadsOption(), defaultThreads())
     .option('--suggest <file.json>', 'write the suggested --quant-config here')
     .option('--json <file>', 'write the per-layer report as JSON')
     .action(async (o) => {
@@ -23,10 +24,10 @@ export function sensitivityCommand(): Command {
         bits: o.bits,
         threads: o.threads,
         limit: o.limit,
-        onLayer: (s) => console.log(`${s.layer.padEnd(24)} ${s.opType.padEnd(5)} w${o.bits}a${o.bits}: accuracy ${(s.accuracy * 100).toFixed(2)}%  drop ${(s.drop * 100).toFixed(2)} pt`),
+        onLayer: (s) => console.log(`${displayName(s.layer).padEnd(24)} ${s.opType.padEnd(5)} w${o.bits}a${o.bits}: accuracy ${(s.accuracy * 100).toFixed(2)}%  drop ${(s.drop * 100).toFixed(2)} pt`),
       });
       const suggestion = suggestMixedPrecision(report, o.targetDrop);
-      console.log(`fp32 ${(report.fp32_accuracy * 100).toFixed(2)}%; layers kept at 8 bits for a ${(o.targetDrop * 100).toFixed(2)} pt budget: ${suggestion.overrides.map((x) => x.match).join(', ') || 'none'}`);
+      console.log(`fp32 ${(report.fp32_accuracy * 100).toFixed(2)}%; layers kept at 8 bits for a ${(o.targetDrop * 100).toFixed(2)} pt budget: ${suggestion.overrides.map((x) => displayName(x.match)).join(', ') || 'none'}`);
       if (o.suggest) writeFileAtomic(o.suggest, JSON.stringify(suggestion, null, 2) + '\n');
       if (o.json) writeFileAtomic(o.json, JSON.stringify({ ...report, suggestion }, null, 2) + '\n');
     });

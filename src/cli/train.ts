@@ -5,7 +5,11 @@ import { writeFileAtomic } from '../onnx/atomic-write';
 import { OPTIMIZERS } from '../train/optimizer';
 import { defaultRunDir, DEFAULT_TRAIN_CONFIG, train, TrainConfig, TrainResult } from '../train/run';
 import { SCHEDULES } from '../train/schedule';
-import { choiceOption, dataOption, floatListOption, floatOption, intOption } from './options';
+import { choiceOption, dataOption, defaultThreads, floatListOption, floatOption, intOption, maxThreads, threadsOption } from './options';
+import { checkApplicableFlags } from './train-flags';
+import { TrainingInterruptedError } from '../train/run-lifecycle';
+import { planTrain } from '../train/run';
+import { EXIT } from './run-cli';
 import { isTextData, TEXT_DATASETS } from '../data/text';
 import { TOKENIZER_NAMES } from '../data/tokenizers/index';
 import { LANGUAGE_MODEL_DEFAULTS, LanguageModelResult } from '../train/run-language-model';
@@ -27,11 +31,11 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--weight-decay <x>', 'weight decay (default: 0.01 for adamw, 5e-4 for sgd)', floatOption('--weight-decay', { min: 0 }))
     .option('--schedule <name>', `${SCHEDULES.join(', ')}`, choiceOption('--schedule', SCHEDULES), d.schedule)
     .option('--warmup-steps <n>', 'linear warmup steps', intOption('--warmup-steps', 0), d.warmupSteps)
-    .option('--label-smoothing <x>', 'label smoothing in [0, 1)', floatOption('--label-smoothing', { min: 0 }), d.labelSmoothing)
+    .option('--label-smoothing <x>', 'label smoothing in [0, 1)', floatOption('--label-smoothing', { min: 0, max: 0.999999 }), d.labelSmoothing)
     .option('--clip-norm <x>', 'clip gradients by global norm (0: off)', floatOption('--clip-norm', { min: 0 }), d.clipNorm)
     .option('--augment-shift <n>', 'random shift augmentation in pixels (0: off)', intOption('--augment-shift', 0), d.augmentShift)
     .option('--seed <n>', 'seed for initialisation, shuffling and augmentation', intOption('--seed', 0), d.seed)
-    .option('--threads <n>', 'ONNX Runtime intra-op threads', intOption('--threads', 1), d.threads)
+    .option('--threads <n>', `ONNX Runtime intra-op threads, 1..this machine's cores (${maxThreads()}); a resumed run keeps its own`, threadsOption(), defaultThreads())
     .option('--input-scale <x>', 'imported models: multiply [0,1] pixels by this first', floatOption('--input-scale'))
     .option('--input-mean <list>', 'imported models: subtract per-channel mean (after scaling)', floatListOption('--input-mean'))
     .option('--input-std <list>', 'imported models: divide by per-channel std', floatListOption('--input-std'))
@@ -39,13 +43,13 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--quant-config <file.json>', 'full quantization config (per-layer bits, granularity, scale method)')
     .option('--from <run_dir>', 'start from this fp32 run: its model and dataset (QAT fine-tuning; the distillation teacher)')
     .option('--distill', 'distill from the --from model (KL on logits)')
-    .option('--distill-weight <x>', 'weight of the distillation term in [0, 1]', floatOption('--distill-weight', { min: 0 }), 0.5)
+    .option('--distill-weight <x>', 'weight of the distillation term in [0, 1]', floatOption('--distill-weight', { min: 0, max: 1 }), 0.5)
     .option('--distill-temperature <x>', 'distillation temperature', floatOption('--distill-temperature', { min: 0, exclusiveMin: true }), 2)
     .option('--bn-freeze-step <n>', 'QAT: step at which BN uses running statistics (default: half the run)', intOption('--bn-freeze-step', 0))
     .option('--observer-freeze-step <n>', 'QAT: step after which activation ranges are frozen (default: 3/4 of the run)', intOption('--observer-freeze-step', 0))
     .option('--calib-batches <n>', 'QAT: batches that calibrate activation ranges first', intOption('--calib-batches', 1), 8)
     .option('--oscillation-dampen <x>', 'QAT: weight of the oscillation dampening loss (Nagel et al. 2022; 0: off)', floatOption('--oscillation-dampen', { min: 0 }))
-    .option('--oscillation-freeze <f>', 'QAT: freeze weights oscillating more often than this frequency (0: off)', floatOption('--oscillation-freeze', { min: 0 }))
+    .option('--oscillation-freeze <f>', 'QAT: freeze weights oscillating more often than this frequency in [0, 1] (0: off)', floatOption('--oscillation-freeze', { min: 0, max: 1 }))
     .option('--tokenizer <name>', `language models: ${TOKENIZER_NAMES.join(', ')}`, choiceOption('--tokenizer', TOKENIZER_NAMES))
     .option('--context <n>', `language models: tokens per window (default ${TRANSFORMER_DEFAULTS.context})`, intOption('--context', 1))
     .option('--layers <n>', `gpt/llama: blocks (default ${TRANSFORMER_DEFAULTS.layers})`, intOption('--layers', 1))
@@ -53,8 +57,10 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--dim <n>', `gpt/llama: width (default ${TRANSFORMER_DEFAULTS.dim})`, intOption('--dim', 1))
     .option('--accumulate <k>', 'language models: micro-batches per optimizer step (gradient accumulation)', intOption('--accumulate', 1))
     .option('--eval-every <n>', `language models: validate every N steps (default ${LANGUAGE_MODEL_DEFAULTS.evalEvery}; 0: at the end)`, intOption('--eval-every', 0))
-    .option('--out <dir>', 'run directory (default runs/<model>-<data>-<time>)')
-    .option('--resume', 'continue the run in --out from its checkpoint')
+    .option('--checkpoint-every <n>', 'write a checkpoint every N steps as well as at epoch ends (0: epoch ends only; default 250)', intOption('--checkpoint-every', 0))
+    .option('--out <dir>', 'run directory: new or empty (default runs/<model>-<data>-<time>)')
+    .option('--resume', 'continue the run in --out from its checkpoint (its saved config; only --epochs, --steps, --threads, --from, --checkpoint-every may change)')
+    .option('--dry-run', 'check every input (flags, model, data, quant config, --from, --out) and print what would run; write nothing')
     .option('--json <file>', 'write the metrics as JSON to this file');
 }
 
@@ -79,6 +85,7 @@ export function configFromOptions(o: Record<string, any>): TrainConfig {
     dim: o.dim,
     accumulate: o.accumulate,
     evalEvery: o.evalEvery,
+    checkpointEvery: o.checkpointEvery,
   };
 }
 
@@ -100,30 +107,74 @@ function withLanguageModelDefaults(config: TrainConfig, explicit: (flag: string)
   };
 }
 
+/** SIGINT / SIGTERM during training: the first stops after the current step with a checkpoint, a second at once. */
+function stopOnSignals(label: string): { signal: AbortSignal; exitCode: () => number; dispose: () => void } {
+  const controller = new AbortController();
+  let code: number = EXIT.sigint;
+  const handler = (sig: NodeJS.Signals) => {
+    if (controller.signal.aborted) process.exit(sig === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint);
+    code = sig === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
+    console.error(`qat ${label}: ${sig}: stopping after this step to write a checkpoint (${sig === 'SIGINT' ? 'Ctrl-C' : 'the signal'} again stops at once)`);
+    controller.abort();
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return { signal: controller.signal, exitCode: () => code, dispose: () => (process.off('SIGINT', handler), process.off('SIGTERM', handler)) };
+}
+
 export async function runTrainCommand(o: Record<string, any>, label = 'train', explicit?: (flag: string) => boolean): Promise<TrainResult> {
+  const given = explicit ?? (() => false);
+  checkApplicableFlags(o, given);
   let config = configFromOptions(o);
   if (isTextData(config.data) && !o.resume) config = withLanguageModelDefaults(config, explicit ?? (() => false));
-  if (o.resume && explicit) {
-    // A resumed run keeps its saved length and threads unless the user gave them again.
-    config = { ...config, epochs: explicit('epochs') ? o.epochs : undefined, steps: explicit('steps') ? o.steps : undefined, threads: explicit('threads') ? o.threads : undefined } as unknown as TrainConfig;
+  if (o.resume) {
+    // A resumed run keeps its saved config; only what checkApplicableFlags allows may be given again.
+    const keep = (flag: string, value: unknown) => (given(flag) ? value : undefined);
+    config = { epochs: keep('epochs', o.epochs), steps: keep('steps', o.steps), threads: keep('threads', o.threads), from: keep('from', o.from), checkpointEvery: keep('checkpointEvery', o.checkpointEvery) } as unknown as TrainConfig;
   }
   if (o.resume && !o.out) throw new Error('--resume needs --out RUN_DIR (the run to continue)');
   const runDir = o.out ?? defaultRunDir(config);
+  if (o.dryRun) {
+    const plan = await planTrain(config, runDir, { resume: Boolean(o.resume), maxThreads: maxThreads() });
+    const what = plan.complete ? 'complete already: nothing to do' : `would train steps ${plan.startStep + 1}..${plan.totalSteps}`;
+    console.log(
+      `dry run: ${plan.task} run '${plan.model}' (${plan.parameters} parameters${plan.quant ? `, ${plan.quant} QAT` : ''}${plan.from ? ` from ${plan.from}` : ''}) on ${plan.config.data}, ` +
+        `batch ${plan.config.batch}, ${plan.config.threads} threads: ${what} into ${path.resolve(runDir)}; every input checked, nothing written`,
+    );
+    return { dry_run: true, ...plan } as unknown as TrainResult;
+  }
   const progress = new Progress(label);
   let correctEma = 0;
-  const languageModel = isTextData(config.data);
-  const result = await train(config, runDir, {
-    resume: Boolean(o.resume),
-    hooks: {
-      onStart: ({ totalSteps, startStep }) => progress.start(totalSteps, startStep),
-      log: (line) => progress.note(line),
-      onStep: (s) => {
-        const accuracy = languageModel ? s.correct / config.batch : s.correct / config.batch;
-        correctEma = correctEma === 0 ? accuracy : 0.95 * correctEma + 0.05 * accuracy;
-        progress.update(s.step, s.totalSteps, { loss: s.loss, acc: correctEma, tokensPerSecond: s.metrics.tokens_per_second });
+  let batch = config.batch;
+  const stop = stopOnSignals(label);
+  let result: TrainResult;
+  try {
+    result = await train(config, runDir, {
+      resume: Boolean(o.resume),
+      signal: stop.signal,
+      maxThreads: maxThreads(),
+      hooks: {
+        onStart: ({ totalSteps, startStep, batch: runBatch }) => {
+          batch = runBatch;
+          progress.start(totalSteps, startStep);
+        },
+        onStep: (s) => {
+          // s.correct counts the batch's correct predictions (language models: per window position); the run's
+          // own batch divides it, also when a resumed run's batch is not the command line's default.
+          const accuracy = s.correct / batch;
+          correctEma = correctEma === 0 ? accuracy : 0.95 * correctEma + 0.05 * accuracy;
+          progress.update(s.step, s.totalSteps, { loss: s.loss, acc: correctEma, tokensPerSecond: s.metrics.tokens_per_second });
+        },
+        log: (line) => console.error(`${label}: ${line}`),
       },
-    },
-  });
+    });
+  } catch (e) {
+    progress.stop();
+    if (e instanceof TrainingInterruptedError) Object.assign(e, { exitCode: stop.exitCode() });
+    throw e;
+  } finally {
+    stop.dispose();
+  }
   progress.stop();
   const { losses: _l, ...summary } = result;
   if (result.fp32_accuracy !== undefined) console.log(`fp32 accuracy ${(result.fp32_accuracy * 100).toFixed(2)}%; ${result.quant} QAT:`);

@@ -7,6 +7,9 @@ import { Attr, Graph, Node, Shape, ValueInfo } from '../ir/graph';
 import { Tensor, sizeOf } from '../ir/tensor';
 import { readExternalData } from './external-data';
 import { writeFileAtomic } from './atomic-write';
+import { validateGraphValues, validateModelProto } from './validate';
+import { MAX_MODEL_FILE_BYTES } from '../validate/limits';
+import { InputError } from '../validate/schema';
 
 // onnx-proto is CommonJS: take the namespace from its default export.
 const { onnx } = onnxProto;
@@ -31,9 +34,10 @@ export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Gra
   try {
     model = onnx.ModelProto.decode(bytes);
   } catch (e) {
-    throw new Error(`${source}: not a valid ONNX model (${(e as Error).message})`);
+    throw new InputError(`${source}: not a valid ONNX model (protobuf: ${(e as Error).message})`);
   }
-  if (!model.graph) throw new Error(`${source}: the model has no graph`);
+  validateModelProto(model, { source });
+  if (!model.graph) throw new InputError(`${source}: the model has no graph`);
   const g = new Graph();
   g.name = model.graph.name || 'model';
   g.opsets = {};
@@ -63,6 +67,7 @@ export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Gra
     for (const a of np.attribute ?? []) node.attrs[a.name ?? ''] = decodeAttr(a, node, options);
     g.nodes.push(node);
   }
+  validateGraphValues(g, source);
   return g;
 }
 
@@ -215,9 +220,13 @@ export function encodeModel(g: Graph): Uint8Array {
 export function loadModel(file: string): Graph {
   let bytes: Buffer;
   try {
+    const stat = fs.statSync(file);
+    if (!stat.isFile()) throw new Error('not a regular file');
+    if (stat.size > MAX_MODEL_FILE_BYTES) throw new Error(`${stat.size} bytes, more than the ${MAX_MODEL_FILE_BYTES} read into memory (keep large weights as external data)`);
     bytes = fs.readFileSync(file);
   } catch (e) {
-    throw new Error(`cannot read model file '${file}': ${(e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(`cannot read model file '${file}': ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
   }
   return decodeModel(bytes, { baseDir: path.dirname(path.resolve(file)), source: file });
 }

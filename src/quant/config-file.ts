@@ -1,62 +1,134 @@
 import fs from 'node:fs';
-import { LayerOverride, presetConfig, QatConfig, RoleSpec } from './presets';
-import { SCALE_METHODS } from './spec';
+import { z } from 'zod';
+import { bool, InputError, intIn, numberIn, oneOf, parseWith, text } from '../validate/schema';
+import { activationSpec, LayerOverride, presetConfig, PRESETS, QatConfig, RoleSpec, weightSpec } from './presets';
+import { QuantSpecError, SCALE_METHODS, validateSpec } from './spec';
 
-const ROLE_KEYS = ['bits', 'method', 'granularity', 'groupSize', 'symmetric'];
-const TOP_KEYS = ['preset', 'weight', 'activation', 'firstLastBits', 'foldBatchNorm', 'observerMomentum', 'overrides'];
+export const GRANULARITIES = ['per-tensor', 'per-channel', 'per-group', 'per-token'] as const;
+const BITS = [1, 2, 3, 4, 5, 6, 7, 8, 16];
+/** Largest per-group size accepted (ORT's MatMulNBits blocks go to 256; larger groups are per-channel in effect). */
+export const MAX_GROUP_SIZE = 4096;
+/** Largest --quant-config file read (a config is a few hundred bytes; overrides for every layer of a big model fit). */
+export const MAX_QUANT_CONFIG_BYTES = 1 << 20;
+
+const bits = z.number({ error: 'must be 2..8 or 16 (1 for binary)' }).refine((b) => BITS.includes(b), { error: 'must be 2..8 or 16 (1 for binary)' });
+
+/** One role (weight or activation) in a config file: every key optional, merged over the preset's. */
+const roleSchema = z.strictObject({
+  bits: bits.optional(),
+  method: oneOf(SCALE_METHODS).optional(),
+  granularity: oneOf(GRANULARITIES).optional(),
+  groupSize: intIn(1, MAX_GROUP_SIZE).optional(),
+  symmetric: bool().optional(),
+}, { error: 'must be a JSON object of bits, method, granularity, groupSize, symmetric' });
+
+const overrideSchema = z.strictObject({
+  match: text('a layer name or a pattern with * wildcards (a string)'),
+  weight: roleSchema.optional(),
+  activation: roleSchema.optional(),
+  skip: bool().optional(),
+}, { error: 'must be a JSON object { "match": ..., "weight"?: ..., "activation"?: ..., "skip"?: ... }' });
+
+/** The --quant-config file: see loadQuantConfigFile. */
+export const quantConfigFileSchema = z.strictObject({
+  preset: oneOf(PRESETS).optional(),
+  weight: roleSchema.optional(),
+  activation: roleSchema.optional(),
+  firstLastBits: z.union([bits, z.null()], { error: 'must be 2..8 or 16, or null (keep the first and last layers at the role bits)' }).optional(),
+  foldBatchNorm: bool().optional(),
+  // torch's averaging_constant: the weight of the new batch's range; 0 would never move, above 1 overshoots.
+  observerMomentum: numberIn(0, 1, { exclusiveMin: true }).optional(),
+  overrides: z.array(overrideSchema, { error: 'must be an array of { "match": ..., "weight"?: ..., "activation"?: ..., "skip"?: ... }' }).max(10000).optional(),
+}, { error: 'must be a JSON object' });
+
+const fullRoleSchema = z.strictObject({
+  bits,
+  method: oneOf(SCALE_METHODS),
+  granularity: oneOf(GRANULARITIES).optional(),
+  groupSize: intIn(1, MAX_GROUP_SIZE).optional(),
+  symmetric: bool().optional(),
+});
+
+/** A complete QatConfig, as runs store it in their checkpoint config. */
+export const qatConfigSchema = z.strictObject({
+  weight: fullRoleSchema,
+  activation: fullRoleSchema,
+  firstLastBits: z.union([bits, z.null()], { error: 'must be 2..8 or 16, or null' }),
+  foldBatchNorm: bool(),
+  observerMomentum: numberIn(0, 1, { exclusiveMin: true }),
+  overrides: z.array(overrideSchema).max(10000),
+});
 
 /**
  * Reads a --quant-config JSON file: { "preset"?: "w4a4", "weight"?: RoleSpec, "activation"?: RoleSpec,
- * "firstLastBits"?: 8 | null, "foldBatchNorm"?: bool, "overrides"?: [{ "match": "conv1*", "weight": {"bits": 8},
- * "skip"?: bool }] }, merged over the preset (from the file or --quant, default w8a8). Unknown keys and bad
- * values are refused with the file, the key and the valid choices named.
+ * "firstLastBits"?: 8 | null, "foldBatchNorm"?: bool, "observerMomentum"?: (0, 1], "overrides"?: [{ "match":
+ * "conv1*", "weight": {"bits": 8}, "skip"?: bool }] }, merged over the preset (from the file or --quant, default
+ * w8a8). The schema refuses unknown keys (suggesting the closest valid one), values of the wrong JSON type
+ * ("yes" for a boolean) and numbers out of range, with the file and the key named. Overrides are checked against
+ * the model's layers when the model is prepared (prepare.ts: a pattern that matches no layer is refused).
  */
 export function loadQuantConfigFile(file: string, preset?: string): QatConfig {
+  let textContent: string;
+  try {
+    const stat = fs.statSync(file);
+    if (!stat.isFile()) throw new Error('not a regular file');
+    if (stat.size > MAX_QUANT_CONFIG_BYTES) throw new Error(`${stat.size} bytes, more than the ${MAX_QUANT_CONFIG_BYTES} a config may have`);
+    textContent = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(`--quant-config ${file}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`);
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    raw = JSON.parse(textContent);
   } catch (e) {
-    throw new Error(`--quant-config ${file}: ${(e as Error).message}`);
+    throw new InputError(`--quant-config ${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
   }
   return parseQuantConfig(raw, file, preset);
 }
 
 export function parseQuantConfig(raw: unknown, source: string, preset?: string): QatConfig {
-  const fail = (key: string, why: string): never => {
-    throw new Error(`--quant-config ${source}: ${key}: ${why}`);
-  };
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('(top level)', 'must be a JSON object');
-  const obj = raw as Record<string, unknown>;
-  for (const k of Object.keys(obj)) if (!TOP_KEYS.includes(k)) fail(k, `unknown key; valid keys: ${TOP_KEYS.join(', ')}`);
-  const base = presetConfig((obj.preset as string) ?? preset ?? 'w8a8');
-  const role = (key: string, v: unknown): Partial<RoleSpec> => {
-    if (v === undefined) return {};
-    if (typeof v !== 'object' || v === null) fail(key, 'must be an object');
-    const r = v as Record<string, unknown>;
-    for (const k of Object.keys(r)) if (!ROLE_KEYS.includes(k)) fail(`${key}.${k}`, `unknown key; valid keys: ${ROLE_KEYS.join(', ')}`);
-    if (r.bits !== undefined && ![1, 2, 3, 4, 5, 6, 7, 8, 16].includes(r.bits as number)) fail(`${key}.bits`, `${r.bits} is invalid; valid: 2..8 or 16 (1 for binary)`);
-    if (r.method !== undefined && !(SCALE_METHODS as readonly string[]).includes(r.method as string)) fail(`${key}.method`, `'${r.method}' is invalid; valid: ${SCALE_METHODS.join(', ')}`);
-    if (r.granularity !== undefined && !['per-tensor', 'per-channel', 'per-group', 'per-token'].includes(r.granularity as string)) {
-      fail(`${key}.granularity`, `'${r.granularity}' is invalid; valid: per-tensor, per-channel, per-group, per-token`);
-    }
-    return r as Partial<RoleSpec>;
-  };
-  const overrides: LayerOverride[] = [];
-  if (obj.overrides !== undefined) {
-    if (!Array.isArray(obj.overrides)) fail('overrides', 'must be an array');
-    (obj.overrides as unknown[]).forEach((o, i) => {
-      const e = o as Record<string, unknown>;
-      if (typeof e?.match !== 'string') fail(`overrides[${i}].match`, 'must be a node name or pattern (string)');
-      overrides.push({ match: e.match as string, weight: role(`overrides[${i}].weight`, e.weight), activation: role(`overrides[${i}].activation`, e.activation), skip: Boolean(e.skip) });
-    });
+  const where = `--quant-config ${source}`;
+  const obj = parseWith(quantConfigFileSchema, raw, where);
+  if (preset !== undefined && obj.preset !== undefined && preset !== obj.preset) {
+    throw new InputError(`${where}: preset '${obj.preset}' contradicts --quant ${preset}; give one of them`);
   }
-  return {
+  const base = presetConfig(obj.preset ?? preset ?? 'w8a8');
+  const overrides: LayerOverride[] = (obj.overrides ?? []).map((o) => ({ match: o.match, weight: o.weight ?? {}, activation: o.activation ?? {}, skip: o.skip ?? false }));
+  const config: QatConfig = {
     ...base,
-    weight: { ...base.weight, ...role('weight', obj.weight) },
-    activation: { ...base.activation, ...role('activation', obj.activation) },
-    firstLastBits: obj.firstLastBits === undefined ? base.firstLastBits : (obj.firstLastBits as number | null),
-    foldBatchNorm: obj.foldBatchNorm === undefined ? base.foldBatchNorm : Boolean(obj.foldBatchNorm),
-    observerMomentum: (obj.observerMomentum as number) ?? base.observerMomentum,
+    weight: { ...base.weight, ...obj.weight },
+    activation: { ...base.activation, ...obj.activation },
+    firstLastBits: obj.firstLastBits === undefined ? base.firstLastBits : obj.firstLastBits,
+    foldBatchNorm: obj.foldBatchNorm ?? base.foldBatchNorm,
+    observerMomentum: obj.observerMomentum ?? base.observerMomentum,
     overrides: [...base.overrides, ...overrides],
   };
+  checkRoles(config, where);
+  return config;
+}
+
+/** Checks that each role, as merged, makes a valid quantizer (e.g. per-token needs absmax), naming the config key. */
+export function checkRoles(config: QatConfig, where: string): void {
+  const check = (key: string, role: RoleSpec, kind: 'weight' | 'activation') => {
+    if (kind === 'weight' && role.granularity === 'per-token') {
+      throw new InputError(`${where}: ${key}.granularity: 'per-token' is for activations (dynamic absmax); weights are per-tensor, per-channel or per-group`);
+    }
+    if (role.groupSize !== undefined && role.granularity !== 'per-group') {
+      throw new InputError(`${where}: ${key}.groupSize: applies to granularity 'per-group' only (granularity is '${role.granularity ?? 'per-channel'}')`);
+    }
+    try {
+      if (kind === 'weight') validateSpec(weightSpec(role, 0), key);
+      else for (const nonNegative of [false, true]) validateSpec(activationSpec(role, nonNegative), key);
+    } catch (e) {
+      if (e instanceof QuantSpecError) throw new InputError(`${where}: ${e.message}`);
+      throw e;
+    }
+  };
+  check('weight', config.weight, 'weight');
+  check('activation', config.activation, 'activation');
+  config.overrides.forEach((o, i) => {
+    if (o.weight && Object.keys(o.weight).length) check(`overrides[${i}].weight`, { ...config.weight, ...o.weight }, 'weight');
+    if (o.activation && Object.keys(o.activation).length) check(`overrides[${i}].activation`, { ...config.activation, ...o.activation }, 'activation');
+  });
 }

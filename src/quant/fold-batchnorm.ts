@@ -7,6 +7,8 @@ export interface FoldedConv {
   /** The weight value the conv now reads (W * gamma / sigma): weight quantizers attach here. */
   scaledWeight: string;
   weight: string;
+  /** The Add of the conv's own bias after the unscale Div (absent without a bias): not a residual Add. */
+  biasAdd?: string;
 }
 
 /**
@@ -45,9 +47,13 @@ export function foldBatchNormForQat(graph: Graph): FoldedConv[] {
     const conv: Node = { ...node, inputs: [node.inputs[0], scaledWeight], outputs: [convOut] };
     b.addNode(conv);
     let y = b.div(convOut, b.reshape(factor, [1, -1, ...Array(rank - 2).fill(1)]));
-    if (node.inputs[2]) y = b.add(y, b.reshape(node.inputs[2], [1, -1, ...Array(rank - 2).fill(1)]));
+    let biasAdd: string | undefined;
+    if (node.inputs[2]) {
+      y = b.add(y, b.reshape(node.inputs[2], [1, -1, ...Array(rank - 2).fill(1)]));
+      biasAdd = graph.nodes.find((n) => n.outputs[0] === y)?.name;
+    }
     b.op1('Identity', [y], {}, { outputs: [node.outputs[0]], name: `${node.name}/unscale` });
-    folded.push({ conv: node.name, batchNorm: bn.name, scaledWeight, weight });
+    folded.push({ conv: node.name, batchNorm: bn.name, scaledWeight, weight, ...(biasAdd ? { biasAdd } : {}) });
   }
   return folded;
 }

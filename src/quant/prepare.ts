@@ -96,6 +96,7 @@ export function planQuantization(model: Model, config: QatConfig): QuantPlan {
   const compute = order.filter((n) => COMPUTE_OPS.has(n.opType) && n.inputs[1] && isWeight(n.inputs[1]));
   const first = compute[0]?.name;
   const last = compute.at(-1)?.name;
+  checkOverrides(config.overrides, compute, model.name);
   const overrideFor = (name: string): LayerOverride | undefined => config.overrides.find((o) => globMatch(o.match, name));
   const roleFor = (node: Node, role: 'weight' | 'activation'): RoleSpec | undefined => {
     const o = overrideFor(node.name);
@@ -136,15 +137,42 @@ export function planQuantization(model: Model, config: QatConfig): QuantPlan {
   };
   for (const node of compute) {
     const w = roleFor(node, 'weight');
-    if (w) weights.push({ node, tensor: node.inputs[1], spec: validateSpec(weightSpec(w, w.granularity === 'per-group' ? weightReductionAxis(node) : weightAxis(node)), `weight of '${node.name}'`) });
+    if (w) {
+      const spec = validateSpec(weightSpec(w, w.granularity === 'per-group' ? weightReductionAxis(node) : weightAxis(node)), `weight of '${node.name}'`);
+      checkGroups(graph, node, spec);
+      weights.push({ node, tensor: node.inputs[1], spec });
+    }
     const a = roleFor(node, 'activation');
     if (a) addActivation(source(node.inputs[0]), a, node.name);
   }
+  // Residual Adds take quantized inputs (QLinearAdd); a folded conv's bias Add sits inside the conv + BN pair.
+  const biasAdds = new Set(folded.map((f) => f.biasAdd));
   for (const node of order) {
-    if (node.opType !== 'Add' || node.inputs.some((i) => graph.initializers.has(i))) continue;
+    if (node.opType !== 'Add' || biasAdds.has(node.name) || node.inputs.some((i) => graph.initializers.has(i))) continue;
     for (const i of node.inputs) addActivation(source(i), config.activation, node.name);
   }
   return { graph, folded, weights, activations };
+}
+
+/** Every override must match a quantizable layer: a misspelt pattern would silently change nothing. */
+function checkOverrides(overrides: LayerOverride[], compute: Node[], model: string): void {
+  for (const o of overrides) {
+    if (compute.some((n) => globMatch(o.match, n.name))) continue;
+    const names = compute.map((n) => n.name);
+    const shownNames = names.length > 40 ? [...names.slice(0, 40), `... (${names.length} in all)`] : names;
+    throw new Error(`quant config: override '${o.match}' matches no quantizable layer of model '${model}'; layers (Conv/Gemm/MatMul with a weight): ${shownNames.join(', ')}`);
+  }
+}
+
+/** Per-group quantization splits the weight's reduction axis into whole groups. */
+function checkGroups(graph: Graph, node: Node, spec: QuantSpec): void {
+  const g = spec.granularity;
+  if (g.kind !== 'per-group') return;
+  const dims = graph.typeOf(node.inputs[1]).shape;
+  const d = dims[g.axis];
+  if (typeof d !== 'number' || d % g.size !== 0) {
+    throw new Error(`quant config: groupSize ${g.size} does not divide axis ${g.axis} (size ${d}) of the weight of '${node.name}' [${dims}]; choose a divisor of ${d}`);
+  }
 }
 
 /** Float values of a weight at prepare time (folded weights are W * gamma / sqrt(var + eps)). */

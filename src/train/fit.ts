@@ -19,6 +19,8 @@ export interface FitOptions {
   onEpochEnd?: (epoch: number) => Promise<void> | void;
   /** Name of the last good checkpoint, for the divergence message. */
   lastCheckpoint?: () => string | undefined;
+  /** Stops before the next step once aborted (SIGINT/SIGTERM): the caller then writes a checkpoint. */
+  signal?: AbortSignal;
 }
 
 export interface StepInfo extends StepResult {
@@ -32,6 +34,8 @@ export interface StepInfo extends StepResult {
 export interface FitResult {
   losses: number[];
   msPerStep: number[];
+  /** The signal stopped the loop before totalSteps. */
+  interrupted?: boolean;
 }
 
 /**
@@ -56,6 +60,7 @@ export async function fit(trainer: Trainer, data: DataSplit, options: FitOptions
     loader.setEpoch(epoch);
     for (const batch of loader.batches(trainer.stepCount % perEpoch)) {
       if (trainer.stepCount >= options.totalSteps) break;
+      if (options.signal?.aborted) return { losses, msPerStep, interrupted: true };
       trainer.batchImages.set(batch.images);
       trainer.batchLabels.set(batch.labels);
       options.beforeStep?.(trainer.stepCount);

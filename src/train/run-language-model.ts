@@ -8,13 +8,18 @@ import { importForTraining } from '../models/resolve';
 import { gpt, llama, TRANSFORMER_DEFAULTS } from '../models/transformers';
 import { saveModel } from '../onnx/model-io';
 import { writeFileAtomic } from '../onnx/atomic-write';
-import { loadCheckpoint, saveCheckpoint } from './checkpoint';
+import { Checkpoint, loadCheckpoint, saveCheckpoint } from './checkpoint';
+import { checkStoredTrainConfig, checkTrainConfig } from './config-schema';
+import { RunDirectory } from './run-dir';
+import { CHECKPOINT_FILE, checkResumeState, checkStartStep, RunSession, TrainingInterruptedError } from './run-lifecycle';
+import { withStoredPrecision } from '../models/stored-precision';
+import { InputError } from '../validate/schema';
 import { median } from './fit';
 import { defaultOptimizer } from './optimizer';
 import { learningRate } from './schedule';
 import { Trainer, TrainingDivergedError } from './trainer';
-import { modelLabel } from './run';
-import type { RunHooks, TrainConfig, TrainResult } from './run';
+import { finishedMetrics, modelLabel, resumedConfig } from './run';
+import type { RunHooks, TrainConfig, TrainPlan, TrainResult } from './run';
 import { LanguageModelEval } from './evaluate-language-model';
 
 export const LANGUAGE_MODELS = ['gpt', 'llama'] as const;
@@ -104,66 +109,109 @@ function checkLanguageModelConfig(c: TrainConfig): void {
  * Trains a language model as `qat train --data moby-dick|sotu|FILE.txt` does: windows of context+1 tokens drawn
  * from (seed, step), AdamW with warmup + cosine, clipping, optional gradient accumulation; writes checkpoint.qat
  * (every checkpointEvery steps and at the end), model.onnx and metrics.json into runDir; --resume continues
- * exactly (same windows, same optimizer state).
+ * exactly (same windows, same optimizer state, the validation history so far). The directory is handled as for
+ * image runs (run-lifecycle.ts).
  */
+export interface LanguageModelPlan extends TrainPlan {
+  task: 'language-model';
+  text: TextData;
+  context: number;
+  modelValue: Model;
+  resumed?: { ckpt: Checkpoint; saved: TrainConfig };
+}
+
+/** planTrain for a language-model run: config, checkpoint, text (UTF-8, long enough), model and directory checked. */
+export function planLanguageModel(
+  config: TrainConfig,
+  runDir: string,
+  options: { maxThreads?: number; model?: Model; resumed?: { ckpt: Checkpoint; saved: TrainConfig } } = {},
+): LanguageModelPlan {
+  const resumed = options.resumed;
+  if (resumed) config = resumedConfig(resumed.saved, config);
+  checkTrainConfig({ ...config, model: modelLabel(config.model) });
+  if (options.maxThreads !== undefined && config.threads > options.maxThreads) {
+    throw new InputError(`the run uses --threads ${config.threads}, more than this machine's ${options.maxThreads} cores; pass --threads N (N <= ${options.maxThreads})`);
+  }
+  checkLanguageModelConfig(config);
+  RunDirectory.check(runDir, { resume: Boolean(resumed), requiredFile: CHECKPOINT_FILE });
+  const text = loadTextData(config.data, (config.tokenizer ?? 'bytes') as TokenizerName);
+  const model: Model = resumed ? resumed.ckpt.model : resolveLanguageModel(config, text, options.model);
+  const context = config.context ?? model.lm?.context ?? TRANSFORMER_DEFAULTS.context;
+  checkTextLength(text, context, config.data);
+  const totalSteps = config.steps ?? LANGUAGE_MODEL_DEFAULTS.steps;
+  const startStep = resumed?.ckpt.step ?? 0;
+  if (resumed) checkStartStep(startStep, totalSteps, path.join(runDir, CHECKPOINT_FILE), config.steps !== resumed.saved.steps);
+  const complete = Boolean(resumed && startStep === totalSteps && finishedMetrics(runDir, startStep));
+  return {
+    config, runDir, task: 'language-model', resume: Boolean(resumed), startStep, totalSteps, complete, model: modelLabel(config.model),
+    parameters: parameterCount(model), text, context, modelValue: model, resumed,
+  };
+}
+
 export async function trainLanguageModel(
   config: TrainConfig,
   runDir: string,
-  options: { resume?: boolean; hooks?: RunHooks; stopAtStep?: number; model?: Model } = {},
+  options: { resume?: boolean; hooks?: RunHooks; stopAtStep?: number; model?: Model; plan?: LanguageModelPlan; signal?: AbortSignal; maxThreads?: number } = {},
 ): Promise<LanguageModelResult> {
   const hooks = options.hooks ?? {};
-  const ckptPath = path.join(runDir, 'checkpoint.qat');
-  let model: Model;
-  let initial: Map<string, Tensor> | undefined;
-  let startStep = 0;
-  if (options.resume) {
-    if (!fs.existsSync(ckptPath)) throw new Error(`--resume: no checkpoint at ${ckptPath}`);
-    const ckpt = loadCheckpoint(ckptPath);
-    const saved = ckpt.config as unknown as TrainConfig;
-    config = { ...saved, steps: config.steps ?? saved.steps, threads: config.threads ?? saved.threads };
-    model = ckpt.model;
-    initial = new Map(ckpt.optimizerState);
-    for (const name of model.params) initial.set(name, model.graph.initializers.get(name)!);
-    startStep = ckpt.step;
+  const plan = options.plan ?? planLanguageModel(config, runDir, { ...options, resumed: options.resume ? openResumedLanguageModel(runDir) : undefined });
+  config = plan.config;
+  const { text, context, resumed, startStep, totalSteps } = plan;
+  if (plan.complete) {
+    hooks.log?.(`run ${runDir} is already complete (step ${startStep} of ${totalSteps}); nothing was changed`);
+    return finishedMetrics(runDir, startStep) as LanguageModelResult;
   }
-  checkLanguageModelConfig(config);
-  const text = loadTextData(config.data, (config.tokenizer ?? 'bytes') as TokenizerName);
-  if (!options.resume) model = resolveLanguageModel(config, text, options.model);
-  const context = config.context ?? model!.lm?.context ?? TRANSFORMER_DEFAULTS.context;
+  let model = plan.modelValue;
   const accumulate = config.accumulate ?? 1;
-  const totalSteps = config.steps ?? LANGUAGE_MODEL_DEFAULTS.steps;
-  const optimizer = {
-    ...defaultOptimizer(config.optimizer),
-    beta2: config.optimizer === 'sgd' ? undefined : (config.beta2 ?? LANGUAGE_MODEL_DEFAULTS.beta2),
-    clipNorm: config.clipNorm,
-    ...(config.weightDecay !== undefined ? { weightDecay: config.weightDecay } : {}),
-  };
-  const trainer = await Trainer.create(model!, { batchSize: config.batch, classes: 0, sequenceLength: context, accumulate, optimizer, threads: config.threads }, initial);
-  trainer.stepCount = startStep;
-  fs.mkdirSync(runDir, { recursive: true });
-  const sampler = new WindowSampler(text.train, { batch: config.batch, context, seed: config.seed });
-  // Cosine to 10% of the peak, as nanoGPT and most LM recipes decay.
-  const schedule = { kind: config.schedule, lr: config.lr, warmupSteps: config.warmupSteps, minFactor: 0.1 };
-  const evalEvery = config.evalEvery ?? LANGUAGE_MODEL_DEFAULTS.evalEvery;
-  const history: LanguageModelResult['history'] = [];
-  const losses: number[] = [];
-  const msPerStep: number[] = [];
-  let lastCheckpoint: string | undefined = options.resume ? ckptPath : undefined;
-  const checkpoint = () => {
-    saveCheckpoint(ckptPath, {
-      model: trainer.currentModel(),
-      optimizerState: trainer.values('optimizer'),
-      step: trainer.stepCount,
-      rng: { seed: config.seed, step: trainer.stepCount },
-      config: config as unknown as Record<string, unknown>,
-    });
-    lastCheckpoint = ckptPath;
-  };
-  hooks.onStart?.({ totalSteps, startStep, model: model! });
-  const stopAt = Math.min(totalSteps, options.stopAtStep ?? totalSteps);
-  let evaluation: LanguageModelEval | undefined;
+  const ckptPath = path.join(runDir, CHECKPOINT_FILE);
+  let initial: Map<string, Tensor> | undefined;
+  if (resumed) {
+    initial = new Map(resumed.ckpt.optimizerState);
+    for (const name of model.params) initial.set(name, model.graph.initializers.get(name)!);
+  } else model = withStoredPrecision(model);
+  const session = RunSession.open(runDir, Boolean(resumed));
+  let trainer: Trainer | undefined;
   try {
+    const optimizer = {
+      ...defaultOptimizer(config.optimizer),
+      beta2: config.optimizer === 'sgd' ? undefined : (config.beta2 ?? LANGUAGE_MODEL_DEFAULTS.beta2),
+      clipNorm: config.clipNorm,
+      ...(config.weightDecay !== undefined ? { weightDecay: config.weightDecay } : {}),
+    };
+    trainer = await Trainer.create(model, { batchSize: config.batch, classes: 0, sequenceLength: context, accumulate, optimizer, threads: config.threads }, initial);
+    if (resumed) checkResumeState(trainer.step.carried, resumed.ckpt.optimizerState, ckptPath);
+    trainer.stepCount = startStep;
+    const sampler = new WindowSampler(text.train, { batch: config.batch, context, seed: config.seed });
+    // Cosine to 10% of the peak, as nanoGPT and most LM recipes decay.
+    const schedule = { kind: config.schedule, lr: config.lr, warmupSteps: config.warmupSteps, minFactor: 0.1 };
+    const evalEvery = config.evalEvery ?? LANGUAGE_MODEL_DEFAULTS.evalEvery;
+    const every = config.checkpointEvery ?? LANGUAGE_MODEL_DEFAULTS.checkpointEvery;
+    const history: LanguageModelResult['history'] = resumed ? storedHistory(resumed.ckpt, ckptPath) : [];
+    const losses: number[] = [];
+    const msPerStep: number[] = [];
+    let savedStep = resumed ? startStep : -1;
+    const checkpoint = () => {
+      const t = trainer!;
+      if (t.stepCount === savedStep) return;
+      saveCheckpoint(ckptPath, {
+        model: t.currentModel(),
+        optimizerState: t.values('optimizer'),
+        step: t.stepCount,
+        rng: { seed: config.seed, step: t.stepCount },
+        config: config as unknown as Record<string, unknown>,
+        metrics: { history },
+      });
+      savedStep = t.stepCount;
+      session.checkpointed();
+    };
+    hooks.onStart?.({ totalSteps, startStep, model, batch: config.batch });
+    const stopAt = Math.min(totalSteps, options.stopAtStep ?? totalSteps);
+    let evaluation: LanguageModelEval | undefined;
     while (trainer.stepCount < stopAt) {
+      if (options.signal?.aborted) {
+        checkpoint();
+        throw new TrainingInterruptedError(`training interrupted at step ${trainer.stepCount} of ${totalSteps}; checkpoint saved in ${ckptPath}: continue with qat train --out ${runDir} --resume`);
+      }
       const step = trainer.stepCount;
       const lr = learningRate(schedule, step, totalSteps);
       const t0 = performance.now();
@@ -172,7 +220,14 @@ export async function trainLanguageModel(
       let result;
       for (let micro = 0; micro < accumulate; micro++) {
         sampler.fill(step * accumulate + micro, trainer.batchTokens, trainer.batchLabels);
-        result = await trainer.trainStep(lr, micro === accumulate - 1);
+        try {
+          result = await trainer.trainStep(lr, micro === accumulate - 1);
+        } catch (e) {
+          if (e instanceof TrainingDivergedError) {
+            throw new TrainingDivergedError(`${e.message}; training stopped. ${savedStep >= 0 ? `Last good checkpoint: ${ckptPath}` : 'No checkpoint was written yet.'}`);
+          }
+          throw e;
+        }
         loss += result.loss / accumulate;
         correct += result.correct;
       }
@@ -188,50 +243,80 @@ export async function trainLanguageModel(
       }
       history.push(point);
       hooks.onStep?.({ step: done, epoch: 0, totalSteps, lr, ms, loss, correct: correct / (accumulate * context), gradNorm: result!.gradNorm, metrics: { tokens_per_second: (config.batch * context * accumulate * 1000) / ms } });
-      if (done % LANGUAGE_MODEL_DEFAULTS.checkpointEvery === 0 && done < stopAt) checkpoint();
+      if (every > 0 && done % every === 0 && done < stopAt) checkpoint();
     }
-  } catch (e) {
+    checkpoint();
+    evaluation ??= await trainer.evaluateText(text.val, context);
+    const finalModel = trainer.currentModel();
+    saveModel(finalModel.graph, path.join(runDir, 'model.onnx'));
     await trainer.release();
-    if (e instanceof TrainingDivergedError) {
-      throw new TrainingDivergedError(`${e.message}; training stopped. ${lastCheckpoint ? `Last good checkpoint: ${lastCheckpoint}` : 'No checkpoint was written yet.'}`);
-    }
-    throw e;
+    trainer = undefined;
+    const ms = median(msPerStep);
+    const result: LanguageModelResult = {
+      model: modelLabel(config.model),
+      task: 'language-model',
+      data: config.data,
+      epochs: 0,
+      test_accuracy: evaluation.val_token_accuracy,
+      test_loss: evaluation.val_loss,
+      tokenizer: text.tokenizer.name,
+      parameters: parameterCount(finalModel),
+      steps: Math.max(savedStep, startStep),
+      batch: config.batch,
+      context,
+      accumulate,
+      seed: config.seed,
+      threads: config.threads,
+      val_loss: evaluation.val_loss,
+      val_perplexity: evaluation.val_perplexity,
+      bits_per_byte: evaluation.bits_per_byte,
+      val_token_accuracy: evaluation.val_token_accuracy,
+      val_tokens: evaluation.val_tokens,
+      train_loss_last: history.at(-1)?.train_loss ?? NaN,
+      ms_per_step_median: ms,
+      tokens_per_second: (config.batch * context * accumulate * 1000) / ms,
+      peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+      run_dir: runDir,
+      history,
+      losses,
+    };
+    const { losses: _losses, ...summary } = result;
+    writeFileAtomic(path.join(runDir, 'metrics.json'), JSON.stringify({ ...summary, config }, null, 2) + '\n');
+    session.finish();
+    return result;
+  } catch (e) {
+    if (trainer) await trainer.release().catch(() => undefined);
+    throw session.fail(e);
   }
-  checkpoint();
-  evaluation ??= await trainer.evaluateText(text.val, context);
-  const finalModel = trainer.currentModel();
-  saveModel(finalModel.graph, path.join(runDir, 'model.onnx'));
-  await trainer.release();
-  const ms = median(msPerStep);
-  const result: LanguageModelResult = {
-    model: modelLabel(config.model),
-    task: 'language-model',
-    data: config.data,
-    epochs: 0,
-    test_accuracy: evaluation.val_token_accuracy,
-    test_loss: evaluation.val_loss,
-    tokenizer: text.tokenizer.name,
-    parameters: parameterCount(finalModel),
-    steps: trainer.stepCount,
-    batch: config.batch,
-    context,
-    accumulate,
-    seed: config.seed,
-    threads: config.threads,
-    val_loss: evaluation.val_loss,
-    val_perplexity: evaluation.val_perplexity,
-    bits_per_byte: evaluation.bits_per_byte,
-    val_token_accuracy: evaluation.val_token_accuracy,
-    val_tokens: evaluation.val_tokens,
-    train_loss_last: losses.at(-1) ?? NaN,
-    ms_per_step_median: ms,
-    tokens_per_second: (config.batch * context * accumulate * 1000) / ms,
-    peak_rss_mb: process.resourceUsage().maxRSS / 1024,
-    run_dir: runDir,
-    history,
-    losses,
-  };
-  const { losses: _losses, ...summary } = result;
-  writeFileAtomic(path.join(runDir, 'metrics.json'), JSON.stringify({ ...summary, config }, null, 2) + '\n');
-  return result;
+}
+
+function openResumedLanguageModel(runDir: string): { ckpt: Checkpoint; saved: TrainConfig } {
+  const file = path.join(runDir, CHECKPOINT_FILE);
+  if (!fs.existsSync(file)) throw new InputError(`--resume: no checkpoint at ${file}`);
+  const ckpt = loadCheckpoint(file);
+  return { ckpt, saved: checkStoredTrainConfig(ckpt.config, file) as TrainConfig };
+}
+
+/** Both splits hold at least one window (context + 1 tokens), checked before anything is built. */
+function checkTextLength(text: TextData, context: number, data: string): void {
+  for (const [split, stream] of [['training', text.train], ['validation', text.val]] as const) {
+    if (stream.tokens.length < context + 1) {
+      const total = text.train.tokens.length + text.val.tokens.length;
+      throw new InputError(
+        `--data ${data}: too short for --context ${context}: its ${split} split (${split === 'training' ? '90' : '10'}% of ${total} ${text.tokenizer.name} tokens) has ${stream.tokens.length} tokens, ` +
+          `fewer than one window (context + 1 = ${context + 1}); use more text (at least ${Math.ceil(((context + 1) * 10) / (split === 'training' ? 9 : 1))} tokens) or a smaller --context`,
+      );
+    }
+  }
+}
+
+/** The validation history a checkpoint carries, checked (a resumed run's metrics.json continues it). */
+function storedHistory(ckpt: Checkpoint, file: string): LanguageModelResult['history'] {
+  const h = ckpt.metrics?.history;
+  if (h === undefined) return [];
+  const ok =
+    Array.isArray(h) &&
+    h.every((p) => p && typeof p === 'object' && Number.isInteger(p.step) && typeof p.train_loss === 'number' && typeof p.lr === 'number' && (p.val_loss === undefined || typeof p.val_loss === 'number'));
+  if (!ok) throw new InputError(`checkpoint '${file}': metrics.history must be a list of { step, train_loss, lr, val_loss? } points`);
+  return (h as LanguageModelResult['history']).filter((p) => p.step <= ckpt.step);
 }

@@ -1,31 +1,32 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadDataset, DatasetName, DATASET_NAMES } from '../data';
-import { Model } from '../models/model';
+import { loadDataset, DatasetName } from '../data';
+import { Model, parameterCount } from '../models/model';
 import { resolveModel, InputTransform } from '../models/resolve';
+import { checkClassifierFitsData } from '../models/check-io';
+import { withStoredPrecision } from '../models/stored-precision';
 import { saveModel } from '../onnx/model-io';
 import { writeFileAtomic } from '../onnx/atomic-write';
 import { Tensor } from '../ir/tensor';
+import { InputError } from '../validate/schema';
 import { Checkpoint, loadCheckpoint, saveCheckpoint } from './checkpoint';
+import { checkStoredTrainConfig, checkTrainConfig } from './config-schema';
 import { fit, median, StepInfo } from './fit';
-import { defaultOptimizer, OptimizerKind, OPTIMIZERS } from './optimizer';
-import { ScheduleKind, SCHEDULES } from './schedule';
+import { defaultOptimizer, OptimizerKind } from './optimizer';
+import { ScheduleKind } from './schedule';
 import { Trainer } from './trainer';
 import { evaluateModel } from './evaluate';
 import { distillFrom, DistillOptions } from './distill';
 import { prepareQat } from '../quant/qat';
+import { planQuantization } from '../quant/prepare';
 import { presetConfig, QatConfig } from '../quant/presets';
 import { DEFAULT_OSCILLATION, oscillationControl, OscillationOptions } from '../quant/oscillation';
 import { isTextData } from '../data/text';
-import { trainLanguageModel } from './run-language-model';
+import { LanguageModelPlan, planLanguageModel, trainLanguageModel } from './run-language-model';
+import { RunDirectory } from './run-dir';
+import { CHECKPOINT_FILE, checkResumeState, checkStartStep, openFp32SourceRun, openSourceRun, RunSession, TrainingInterruptedError } from './run-lifecycle';
 
-/** The task of the run saved in runDir, from its metrics or checkpoint config (undefined when there is none). */
-function runTask(runDir: string): 'classification' | 'language-model' | undefined {
-  const file = path.join(runDir, CHECKPOINT_FILE);
-  if (!fs.existsSync(file)) return undefined;
-  const saved = loadCheckpoint(file).config as unknown as TrainConfig;
-  return typeof saved.data === 'string' && isTextData(saved.data) ? 'language-model' : 'classification';
-}
+export { CHECKPOINT_FILE, TrainingInterruptedError } from './run-lifecycle';
 
 export interface TrainConfig {
   /** A zoo name (lenet, mlp, resnet8, mobilenet, gpt, llama), an .onnx file, or a Model built in TypeScript. */
@@ -76,6 +77,8 @@ export interface TrainConfig {
   beta2?: number;
   /** Validation every N steps (language models; 0: only at the end). */
   evalEvery?: number;
+  /** A checkpoint every N steps as well as at epoch ends (0: epoch ends only); default 250. */
+  checkpointEvery?: number;
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -120,27 +123,18 @@ export interface TrainResult {
 }
 
 export interface RunHooks {
-  onStart?: (info: { totalSteps: number; startStep: number; model: Model }) => void;
+  /** `batch` is the run's own (a resumed run's saved batch, not the command line's default). */
+  onStart?: (info: { totalSteps: number; startStep: number; model: Model; batch: number }) => void;
   onStep?: (info: StepInfo) => void;
   log?: (line: string) => void;
 }
 
-export const CHECKPOINT_FILE = 'checkpoint.qat';
+/** Default checkpoint cadence in steps (besides epoch ends and the end of the run). */
+export const DEFAULT_CHECKPOINT_EVERY = 250;
 
+/** Checks a config given by the user (TypeScript or CLI): every field typed and in range, errors naming the flag. */
 export function validateTrainConfig(c: TrainConfig): void {
-  const fail = (flag: string, valid: string, got: unknown) => {
-    throw new Error(`${flag}: invalid value '${got}'; valid: ${valid}`);
-  };
-  if (!(DATASET_NAMES as readonly string[]).includes(c.data)) fail('--data', DATASET_NAMES.join(', '), c.data);
-  if (!(OPTIMIZERS as readonly string[]).includes(c.optimizer)) fail('--optimizer', OPTIMIZERS.join(', '), c.optimizer);
-  if (!(SCHEDULES as readonly string[]).includes(c.schedule)) fail('--schedule', SCHEDULES.join(', '), c.schedule);
-  if (!Number.isInteger(c.epochs) || c.epochs < 1) fail('--epochs', 'an integer >= 1', c.epochs);
-  if (c.steps !== undefined && (!Number.isInteger(c.steps) || c.steps < 1)) fail('--steps', 'an integer >= 1', c.steps);
-  if (!Number.isInteger(c.batch) || c.batch < 1) fail('--batch', 'an integer >= 1', c.batch);
-  if (!(c.lr > 0)) fail('--lr', 'a number > 0', c.lr);
-  if (!Number.isInteger(c.seed) || c.seed < 0) fail('--seed', 'an integer >= 0', c.seed);
-  if (!Number.isInteger(c.threads) || c.threads < 1) fail('--threads', 'an integer >= 1', c.threads);
-  if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 1)) fail('--label-smoothing', 'a number in [0, 1)', c.labelSmoothing);
+  checkTrainConfig({ ...c, model: modelLabel(c.model) });
 }
 
 export function defaultRunDir(c: TrainConfig): string {
@@ -159,21 +153,19 @@ export interface TrainOptions {
   hooks?: RunHooks;
   /** Stop (with a checkpoint) after this step, as an interrupted run would; the schedule still spans the whole run. */
   stopAtStep?: number;
+  /** Aborting it stops training before the next step with a checkpoint, then throws TrainingInterruptedError. */
+  signal?: AbortSignal;
+  /** Refuse a config (or a resumed run's saved one) with more ONNX Runtime threads than this (the CLI: the cores). */
+  maxThreads?: number;
 }
 
-/**
- * Trains a model as `qat train` does: writes checkpoint.qat (each epoch and at the end), model.onnx (the fp32
- * inference model) and metrics.json into runDir. With resume, continues from runDir's checkpoint exactly.
- */
 function pickMetrics(metrics: Record<string, number>, prefix: string): Record<string, number> {
   return Object.fromEntries(Object.entries(metrics).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
 }
 
 /** A finished run's checkpoint (model, config, optimizer state), e.g. to fine-tune with QAT, distill, quantize or export. */
 export function loadRun(runDir: string): Checkpoint {
-  const file = path.join(runDir, CHECKPOINT_FILE);
-  if (!fs.existsSync(file)) throw new Error(`--from: no checkpoint at ${file} (train an fp32 run first with qat train --out ${runDir})`);
-  return loadCheckpoint(file);
+  return openSourceRun(runDir, undefined);
 }
 
 function resolveQatConfig(c: TrainConfig): QatConfig | undefined {
@@ -181,138 +173,277 @@ function resolveQatConfig(c: TrainConfig): QatConfig | undefined {
   return c.quantConfig ?? presetConfig(c.quant!);
 }
 
+/** A resumed run's config: the saved one, with what may change (length, threads, checkpoint cadence, --from's location). */
+export function resumedConfig(saved: TrainConfig, given: Partial<TrainConfig>): TrainConfig {
+  return {
+    ...saved,
+    epochs: given.epochs ?? saved.epochs,
+    steps: given.steps ?? saved.steps,
+    threads: given.threads ?? saved.threads,
+    checkpointEvery: given.checkpointEvery ?? saved.checkpointEvery,
+    from: given.from ?? saved.from,
+  };
+}
+
+/** Reads a resumed run's checkpoint and checks its stored config (typed fields, a run qatkit can continue). */
+function openResumed(runDir: string): { ckpt: Checkpoint; saved: TrainConfig } {
+  const file = path.join(runDir, CHECKPOINT_FILE);
+  if (!fs.existsSync(file)) throw new InputError(`--resume: no checkpoint at ${file}`);
+  const ckpt = loadCheckpoint(file);
+  if (ckpt.model.quant?.method === 'ptq') throw new InputError(`--resume: ${runDir} is a post-training quantization run (qat quantize): there is nothing to resume`);
+  const saved = checkStoredTrainConfig(ckpt.config, file) as TrainConfig;
+  if (ckpt.rng.seed !== saved.seed) throw new InputError(`checkpoint '${file}': rng.seed ${ckpt.rng.seed} differs from config.seed ${saved.seed}`);
+  return { ckpt, saved };
+}
+
+/** The metrics.json of a run that is complete at `step`, if it is there and says so. */
+export function finishedMetrics(runDir: string, step: number): TrainResult | undefined {
+  try {
+    const m = JSON.parse(fs.readFileSync(path.join(runDir, 'metrics.json'), 'utf8'));
+    if (m && typeof m === 'object' && m.steps === step && typeof m.test_accuracy === 'number') {
+      const { config: _config, ...rest } = m;
+      return { ...rest, losses: [] } as TrainResult;
+    }
+  } catch {
+    // missing or unreadable: the run is finished again below
+  }
+  return undefined;
+}
+
+/** What a classification run will do, checked before anything is written (`qat train --dry-run` prints it). */
+export interface TrainPlan {
+  config: TrainConfig;
+  runDir: string;
+  task: 'classification' | 'language-model';
+  resume: boolean;
+  startStep: number;
+  totalSteps: number;
+  /** The run is complete already (a resume at its last step with its metrics.json). */
+  complete: boolean;
+  model: string;
+  parameters: number;
+  quant?: string;
+  from?: string;
+}
+
+interface ClassificationPlan extends TrainPlan {
+  data: ReturnType<typeof loadDataset>;
+  modelValue: Model;
+  resumed?: { ckpt: Checkpoint; saved: TrainConfig };
+  source?: Checkpoint;
+  qatConfig?: QatConfig;
+}
+
 /**
- * Trains a model as `qat train` does: writes checkpoint.qat (each epoch, at QAT phase changes and at the end),
- * model.onnx (the inference model) and metrics.json into runDir. With resume, continues from runDir's
- * checkpoint exactly. With a quantization config, the model (fresh, or the fp32 model of config.from) is
- * prepared for QAT first: BN folded, activation ranges calibrated, fake-quant nodes inserted.
+ * Every check a run makes before it writes anything: the config (typed, in range), the checkpoint to resume
+ * (checksum, schema, step within the run), the source run (exists, a qatkit fp32 run, not the run itself), the
+ * run directory (absent or empty for a new run, not locked), the data, the model against the data, and a quant
+ * config against the model's layers. Returns what train() then runs; writes nothing.
+ */
+export async function planTrain(config: TrainConfig, runDir: string, options: TrainOptions = {}): Promise<TrainPlan> {
+  const plan = await planRun(config, runDir, options);
+  if (plan.task === 'language-model') return plan;
+  const { data: _d, modelValue: _m, resumed: _r, source: _s, qatConfig: _q, ...summary } = plan as ClassificationPlan;
+  return summary;
+}
+
+async function planRun(config: TrainConfig, runDir: string, options: TrainOptions): Promise<TrainPlan | ClassificationPlan> {
+  const given = typeof config.model === 'object' ? config.model : undefined;
+  // (A resumed run's config may hold only what changes: its model comes from the checkpoint.)
+  if (config.model !== undefined) config = { ...config, model: modelLabel(config.model) };
+  const resumed = options.resume ? openResumed(runDir) : undefined;
+  const savedTask = resumed && isTextData(resumed.saved.data) ? 'language-model' : undefined;
+  if (isTextData(config.data) || given?.task === 'language-model' || savedTask) {
+    return planLanguageModel(config, runDir, { ...options, model: given, resumed });
+  }
+  if (resumed) config = resumedConfig(resumed.saved, config);
+  validateTrainConfig(config);
+  checkThreads(config, options);
+  const qatConfig = resolveQatConfig(config);
+  if (config.distill && !config.from) throw new InputError('--distill needs --from RUN_DIR (the fp32 teacher)');
+  // The source run: a fresh run takes its model and dataset; a resumed one needs it only as a distillation teacher.
+  const source = config.from && (!resumed || config.distill) ? openFp32SourceRun(config.from, runDir, resumed ? "the run's source (--from)" : '--from') : undefined;
+  if (source && !resumed) {
+    const saved = source.config as unknown as TrainConfig;
+    if (isTextData(saved.data)) throw new InputError(`--from ${config.from} is a language-model run: starting a run from one is not supported yet`);
+    config = { ...config, model: saved.model, data: saved.data, input: saved.input, from: path.resolve(config.from!) };
+  }
+  RunDirectory.check(runDir, { resume: Boolean(resumed), requiredFile: CHECKPOINT_FILE });
+  const data = loadDataset(config.data as DatasetName);
+  const model = resumed ? resumed.ckpt.model : (source?.model ?? given ?? resolveModel(config.model as string, config.data, config.seed, config.input));
+  checkClassifierFitsData(model.graph, model.input, model.output, data.train.shape, data.train.classes, `model '${config.model}'`, config.data);
+  const perEpoch = Math.floor(data.train.count / config.batch);
+  if (perEpoch === 0) throw new InputError(`--batch ${config.batch} is larger than the training set (${data.train.count} samples)`);
+  const totalSteps = config.steps ?? config.epochs * perEpoch;
+  const startStep = resumed?.ckpt.step ?? 0;
+  const ckptFile = path.join(runDir, CHECKPOINT_FILE);
+  if (resumed) checkStartStep(startStep, totalSteps, ckptFile, config.steps !== resumed.saved.steps || config.epochs !== resumed.saved.epochs);
+  if (qatConfig && !resumed) planQuantization(model, qatConfig); // overrides and group sizes against the layers
+  const complete = Boolean(resumed && startStep === totalSteps && finishedMetrics(runDir, startStep));
+  return {
+    config, runDir, task: 'classification', resume: Boolean(resumed), startStep, totalSteps, complete, model: config.model as string,
+    parameters: parameterCount(model), quant: qatConfig ? (config.quant ?? 'custom') : undefined, from: config.from,
+    data, modelValue: model, resumed, source, qatConfig,
+  };
+}
+
+/** More threads than the caller allows (the CLI: the machine's cores) is refused, also for a resumed run's saved count. */
+function checkThreads(config: TrainConfig, options: TrainOptions): void {
+  if (options.maxThreads !== undefined && config.threads > options.maxThreads) {
+    throw new InputError(
+      `the run uses --threads ${config.threads}, more than this machine's ${options.maxThreads} cores; pass --threads N (N <= ${options.maxThreads}; ` +
+        'a resumed run then matches an uninterrupted one only up to float summation order)',
+    );
+  }
+}
+
+/**
+ * Trains a model as `qat train` does: writes checkpoint.qat (every checkpointEvery steps, each epoch, at QAT
+ * phase changes and at the end), model.onnx (the inference model) and metrics.json into runDir. With resume,
+ * continues from runDir's checkpoint exactly (same threads assumed). With a quantization config, the model
+ * (fresh, or the fp32 model of config.from) is prepared for QAT first: BN folded, activation ranges calibrated,
+ * fake-quant nodes inserted. Every input is checked first (planTrain); a run that fails before its first
+ * checkpoint leaves nothing behind, one that fails later keeps its last checkpoint (see run-lifecycle.ts).
  */
 export async function train(config: TrainConfig, runDir: string, options: TrainOptions = {}): Promise<TrainResult> {
-  const given = typeof config.model === 'string' ? undefined : config.model;
-  config = { ...config, model: modelLabel(config.model) };
-  if (isTextData(config.data) || given?.task === 'language-model' || (options.resume && runTask(runDir) === 'language-model')) {
-    return trainLanguageModel(config, runDir, { ...options, model: given });
-  }
+  const plan = await planRun(config, runDir, options);
+  if (plan.task === 'language-model') return trainLanguageModel(plan.config, runDir, { ...options, model: typeof config.model === 'object' ? config.model : undefined, plan: plan as LanguageModelPlan });
+  const { data, resumed, source, qatConfig, totalSteps, startStep } = plan as ClassificationPlan;
+  config = plan.config;
   const hooks = options.hooks ?? {};
-  const ckptPath = path.join(runDir, CHECKPOINT_FILE);
-  let model: Model;
+  if (plan.complete) {
+    hooks.log?.(`run ${runDir} is already complete (step ${startStep} of ${totalSteps}); nothing was changed`);
+    return finishedMetrics(runDir, startStep)!;
+  }
+  let model = (plan as ClassificationPlan).modelValue;
   let initial: Map<string, Tensor> | undefined;
-  let startStep = 0;
-  if (options.resume) {
-    if (!fs.existsSync(ckptPath)) throw new Error(`--resume: no checkpoint at ${ckptPath}`);
-    const ckpt = loadCheckpoint(ckptPath);
-    const saved = ckpt.config as unknown as TrainConfig;
-    // The run's identity comes from the checkpoint; only the length of training may change.
-    config = { ...saved, epochs: config.epochs ?? saved.epochs, steps: config.steps ?? saved.steps, threads: config.threads ?? saved.threads };
-    model = ckpt.model;
-    initial = new Map(ckpt.optimizerState);
+  if (resumed) {
+    initial = new Map(resumed.ckpt.optimizerState);
     for (const name of [...model.params, ...model.runningStats, ...(model.observerStats ?? [])]) initial.set(name, model.graph.initializers.get(name)!);
-    startStep = ckpt.step;
-  }
-  const source = config.from ? loadRun(config.from) : undefined;
-  if (source && !options.resume) {
-    // A run started from another takes that run's model and dataset (QAT fine-tuning, distillation).
-    const saved = source.config as unknown as TrainConfig;
-    config = { ...config, model: saved.model, data: saved.data, input: saved.input };
-  }
-  validateTrainConfig(config);
-  const data = loadDataset(config.data as DatasetName);
-  const qatConfig = resolveQatConfig(config);
-  if (config.distill && !config.from) throw new Error('--distill needs --from RUN_DIR (the fp32 teacher)');
-  const base = source?.model;
-  if (!options.resume) {
-    model = base ?? given ?? resolveModel(config.model as string, config.data, config.seed, config.input);
+  } else {
     if (qatConfig) {
       const calibCount = Math.min(data.train.count, (config.calibBatches ?? 8) * config.batch);
       model = await prepareQat(model, qatConfig, { images: data.train.images, count: calibCount, sampleShape: data.train.shape }, config.quant, config.threads);
     }
+    model = withStoredPrecision(model);
   }
-  const fp32Accuracy = qatConfig && base ? (await evaluateModel(base, data.test, { threads: config.threads })).accuracy : undefined;
-  const optimizer = { ...defaultOptimizer(config.optimizer), clipNorm: config.clipNorm };
-  if (config.weightDecay !== undefined) optimizer.weightDecay = config.weightDecay;
-  const perEpoch = Math.floor(data.train.count / config.batch);
-  const totalSteps = config.steps ?? config.epochs * perEpoch;
-  const quantized = Boolean(model!.quant);
-  const bnFreeze = quantized && model!.runningStats.length ? (config.bnFreezeStep ?? Math.floor(totalSteps / 2)) : Infinity;
-  const observerFreeze = quantized ? (config.observerFreezeStep ?? Math.floor((3 * totalSteps) / 4)) : Infinity;
-  const extraLoss = config.distill && base ? distillFrom(base, config.distill) : undefined;
-  const lowBit = model!.quant?.quantizers.some((z) => z.role === 'weight' && z.spec.bits < 8 && (z.spec.method === 'lsq' || z.spec.method === 'minmax' || z.spec.method === 'lsq+'));
-  const plugins = quantized && (lowBit || config.oscillation) ? [oscillationControl({ ...DEFAULT_OSCILLATION, ...config.oscillation })] : [];
-  const makeTrainer = (m: Model, init: Map<string, Tensor> | undefined, step: number) =>
-    Trainer.create(m, { batchSize: config.batch, classes: data.train.classes, optimizer, labelSmoothing: config.labelSmoothing, threads: config.threads, extraLoss, plugins, freezeBatchNorm: step >= bnFreeze }, init);
-  let lastMetrics: Record<string, number> = {};
-  let trainer = await makeTrainer(model!, initial, startStep);
-  trainer.stepCount = startStep;
-  fs.mkdirSync(runDir, { recursive: true });
-  let lastCheckpoint: string | undefined = options.resume ? ckptPath : undefined;
-  const checkpoint = () => {
-    saveCheckpoint(ckptPath, {
-      model: trainer.currentModel(),
-      optimizerState: trainer.values('optimizer'),
-      step: trainer.stepCount,
-      rng: { seed: config.seed, step: trainer.stepCount },
-      config: config as unknown as Record<string, unknown>,
-    });
-    lastCheckpoint = ckptPath;
-  };
-  hooks.onStart?.({ totalSteps, startStep, model: model! });
-  const losses: number[] = [];
-  const msPerStep: number[] = [];
-  // QAT phases: batch-statistics BN until bnFreeze, then a step graph with frozen (folded) BN.
-  const stopAt = Math.min(totalSteps, options.stopAtStep ?? totalSteps);
-  for (const end of [Math.min(bnFreeze, stopAt), stopAt]) {
-    if (trainer.stepCount >= end) continue;
-    if (trainer.stepCount >= bnFreeze && trainer.step.graph.nodes.some((n) => n.opType === 'BatchNormTrain')) {
-      const values = trainer.values();
-      const step = trainer.stepCount;
-      const current = trainer.currentModel();
-      await trainer.release();
-      trainer = await makeTrainer(current, values, step);
-      trainer.stepCount = step;
+  const session = RunSession.open(runDir, Boolean(resumed));
+  let trainer: Trainer | undefined;
+  try {
+    const base = source?.model;
+    const storedFp32 = resumed?.ckpt.metrics?.fp32_accuracy;
+    const fp32Accuracy = qatConfig
+      ? typeof storedFp32 === 'number' ? storedFp32 : base ? (await evaluateModel(base, data.test, { threads: config.threads })).accuracy : undefined
+      : undefined;
+    const optimizer = { ...defaultOptimizer(config.optimizer), clipNorm: config.clipNorm };
+    if (config.weightDecay !== undefined) optimizer.weightDecay = config.weightDecay;
+    const quantized = Boolean(model.quant);
+    const bnFreeze = quantized && model.runningStats.length ? (config.bnFreezeStep ?? Math.floor(totalSteps / 2)) : Infinity;
+    const observerFreeze = quantized ? (config.observerFreezeStep ?? Math.floor((3 * totalSteps) / 4)) : Infinity;
+    const extraLoss = config.distill && base ? distillFrom(base, config.distill) : undefined;
+    const lowBit = model.quant?.quantizers.some((z) => z.role === 'weight' && z.spec.bits < 8 && (z.spec.method === 'lsq' || z.spec.method === 'minmax' || z.spec.method === 'lsq+'));
+    const plugins = quantized && (lowBit || config.oscillation) ? [oscillationControl({ ...DEFAULT_OSCILLATION, ...config.oscillation })] : [];
+    const makeTrainer = (m: Model, init: Map<string, Tensor> | undefined, step: number) =>
+      Trainer.create(m, { batchSize: config.batch, classes: data.train.classes, optimizer, labelSmoothing: config.labelSmoothing, threads: config.threads, extraLoss, plugins, freezeBatchNorm: step >= bnFreeze }, init);
+    let lastMetrics: Record<string, number> = {};
+    trainer = await makeTrainer(model, initial, startStep);
+    if (resumed) checkResumeState(trainer.step.carried, resumed.ckpt.optimizerState, session.checkpointFile);
+    trainer.stepCount = startStep;
+    const losses: number[] = [];
+    const msPerStep: number[] = [];
+    let trainLossLast = typeof resumed?.ckpt.metrics?.train_loss_last === 'number' ? (resumed.ckpt.metrics.train_loss_last as number) : NaN;
+    let savedStep = resumed ? startStep : -1;
+    const checkpoint = () => {
+      const t = trainer!;
+      if (t.stepCount === savedStep) return;
+      saveCheckpoint(session.checkpointFile, {
+        model: t.currentModel(),
+        optimizerState: t.values('optimizer'),
+        step: t.stepCount,
+        rng: { seed: config.seed, step: t.stepCount },
+        config: config as unknown as Record<string, unknown>,
+        metrics: { train_loss_last: trainLossLast, ...(fp32Accuracy !== undefined ? { fp32_accuracy: fp32Accuracy } : {}) },
+      });
+      savedStep = t.stepCount;
+      session.checkpointed();
+    };
+    const every = config.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY;
+    hooks.onStart?.({ totalSteps, startStep, model, batch: config.batch });
+    // QAT phases: batch-statistics BN until bnFreeze, then a step graph with frozen (folded) BN.
+    const stopAt = Math.min(totalSteps, options.stopAtStep ?? totalSteps);
+    for (const end of [Math.min(bnFreeze, stopAt), stopAt]) {
+      if (trainer.stepCount >= end) continue;
+      if (trainer.stepCount >= bnFreeze && trainer.step.graph.nodes.some((n) => n.opType === 'BatchNormTrain')) {
+        const values = trainer.values();
+        const step = trainer.stepCount;
+        const current = trainer.currentModel();
+        await trainer.release();
+        trainer = undefined;
+        trainer = await makeTrainer(current, values, step);
+        trainer.stepCount = step;
+      }
+      const t = trainer;
+      const result = await fit(t, data, {
+        totalSteps: end,
+        scheduleSteps: totalSteps,
+        schedule: { kind: config.schedule, lr: config.lr, warmupSteps: config.warmupSteps },
+        seed: config.seed,
+        augmentShift: config.augmentShift,
+        signal: options.signal,
+        beforeStep: (s) => {
+          t.observe = s < observerFreeze;
+        },
+        onStep: (info) => {
+          lastMetrics = info.metrics;
+          trainLossLast = info.loss;
+          hooks.onStep?.(info);
+          if (every > 0 && info.step % every === 0) checkpoint();
+        },
+        onEpochEnd: () => checkpoint(),
+        lastCheckpoint: () => (savedStep >= 0 ? session.checkpointFile : undefined),
+      });
+      losses.push(...result.losses);
+      msPerStep.push(...result.msPerStep);
+      if (result.interrupted) {
+        checkpoint();
+        throw new TrainingInterruptedError(`training interrupted at step ${t.stepCount} of ${totalSteps}; checkpoint saved in ${session.checkpointFile}: continue with qat train --out ${runDir} --resume`);
+      }
     }
-    const result = await fit(trainer, data, {
-      totalSteps: end,
-      scheduleSteps: totalSteps,
-      schedule: { kind: config.schedule, lr: config.lr, warmupSteps: config.warmupSteps },
+    checkpoint();
+    const [c, h, w] = data.test.shape;
+    const evalResult = await trainer.evaluate(data.test.images, data.test.labels, data.test.count, [c, h, w]);
+    const finalModel = trainer.currentModel();
+    if (!finalModel.quant) saveModel(finalModel.graph, path.join(runDir, 'model.onnx'));
+    await trainer.release();
+    trainer = undefined;
+    const metrics: TrainResult = {
+      model: config.model as string,
+      ...(quantized ? { quant: config.quant ?? 'custom', method: 'qat' as const, fp32_accuracy: fp32Accuracy } : {}),
+      ...(plugins.length ? { oscillating_fraction: pickMetrics(lastMetrics, 'oscillating/'), frozen_fraction: pickMetrics(lastMetrics, 'frozen/') } : {}),
+      data: config.data,
+      epochs: config.epochs,
+      steps: finalStep(savedStep, startStep),
+      batch: config.batch,
       seed: config.seed,
-      augmentShift: config.augmentShift,
-      beforeStep: (s) => {
-        trainer.observe = s < observerFreeze;
-      },
-      onStep: (info) => {
-        lastMetrics = info.metrics;
-        hooks.onStep?.(info);
-      },
-      onEpochEnd: () => checkpoint(),
-      lastCheckpoint: () => lastCheckpoint,
-    });
-    losses.push(...result.losses);
-    msPerStep.push(...result.msPerStep);
+      threads: config.threads,
+      test_accuracy: evalResult.accuracy,
+      test_loss: evalResult.loss,
+      train_loss_last: trainLossLast,
+      ms_per_step_median: median(msPerStep),
+      peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+      run_dir: runDir,
+      losses,
+    };
+    const { losses: _losses, ...summary } = metrics;
+    writeFileAtomic(path.join(runDir, 'metrics.json'), JSON.stringify({ ...summary, config }, null, 2) + '\n');
+    session.finish();
+    return metrics;
+  } catch (e) {
+    if (trainer) await trainer.release().catch(() => undefined);
+    throw session.fail(e);
   }
-  const [c, h, w] = data.test.shape;
-  const evalResult = await trainer.evaluate(data.test.images, data.test.labels, data.test.count, [c, h, w]);
-  const finalModel = trainer.currentModel();
-  if (!finalModel.quant) saveModel(finalModel.graph, path.join(runDir, 'model.onnx'));
-  await trainer.release();
-  const metrics: TrainResult = {
-    model: config.model as string,
-    ...(quantized ? { quant: config.quant ?? 'custom', method: 'qat' as const, fp32_accuracy: fp32Accuracy } : {}),
-    ...(plugins.length ? { oscillating_fraction: pickMetrics(lastMetrics, 'oscillating/'), frozen_fraction: pickMetrics(lastMetrics, 'frozen/') } : {}),
-    data: config.data,
-    epochs: config.epochs,
-    steps: trainer.stepCount,
-    batch: config.batch,
-    seed: config.seed,
-    threads: config.threads,
-    test_accuracy: evalResult.accuracy,
-    test_loss: evalResult.loss,
-    train_loss_last: losses.at(-1) ?? NaN,
-    ms_per_step_median: median(msPerStep),
-    peak_rss_mb: process.resourceUsage().maxRSS / 1024,
-    run_dir: runDir,
-    losses,
-  };
-  const { losses: _losses, ...summary } = metrics;
-  writeFileAtomic(path.join(runDir, 'metrics.json'), JSON.stringify({ ...summary, config }, null, 2) + '\n');
-  return metrics;
+}
+
+function finalStep(savedStep: number, startStep: number): number {
+  return Math.max(savedStep, startStep);
 }

@@ -29,7 +29,7 @@ test('qat train refuses --distill without --from, an unknown preset, and a malfo
   assert.match(qat('train', '--quant', 'w5a5').stderr, /--quant must be one of w8a8, w4a8, w4a4, w3a3, w2a2, w2a8, ternary, binary, got 'w5a5'/);
   const bad = path.join(dir, 'bad.json');
   fs.writeFileSync(bad, JSON.stringify({ activation: { granularity: 'per-row' } }));
-  assert.match(qat('train', '--model', 'mlp', '--quant-config', bad, '--steps', '1').stderr, /bad\.json: activation\.granularity: 'per-row' is invalid; valid: per-tensor, per-channel, per-group, per-token/);
+  assert.match(qat('train', '--model', 'mlp', '--quant-config', bad, '--steps', '1').stderr, /bad\.json: activation\.granularity: must be one of per-tensor, per-channel, per-group, per-token, got "per-row"/);
 });
 
 test('qat sensitivity prints per-layer drops and writes a mixed-precision suggestion', () => {

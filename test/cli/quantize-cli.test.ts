@@ -56,7 +56,7 @@ test('a wrong qat quantize flag value names the flag and the valid choices', () 
   assert.notEqual(missing.status, 0);
   assert.match(missing.stderr, /--quant is required unless --quant-config is given; valid presets: w8a8/);
   const batches = qat('quantize', '--from', 'x', '--quant', 'w8a8', '--calib-batches', '0');
-  assert.match(batches.stderr, /--calib-batches must be an integer >= 1, got '0'/);
+  assert.match(batches.stderr, /--calib-batches must be a decimal integer >= 1, got '0'/);
 });
 
 test('the default output directory is <from>-ptq-<preset>-<calib>', () => {

@@ -24,14 +24,14 @@ test('qat train --steps writes the JSON metrics the issue lists, accuracy as a f
 test('a wrong flag value names the flag and the valid choices', () => {
   const bad = qat('train', '--data', 'cifar');
   assert.notEqual(bad.status, 0);
-  assert.match(bad.stderr, /--data must be one of mnist, fashion-mnist, got 'cifar'/);
+  assert.match(bad.stderr, /--data must be one of mnist, fashion-mnist, moby-dick, sotu or a path ending in \.txt, got 'cifar'/);
   const opt = qat('train', '--optimizer', 'rmsprop');
   assert.match(opt.stderr, /--optimizer must be one of adamw, adam, sgd/);
   const model = qat('train', '--model', 'vgg', '--steps', '1');
   assert.notEqual(model.status, 0);
   assert.match(model.stderr, /unknown model 'vgg'; choose one of mlp, lenet, resnet8, mobilenet/);
   const steps = qat('train', '--steps', 'x');
-  assert.match(steps.stderr, /--steps must be an integer >= 1, got 'x'/);
+  assert.match(steps.stderr, /--steps must be a decimal integer >= 1, got 'x'/);
 });
 
 test('qat train --resume keeps the saved run length unless --epochs/--steps are given again', () => {

@@ -94,6 +94,7 @@ test('decode reads typed data fields (float_data, int64_data, int32_data, double
 
 test('decode keeps a dim_value of 0 and names dims that have neither value nor param', () => {
   const bytes = onnx.ModelProto.encode({
+    irVersion: 8,
     opsetImport: [{ domain: '', version: 17 }],
     graph: {
       input: [{ name: 'x', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 0 }, { dimParam: 'N' }, {}] } } } }],
@@ -105,6 +106,7 @@ test('decode keeps a dim_value of 0 and names dims that have neither value nor p
 
 test('decode refuses a graph input without a shape, naming it', () => {
   const bytes = onnx.ModelProto.encode({
+    irVersion: 8,
     opsetImport: [{ domain: '', version: 17 }],
     graph: { input: [{ name: 'pixels', type: { tensorType: { elemType: 1 } } }], output: [] },
   }).finish();

@@ -85,9 +85,9 @@ test('per-layer overrides by pattern: mixed precision and skipped layers', () =>
 });
 
 test('a bad quant config names the key and the valid values', () => {
-  assert.throws(() => parseQuantConfig({ weight: { bits: 9 } }, 'q.json'), /q\.json: weight\.bits: 9 is invalid; valid: 2\.\.8 or 16/);
-  assert.throws(() => parseQuantConfig({ weight: { method: 'magic' } }, 'q.json'), /weight\.method: 'magic' is invalid; valid: minmax, lsq/);
-  assert.throws(() => parseQuantConfig({ wieght: {} }, 'q.json'), /wieght: unknown key; valid keys: preset, weight/);
+  assert.throws(() => parseQuantConfig({ weight: { bits: 9 } }, 'q.json'), /q\.json: weight\.bits: must be 2\.\.8 or 16 \(1 for binary\), got 9/);
+  assert.throws(() => parseQuantConfig({ weight: { method: 'magic' } }, 'q.json'), /weight\.method: must be one of minmax, lsq, .*got "magic"/);
+  assert.throws(() => parseQuantConfig({ wieght: {} }, 'q.json'), /wieght: unknown key; did you mean 'weight'\? \(valid keys: preset, weight/);
   assert.throws(() => presetConfig('w5a5'), /--quant: unknown preset 'w5a5'; valid: w8a8, w4a8/);
 });
 

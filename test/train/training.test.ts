@@ -56,13 +56,13 @@ test('a run writes checkpoint.qat, model.onnx and metrics.json; the checkpoint h
   assert.equal(fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')).length, 0);
 });
 
-test('a diverging run stops with the step number and names the last good checkpoint', async () => {
+test('a diverging run stops with the step number, names the last good checkpoint and keeps it', async () => {
   const dir = tmp();
-  await train({ ...base, optimizer: 'sgd', lr: 0.01, steps: 2, schedule: 'constant' }, dir);
   await assert.rejects(
-    train({ ...base, optimizer: 'sgd', lr: 1e30, steps: 6, schedule: 'constant' }, dir, { resume: false }),
-    (e: Error) => /loss became (NaN|Infinity|-Infinity) at step \d+/.test(e.message) && /checkpoint/i.test(e.message),
+    train({ ...base, optimizer: 'sgd', lr: 1e30, steps: 6, schedule: 'constant', checkpointEvery: 1 }, dir),
+    (e: Error) => /loss became (NaN|Infinity|-Infinity) at step \d+/.test(e.message) && /Last good checkpoint: .*checkpoint\.qat/.test(e.message),
   );
+  assert.ok(loadCheckpoint(path.join(dir, 'checkpoint.qat')).step >= 1);
 });
 
 test('--resume without a checkpoint is refused with the path', async () => {

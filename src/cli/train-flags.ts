@@ -1,0 +1,55 @@
+import { isTextData } from '../data/text';
+import { UsageError } from '../validate/schema';
+
+/** Flags (commander attribute names) and how they are spelled. */
+const FLAG: Record<string, string> = {
+  model: '--model', data: '--data', epochs: '--epochs', steps: '--steps', batch: '--batch', optimizer: '--optimizer', lr: '--lr',
+  weightDecay: '--weight-decay', schedule: '--schedule', warmupSteps: '--warmup-steps', labelSmoothing: '--label-smoothing',
+  clipNorm: '--clip-norm', augmentShift: '--augment-shift', seed: '--seed', threads: '--threads', inputScale: '--input-scale',
+  inputMean: '--input-mean', inputStd: '--input-std', quant: '--quant', quantConfig: '--quant-config', from: '--from', distill: '--distill',
+  distillWeight: '--distill-weight', distillTemperature: '--distill-temperature', bnFreezeStep: '--bn-freeze-step',
+  observerFreezeStep: '--observer-freeze-step', calibBatches: '--calib-batches', oscillationDampen: '--oscillation-dampen',
+  oscillationFreeze: '--oscillation-freeze', tokenizer: '--tokenizer', context: '--context', layers: '--layers', heads: '--heads',
+  dim: '--dim', accumulate: '--accumulate', evalEvery: '--eval-every', checkpointEvery: '--checkpoint-every', out: '--out',
+  resume: '--resume', json: '--json', dryRun: '--dry-run',
+};
+
+const RESUMABLE = new Set(['epochs', 'steps', 'threads', 'from', 'checkpointEvery', 'out', 'resume', 'json', 'dryRun']);
+const INPUT_TRANSFORM = ['inputScale', 'inputMean', 'inputStd'];
+const QAT_ONLY = ['bnFreezeStep', 'observerFreezeStep', 'calibBatches', 'oscillationDampen', 'oscillationFreeze'];
+const LANGUAGE_MODEL_ONLY = ['tokenizer', 'context', 'layers', 'heads', 'dim', 'accumulate', 'evalEvery'];
+const IMAGE_ONLY = ['epochs', 'labelSmoothing', 'augmentShift', ...INPUT_TRANSFORM, ...QAT_ONLY, 'distill', 'distillWeight', 'distillTemperature'];
+
+/**
+ * Refuses flags that would be ignored for the run asked for, naming the flag and why, rather than training
+ * without them: an input transform on a zoo model, QAT settings without --quant, language-model settings on
+ * images and the reverse, distillation settings without --distill, what --from decides itself, and with --resume
+ * anything but the run's length, threads, checkpoint cadence and source location.
+ */
+export function checkApplicableFlags(o: Record<string, unknown>, given: (flag: string) => boolean): void {
+  const refuse = (key: string, why: string): never => {
+    throw new UsageError(`${FLAG[key] ?? key} does not apply ${why}`);
+  };
+  const passed = Object.keys(FLAG).filter((k) => given(k));
+  if (o.resume) {
+    for (const k of passed) if (!RESUMABLE.has(k)) refuse(k, "with --resume: a resumed run keeps its saved config (only --epochs, --steps, --threads, --from, --checkpoint-every may change)");
+    return;
+  }
+  const text = typeof o.data === 'string' && isTextData(o.data);
+  const quantized = given('quant') || given('quantConfig');
+  const model = String(o.model ?? '');
+  const onnxFile = /\.onnx$/i.test(model);
+  if (given('from')) {
+    for (const k of ['model', 'data', ...INPUT_TRANSFORM]) if (given(k)) refuse(k, `with --from: the run takes the model, data and input transform of ${String(o.from)}`);
+  } else if (!onnxFile) {
+    for (const k of INPUT_TRANSFORM) if (given(k)) refuse(k, `to --model ${model}: input scaling applies to imported .onnx models (zoo models normalise their input themselves)`);
+  }
+  if (text) {
+    for (const k of IMAGE_ONLY) if (given(k)) refuse(k, `to language-model runs (--data ${String(o.data)} is text)`);
+    if (onnxFile) for (const k of ['layers', 'heads', 'dim']) if (given(k)) refuse(k, `to --model ${model}: it sizes the zoo transformers gpt and llama`);
+  } else {
+    for (const k of LANGUAGE_MODEL_ONLY) if (given(k)) refuse(k, `to image data (--data ${String(o.data ?? 'mnist')}); it is for language models (text --data)`);
+  }
+  if (!quantized) for (const k of QAT_ONLY) if (given(k)) refuse(k, 'without --quant or --quant-config (it sets quantization-aware training)');
+  if (!given('distill')) for (const k of ['distillWeight', 'distillTemperature']) if (given(k)) refuse(k, 'without --distill');
+}

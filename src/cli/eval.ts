@@ -6,7 +6,7 @@ import { evaluateOnnxFile } from '../export/evaluate-file';
 import { evaluateLanguageModelFile } from '../export/evaluate-language-model-file';
 import { writeFileAtomic } from '../onnx/atomic-write';
 import { evaluateLanguageModel } from '../train/evaluate-language-model';
-import { dataOption, intOption } from './options';
+import { dataOption, defaultThreads, intOption, threadsOption } from './options';
 import { resolveLanguageModelSource } from './language-model-source';
 
 export function evalCommand(): Command {
@@ -19,7 +19,7 @@ export function evalCommand(): Command {
     .option('--context <n>', "language models: tokens per window (default: the run's or model.json's)", intOption('--context', 1))
     .option('--json <file>', 'write the result as JSON')
     .option('--limit <n>', 'evaluate only the first n test samples', intOption('--limit', 1))
-    .option('--threads <n>', 'ONNX Runtime intra-op threads', intOption('--threads', 1), 2)
+    .option('--threads <n>', 'ONNX Runtime intra-op threads (1..the cores)', threadsOption(), defaultThreads())
     .action(async (o) => {
       if (o.from !== undefined || (o.data !== undefined && isTextData(o.data))) return evalLanguageModel(o);
       if (o.model === undefined) throw new Error("required option '--model <file.onnx>' not specified");

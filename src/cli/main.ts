@@ -5,6 +5,7 @@ import { exportCommand } from './export';
 import { evalCommand } from './eval';
 import { quantizeCommand } from './quantize';
 import { sensitivityCommand } from './sensitivity';
+import { runCli } from './run-cli';
 import { generateCommand } from './generate';
 
 const program = new Command('qat')
@@ -18,8 +19,5 @@ const program = new Command('qat')
   .addCommand(sensitivityCommand());
 program.addCommand(generateCommand());
 
-program.parseAsync(process.argv).catch((e: Error) => {
-  console.error(`qat: ${e.message}`);
-  if (process.env.QAT_DEBUG) console.error(e.stack);
-  process.exit(1);
-});
+// One line on stderr per failure and the exit code of run-cli.ts (1 refused input or failed run, 2 usage).
+process.exit(await runCli(program, process.argv));

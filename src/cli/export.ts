@@ -2,15 +2,15 @@ import { Command } from 'commander';
 import { exportRun } from '../export/export-run';
 import { EXPORT_FORMATS, WEIGHT_TYPES } from '../export/qdq';
 import { displayName } from './terminal';
-import { choiceOption, intOption, defaultThreads, threadsOption } from './options';
+import { choiceOption, intOption, defaultThreads, threadsOption, outputFileOption } from './options';
 
 export function exportCommand(): Command {
   return new Command('export')
     .description('export a QAT run to a deployable integer ONNX model and check it against the fake-quant model')
     .requiredOption('--from <run_dir>', 'QAT run directory (its checkpoint.qat)')
     .option('--format <name>', `${EXPORT_FORMATS.join(', ')}`, choiceOption('--format', EXPORT_FORMATS), 'qdq')
-    .requiredOption('--out <file.onnx>', 'where to write the model')
-    .option('--json <file>', 'write the export report (sizes, parity) as JSON')
+    .requiredOption('--out <file.onnx>', 'where to write the model', outputFileOption('--out', '.onnx'))
+    .option('--json <file.json>', 'write the export report (sizes, parity) as JSON', outputFileOption('--json', '.json'))
     .option('--no-verify', 'write the model even when parity with the fake-quant model fails')
     .option('--weight-type <type>', `8-bit weight storage: ${WEIGHT_TYPES.join(', ')} (uint8 is exact on every x86 CPU)`, choiceOption('--weight-type', WEIGHT_TYPES), 'uint8')
     .option('--limit <n>', 'test samples for the parity check (default: all)', intOption('--limit', 1))

@@ -64,3 +64,12 @@ export const dataOption = (images: readonly string[], texts: readonly string[]) 
   if (images.includes(v) || texts.includes(v) || /\.txt$/i.test(v)) return v;
   throw new InvalidArgumentError(`--data must be one of ${[...images, ...texts].join(', ')} or a path ending in .txt, got '${v}'`);
 };
+
+/**
+ * An output file of a given kind (--json FILE.json, --out FILE.onnx): the suffix is required so that a slip of the
+ * finger cannot write a report over a checkpoint or a model (`--json run/checkpoint.qat`).
+ */
+export const outputFileOption = (flag: string, suffix: '.json' | '.onnx') => (v: string) => {
+  if (!v.toLowerCase().endsWith(suffix) || v.length === suffix.length) throw new InvalidArgumentError(`${flag} must name a ${suffix} file, got '${v}'`);
+  return v;
+};

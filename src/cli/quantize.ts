@@ -5,7 +5,7 @@ import { loadQuantConfigFile } from '../quant/config-file';
 import { PRESETS } from '../quant/presets';
 import { CALIB_BATCH_SIZE, CALIB_KINDS } from '../quant/ptq';
 import { defaultPtqDir, PtqRunConfig, PtqResult, quantizeRun } from '../train/ptq-run';
-import { choiceOption, intOption, defaultThreads, threadsOption } from './options';
+import { choiceOption, intOption, defaultThreads, threadsOption, outputFileOption } from './options';
 
 export function ptqConfigFromOptions(o: Record<string, any>): PtqRunConfig {
   if (!o.from) throw new Error('--from RUN_DIR is required (the fp32 run to quantize)');
@@ -41,7 +41,7 @@ export function quantizeCommand(): Command {
     .option('--calib-batches <n>', `calibration batches of ${CALIB_BATCH_SIZE} training images`, intOption('--calib-batches', 1), 8)
     .option('--threads <n>', 'ONNX Runtime intra-op threads (1..the cores)', threadsOption(), defaultThreads())
     .option('--out <dir>', 'output directory (default <from>-ptq-<preset>-<calib>)')
-    .option('--json <file>', 'write the metrics as JSON to this file')
+    .option('--json <file.json>', 'write the metrics as JSON to this file', outputFileOption('--json', '.json'))
     .action(async (o) => {
       await runQuantizeCommand(o);
     });

@@ -4,7 +4,7 @@ import { writeFileAtomic } from '../onnx/atomic-write';
 import { layerSensitivity, suggestMixedPrecision } from '../quant/sensitivity';
 import { loadRun } from '../train/run';
 import { displayName } from './terminal';
-import { floatOption, intOption, defaultThreads, threadsOption } from './options';
+import { floatOption, intOption, defaultThreads, threadsOption, outputFileOption } from './options';
 
 export function sensitivityCommand(): Command {
   return new Command('sensitivity')
@@ -14,8 +14,8 @@ export function sensitivityCommand(): Command {
     .option('--target-drop <x>', 'accuracy drop budget for the suggestion (fraction, e.g. 0.005)', floatOption('--target-drop', { min: 0 }), 0.005)
     .option('--limit <n>', 'test images to evaluate on', intOption('--limit', 1), 10000)
     .option('--threads <n>', 'ONNX Runtime intra-op threads (1..the cores)', threadsOption(), defaultThreads())
-    .option('--suggest <file.json>', 'write the suggested --quant-config here')
-    .option('--json <file>', 'write the per-layer report as JSON')
+    .option('--suggest <file.json>', 'write the suggested --quant-config here', outputFileOption('--suggest', '.json'))
+    .option('--json <file.json>', 'write the per-layer report as JSON', outputFileOption('--json', '.json'))
     .action(async (o) => {
       if (![2, 3, 4, 5, 6, 7, 8].includes(o.bits)) throw new Error(`--bits must be one of 2..8, got ${o.bits}`);
       const ckpt = loadRun(o.from);

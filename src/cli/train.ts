@@ -5,7 +5,7 @@ import { writeFileAtomic } from '../onnx/atomic-write';
 import { OPTIMIZERS } from '../train/optimizer';
 import { defaultRunDir, DEFAULT_TRAIN_CONFIG, train, TrainConfig, TrainResult } from '../train/run';
 import { SCHEDULES } from '../train/schedule';
-import { choiceOption, dataOption, defaultThreads, floatListOption, floatOption, intOption, maxThreads, threadsOption } from './options';
+import { choiceOption, dataOption, defaultThreads, floatListOption, floatOption, intOption, maxThreads, threadsOption, outputFileOption } from './options';
 import { checkApplicableFlags } from './train-flags';
 import { TrainingInterruptedError } from '../train/run-lifecycle';
 import { planTrain } from '../train/run';
@@ -61,7 +61,7 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--out <dir>', 'run directory: new or empty (default runs/<model>-<data>-<time>)')
     .option('--resume', 'continue the run in --out from its checkpoint (its saved config; only --epochs, --steps, --threads, --from, --checkpoint-every may change)')
     .option('--dry-run', 'check every input (flags, model, data, quant config, --from, --out) and print what would run; write nothing')
-    .option('--json <file>', 'write the metrics as JSON to this file');
+    .option('--json <file.json>', 'write the metrics as JSON to this file', outputFileOption('--json', '.json'));
 }
 
 export function configFromOptions(o: Record<string, any>): TrainConfig {

@@ -6,7 +6,9 @@ import { QatConfig } from '../quant/presets';
 import { CALIB_BATCH_SIZE, CalibKind, quantizePostTraining } from '../quant/ptq';
 import { saveCheckpoint } from './checkpoint';
 import { evaluateModel } from './evaluate';
-import { CHECKPOINT_FILE, loadRun } from './run';
+import { CHECKPOINT_FILE } from './run';
+import { openSourceRun } from './run-lifecycle';
+import { RunDirectory } from './run-dir';
 
 export interface PtqRunConfig {
   /** The fp32 run directory (its checkpoint.qat) to quantize. */
@@ -50,7 +52,8 @@ export function defaultPtqDir(c: Pick<PtqRunConfig, 'from' | 'quant' | 'calib'>)
  * config says how it was made) and metrics.json into outDir.
  */
 export async function quantizeRun(config: PtqRunConfig, outDir: string, log: (line: string) => void = () => {}): Promise<PtqResult> {
-  const source = loadRun(config.from);
+  const source = openSourceRun(config.from, outDir);
+  RunDirectory.check(outDir, { resume: false, requiredFile: CHECKPOINT_FILE });
   if (source.model.quant) {
     throw new Error(`--from: ${config.from} is a quantization-aware run (${source.model.quant.method ?? 'qat'} ${source.model.quant.preset ?? 'custom'}); PTQ needs an fp32 run`);
   }
@@ -87,16 +90,23 @@ export async function quantizeRun(config: PtqRunConfig, outDir: string, log: (li
     calib_seconds: calibSeconds,
     run_dir: outDir,
   };
-  fs.mkdirSync(outDir, { recursive: true });
   const runConfig = { ...source.config, ...config, method: 'ptq', data };
-  saveCheckpoint(path.join(outDir, CHECKPOINT_FILE), {
-    model,
-    optimizerState: new Map(),
-    step: 0,
-    rng: { seed: (source.config.seed as number | undefined) ?? 0, step: 0 },
-    config: runConfig as unknown as Record<string, unknown>,
-    metrics: { ...result },
-  });
-  writeFileAtomic(path.join(outDir, 'metrics.json'), JSON.stringify({ ...result, config: runConfig }, null, 2) + '\n');
+  // Written only now, complete: the directory appears with its checkpoint and metrics, or not at all.
+  const dir = RunDirectory.open(outDir, { resume: false, requiredFile: CHECKPOINT_FILE });
+  try {
+    saveCheckpoint(path.join(outDir, CHECKPOINT_FILE), {
+      model,
+      optimizerState: new Map(),
+      step: 0,
+      rng: { seed: (source.config.seed as number | undefined) ?? 0, step: 0 },
+      config: runConfig as unknown as Record<string, unknown>,
+      metrics: { ...result },
+    });
+    writeFileAtomic(path.join(outDir, 'metrics.json'), JSON.stringify({ ...result, config: runConfig }, null, 2) + '\n');
+  } catch (e) {
+    dir.abandon();
+    throw e;
+  }
+  dir.release();
   return result;
 }

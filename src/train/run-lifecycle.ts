@@ -31,7 +31,7 @@ export function openSourceRun(from: string, runDir: string | undefined, what = '
   try {
     stat = fs.statSync(from);
   } catch {
-    throw new InputError(`${what} ${from}: no such run directory`);
+    throw new InputError(`${what} ${from}: no such run directory${runDir !== undefined && what !== "--from" ? " (moved? pass --from NEW_PATH)" : ""}`);
   }
   if (!stat.isDirectory()) throw new InputError(`${what} ${from}: not a directory (a run directory holds ${CHECKPOINT_FILE})`);
   const file = path.join(from, CHECKPOINT_FILE);

@@ -25,14 +25,14 @@ import { LanguageModelEval } from './evaluate-language-model';
 export const LANGUAGE_MODELS = ['gpt', 'llama'] as const;
 
 /**
- * Defaults of a language-model run (`qat train --model gpt --data moby-dick`): 2000 AdamW steps of 32 windows of
- * 128 tokens, peak lr 2e-3 after 100 warmup steps, cosine to 10% of the peak, betas (0.9, 0.95), weight decay
+ * Defaults of a language-model run (`qat train --model gpt --data moby-dick`): 1500 AdamW steps of 32 windows of
+ * 128 tokens, peak lr 3e-3 after 100 warmup steps, cosine to 10% of the peak, betas (0.9, 0.95), weight decay
  * 0.1 on matrices only, gradient clipping at norm 1 (nanoGPT's recipe, shortened for the 2-core budget).
  */
 export const LANGUAGE_MODEL_DEFAULTS = {
-  steps: 2000,
+  steps: 1500,
   batch: 32,
-  lr: 2e-3,
+  lr: 3e-3,
   warmupSteps: 100,
   weightDecay: 0.1,
   clipNorm: 1,

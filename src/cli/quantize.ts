@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import path from 'node:path';
 import { writeFileAtomic } from '../onnx/atomic-write';
-import { loadQuantConfigFile } from '../quant/config-file';
+import { loadQuantConfigFile, nameQuantConfig } from '../quant/config-file';
 import { PRESETS } from '../quant/presets';
 import { CALIB_BATCH_SIZE, CALIB_KINDS } from '../quant/ptq';
 import { defaultPtqDir, PtqRunConfig, PtqResult, quantizeRun } from '../train/ptq-run';
@@ -23,7 +23,9 @@ export function ptqConfigFromOptions(o: Record<string, any>): PtqRunConfig {
 export async function runQuantizeCommand(o: Record<string, any>): Promise<PtqResult> {
   const config = ptqConfigFromOptions(o);
   const outDir = o.out ?? defaultPtqDir(config);
-  const result = await quantizeRun(config, outDir, (line) => console.error(`quantize: ${line}`));
+  const result = await quantizeRun(config, outDir, (line) => console.error(`quantize: ${line}`)).catch((e) => {
+    throw nameQuantConfig(e, o.quantConfig, o.quant);
+  });
   const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
   console.log(`fp32 accuracy ${pct(result.fp32_accuracy)}; ${result.quant} PTQ (${result.calib} calibration):`);
   console.log(`test accuracy ${pct(result.test_accuracy)}; model saved in ${path.resolve(outDir)}`);

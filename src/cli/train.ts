@@ -15,7 +15,7 @@ import { TOKENIZER_NAMES } from '../data/tokenizers/index';
 import { LANGUAGE_MODEL_DEFAULTS, LanguageModelResult } from '../train/run-language-model';
 import { TRANSFORMER_DEFAULTS } from '../models/transformers';
 import { PRESETS } from '../quant/presets';
-import { loadQuantConfigFile } from '../quant/config-file';
+import { loadQuantConfigFile, nameQuantConfig } from '../quant/config-file';
 import { Progress } from './progress';
 
 export function addTrainOptions(cmd: Command): Command {
@@ -135,7 +135,9 @@ export async function runTrainCommand(o: Record<string, any>, label = 'train', e
   if (o.resume && !o.out) throw new Error('--resume needs --out RUN_DIR (the run to continue)');
   const runDir = o.out ?? defaultRunDir(config);
   if (o.dryRun) {
-    const plan = await planTrain(config, runDir, { resume: Boolean(o.resume), maxThreads: maxThreads() });
+    const plan = await planTrain(config, runDir, { resume: Boolean(o.resume), maxThreads: maxThreads() }).catch((e) => {
+      throw nameQuantConfig(e, o.quantConfig, o.quant);
+    });
     const what = plan.complete ? 'complete already: nothing to do' : `would train steps ${plan.startStep + 1}..${plan.totalSteps}`;
     console.log(
       `dry run: ${plan.task} run '${plan.model}' (${plan.parameters} parameters${plan.quant ? `, ${plan.quant} QAT` : ''}${plan.from ? ` from ${plan.from}` : ''}) on ${plan.config.data}, ` +
@@ -171,7 +173,7 @@ export async function runTrainCommand(o: Record<string, any>, label = 'train', e
   } catch (e) {
     progress.stop();
     if (e instanceof TrainingInterruptedError) Object.assign(e, { exitCode: stop.exitCode() });
-    throw e;
+    throw nameQuantConfig(e, o.quantConfig, o.quant);
   } finally {
     stop.dispose();
   }

@@ -12,8 +12,9 @@ import { InputError } from '../validate/schema';
  * sample shape, and its first output, where the file declares it, is [N, classes] for the dataset's classes.
  */
 export function checkEvaluatedModel(graph: Graph, data: Dataset, file: string): void {
+  if (graph.inputs.length !== 1) throw new InputError(`model '${file}': a classifier takes one input (the images), this graph has ${graph.inputs.length}: ${graph.inputs.map((v) => v.name).join(', ')}`);
+  if (graph.outputs.length === 0) throw new InputError(`model '${file}': the graph has no output (the logits)`);
   const x = graph.inputs[0];
-  if (!x) throw new InputError(`model '${file}': the graph has no input`);
   const want = ['N', ...data.shape];
   if (x.dtype !== DType.FLOAT) throw new InputError(`model '${file}': input '${x.name}' is ${dtypeName[x.dtype] ?? x.dtype}; ${data.name} gives float32 images [${want}]`);
   if (x.shape.length !== want.length || x.shape.slice(1).some((d, i) => typeof d === 'number' && d !== data.shape[i]) || (typeof x.shape[0] === 'number' && x.shape[0] < 1)) {

@@ -111,11 +111,15 @@ export function decodeTensor(t: OnnxTypes.ITensorProto, options: DecodeOptions =
   if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) {
     const kv = Object.fromEntries((t.externalData ?? []).map((e) => [e.key, e.value]));
     if (!options.baseDir) throw new Error(`tensor '${name}' uses external data but the model was not loaded from a file`);
-    raw = readExternalData(options.baseDir, name, {
-      location: kv.location ?? '',
-      offset: kv.offset ? Number(kv.offset) : 0,
-      length: kv.length ? Number(kv.length) : undefined,
-    });
+    try {
+      raw = readExternalData(options.baseDir, name, {
+        location: kv.location ?? '',
+        offset: kv.offset ? Number(kv.offset) : 0,
+        length: kv.length ? Number(kv.length) : undefined,
+      });
+    } catch (e) {
+      throw new InputError(`${options.source ?? 'model'}: ${(e as Error).message}`);
+    }
   }
   if (dtype === DType.INT4 || dtype === DType.UINT4) {
     const packed = raw ? raw.slice() : Uint8Array.from(t.int32Data ?? []);

@@ -66,7 +66,7 @@ function validateGraph(g: OnnxTypes.IGraphProto, fail: (why: string) => never): 
   if ((g.sparseInitializer ?? []).length) fail(`sparse initializers ('${g.sparseInitializer![0].values?.name ?? ''}') are not supported; store them dense`);
   const checkName = (kind: string, name: string | null | undefined, required = true) => {
     if (!name) {
-      if (required) fail(`a ${kind} has no name`);
+      if (required) fail(`${/^[aeiou]/.test(kind) ? "an" : "a"} ${kind} has no name`);
       return;
     }
     if (name.length > MAX_NAME_LENGTH) fail(`${kind} '${name.slice(0, 40)}...': name of ${name.length} characters, longer than the ${MAX_NAME_LENGTH} allowed`);
@@ -270,7 +270,13 @@ function validateAttributes(n: OnnxTypes.INodeProto, label: string, fail: (why: 
   for (const a of n.attribute ?? []) {
     if (!a.name) fail(`${label} (${n.opType}) has an attribute with no name`);
     if (seen.has(a.name!)) fail(`${label} (${n.opType}) has attribute '${a.name}' twice`);
+    // FLOAT, INT, STRING, TENSOR, GRAPH, FLOATS, INTS, STRINGS: the kinds the decoder reads (onnx.proto AttributeType).
+    if (!Number.isInteger(a.type) || (a.type as number) < 1 || (a.type as number) > 8) {
+      fail(`${label} (${n.opType}): attribute '${a.name}' has type ${a.type}, which qatkit does not read (FLOAT, INT, STRING, TENSOR, GRAPH, FLOATS, INTS, STRINGS)`);
+    }
     seen.add(a.name!);
+    if (a.type === 4 && !a.t) fail(`${label} (${n.opType}): attribute '${a.name}' is a TENSOR without a tensor`);
+    if (a.type === 5 && !a.g) fail(`${label} (${n.opType}): attribute '${a.name}' is a GRAPH without a graph`);
     if ((a.ints ?? []).length > 1 << 16 || (a.floats ?? []).length > 1 << 16 || (a.strings ?? []).length > 1 << 16) fail(`${label} (${n.opType}): attribute '${a.name}' has more than ${1 << 16} values`);
     if (a.type === 1 && Number.isNaN(a.f)) fail(`${label} (${n.opType}): attribute '${a.name}' is NaN`);
     if ((a.floats ?? []).some((f) => Number.isNaN(f))) fail(`${label} (${n.opType}): attribute '${a.name}' holds NaN`);

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { z } from 'zod';
-import { bool, InputError, intIn, numberIn, oneOf, parseWith, text } from '../validate/schema';
+import { bool, InputError, intIn, jsonDepth, numberIn, oneOf, parseWith, text } from '../validate/schema';
 import { activationSpec, LayerOverride, presetConfig, PRESETS, QatConfig, RoleSpec, weightSpec } from './presets';
 import { QuantSpecError, SCALE_METHODS, validateSpec } from './spec';
 
@@ -10,6 +10,17 @@ const BITS = [1, 2, 3, 4, 5, 6, 7, 8, 16];
 export const MAX_GROUP_SIZE = 4096;
 /** Largest --quant-config file read (a config is a few hundred bytes; overrides for every layer of a big model fit). */
 export const MAX_QUANT_CONFIG_BYTES = 1 << 20;
+const MAX_JSON_DEPTH = 16;
+
+/** A quant config that does not fit the model (an override matching no layer, a group size dividing no axis). */
+export class QuantConfigError extends InputError {}
+
+/** The error with the config named as the user gave it: the file, or the preset. */
+export function nameQuantConfig(e: unknown, file: string | undefined, preset: string | undefined): unknown {
+  if (!(e instanceof QuantConfigError)) return e;
+  const where = file ? `--quant-config ${file}` : `--quant ${preset ?? 'w8a8'}`;
+  return new QuantConfigError(`${where}: ${e.message.replace(/^quant config: /, '')}`);
+}
 
 const bits = z.number({ error: 'must be 2..8 or 16 (1 for binary)' }).refine((b) => BITS.includes(b), { error: 'must be 2..8 or 16 (1 for binary)' });
 
@@ -20,7 +31,8 @@ const roleSchema = z.strictObject({
   granularity: oneOf(GRANULARITIES).optional(),
   groupSize: intIn(1, MAX_GROUP_SIZE).optional(),
   symmetric: bool().optional(),
-}, { error: 'must be a JSON object of bits, method, granularity, groupSize, symmetric' });
+  rmsNorm: bool().optional(),
+}, { error: 'must be a JSON object of bits, method, granularity, groupSize, symmetric, rmsNorm' });
 
 const overrideSchema = z.strictObject({
   match: text('a layer name or a pattern with * wildcards (a string)'),
@@ -47,6 +59,7 @@ const fullRoleSchema = z.strictObject({
   granularity: oneOf(GRANULARITIES).optional(),
   groupSize: intIn(1, MAX_GROUP_SIZE).optional(),
   symmetric: bool().optional(),
+  rmsNorm: bool().optional(),
 });
 
 /** A complete QatConfig, as runs store it in their checkpoint config. */
@@ -84,6 +97,7 @@ export function loadQuantConfigFile(file: string, preset?: string): QatConfig {
   } catch (e) {
     throw new InputError(`--quant-config ${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
   }
+  if (jsonDepth(raw) > MAX_JSON_DEPTH) throw new InputError(`--quant-config ${file}: nested more than ${MAX_JSON_DEPTH} levels deep; a quant config is a few levels of objects`);
   return parseQuantConfig(raw, file, preset);
 }
 
@@ -93,7 +107,12 @@ export function parseQuantConfig(raw: unknown, source: string, preset?: string):
   if (preset !== undefined && obj.preset !== undefined && preset !== obj.preset) {
     throw new InputError(`${where}: preset '${obj.preset}' contradicts --quant ${preset}; give one of them`);
   }
-  const base = presetConfig(obj.preset ?? preset ?? 'w8a8');
+  let base: QatConfig;
+  try {
+    base = presetConfig(obj.preset ?? preset ?? 'w8a8');
+  } catch (e) {
+    throw new InputError(`${where}: ${(e as Error).message}`);
+  }
   const overrides: LayerOverride[] = (obj.overrides ?? []).map((o) => ({ match: o.match, weight: o.weight ?? {}, activation: o.activation ?? {}, skip: o.skip ?? false }));
   const config: QatConfig = {
     ...base,
@@ -111,10 +130,29 @@ export function parseQuantConfig(raw: unknown, source: string, preset?: string):
 /** Checks that each role, as merged, makes a valid quantizer (e.g. per-token needs absmax), naming the config key. */
 export function checkRoles(config: QatConfig, where: string): void {
   const check = (key: string, role: RoleSpec, kind: 'weight' | 'activation') => {
+    if (kind === 'activation') {
+      // What activationSpec (presets.ts) honours: per-tensor ranges, or dynamic per-token ones with absmax (optionally
+      // per block of groupSize channels) or minmax; symmetry follows from the method. A value the quantizer would
+      // ignore is refused rather than silently dropped.
+      const g = role.granularity ?? 'per-tensor';
+      if (g === 'per-channel' || g === 'per-group') throw new InputError(`${where}: ${key}.granularity: '${g}' is for weights; activations are 'per-tensor' or 'per-token' (methods absmax, minmax)`);
+      if (g === 'per-token' && role.method !== 'absmax' && role.method !== 'minmax') {
+        throw new InputError(`${where}: ${key}.granularity: 'per-token' needs method 'absmax' or 'minmax' (dynamic per-token ranges), got method '${role.method}'`);
+      }
+      if (role.groupSize !== undefined && !(role.method === 'absmax' && g === 'per-token')) {
+        throw new InputError(`${where}: ${key}.groupSize: for activations, only per-token absmax takes blocks of groupSize channels`);
+      }
+      if (role.symmetric !== undefined) {
+        const implied = role.method === 'absmax' || role.method === 'lsq' || role.method === 'pact';
+        if (role.symmetric !== implied) {
+          throw new InputError(`${where}: ${key}.symmetric: ${role.symmetric} contradicts method '${role.method}', whose activation ranges are ${implied ? 'symmetric' : 'asymmetric'}; leave symmetric out or choose ${role.symmetric ? "'lsq'" : "'lsq+' or 'minmax'"}`);
+        }
+      }
+    }
     if (kind === 'weight' && role.granularity === 'per-token') {
       throw new InputError(`${where}: ${key}.granularity: 'per-token' is for activations (dynamic absmax); weights are per-tensor, per-channel or per-group`);
     }
-    if (role.groupSize !== undefined && role.granularity !== 'per-group') {
+    if (kind === 'weight' && role.groupSize !== undefined && role.granularity !== 'per-group') {
       throw new InputError(`${where}: ${key}.groupSize: applies to granularity 'per-group' only (granularity is '${role.granularity ?? 'per-channel'}')`);
     }
     try {

@@ -8,6 +8,7 @@ import { foldBatchNormForQat, FoldedConv } from './fold-batchnorm';
 import { activationSpec, LayerOverride, QatConfig, RoleSpec, weightSpec } from './presets';
 import { QuantSpec, quantRange, validateSpec, qparamsFromRange } from './spec';
 import { createObserver, isChannelRange } from './observers';
+import { QuantConfigError } from './config-file';
 
 /** One inserted quantizer, as export and reports need it. */
 export interface Quantizer {
@@ -160,7 +161,7 @@ function checkOverrides(overrides: LayerOverride[], compute: Node[], model: stri
     if (compute.some((n) => globMatch(o.match, n.name))) continue;
     const names = compute.map((n) => n.name);
     const shownNames = names.length > 40 ? [...names.slice(0, 40), `... (${names.length} in all)`] : names;
-    throw new Error(`quant config: override '${o.match}' matches no quantizable layer of model '${model}'; layers (Conv/Gemm/MatMul with a weight): ${shownNames.join(', ')}`);
+    throw new QuantConfigError(`quant config: override '${o.match}' matches no quantizable layer of model '${model}'; layers (Conv/Gemm/MatMul with a weight): ${shownNames.join(', ')}`);
   }
 }
 
@@ -171,7 +172,7 @@ function checkGroups(graph: Graph, node: Node, spec: QuantSpec): void {
   const dims = graph.typeOf(node.inputs[1]).shape;
   const d = dims[g.axis];
   if (typeof d !== 'number' || d % g.size !== 0) {
-    throw new Error(`quant config: groupSize ${g.size} does not divide axis ${g.axis} (size ${d}) of the weight of '${node.name}' [${dims}]; choose a divisor of ${d}`);
+    throw new QuantConfigError(`quant config: groupSize ${g.size} does not divide axis ${g.axis} (size ${d}) of the weight of '${node.name}' [${dims}]; choose a divisor of ${d}`);
   }
 }
 

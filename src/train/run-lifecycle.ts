@@ -35,7 +35,7 @@ export function openSourceRun(from: string, runDir: string | undefined, what = '
   }
   if (!stat.isDirectory()) throw new InputError(`${what} ${from}: not a directory (a run directory holds ${CHECKPOINT_FILE})`);
   const file = path.join(from, CHECKPOINT_FILE);
-  if (!fs.existsSync(file)) throw new InputError(`${what}: no checkpoint at ${file} (not a qatkit run; train an fp32 run first with qat train --out ${from})`);
+  if (!fs.existsSync(file)) throw new InputError(`${what}: no checkpoint at ${file} (not a qatkit run${what === '--from' ? `; train an fp32 run first with qat train --out ${from}` : ''})`);
   return loadCheckpoint(file);
 }
 
@@ -89,8 +89,11 @@ export class RunSession {
 
   /** Restores or keeps the directory (see RunDirectory.abandon) and returns the error with that said. */
   fail(e: unknown): unknown {
+    const wrote = this.dir.checkpointed;
     const restored = this.dir.abandon();
     if (!(e instanceof Error) || e instanceof TrainingInterruptedError) return e;
+    // A resumed run refused for its own checkpoint gets no "continue with --resume" advice: that is what failed.
+    if (!restored && !wrote && e instanceof InputError) return e;
     const note = restored
       ? this.dir.resume
         ? ''

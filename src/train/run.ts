@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadDataset, DatasetName } from '../data';
 import { Model, parameterCount } from '../models/model';
-import { resolveModel, InputTransform } from '../models/resolve';
+import { DATASET_STATS, resolveModel, InputTransform } from '../models/resolve';
 import { checkClassifierFitsData } from '../models/check-io';
 import { withStoredPrecision } from '../models/stored-precision';
 import { saveModel } from '../onnx/model-io';
@@ -258,20 +258,21 @@ async function planRun(config: TrainConfig, runDir: string, options: TrainOption
   }
   if (resumed) config = resumedConfig(resumed.saved, config);
   validateTrainConfig(config);
-  checkThreads(config, options);
+  checkThreads(config, options, resumed ? path.join(runDir, CHECKPOINT_FILE) : undefined);
   const qatConfig = resolveQatConfig(config);
   if (config.distill && !config.from) throw new InputError('--distill needs --from RUN_DIR (the fp32 teacher)');
   // The source run: a fresh run takes its model and dataset; a resumed one needs it only as a distillation teacher.
-  const source = config.from && (!resumed || config.distill) ? openFp32SourceRun(config.from, runDir, resumed ? "the run's source (--from)" : '--from') : undefined;
+  const source = config.from && (!resumed || config.distill) ? openSource(config.from, runDir, Boolean(resumed) && config.from === resumed!.saved.from) : undefined;
   if (source && !resumed) {
     const saved = source.config as unknown as TrainConfig;
     if (isTextData(saved.data)) throw new InputError(`--from ${config.from} is a language-model run: starting a run from one is not supported yet`);
     config = { ...config, model: saved.model, data: saved.data, input: saved.input, from: path.resolve(config.from!) };
   }
   RunDirectory.check(runDir, { resume: Boolean(resumed), requiredFile: CHECKPOINT_FILE });
-  const data = loadDataset(config.data as DatasetName);
   const model = resumed ? resumed.ckpt.model : (source?.model ?? given ?? resolveModel(config.model as string, config.data, config.seed, config.input));
-  checkClassifierFitsData(model.graph, model.input, model.output, data.train.shape, data.train.classes, `model '${config.model}'`, config.data);
+  const stats = DATASET_STATS[config.data];
+  checkClassifierFitsData(model.graph, model.input, model.output, stats.shape, stats.classes, `model '${config.model}'`, config.data);
+  const data = loadDataset(config.data as DatasetName);
   const perEpoch = Math.floor(data.train.count / config.batch);
   if (perEpoch === 0) throw new InputError(`--batch ${config.batch} is larger than the training set (${data.train.count} samples)`);
   const totalSteps = config.steps ?? config.epochs * perEpoch;
@@ -287,11 +288,22 @@ async function planRun(config: TrainConfig, runDir: string, options: TrainOption
   };
 }
 
+/** The source run; one named by a resumed checkpoint (not on the command line) is reported as the checkpoint's. */
+function openSource(from: string, runDir: string, namedByCheckpoint: boolean): Checkpoint {
+  if (!namedByCheckpoint) return openFp32SourceRun(from, runDir, '--from');
+  try {
+    return openFp32SourceRun(from, runDir, 'config.from');
+  } catch (e) {
+    if (e instanceof InputError) throw new InputError(`checkpoint '${path.join(runDir, CHECKPOINT_FILE)}': ${e.message}`);
+    throw e;
+  }
+}
+
 /** More threads than the caller allows (the CLI: the machine's cores) is refused, also for a resumed run's saved count. */
-function checkThreads(config: TrainConfig, options: TrainOptions): void {
+function checkThreads(config: TrainConfig, options: TrainOptions, checkpoint?: string): void {
   if (options.maxThreads !== undefined && config.threads > options.maxThreads) {
     throw new InputError(
-      `the run uses --threads ${config.threads}, more than this machine's ${options.maxThreads} cores; pass --threads N (N <= ${options.maxThreads}; ` +
+      `${checkpoint ? `checkpoint '${checkpoint}': ` : ''}the run uses --threads ${config.threads}, more than this machine's ${options.maxThreads} cores; pass --threads N (N <= ${options.maxThreads}; ` +
         'a resumed run then matches an uninterrupted one only up to float summation order)',
     );
   }

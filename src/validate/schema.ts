@@ -71,7 +71,7 @@ export function shown(v: unknown): string {
   try {
     s = v === undefined ? 'nothing' : typeof v === 'number' && !Number.isFinite(v) ? String(v) : JSON.stringify(v);
   } catch {
-    s = String(v);
+    s = Array.isArray(v) ? '[...]' : typeof v === 'object' ? '{...}' : '(unprintable)';
   }
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
@@ -112,7 +112,11 @@ export function formatIssue(where: string, schema: z.ZodType, root: unknown, err
     const guess = closest(key, valid);
     return `${where}: ${name([...issue.path, key])}: unknown key${guess ? `; did you mean '${guess}'?` : ''} (valid keys: ${valid.join(', ')})`;
   }
-  return `${where}: ${name(issue.path)}: ${issue.message}, got ${shown(valueAt(root, issue.path))}`;
+  const got = valueAt(root, issue.path);
+  const generic = issue.code === 'invalid_type' && issue.message.startsWith('Invalid input');
+  const message = generic ? `must be ${issue.expected === 'object' ? 'a JSON object' : `a ${issue.expected}`}` : issue.message;
+  if (issue.code === 'invalid_type' && got === undefined) return `${where}: ${name(issue.path)}: is missing (it ${message})`;
+  return `${where}: ${name(issue.path)}: ${message}, got ${shown(got)}`;
 }
 
 /** Parses `value` with `schema`, throwing one formatted line on failure. */
@@ -127,3 +131,17 @@ export class InputError extends Error {}
 
 /** A command-line usage error (exit code 2): unknown or inapplicable flag, bad flag value. */
 export class UsageError extends InputError {}
+
+/** How deeply arrays and objects nest in a parsed JSON value (iterative: a crafted file cannot overflow the stack). */
+export function jsonDepth(value: unknown, limit = 64): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    deepest = Math.max(deepest, d);
+    if (deepest > limit) return deepest;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, d + 1]);
+  }
+  return deepest;
+}

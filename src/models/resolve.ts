@@ -6,6 +6,7 @@ import { inferTypes } from '../ir/infer';
 import { Tensor } from '../ir/tensor';
 import { classifyInitializers, importModel } from '../onnx/import';
 import { Model } from './model';
+import { InputError } from '../validate/schema';
 import { zooModel, ZOO_MODELS } from './zoo';
 
 /** Per-dataset pixel statistics, applied inside zoo model graphs (inputs stay [0, 1] pixels). */
@@ -56,7 +57,14 @@ const POSITION_IDS = /(^|[._/])position_ids$/;
  * position-embedding table.
  */
 export function importForTraining(file: string, transform: InputTransform = {}, options: ImportForTrainingOptions = {}): Model {
-  const graph = importModel(file);
+  let graph;
+  try {
+    graph = importModel(file);
+  } catch (e) {
+    // Every refusal names the file (a pass deep in the import may not know it); bugs keep their own type.
+    if (e instanceof Error && e.constructor === Error && !e.message.includes(file)) throw new InputError(`${file}: ${e.message}`);
+    throw e;
+  }
   if (graph.outputs.length < 1) throw new Error(`${file}: the model has no output`);
   const first = graph.inputs[0];
   if (first && (first.dtype === DType.INT64 || first.dtype === DType.INT32)) return languageModelForTraining(file, graph, transform, options);

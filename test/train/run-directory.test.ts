@@ -123,3 +123,16 @@ test('an abort (SIGINT/SIGTERM in the CLI) stops with a checkpoint; --resume the
   assert.equal(resumed.test_loss, straight.test_loss);
   assert.equal(resumed.train_loss_last, straight.train_loss_last);
 });
+
+test('a QAT run resumes after its fp32 source run moved (the source is needed only to distill), keeping fp32_accuracy', async () => {
+  const tiny = path.join(root, 'test/fixtures/malformed/onnx/base-valid.onnx');
+  const source = path.join(tmp(), 'fp32');
+  await train({ ...base, model: tiny, steps: 2, batch: 16 }, source);
+  const dir = tmp();
+  const config: TrainConfig = { ...base, steps: 4, batch: 16, from: source, quant: 'w8a8', calibBatches: 1 };
+  const first = await train(config, dir, { stopAtStep: 2 });
+  fs.renameSync(source, `${source}-moved`);
+  const resumed = await train({ ...base, steps: 4 }, dir, { resume: true });
+  assert.equal(resumed.steps, 4);
+  assert.equal(resumed.fp32_accuracy, first.fp32_accuracy);
+});

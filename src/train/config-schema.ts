@@ -91,3 +91,7 @@ export function checkTrainConfig<T>(config: T): T {
 export function checkStoredTrainConfig(config: unknown, file: string): CheckedTrainConfig {
   return parseWith(trainConfigSchema, config, `checkpoint '${file}'`, (p) => `config.${p}`);
 }
+
+// Compile-time guard: a field added to TrainConfig must be added to the schema (a stored config with it would be refused).
+type Unchecked = Exclude<keyof import('./run').TrainConfig, keyof CheckedTrainConfig>;
+export const EVERY_TRAIN_CONFIG_FIELD_IS_CHECKED: [Unchecked] extends [never] ? true : Unchecked = true;

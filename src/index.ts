@@ -75,3 +75,10 @@ export type { TokenGenerator, NextTokenLogits, GenerateOptions, GenerationResult
 export { MODEL_JSON, languageModelJson, writeLanguageModelJson, readLanguageModelJson, tokenizerForModel } from './generate/index';
 export type { LanguageModelJson, KvCacheJson } from './generate/index';
 export { evaluateLanguageModelFile } from './export/evaluate-language-model-file';
+
+// ---- robustness (issue 14): checks before work, refusals, interrupts, input validation ----
+export { planTrain, TrainingInterruptedError } from './train/run';
+export type { TrainPlan, TrainOptions } from './train/run';
+export { InputError, UsageError } from './validate/schema';
+export { validateModelProto, validateGraphValues } from './onnx/validate';
+export { parseQuantConfig, loadQuantConfigFile } from './quant/config-file';

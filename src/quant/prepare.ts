@@ -165,12 +165,16 @@ function checkOverrides(overrides: LayerOverride[], compute: Node[], model: stri
   }
 }
 
-/** Per-group quantization splits the weight's reduction axis into whole groups. */
+/**
+ * Per-group quantization splits the weight's reduction axis into whole groups; an axis shorter than the group is
+ * one group (LeNet's first conv has one input channel), a group size that leaves a partial group is refused.
+ */
 function checkGroups(graph: Graph, node: Node, spec: QuantSpec): void {
   const g = spec.granularity;
   if (g.kind !== 'per-group') return;
   const dims = graph.typeOf(node.inputs[1]).shape;
   const d = dims[g.axis];
+  if (typeof d === 'number' && d > 0 && d < g.size) g.size = d;
   if (typeof d !== 'number' || d % g.size !== 0) {
     throw new QuantConfigError(`quant config: groupSize ${g.size} does not divide axis ${g.axis} (size ${d}) of the weight of '${node.name}' [${dims}]; choose a divisor of ${d}`);
   }

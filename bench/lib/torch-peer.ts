@@ -1,7 +1,8 @@
 // Runs a PyTorch peer script (bench/peers/) with Debian's python3-torch, after our own timing has finished.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { StepTimes } from './timing';
 
@@ -31,9 +32,9 @@ export function torchAvailable(): boolean {
   return spawnSync(PYTHON, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
 }
 
-/** Runs `script` with the step counts, threads and batch of our run; returns its last JSON line. */
-export function runPeer<R extends PeerResult>(script: string, warmup: number, steps: number, threads: number, batch: number): R {
-  const r = spawnSync(PYTHON, [script, '--steps', String(steps), '--warmup', String(warmup), '--threads', String(threads), '--batch', String(batch)], {
+/** Runs `script` with the step counts, threads and batch of our run (and `extraArgs`); returns its last JSON line. */
+export function runPeer<R extends PeerResult>(script: string, warmup: number, steps: number, threads: number, batch: number, extraArgs: string[] = []): R {
+  const r = spawnSync(PYTHON, [script, '--steps', String(steps), '--warmup', String(warmup), '--threads', String(threads), '--batch', String(batch), ...extraArgs], {
     encoding: 'utf8',
     maxBuffer: 16 << 20,
     env: { ...process.env, OMP_WAIT_POLICY: PEER_OMP_WAIT_POLICY },
@@ -42,4 +43,47 @@ export function runPeer<R extends PeerResult>(script: string, warmup: number, st
   const line = r.stdout.split('\n').reverse().find((l) => l.trim().startsWith('{'));
   if (!line) throw new Error(`${script} printed no JSON line; stdout was:\n${r.stdout}`);
   return JSON.parse(line) as R;
+}
+
+/** A peer that trains on request: `steps(n)` runs n timed steps and resolves with their milliseconds. */
+export interface SteppingPeer<R> {
+  /** Settings and versions the peer printed once its model and warmup were ready. */
+  ready: R;
+  steps(n: number): Promise<number[]>;
+  /** Ends the peer; resolves with its RSS. */
+  close(): Promise<{ rss_mb: number }>;
+}
+
+/**
+ * Starts `script --serve` (bench/peers/common.py serve_steps): it builds its model, warms up, prints one JSON line,
+ * then for each line "N" on stdin runs N timed steps and prints {"ms": [...]}. Steps are requested only while
+ * ours are idle, so the two never run at the same time, and steps of both alternate within one run: both see
+ * the same minute of a shared machine, which the ratio needs (bench/README.md).
+ */
+export async function startSteppingPeer<R>(script: string, args: string[]): Promise<SteppingPeer<R>> {
+  const child = spawn(PYTHON, [script, '--serve', ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, OMP_WAIT_POLICY: PEER_OMP_WAIT_POLICY } });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const lines = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const nextJson = async () => {
+    for (;;) {
+      const { value, done } = await lines.next();
+      if (done) throw new Error(`${script} ended (exit ${child.exitCode}):\n${stderr}`);
+      if (value.trim().startsWith('{')) return JSON.parse(value);
+    }
+  };
+  const ready = (await nextJson()) as R;
+  return {
+    ready,
+    steps: async (n) => {
+      child.stdin.write(`${n}\n`);
+      return ((await nextJson()) as { ms: number[] }).ms;
+    },
+    close: async () => {
+      child.stdin.write('quit\n');
+      const last = (await nextJson()) as { rss_mb: number };
+      child.stdin.end();
+      return last;
+    },
+  };
 }

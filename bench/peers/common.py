@@ -125,3 +125,22 @@ def print_result(peer: str, args: argparse.Namespace, timings: dict, **extra) ->
         'steps': args.steps,
         **timings,
     }))
+
+
+def serve_steps(step, ready: dict) -> None:
+    """Stepping mode of a peer (bench/lib/torch-peer.ts startSteppingPeer): after warmup, print `ready` as one
+    JSON line; then, for each line "N" on stdin, run N steps of `step` and print {"ms": [...]}; on "quit", print
+    {"rss_mb": ...} and return. The bench asks for steps only while its own are idle."""
+    import sys
+    print(json.dumps(ready), flush=True)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == 'quit':
+            break
+        times = []
+        for _ in range(int(cmd)):
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1e3)
+        print(json.dumps({'ms': times}), flush=True)
+    print(json.dumps({'rss_mb': rss_mb()}), flush=True)

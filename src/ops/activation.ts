@@ -1,7 +1,9 @@
 import type { GraphBuilder } from '../ir/builder';
 import { attrFloat, attrString, Node } from '../ir/graph';
 import { unary } from './elementwise';
-import { defineOps, OpDef, VjpContext } from './registry';
+import { refuseStatisticGradients } from './norm';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry';
+import { requireInput } from './shape-utils';
 
 /**
  * Activations: shape is the input's, and dx = dy * f'(x), where f' is built from x or from the output y
@@ -75,6 +77,35 @@ function geluDerivative(b: GraphBuilder, v: string, approximation: GeluApproxima
 
 const geluVjp = (c: VjpContext, dy: string) => c.b.mul(dy, geluDerivative(c.b, x(c), geluApproximation(c.node)));
 
+/**
+ * Training form of exact GELU, ai.qatkit.GeluTrain(X) -> (Y, Phi, Z): Z = X / sqrt(2), Phi = (1 + erf(Z)) / 2 (the
+ * standard normal CDF, as HardSigmoid(erf(Z), 0.5, 0.5), which never clips since |erf| <= 1), Y = X * Phi, bit for
+ * bit the Erf form's Y. Phi and Z are saved for the backward, which then needs no second Erf:
+ * dX = dY * (Phi + X phi(X)) with X phi(X) = Z exp(-Z^2) / sqrt(pi), written Z / exp(Z^2) (0 where exp overflows).
+ * Four full-size passes forward and six backward, where the Erf form's autodiff takes five and eleven.
+ */
+export function emitGeluTrain(b: GraphBuilder, v: string, outputs: [string, string, string]): void {
+  const [y, phi, z] = outputs;
+  b.op1('Mul', [v, b.scalarLike(SQRT_HALF, v)], {}, { outputs: [z] });
+  b.op1('HardSigmoid', [b.op1('Erf', [z])], { alpha: 0.5, beta: 0.5 }, { outputs: [phi] });
+  b.op1('Mul', [v, phi], {}, { outputs: [y] });
+}
+
+function geluTrainVjp(c: VjpContext) {
+  refuseStatisticGradients(c, [1, 2], 'Phi / Z, saved for the backward');
+  const dy = c.dy(0);
+  if (!dy) return [];
+  const { b } = c;
+  const [phi, z] = [c.output(1), c.output(2)];
+  const xPdf = b.mul(b.div(z, b.exp(b.mul(z, z))), b.scalarLike(1 / Math.sqrt(Math.PI), z));
+  return [b.mul(dy, b.add(phi, xPdf))];
+}
+
+const inferThreeLike = (ctx: InferContext) => {
+  const t = requireInput(ctx, 0);
+  return [t, t, t];
+};
+
 export const activationOps: OpDef[] = [
   activation('Relu', (c, dy) => c.b.mul(dy, c.b.castLike(c.b.greater(x(c), c.b.scalarLike(0, dy)), dy))),
   activation('LeakyRelu', (c, dy) => {
@@ -114,6 +145,13 @@ export const activationOps: OpDef[] = [
     lower: (node, b) => {
       emitGelu(b, node.inputs[0], geluApproximation(node), node.outputs[0]);
     },
+  },
+  {
+    opType: 'GeluTrain',
+    domain: QATKIT,
+    infer: inferThreeLike,
+    vjp: geluTrainVjp,
+    lower: (node, b) => emitGeluTrain(b, node.inputs[0], node.outputs as [string, string, string]),
   },
 ];
 

@@ -12,6 +12,8 @@ export interface SessionOptions {
   spin?: boolean;
   /** Where ORT should save its optimized model (for inspecting fusions). */
   optimizedModelFilePath?: string;
+  /** Lower with ORT's com.microsoft ops where they are faster (float32 only; training sessions). */
+  contribOps?: boolean;
 }
 
 /** An ONNX Runtime session over one of our graphs (custom ops lowered first). */
@@ -22,7 +24,7 @@ export class Session {
   ) {}
 
   static async create(graph: Graph, options: SessionOptions = {}): Promise<Session> {
-    const lowered = lowerCustomOps(graph);
+    const lowered = lowerCustomOps(graph, { contribOps: options.contribOps });
     const bytes = encodeModel(lowered);
     const inner = await ort.InferenceSession.create(bytes, {
       intraOpNumThreads: options.threads ?? 2,

@@ -48,7 +48,11 @@ export function correctCount(b: GraphBuilder, logits: string, labels: string): s
  * logsumexp(logits) - logits[target]. The target's log-probability is read with GatherElements, so no [B, T, V]
  * one-hot is built (a 50k GPT-2 vocabulary at batch 32 x 128 would need 800 MB for it).
  */
-export function tokenCrossEntropy(b: GraphBuilder, logits: string, targets: string): string {
+export function tokenCrossEntropy(b: GraphBuilder, logits: string, targets: string, options: { fused?: boolean } = {}): string {
+  if ((options.fused ?? true) && b.shape(targets).every((d) => typeof d === 'number')) {
+    // One op whose gradient is softmax - onehot (src/ops/softmax.ts); the same ops as below once lowered.
+    return b.op('SoftmaxCrossEntropy', [logits, targets], {}, { domain: 'ai.qatkit', outputs: 2 })[0];
+  }
   const logp = b.op1('LogSoftmax', [logits], { axis: -1 });
   const picked = b.op1('GatherElements', [logp, b.unsqueeze(targets, [2])], { axis: 2 });
   return b.neg(b.op1('ReduceMean', [picked], { keepdims: 0 }));

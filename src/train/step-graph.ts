@@ -11,7 +11,10 @@ import { convsFromPatches } from '../ops/conv';
 import { elideOutputCopies } from './elide-output-copies';
 import { toTrainingBatchNorm } from './batchnorm-mode';
 import { fuseConvBatchNorm } from './fuse-conv-batchnorm';
+import { fuseSoftmaxAttention } from './fuse-attention';
 import { fuseGelu } from './fuse-gelu';
+import { saveLayerNormStatistics } from './layer-norm-statistics';
+import { sumLeadingAxesByMatMul } from './sum-leading-axes';
 import { hoistMaxPools } from './hoist-max-pool';
 import { OBSERVE_INPUT, toTrainingObservers, ObserverStatNames } from '../quant/observer-op';
 import { correctCount, softmaxCrossEntropy, tokenCorrectCount, tokenCrossEntropy } from './losses';
@@ -52,6 +55,12 @@ export interface TrainStepOptions {
    * QAT (Krishnamoorthi 2018), after which folded weights are exactly those of the integer model.
    */
   freezeBatchNorm?: boolean;
+  /**
+   * Training-only rewrites that save full-size passes in ORT (default true): GELU and the attention core as ops
+   * whose backward reuses saved values, one op for the token cross-entropy, LayerNorm statistics kept for the
+   * backward, sums over leading axes as ones-row MatMuls. false builds the plain graph they are tested against.
+   */
+  fusedOps?: boolean;
 }
 
 /**
@@ -120,7 +129,12 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
   // Hoisting first puts each MaxPool right after its batch norm, where ConvBatchNormTrain can absorb it.
   hoistMaxPools(graph);
   fuseConvBatchNorm(graph, model.params);
-  if (!process.env.P10_NO_GELU) fuseGelu(graph);
+  const fused = options.fusedOps ?? true;
+  if (fused) {
+    fuseGelu(graph);
+    saveLayerNormStatistics(graph);
+    fuseSoftmaxAttention(graph);
+  }
   graph.outputs = [];
   graph.name = `${model.name}_train_step`;
   const b = new GraphBuilder(graph, 'step/');
@@ -129,7 +143,7 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
   const step = b.input('step', DType.FLOAT, []);
 
   let loss = languageModel
-    ? tokenCrossEntropy(b, model.output, labels)
+    ? tokenCrossEntropy(b, model.output, labels, { fused })
     : softmaxCrossEntropy(b, model.output, labels, options.classes, options.labelSmoothing ?? 0);
   const stopGradient: string[] = [];
   if (options.extraLoss) {
@@ -149,6 +163,7 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
 
   const grads = differentiate(graph, { loss, wrt: model.params, stopGradient });
   convsFromPatches(graph);
+  if (fused) sumLeadingAxesByMatMul(graph);
   const accumulation = (options.accumulate ?? 1) > 1 ? accumulateGradients(b, model.params, grads, options.accumulate!) : undefined;
   const noDecay = new Set(model.noDecay);
   const opt = emitOptimizer(

@@ -76,8 +76,9 @@ export class Trainer {
     const step = buildTrainStep(model, options);
     // 'extended', not 'all': ORT's NCHWc layout pass cannot reorder weights that are graph inputs, so in a
     // training step it only wraps MaxPool, Resize and the constant im2col convs in layout reorders (full-size
-    // copies); without it the LeNet step ran 12-18% faster (bench/qat-step, alternating runs).
-    const trainSession = await Session.create(step.graph, { threads: options.threads ?? 2, optimization: 'extended' });
+    // copies); without it the LeNet step ran 12-18% faster (bench/qat-step, alternating runs), and the GPT step 20%
+    // (issue 10). contribOps: com.microsoft FusedMatMul for transposed operands (src/runtime/lower.ts).
+    const trainSession = await Session.create(step.graph, { threads: options.threads ?? 2, optimization: 'extended', contribOps: true });
     const evalGraph = model.task === 'language-model' ? buildLanguageModelEvalGraph(model) : buildEvalGraph(model);
     initializersToInputs(evalGraph, [...model.params, ...model.runningStats, ...(model.observerStats ?? [])]);
     const evalSession = await Session.create(evalGraph, { threads: options.threads ?? 2 });

@@ -241,7 +241,68 @@ function vjp(c: VjpContext): (string | undefined)[] {
   return [undefined, dw, dscale, dbias, undefined, undefined, dunscale];
 }
 
-export const convBatchNormOps: OpDef[] = [{ opType: 'ConvBatchNormTrain', domain: 'ai.qatkit', infer, nonDifferentiable: [4, 5, 7, 8, 9], vjp, lower }];
+/**
+ * ai.qatkit.ConvAffine(X, W, gain, offset[, patches]) -> (Y[, windows]): gain * Conv(X, W) + offset per output
+ * channel ([O] each), for a one-group Conv without bias, max-pooled over 2x2 windows with max_pool = 1 (as
+ * ConvBatchNormTrain: patches in window order, output 1 the pre-pool windows). It is a conv followed by batch norm
+ * with frozen statistics (QAT after the BN-freeze step: gain = gamma / (c sigma), offset = beta - gamma mean / sigma,
+ * computed outside the op), as one MatMul of [W * gain | offset] with the im2col patches and their ones row; its
+ * gradient needs only dY's patch products sum dY p'^T: dW = gain * gdY, dgain = sum(gdY * W) per channel,
+ * doffset = sum(dY). X gets no gradient (formed only where X depends on no parameter).
+ * Attributes: kernel_shape, strides, dilations, pads (explicit), max_pool.
+ */
+function inferConvAffine(ctx: InferContext): ValueType[] {
+  const [y, , , , , windows] = infer(ctx);
+  return poolsOutput(ctx.node) ? [y, windows] : [y];
+}
+
+function convAffineProducts(b: GraphBuilder, node: Node) {
+  const [x, w, gain, offset, given] = node.inputs;
+  const wShape = b.staticShape(w);
+  const [out, ...rest] = wShape;
+  const rows = rest.reduce((p, q) => p * q, 1);
+  const patches = given || emitPatches(b, node, x, wShape);
+  return { patches, w2: b.reshape(w, [out, rows]), wShape, out, rows, gain, offset };
+}
+
+function lowerConvAffine(node: Node, b: GraphBuilder): void {
+  const { patches, w2, out, gain, offset } = convAffineProducts(b, node);
+  const [y, windowsOut] = node.outputs;
+  const scaledW = b.mul(w2, b.reshape(gain, [out, 1]));
+  const products = b.matmul(b.op1('Concat', [scaledW, b.reshape(offset, [out, 1])], { axis: 1 }), patches);
+  if (poolsOutput(node)) {
+    const windows = b.op1('Reshape', [products, b.ints([0, out, WINDOW, -1])], {}, { outputs: [windowsOut || b.fresh('windows')] });
+    b.op1('Reshape', [b.op1('ReduceMax', [windows], { axes: [2], keepdims: 0 }), b.ints([0, out, ...b.staticShape(y).slice(2)])], {}, { outputs: [y] });
+  } else {
+    b.op1('Reshape', [products, b.ints([0, out, ...b.staticShape(y).slice(2)])], {}, { outputs: [y] });
+  }
+}
+
+function convAffineVjp(c: VjpContext): (string | undefined)[] {
+  const { b, node } = c;
+  refuseStatisticGradients(c, [1], 'windows, read by range observers');
+  if (c.wants(0)) throw new Error(`node '${node.name}' (ConvAffine): X takes no gradient (the op is only formed where X depends on no parameter)`);
+  const dy = c.dy(0);
+  if (!dy) return [];
+  const { patches, w2, wShape, out, rows, gain } = convAffineProducts(b, node);
+  // sum dY p'^T over the batch: the gradient of [W * gain | offset], sum(dY) per channel in the last column.
+  const products = b.reduceSum(b.matmul(preActivationGradient(c, dy, out, 1), b.transpose(patches, [0, 2, 1])), [0], false);
+  const gdy = sliceMatrix(b, products, [0, out], [0, rows]);
+  const dw = c.wants(1) ? b.reshape(b.mul(gdy, b.reshape(gain, [out, 1])), wShape) : undefined;
+  const dgain = c.wants(2) ? b.reduceSum(b.mul(gdy, w2), [1], false) : undefined;
+  const doffset = c.wants(3) ? b.reshape(sliceMatrix(b, products, [0, out], [rows, rows + 1]), [-1]) : undefined;
+  return [undefined, dw, dgain, doffset];
+}
+
+/** Emits X's patches for the ConvAffine `node` (inputs 0-3 set) and appends them as its input 4. */
+export function attachPatches(b: GraphBuilder, node: Node): void {
+  node.inputs[4] = emitPatches(b, node, node.inputs[0], b.staticShape(node.inputs[1]));
+}
+
+export const convBatchNormOps: OpDef[] = [
+  { opType: 'ConvBatchNormTrain', domain: 'ai.qatkit', infer, nonDifferentiable: [4, 5, 7, 8, 9], vjp, lower },
+  { opType: 'ConvAffine', domain: 'ai.qatkit', infer: inferConvAffine, nonDifferentiable: [4], vjp: convAffineVjp, lower: lowerConvAffine },
+];
 
 defineOps(convBatchNormOps);
 
@@ -249,11 +310,11 @@ defineOps(convBatchNormOps);
  * dY as [N, O, L] in the patches' column order. With max_pool, the pool's gradient: each window's dY goes to the
  * positions equal to the window's max, by a compare broadcast over the window axis of `windows` (output 5).
  */
-function preActivationGradient(c: VjpContext, dy: string, out: number): string {
+function preActivationGradient(c: VjpContext, dy: string, out: number, windowsOutput = 5): string {
   const { b, node } = c;
   if (!poolsOutput(node)) return b.reshape(dy, [0, out, -1]);
-  if (!node.outputs[5]) throw new Error(`node '${node.name}' (ConvBatchNormTrain): max_pool needs output 5 (windows) for its gradient`);
-  const windows = c.output(5);
+  if (!node.outputs[windowsOutput]) throw new Error(`node '${node.name}' (${node.opType}): max_pool needs output ${windowsOutput} (windows) for its gradient`);
+  const windows = c.output(windowsOutput);
   const atMax = b.castLike(b.op1('Equal', [windows, b.reshape(c.output(0), [0, out, 1, -1])]), windows);
   return b.reshape(b.mul(atMax, b.reshape(dy, [0, out, 1, -1])), [0, out, -1]);
 }

@@ -1,7 +1,8 @@
 import { DType } from '../ir/dtype';
 import { GraphBuilder, inferNode } from '../ir/builder';
-import { Attr, attrInt, attrInts, attrString, Graph, Node, topologicalOrder } from '../ir/graph';
-import { attachPatchMoments } from '../ops/conv-batchnorm';
+import { Attr, attrFloat, attrInt, attrInts, attrString, Graph, Node, topologicalOrder } from '../ir/graph';
+import { attachPatches, attachPatchMoments } from '../ops/conv-batchnorm';
+import { BN_EPSILON, inverseStd } from '../ops/norm';
 import { resolveWindow, windowAttrs } from '../ops/window-geometry';
 
 /**
@@ -60,6 +61,84 @@ export function fuseConvBatchNorm(graph: Graph, params: string[]): number {
   }
   graph.nodes = topologicalOrder(graph);
   return fused.length;
+}
+
+/**
+ * The frozen-BN counterpart of fuseConvBatchNorm, for a training step built after QAT's BN-freeze step: Conv (the
+ * same first layers) -> [Div by the folding's per-channel c] -> inference BatchNormalization [-> 2x2 MaxPool] becomes
+ * ai.qatkit ConvAffine (ops/conv-batchnorm.ts) with gain = gamma / (c sqrt(var + eps)) and offset =
+ * beta - gamma mean / sqrt(var + eps) computed from the parameters and running statistics by small ops before it:
+ * the conv output is never written or read again, and the pool's gradient needs no upsampling. Without it the
+ * frozen phase of a w8a8 LeNet run was ~15% slower than its batch-statistics phase (bench/README.md, issue 10).
+ * Values equal the unfused form up to float rounding (a z + o instead of ((z / c) - mean) g + beta).
+ */
+export function fuseConvFrozenBatchNorm(graph: Graph, params: string[]): number {
+  const dependsOnParams = valuesDependingOn(graph, new Set(params));
+  const producers = graph.producers();
+  const consumers = graph.consumers();
+  const outputs = new Set(graph.outputs.map((o) => o.name));
+  const b = new GraphBuilder(graph, 'conv_affine/');
+  const replaced = new Map<Node, Node[] | undefined>();
+  const soleReader = (value: string, reader: Node) => {
+    const readers = consumers.get(value) ?? [];
+    return readers.length === 1 && readers[0] === reader && !outputs.has(value);
+  };
+  for (const bn of [...graph.nodes]) {
+    if (bn.opType !== 'BatchNormalization' || bn.domain !== '' || attrInt(bn, 'training_mode', 0) !== 0 || bn.outputs.slice(1).some((o) => o)) continue;
+    // Walk back over an Identity and the folding's Div to the conv.
+    let value = bn.inputs[0];
+    let reader = bn;
+    const path: Node[] = [];
+    let c: string | undefined;
+    for (;;) {
+      const p = producers.get(value);
+      if (!p || !soleReader(value, reader)) break;
+      if (p.opType === 'Identity' && p.domain === '') [reader, value] = [p, p.inputs[0]];
+      else if (p.opType === 'Div' && p.domain === '' && !c && perChannel(graph, p.inputs[0], p.inputs[1])) [reader, value, c] = [p, p.inputs[0], p.inputs[1]];
+      else break;
+      path.push(reader);
+    }
+    const conv = producers.get(value);
+    if (!conv || !soleReader(value, reader) || !fusable(graph, conv, dependsOnParams)) continue;
+    const [x, w] = conv.inputs;
+    const kernel = graph.typeOf(w).shape.slice(2) as number[];
+    const { window } = resolveWindow(conv, graph.typeOf(x).shape.slice(2), kernel);
+    const attrs: Record<string, Attr> = Object.fromEntries(
+      Object.entries({ ...windowAttrs(window), kernel_shape: window.kernel }).map(([k, v]) => [k, { kind: 'ints' as const, value: v }]),
+    );
+    const [scale, bias, mean, variance] = bn.inputs.slice(1, 5);
+    const start = graph.nodes.length;
+    const g = b.mul(scale, inverseStd(b, variance, attrFloat(bn, 'epsilon', BN_EPSILON)));
+    const gain = c ? b.div(g, b.reshape(c, [-1])) : g;
+    const offset = b.sub(bias, b.mul(mean, g));
+    const coefficients = graph.nodes.splice(start);
+    let fusedOutputs = [bn.outputs[0]];
+    const pool = poolToAbsorb(graph, conv, bn.outputs[0], consumers, outputs);
+    if (pool) {
+      const windows = `${bn.outputs[0]}/windows`;
+      fusedOutputs = [pool.node.outputs[0], windows];
+      for (const r of pool.reductions) r.inputs[0] = windows;
+      attrs.max_pool = { kind: 'int', value: 1 };
+      replaced.set(pool.node, undefined);
+    }
+    for (const n of [conv, ...path]) replaced.set(n, undefined);
+    const fused: Node = { opType: 'ConvAffine', domain: 'ai.qatkit', name: `${conv.name}+${bn.name}`, inputs: [x, w, gain, offset], outputs: fusedOutputs, attrs };
+    inferNode(graph, fused).forEach((t, i) => fused.outputs[i] && graph.types.set(fused.outputs[i], t));
+    const patchesStart = graph.nodes.length;
+    attachPatches(b, fused);
+    replaced.set(bn, [...coefficients, ...graph.nodes.splice(patchesStart), fused]);
+  }
+  if (!replaced.size) return 0;
+  graph.nodes = graph.nodes.flatMap((n) => (replaced.has(n) ? (replaced.get(n) ?? []) : [n]));
+  graph.nodes = topologicalOrder(graph);
+  return [...replaced.values()].filter((v) => v !== undefined).length;
+}
+
+/** Whether d is per channel of x ([1, C, 1, ...] against [N, C, ...]). */
+function perChannel(graph: Graph, x: string, d: string): boolean {
+  const xs = graph.typeOf(x).shape;
+  const ds = graph.typeOf(d).shape;
+  return ds.length === xs.length && typeof xs[1] === 'number' && ds.every((v, i) => (i === 1 ? v === xs[1] : v === 1));
 }
 
 /**

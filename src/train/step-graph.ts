@@ -10,7 +10,7 @@ import '../ops';
 import { convsFromPatches } from '../ops/conv';
 import { elideOutputCopies } from './elide-output-copies';
 import { toTrainingBatchNorm } from './batchnorm-mode';
-import { fuseConvBatchNorm } from './fuse-conv-batchnorm';
+import { fuseConvBatchNorm, fuseConvFrozenBatchNorm } from './fuse-conv-batchnorm';
 import { fuseSoftmaxAttention } from './fuse-attention';
 import { fuseGelu } from './fuse-gelu';
 import { saveLayerNormStatistics } from './layer-norm-statistics';
@@ -128,7 +128,8 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
   }
   // Hoisting first puts each MaxPool right after its batch norm, where ConvBatchNormTrain can absorb it.
   hoistMaxPools(graph);
-  fuseConvBatchNorm(graph, model.params);
+  if (options.freezeBatchNorm) fuseConvFrozenBatchNorm(graph, model.params);
+  else fuseConvBatchNorm(graph, model.params);
   const fused = options.fusedOps ?? true;
   if (fused) {
     fuseGelu(graph);

@@ -7,7 +7,7 @@ import { GraphBuilder } from '../../src/ir/builder';
 import { DType } from '../../src/ir/dtype';
 import { Graph } from '../../src/ir/graph';
 import { Session } from '../../src/runtime/session';
-import { fuseConvBatchNorm } from '../../src/train/fuse-conv-batchnorm';
+import { fuseConvBatchNorm, fuseConvFrozenBatchNorm } from '../../src/train/fuse-conv-batchnorm';
 import { Rng } from '../../src/train/rng';
 
 interface Case {
@@ -103,3 +103,47 @@ test('fuseConvBatchNorm leaves convs whose input depends on a parameter, with a 
   b.output(bn(b.op1('Conv', [b.input('wide', DType.FLOAT, [2, 4, 5, 5]), b.input('w4', DType.FLOAT, [4, 4, 3, 3])]), 2));
   assert.equal(fuseConvBatchNorm(g, ['p', 'w']), 0);
 });
+
+/**
+ * The frozen-BN form: Conv -> [Div by c] -> inference BatchNormalization [-> MaxPool 2x2 and observers' full
+ * reductions], loss = sum(Y * r); outputs Y, the extremes and the gradients of w, gamma, beta (and c).
+ */
+function buildFrozen(k: Case, fuse: boolean): { graph: Graph; fused: number } {
+  const g = new Graph();
+  const b = new GraphBuilder(g);
+  const x = b.input('x', DType.FLOAT, k.x);
+  const w = b.input('w', DType.FLOAT, k.w);
+  const out = k.w[0];
+  const [gamma, beta, mean, variance] = ['gamma', 'beta', 'mean', 'var'].map((n) => b.input(n, DType.FLOAT, [out]));
+  const c = b.input('c', DType.FLOAT, [1, out, 1, 1]);
+  const conv = b.op1('Conv', [x, w], k.attrs);
+  const bn = b.op1('BatchNormalization', [k.unscale ? b.div(conv, c) : conv, gamma, beta, mean, variance], { epsilon: 0.3 });
+  const extremes = k.pool ? [b.op1('ReduceMin', [bn], { keepdims: 1 }), b.op1('ReduceMax', [bn], { axes: [0, 2, 3], keepdims: 1 })] : [];
+  const y = k.pool ? b.op1('MaxPool', [bn], { kernel_shape: [2, 2], strides: [2, 2] }) : bn;
+  const r = b.input('r', DType.FLOAT, b.shape(y));
+  const loss = b.sumAll(b.mul(y, r));
+  const fused = fuse ? fuseConvFrozenBatchNorm(g, PARAMS) : 0;
+  const wrt = k.unscale ? PARAMS : PARAMS.slice(0, 3);
+  const grads = differentiate(g, { loss, wrt });
+  for (const v of [y, ...extremes, ...wrt.map((p) => grads.get(p)!)]) b.output(v);
+  return { graph: g, fused };
+}
+
+for (const [name, k] of cases) {
+  test(`ConvAffine equals Conv -> [Div] -> frozen BatchNormalization: outputs and gradients (${name})`, async () => {
+    const plain = buildFrozen(k, false);
+    const fused = buildFrozen(k, true);
+    assert.equal(fused.fused, 1);
+    assert.ok(!fused.graph.nodes.some((n) => n.opType === 'BatchNormalization'), 'BatchNormalization replaced');
+    const node = fused.graph.nodes.find((n) => n.opType === 'ConvAffine')!;
+    const absorbed = !!k.pool && !k.attrs.strides;
+    assert.equal(node.attrs.max_pool !== undefined, absorbed);
+    assert.equal(fused.graph.nodes.some((n) => n.opType === 'MaxPool'), !!k.pool && !absorbed);
+    const [want, got] = [await run(plain.graph, 5), await run(fused.graph, 5)];
+    const names = plain.graph.outputs.map((o) => o.name);
+    want.forEach((values, i) => {
+      const scale = Math.max(1e-3, ...values.map(Math.abs));
+      values.forEach((v, j) => assert.ok(Math.abs(got[i][j] - v) <= 2e-4 * scale, `${names[i]}[${j}]: fused ${got[i][j]}, plain ${v} (scale ${scale})`));
+    });
+  });
+}

@@ -56,8 +56,24 @@ const ternaryQuantize: OpDef = {
 };
 
 /**
+ * x as [..., K / block, block] when a block size splits the last axis (per-token-per-block), else x itself; the
+ * leading dims are copied (Reshape 0) so B and T stay symbolic.
+ */
+function blocked(b: GraphBuilder, node: Node, x: string): string {
+  const block = attrInt(node, 'block_size', 0);
+  if (block <= 0) return x;
+  const shape = b.shape(x);
+  const k = shape.at(-1);
+  if (typeof k !== 'number' || k % block !== 0) throw new Error(`node '${node.name}' (${node.opType}): last axis of size ${k} is not divisible by block_size ${block}`);
+  return b.reshape(x, [...shape.slice(0, -1).map(() => 0), k / block, block]);
+}
+
+/**
  * ai.qatkit.AbsmaxQuantize(x) -> dynamic symmetric quantization with s = max|x| / qmax over the last axis (per
- * token; BitLinear's 8-bit activations) or over the whole tensor (per_token = 0). Backward: straight-through.
+ * token; BitLinear's 8-bit activations, LLM.int8 / SmoothQuant's per-token int8), over each block of block_size
+ * channels of the last axis (per token per block: what ORT's MatMulNBits computes at accuracy_level 4, absmax/127
+ * per row per K-block), or over the whole tensor (per_token = 0). Codes clip to [-qmax - 1, qmax]; since |x| <=
+ * max|x| no value reaches the clip, so the straight-through gradient (dx = dy) is the STE's exactly.
  */
 const absmaxQuantize: OpDef = {
   opType: 'AbsmaxQuantize',
@@ -68,11 +84,39 @@ const absmaxQuantize: OpDef = {
     const x = node.inputs[0];
     const bits = attrInt(node, 'bits', 8);
     const qmax = 2 ** (bits - 1) - 1;
-    const rank = b.rank(x);
-    const axes = attrInt(node, 'per_token', 1) ? [rank - 1] : Array.from({ length: rank }, (_, i) => i);
-    const absmax = b.op1('ReduceMax', [b.abs(x)], { axes, keepdims: 1 });
+    const perToken = attrInt(node, 'per_token', 1) === 1;
+    const xb = perToken ? blocked(b, node, x) : x;
+    const rank = b.rank(xb);
+    const axes = perToken ? [rank - 1] : Array.from({ length: rank }, (_, i) => i);
+    const absmax = b.op1('ReduceMax', [b.abs(xb)], { axes, keepdims: 1 });
     const s = b.div(b.op1('Max', [absmax, b.scalarLike(1e-8, x)]), b.scalarLike(qmax, x));
-    const q = b.op1('Clip', [b.op1('Round', [b.div(x, s)]), b.scalarLike(-qmax - 1, x), b.scalarLike(qmax, x)]);
+    const q = b.op1('Clip', [b.op1('Round', [b.div(xb, s)]), b.scalarLike(-qmax - 1, x), b.scalarLike(qmax, x)]);
+    if (xb === x) b.op1('Mul', [q, s], {}, { outputs: [node.outputs[0]] });
+    else b.op1('Reshape', [b.mul(q, s), b.shapeOf(x)], {}, { outputs: [node.outputs[0]], types: [b.type(x)] });
+  },
+};
+
+/**
+ * ai.qatkit.TokenMinMaxQuantize(x) -> dynamic asymmetric quantization per row of the last axis (per token): the
+ * row's range widened to include 0, S = (max - min) / (2^bits - 1), Z = round(-min / S), codes in [0, 2^bits - 1]
+ * (the DESIGN numerics contract, per row). Simulation only: ORT has no integer MatMul taking a zero point per row.
+ * Every value lies inside its row's range, so nothing clips and the gradient is straight-through (dx = dy).
+ */
+const tokenMinMaxQuantize: OpDef = {
+  opType: 'TokenMinMaxQuantize',
+  domain: QATKIT,
+  infer: (ctx) => [requireInput(ctx, 0)],
+  vjp: (c) => [c.dy(0)!],
+  lower: (node, b) => {
+    const x = node.inputs[0];
+    const qmax = 2 ** attrInt(node, 'bits', 8) - 1;
+    const axes = [b.rank(x) - 1];
+    const lo = b.op1('Min', [b.op1('ReduceMin', [x], { axes, keepdims: 1 }), b.scalarLike(0, x)]);
+    const hi = b.op1('Max', [b.op1('ReduceMax', [x], { axes, keepdims: 1 }), b.scalarLike(0, x)]);
+    const s = b.op1('Max', [b.div(b.sub(hi, lo), b.scalarLike(qmax, x)), b.scalarLike(1e-8, x)]);
+    const z = b.op1('Round', [b.neg(b.div(lo, s))]);
+    // clip(round(x/s) + z, 0, qmax) - z = clip(round(x/s), -z, qmax - z): the zero point folded into the bounds.
+    const q = b.op1('Max', [b.op1('Min', [b.op1('Round', [b.div(x, s)]), b.sub(b.scalarLike(qmax, x), z)]), b.neg(z)]);
     b.op1('Mul', [q, s], {}, { outputs: [node.outputs[0]] });
   },
 };
@@ -107,4 +151,4 @@ const pactQuantize: OpDef = {
   },
 };
 
-defineOps([binaryQuantize, ternaryQuantize, absmaxQuantize, pactQuantize]);
+defineOps([binaryQuantize, ternaryQuantize, absmaxQuantize, tokenMinMaxQuantize, pactQuantize]);

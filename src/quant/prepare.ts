@@ -6,7 +6,7 @@ import './index';
 import { QATKIT } from './fake-quantize-op';
 import { foldBatchNormForQat, FoldedConv } from './fold-batchnorm';
 import { activationSpec, LayerOverride, QatConfig, RoleSpec, weightSpec } from './presets';
-import { QuantSpec, quantRange, validateSpec, qparamsFromRange } from './spec';
+import { fakeQuantizeValue, QuantSpec, quantRange, validateSpec, qparamsFromRange } from './spec';
 import { createObserver, isChannelRange } from './observers';
 import { QuantConfigError } from './config-file';
 
@@ -59,8 +59,10 @@ const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Identity', 'Tran
 export interface QuantPlan {
   graph: Graph;
   folded: FoldedConv[];
-  weights: { node: Node; tensor: string; spec: QuantSpec }[];
-  activations: Map<string, { spec: QuantSpec; layers: string[] }>;
+  /** node: the first layer reading the weight; layers: every layer reading it (a tied embedding / LM head: two). */
+  weights: { node: Node; tensor: string; spec: QuantSpec; layers?: string[] }[];
+  /** rmsNorm: BitLinear's parameter-free RMSNorm ahead of the quantizer. */
+  activations: Map<string, { spec: QuantSpec; layers: string[]; rmsNorm?: boolean }>;
 }
 
 function globMatch(pattern: string, name: string): boolean {
@@ -94,7 +96,20 @@ export function planQuantization(model: Model, config: QatConfig): QuantPlan {
   const producers = graph.producers();
   const params = new Set(model.params);
   const isWeight = (v: string) => params.has(v) || folded.some((f) => f.scaledWeight === v);
-  const compute = order.filter((n) => COMPUTE_OPS.has(n.opType) && n.inputs[1] && isWeight(n.inputs[1]));
+  const languageModel = model.task === 'language-model';
+  // A tied LM head reads Transpose(token table): the table is its weight, quantized once for both readers.
+  const transposedParam = (v: string): string | undefined => {
+    const p = producers.get(v);
+    if (!languageModel || !p || p.opType !== 'Transpose' || !params.has(p.inputs[0])) return undefined;
+    const perm = p.attrs.perm;
+    return perm && perm.kind === 'ints' && perm.value.join() === '1,0' ? p.inputs[0] : undefined;
+  };
+  const weightOf = (n: Node): string | undefined => {
+    if (n.opType === 'Gather') return languageModel && params.has(n.inputs[0]) && n.inputs[1] === model.input ? n.inputs[0] : undefined;
+    if (!COMPUTE_OPS.has(n.opType) || !n.inputs[1]) return undefined;
+    return isWeight(n.inputs[1]) ? n.inputs[1] : transposedParam(n.inputs[1]);
+  };
+  const compute = order.filter((n) => weightOf(n) !== undefined);
   const first = compute[0]?.name;
   const last = compute.at(-1)?.name;
   checkOverrides(config.overrides, compute, model.name);
@@ -128,24 +143,38 @@ export function planQuantization(model: Model, config: QatConfig): QuantPlan {
   const activations = new Map<string, { spec: QuantSpec; layers: string[] }>();
   const addActivation = (v: string, r: RoleSpec, layer: string) => {
     if (graph.initializers.has(v)) return;
+    // Language models: 16-bit activations (a16) stay float.
+    if (languageModel && r.bits >= 16) return;
     const spec = validateSpec(activationSpec(r, nonNegative(v)), `activation '${v}'`);
     const prev = activations.get(v);
-    if (!prev) activations.set(v, { spec, layers: [layer] });
+    if (!prev) activations.set(v, { spec, layers: [layer], ...(r.rmsNorm ? { rmsNorm: true } : {}) });
     else {
       prev.layers.push(layer);
       if (spec.bits > prev.spec.bits) prev.spec = spec;
     }
   };
   for (const node of compute) {
-    const w = roleFor(node, 'weight');
-    if (w) {
-      const spec = validateSpec(weightSpec(w, w.granularity === 'per-group' ? weightReductionAxis(node) : weightAxis(node)), `weight of '${node.name}'`);
-      checkGroups(graph, node, spec);
-      weights.push({ node, tensor: node.inputs[1], spec });
+    const tensor = weightOf(node)!;
+    // A token table [V, C] (embedding Gather, or the tied head through its transpose): one scale per token row,
+    // groups along C, the head's input axis.
+    const table = tensor !== node.inputs[1];
+    const tied = weights.find((x) => x.tensor === tensor);
+    if (tied) {
+      tied.layers!.push(node.name);
+    } else {
+      const w = roleFor(node, 'weight');
+      if (w) {
+        const axis = table ? (w.granularity === 'per-group' ? 1 : 0) : w.granularity === 'per-group' ? weightReductionAxis(node) : weightAxis(node);
+        const spec = validateSpec(weightSpec(w, axis), `weight of '${node.name}'`);
+        checkGroups(graph, node, tensor, spec);
+        weights.push({ node, tensor, spec, layers: [node.name] });
+      }
     }
+    if (node.opType === 'Gather') continue;
     const a = roleFor(node, 'activation');
     if (a) addActivation(source(node.inputs[0]), a, node.name);
   }
+  if (languageModel) return { graph, folded, weights, activations };
   // Residual Adds take quantized inputs (QLinearAdd); a folded conv's bias Add sits inside the conv + BN pair.
   const biasAdds = new Set(folded.map((f) => f.biasAdd));
   for (const node of order) {
@@ -169,14 +198,18 @@ function checkOverrides(overrides: LayerOverride[], compute: Node[], model: stri
  * Per-group quantization splits the weight's reduction axis into whole groups; an axis shorter than the group is
  * one group (LeNet's first conv has one input channel), a group size that leaves a partial group is refused.
  */
-function checkGroups(graph: Graph, node: Node, spec: QuantSpec): void {
+function checkGroups(graph: Graph, node: Node, tensor: string, spec: QuantSpec): void {
   const g = spec.granularity;
   if (g.kind !== 'per-group') return;
-  const dims = graph.typeOf(node.inputs[1]).shape;
+  const dims = graph.typeOf(tensor).shape;
   const d = dims[g.axis];
   if (typeof d === 'number' && d > 0 && d < g.size) g.size = d;
   if (typeof d !== 'number' || d % g.size !== 0) {
-    throw new QuantConfigError(`quant config: groupSize ${g.size} does not divide axis ${g.axis} (size ${d}) of the weight of '${node.name}' [${dims}]; choose a divisor of ${d}`);
+    const valid = [16, 32, 64, 128, 256].filter((q) => typeof d === 'number' && d % q === 0);
+    throw new QuantConfigError(
+      `quant config: layer '${node.name}' has input width ${d} (axis ${g.axis} of its weight '${tensor}' [${dims}]), not divisible by groupSize ${g.size}; ` +
+        `valid groups for it: ${valid.length ? valid.join(', ') : 'none of 16..256'} (or any divisor of ${d}, or per-channel)`,
+    );
   }
 }
 
@@ -250,6 +283,34 @@ function initialWeightScales(values: Tensor, spec: QuantSpec, layout: ReturnType
 }
 
 /**
+ * Starting step sizes of per-group learned weights: per group, the clipping ratio of max|w| (1.0 down to 0.3) with
+ * the least squared rounding error, over qmax. Ratio 1.0 is RTN's min/max scale, so QAT starts at or below RTN's
+ * error (at 2-3 bits the searched clip is much better than max|w|).
+ */
+function groupMseScales(t: Tensor, layout: ReturnType<typeof scaleLayout>, range: { qmin: number; qmax: number }): number[] {
+  const n = layout.dims.reduce((p, q) => p * q, 1);
+  const members: number[][] = Array.from({ length: n }, () => []);
+  const data = t.data as Float32Array;
+  for (let i = 0; i < t.size; i++) members[layout.index(i)].push(data[i]);
+  return members.map((ws) => {
+    const absMax = ws.reduce((m, w) => Math.max(m, Math.abs(w)), 0);
+    if (absMax <= 1e-12) return 1e-6;
+    let best = absMax / range.qmax;
+    let bestErr = Infinity;
+    for (let ratio = 1; ratio >= 0.3 - 1e-9; ratio -= 0.05) {
+      const s = (absMax * ratio) / range.qmax;
+      let err = 0;
+      for (const w of ws) {
+        const d = fakeQuantizeValue(w, s, 0, range.qmin, range.qmax) - w;
+        err += d * d;
+      }
+      if (err < bestErr) [best, bestErr] = [s, err];
+    }
+    return Math.max(best, 1e-6);
+  });
+}
+
+/**
  * A learned (LSQ / LSQ+) step size as the quantizers use it: |s|. Adam can push a small step size across zero
  * (seen: a per-channel weight scale of ~1e-4 after 20 steps at lr 1e-3), which would turn the quantizer and the
  * exported QDQ scale negative; |s| is the same value and gradient while s > 0. Quantizer records name this value,
@@ -304,6 +365,7 @@ export function applyQuantization(model: Model, plan: QuantPlan, stats: Map<stri
 
   for (const w of plan.weights) {
     const spec = w.spec;
+    const before = graph.nodes.length;
     const values = weightValues(graph, plan.folded, w.tensor);
     const axis = spec.granularity.kind === 'per-channel' || spec.granularity.kind === 'per-group' ? spec.granularity.axis : 0;
     const layout = scaleLayout(values.dims, spec);
@@ -323,28 +385,42 @@ export function applyQuantization(model: Model, plan: QuantPlan, stats: Map<stri
         scale = b.op1('Max', [b.div(absMax, b.scalarLike(qmax, absMax)), b.scalarLike(1e-8, absMax)]);
         output = fq(w.tensor, scale, zero, spec, {});
       } else {
-        const init = initialWeightScales(values, spec, layout, qmax);
+        const init = spec.granularity.kind === 'per-group' ? groupMseScales(values, layout, quantRange(spec)) : initialWeightScales(values, spec, layout, qmax);
         const raw = learn(`${w.tensor}/quant_scale`, Tensor.float(layout.dims, init));
         learned.push(raw);
         scale = positiveScale(b, raw);
         output = fq(w.tensor, scale, zero, spec, { learn_scale: 1, grad_scale: 1 / Math.sqrt((values.size / scaleCount) * qmax) });
       }
     }
-    w.node.inputs[1] = output;
-    quantizers.push({ role: 'weight', tensor: w.tensor, output, node: graph.nodes.at(-1)!.name, layers: [w.node.name], spec, scale, zeroPoint: zero, learned });
+    const quantNode = graph.nodes.at(-1)!.name;
+    if (w.layers && w.layers.length > 1) {
+      // A tied table: every reader (Gather, Transpose of the head) takes the one fake-quantized table.
+      const added = new Set(graph.nodes.slice(before));
+      for (const n of graph.nodes) if (!added.has(n)) n.inputs = n.inputs.map((i) => (i === w.tensor ? output : i));
+    } else {
+      const at = w.node.inputs.indexOf(w.tensor);
+      if (at >= 0) w.node.inputs[at] = output;
+      else for (const n of graph.nodes.slice(0, before)) n.inputs = n.inputs.map((i) => (i === w.tensor ? output : i));
+    }
+    quantizers.push({ role: 'weight', tensor: w.tensor, output, node: quantNode, layers: w.layers ?? [w.node.name], spec, scale, zeroPoint: zero, learned });
   }
 
-  for (const [tensor, { spec, layers }] of plan.activations) {
-    const st = stats.get(tensor);
+  for (const [tensor, { spec, layers, rmsNorm }] of plan.activations) {
+    const dynamic = spec.granularity.kind === 'per-token' || spec.method === 'absmax';
+    const st = stats.get(tensor) ?? (dynamic ? { min: 0, max: 0, meanAbs: 0, perSample: 0 } : undefined);
     if (!st) throw new Error(`no calibration statistics for activation '${tensor}'`);
     const before = graph.nodes.length;
+    // BitLinear (BitNet b1.58): x / sqrt(mean(x^2) + eps) over the channels, then the absmax quantizer.
+    const input = rmsNorm ? b.mul(tensor, b.reciprocal(b.sqrt(b.add(b.op1('ReduceMean', [b.mul(tensor, tensor)], { axes: [-1], keepdims: 1 }), b.scalarLike(1e-5, tensor))))) : tensor;
     const { qmin, qmax } = quantRange(spec);
     let output: string;
     let scale: string | undefined;
     let zero: string | undefined;
     const learned: string[] = [];
     let observer: Quantizer['observer'];
-    if (spec.method === 'minmax') {
+    if (spec.granularity.kind === 'per-token' && spec.method === 'minmax') {
+      output = b.op1('TokenMinMaxQuantize', [input], { bits: spec.bits }, { domain: QATKIT, name: `${tensor}/token_minmax` });
+    } else if (spec.method === 'minmax') {
       const min = b.initializer(`${tensor}/observer_min`, Tensor.float([], [st.min]));
       const max = b.initializer(`${tensor}/observer_max`, Tensor.float([], [st.max]));
       observerStats.push(min, max);
@@ -378,7 +454,8 @@ export function applyQuantization(model: Model, plan: QuantPlan, stats: Map<stri
         output = fq(tensor, scale, zero, spec, { learn_scale: 1, grad_scale: gradScale });
       }
     } else if (spec.method === 'absmax') {
-      output = b.op1('AbsmaxQuantize', [tensor], { bits: spec.bits, per_token: spec.granularity.kind === 'per-token' ? 1 : 0 }, { domain: QATKIT, name: `${tensor}/absmax` });
+      const g = spec.granularity;
+      output = b.op1('AbsmaxQuantize', [input], { bits: spec.bits, per_token: g.kind === 'per-token' ? 1 : 0, block_size: g.kind === 'per-token' ? g.blockSize : undefined }, { domain: QATKIT, name: `${tensor}/absmax` });
     } else {
       throw new Error(`activation '${tensor}': method '${spec.method}' is for weights only`);
     }

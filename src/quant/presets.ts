@@ -7,6 +7,11 @@ export interface RoleSpec {
   granularity?: 'per-tensor' | 'per-channel' | 'per-group' | 'per-token';
   groupSize?: number;
   symmetric?: boolean;
+  /**
+   * Activations: a parameter-free RMSNorm x / sqrt(mean(x^2) + 1e-5) before quantization, as in BitNet's BitLinear
+   * (Ma et al. 2024, "The Era of 1-bit LLMs": SubLN / RMSNorm ahead of the absmax quantizer).
+   */
+  rmsNorm?: boolean;
 }
 
 export interface LayerOverride {
@@ -29,15 +34,50 @@ export interface QatConfig {
   overrides: LayerOverride[];
 }
 
-export const PRESETS = ['w8a8', 'w4a8', 'w4a4', 'w3a3', 'w2a2', 'w2a8', 'ternary', 'binary'] as const;
+/** Presets of image models (CNNs, MLPs): static per-tensor activations. */
+export const CNN_PRESETS = ['w8a8', 'w4a8', 'w4a4', 'w3a3', 'w2a2', 'w2a8', 'ternary', 'binary'] as const;
+/**
+ * Presets of language models: per-token dynamic activations at Linear inputs (a16: activations stay float),
+ * weights per channel (w8) or per group of 32 along the input axis; b158 is BitNet b1.58.
+ */
+export const LM_PRESETS = ['w8a8', 'w4a16-g32', 'w4a8-g32', 'w3a16-g32', 'w2a16-g32', 'b158'] as const;
+/** Every preset name `--quant` accepts; what a name means depends on the model (presetConfig's task). */
+export const PRESETS = [...CNN_PRESETS, ...LM_PRESETS.filter((p) => !(CNN_PRESETS as readonly string[]).includes(p))] as const;
 export type PresetName = (typeof PRESETS)[number];
+export type PresetTask = 'classification' | 'language-model';
 
 const base = { firstLastBits: 8, foldBatchNorm: true, observerMomentum: 0.01, overrides: [] as LayerOverride[] };
 /** Below 8 bits scales are learned (LSQ): min/max scales waste most of a 4-bit grid on outliers. */
 const weightAt = (bits: number): RoleSpec => ({ bits, method: bits >= 8 ? 'minmax' : 'lsq', granularity: 'per-channel' });
 const actAt = (bits: number): RoleSpec => ({ bits, method: bits >= 8 ? 'minmax' : 'lsq', granularity: 'per-tensor' });
 
-export function presetConfig(name: string): QatConfig {
+/** Language-model presets: no layer is kept at 8 bits by position (embedding, head and first block follow the preset). */
+const lmBase = { firstLastBits: null, foldBatchNorm: false, observerMomentum: 0.01, overrides: [] as LayerOverride[] };
+/** Per-token dynamic symmetric activations (absmax per row); 16 bits means the activations stay float. */
+const tokenAct = (bits: number, extra: Partial<RoleSpec> = {}): RoleSpec => ({ bits, method: 'absmax', granularity: 'per-token', ...extra });
+const groupWeight = (bits: number, groupSize: number): RoleSpec => ({ bits, method: 'lsq', granularity: 'per-group', groupSize });
+
+function languageModelPreset(name: string): QatConfig {
+  switch (name) {
+    case 'w8a8': return { ...lmBase, weight: { bits: 8, method: 'minmax', granularity: 'per-channel' }, activation: tokenAct(8) };
+    case 'w4a16-g32': return { ...lmBase, weight: groupWeight(4, 32), activation: tokenAct(16) };
+    case 'w4a8-g32': return { ...lmBase, weight: groupWeight(4, 32), activation: tokenAct(8) };
+    case 'w3a16-g32': return { ...lmBase, weight: groupWeight(3, 32), activation: tokenAct(16) };
+    case 'w2a16-g32': return { ...lmBase, weight: groupWeight(2, 32), activation: tokenAct(16) };
+    // BitNet b1.58: absmean ternary weights, one scale per tensor as the paper; per-token absmax int8 activations
+    // behind a parameter-free RMSNorm inside each BitLinear.
+    case 'b158': return { ...lmBase, weight: { bits: 2, method: 'ternary', granularity: 'per-tensor' }, activation: tokenAct(8, { rmsNorm: true }) };
+    default:
+      throw new Error(`--quant: '${name}' is not a language-model preset; valid for language models: ${LM_PRESETS.join(', ')}${(CNN_PRESETS as readonly string[]).includes(name) ? ` ('${name}' is an image-model preset)` : ''}`);
+  }
+}
+
+/** A preset's config for the task: the same name (w8a8) means per-tensor static activations on a CNN, per-token on a language model. */
+export function presetConfig(name: string, task: PresetTask = 'classification'): QatConfig {
+  if (task === 'language-model') return languageModelPreset(name);
+  if ((LM_PRESETS as readonly string[]).includes(name) && !(CNN_PRESETS as readonly string[]).includes(name)) {
+    throw new Error(`--quant: '${name}' is a language-model preset (text --data); valid for image models: ${CNN_PRESETS.join(', ')}`);
+  }
   switch (name) {
     case 'w8a8': return { ...base, weight: weightAt(8), activation: actAt(8) };
     case 'w4a8': return { ...base, weight: weightAt(4), activation: actAt(8) };
@@ -47,7 +87,7 @@ export function presetConfig(name: string): QatConfig {
     case 'w2a8': return { ...base, weight: weightAt(2), activation: actAt(8) };
     case 'ternary': return { ...base, weight: { bits: 2, method: 'ternary', granularity: 'per-channel' }, activation: actAt(8) };
     case 'binary': return { ...base, weight: { bits: 1, method: 'binary', granularity: 'per-channel' }, activation: actAt(8) };
-    default: throw new Error(`--quant: unknown preset '${name}'; valid: ${PRESETS.join(', ')}`);
+    default: throw new Error(`--quant: unknown preset '${name}'; valid: ${CNN_PRESETS.join(', ')} (language models: ${LM_PRESETS.join(', ')})`);
   }
 }
 
@@ -66,9 +106,18 @@ export function weightSpec(r: RoleSpec, axis: number): QuantSpec {
 export function activationSpec(r: RoleSpec, nonNegative: boolean): QuantSpec {
   const method = r.method === 'pact' && !nonNegative ? 'lsq' : r.method;
   if (method === 'absmax') {
-    // BitLinear: dynamic signed absmax, per token (row) unless per-tensor is asked for.
-    const granularity = r.granularity === 'per-tensor' ? { kind: 'per-tensor' as const } : { kind: 'per-token' as const };
+    // BitLinear: dynamic signed absmax, per token (row) unless per-tensor is asked for; groupSize: per token per block.
+    const granularity =
+      r.granularity === 'per-tensor'
+        ? { kind: 'per-tensor' as const }
+        : r.groupSize !== undefined
+          ? { kind: 'per-token' as const, blockSize: r.groupSize }
+          : { kind: 'per-token' as const };
     return { bits: r.bits, signed: true, symmetric: true, narrowRange: false, granularity, method };
+  }
+  if (method === 'minmax' && r.granularity === 'per-token') {
+    // Dynamic per-row min/max, asymmetric (simulation only: no ORT kernel takes a zero point per row).
+    return { bits: r.bits, signed: false, symmetric: false, narrowRange: false, granularity: { kind: 'per-token' }, method };
   }
   if (method === 'minmax') {
     // uint8 asymmetric, ORT's preferred activation type for QLinearConv / QLinearMatMul on CPU.

@@ -38,3 +38,19 @@ export async function prepareQat(model: Model, config: QatConfig, calibration: C
   }
   return applyQuantization(model, plan, stats, config, preset);
 }
+
+/**
+ * fp32 language model -> QAT model. Its activation quantizers are dynamic (per token), so no calibration pass is
+ * needed; weights start from their own values (LSQ per group: the MSE-searched clip). A static activation method
+ * (an observer, LSQ) would need calibration windows and is refused, naming the choice to make.
+ */
+export function prepareLanguageModelQat(model: Model, config: QatConfig, preset?: string): Model {
+  if (model.quant) throw new Error(`model '${model.name}' is already quantization-aware (preset ${model.quant.preset ?? 'custom'})`);
+  const plan = planQuantization(model, config);
+  for (const [tensor, { spec }] of plan.activations) {
+    if (spec.granularity.kind !== 'per-token' && spec.method !== 'absmax') {
+      throw new Error(`activation '${tensor}': language models take dynamic activation quantizers (method absmax or minmax with granularity per-token, or bits 16 for float); got ${spec.method} ${spec.granularity.kind}`);
+    }
+  }
+  return applyQuantization(model, plan, new Map(), config, preset);
+}

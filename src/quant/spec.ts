@@ -6,7 +6,11 @@ export type Granularity =
   | { kind: 'per-tensor' }
   | { kind: 'per-channel'; axis: number }
   | { kind: 'per-group'; axis: number; size: number }
-  | { kind: 'per-token' };
+  /**
+   * Dynamic, per row of the last axis (per token of a [B, T, C] activation); with blockSize, per row and per block
+   * of blockSize consecutive channels (ORT MatMulNBits accuracy_level 4 quantizes its input so).
+   */
+  | { kind: 'per-token'; blockSize?: number };
 
 /**
  * How the scale is obtained and how gradients flow:
@@ -17,6 +21,8 @@ export type Granularity =
  * - 'binary': sign(x) * mean|x| per output channel (XNOR-Net / BinaryConnect), clipped STE (BNN).
  * - 'ternary': BitNet b1.58 absmean: round(x / mean|x|) clamped to {-1, 0, 1}, times mean|x|.
  * - 'absmax': dynamic symmetric absmax per token (BitLinear activations).
+ * With per-token granularity 'minmax' is dynamic too: each row's own min/max, asymmetric (simulation only: ORT
+ * has no integer kernel taking a zero point per row).
  */
 export const SCALE_METHODS = ['minmax', 'lsq', 'lsq+', 'pact', 'binary', 'ternary', 'absmax'] as const;
 export type ScaleMethod = (typeof SCALE_METHODS)[number];
@@ -62,7 +68,12 @@ export function validateSpec(spec: QuantSpec, where = 'quant spec'): QuantSpec {
   if (spec.method === 'lsq+' && spec.symmetric) fail('symmetric', spec.symmetric, 'false (LSQ+ learns a zero point: use lsq for symmetric)');
   if (spec.method === 'absmax' && !spec.symmetric) fail('symmetric', spec.symmetric, 'true (absmax is symmetric)');
   if (spec.method === 'absmax' && g.kind !== 'per-token' && g.kind !== 'per-tensor') fail('granularity', g.kind, "'per-token' or 'per-tensor' for absmax");
-  if (g.kind === 'per-token' && spec.method !== 'absmax') fail('method', spec.method, "'absmax' for per-token (dynamic) quantization");
+  if (g.kind === 'per-token' && spec.method !== 'absmax' && spec.method !== 'minmax') {
+    fail('method', spec.method, "'absmax' (symmetric) or 'minmax' (asymmetric) for per-token (dynamic) quantization");
+  }
+  if (g.kind === 'per-token' && spec.method === 'minmax' && spec.symmetric) fail('symmetric', true, "false for per-token minmax (symmetric per-token is 'absmax')");
+  if (g.kind === 'per-token' && g.blockSize !== undefined && (!Number.isInteger(g.blockSize) || g.blockSize < 1)) fail('granularity.blockSize', g.blockSize, 'an integer >= 1');
+  if (g.kind === 'per-token' && g.blockSize !== undefined && spec.method !== 'absmax') fail('method', spec.method, "'absmax' for per-token-per-block (MatMulNBits accuracy_level 4 is symmetric)");
   if (spec.narrowRange && !spec.signed) fail('narrowRange', true, 'false for unsigned ranges');
   if (spec.symmetric && !spec.signed && spec.method !== 'pact' && spec.method !== 'lsq' && spec.method !== 'minmax') {
     fail('signed', false, 'true for symmetric ' + spec.method);

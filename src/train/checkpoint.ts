@@ -49,7 +49,7 @@ const specSchema = z.looseObject({
       z.strictObject({ kind: z.literal('per-tensor') }),
       z.strictObject({ kind: z.literal('per-channel'), axis: intIn(0, MAX_RANK - 1) }),
       z.strictObject({ kind: z.literal('per-group'), axis: intIn(0, MAX_RANK - 1), size: intIn(1, 1 << 20) }),
-      z.strictObject({ kind: z.literal('per-token') }),
+      z.strictObject({ kind: z.literal('per-token'), blockSize: intIn(1, 1 << 20).optional() }),
     ],
     { error: 'must be { "kind": per-tensor | per-channel | per-group | per-token, ... }' },
   ),

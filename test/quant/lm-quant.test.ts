@@ -1,0 +1,139 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as ort from 'onnxruntime-node';
+import '../../src/ops';
+import '../../src/quant';
+import { differentiate } from '../../src/autodiff/grad';
+import { GraphBuilder } from '../../src/ir/builder';
+import { DType } from '../../src/ir/dtype';
+import { Graph } from '../../src/ir/graph';
+import { Tensor } from '../../src/ir/tensor';
+import { Session } from '../../src/runtime/session';
+import { toOrtTensor } from '../../src/runtime/tensors';
+import { QATKIT, roundHalfEven } from '../../src/quant';
+import { gpt, llama } from '../../src/models/transformers';
+import { planQuantization } from '../../src/quant/prepare';
+import { prepareLanguageModelQat } from '../../src/quant/qat';
+import { LM_PRESETS, presetConfig } from '../../src/quant/presets';
+import { Model } from '../../src/models/model';
+
+/** op(x) on [rows, cols]; loss = sum(y * w) so the gradient of x is dy = w where the STE passes. */
+async function run(opType: string, dims: number[], x: number[], attrs: Record<string, number>) {
+  const g = new Graph();
+  const b = new GraphBuilder(g);
+  const xi = b.input('x', DType.FLOAT, dims);
+  const y = b.op1(opType, [xi], attrs, { domain: QATKIT });
+  const w = x.map((_, i) => 1 + i * 0.5);
+  const loss = b.sumAll(b.mul(y, b.constant(Tensor.float(dims, w))));
+  const grads = differentiate(g, { loss, wrt: [xi] });
+  b.output(y);
+  const dx = b.output(b.identity(grads.get(xi)!));
+  const s = await Session.create(g, { threads: 1 });
+  const r = await s.run({ x: toOrtTensor(Tensor.float(dims, x)) });
+  return { y: Array.from(r[y].data as Float32Array), dx: Array.from(r[dx].data as Float32Array), w };
+}
+
+test('AbsmaxQuantize per token: s = max|row| / 127 per row, ties to even', async () => {
+  // Row 0: absmax 127 -> s = 1: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2, -2.5 -> -2. Row 1: absmax 12.7 -> s = 0.1.
+  const x = [127, 0.5, 1.5, 2.5, -2.5, 3.25, 12.7, 0.25, -0.35, 1.04, 0.05, 6.35];
+  const { y } = await run('AbsmaxQuantize', [2, 6], x, { bits: 8, per_token: 1 });
+  const expected = x.map((v, i) => {
+    const row = i < 6 ? x.slice(0, 6) : x.slice(6);
+    const s = Math.fround(Math.max(...row.map(Math.abs)) / 127);
+    return roundHalfEven(Math.fround(Math.fround(v) / s)) * s;
+  });
+  y.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-5, `${i}: ${v} vs ${expected[i]}`));
+  assert.deepEqual(y.slice(1, 5), [0, 2, 2, -2]);
+});
+
+test('AbsmaxQuantize per token per block: one absmax/qmax scale per row per block of block_size channels', async () => {
+  // 4-bit (qmax 7), blocks of 2: [7, 0.5] s = 1 -> [7, 0]; [1.4, 0.3] s = 0.2 -> [1.4, 0.4] (1.5 ties to 2).
+  const { y } = await run('AbsmaxQuantize', [1, 4], [7, 0.5, 1.4, 0.3], { bits: 4, per_token: 1, block_size: 2 });
+  [7, 0, 1.4, 0.4].forEach((v, i) => assert.ok(Math.abs(y[i] - v) < 1e-6, `${i}: ${y[i]} vs ${v}`));
+});
+
+test('TokenMinMaxQuantize: asymmetric per row, S = (max - min) / 255, Z = round(-min / S)', async () => {
+  const x = [-1, 0, 0.5, 1.55, 2, 4, 8, 10];
+  const { y } = await run('TokenMinMaxQuantize', [2, 4], x, { bits: 8 });
+  const expected = x.map((v, i) => {
+    const row = i < 4 ? x.slice(0, 4) : x.slice(4);
+    const lo = Math.min(0, ...row);
+    const hi = Math.max(0, ...row);
+    const s = Math.fround((hi - lo) / 255);
+    const z = roundHalfEven(-lo / s);
+    const q = Math.min(255, Math.max(0, roundHalfEven(Math.fround(v / s)) + z));
+    return (q - z) * s;
+  });
+  y.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-5, `${i}: ${v} vs ${expected[i]}`));
+  assert.equal(y[1], 0); // 0 is exact
+});
+
+test('per-token quantizers pass the gradient straight through (STE: nothing is clipped)', async () => {
+  const x = [0.3, -1.2, 2.5, 0.01, -0.7, 1.9, -3, 0.2];
+  for (const [op, attrs] of [['AbsmaxQuantize', { bits: 4, per_token: 1 }], ['AbsmaxQuantize', { bits: 8, per_token: 1, block_size: 2 }], ['TokenMinMaxQuantize', { bits: 4 }]] as const) {
+    const { dx, w } = await run(op, [2, 4], x, attrs);
+    assert.deepEqual(dx, w.map(Math.fround), op);
+  }
+});
+
+const tiny = (kind: 'gpt' | 'llama'): Model => (kind === 'gpt' ? gpt : llama)({ vocabSize: 64, layers: 1, heads: 2, dim: 32, context: 8, seed: 1 });
+
+test('gpt w4a16-g32: every MatMul weight and the tied table quantized once (one set of codes for embedding and head)', () => {
+  const m = tiny('gpt');
+  const plan = planQuantization(m, presetConfig('w4a16-g32', 'language-model'));
+  const table = plan.weights.filter((w) => w.tensor === 'wte.weight');
+  assert.equal(table.length, 1);
+  assert.deepEqual(table[0].layers, ['wte', 'lm_head/MatMul']);
+  assert.deepEqual(table[0].spec.granularity, { kind: 'per-group', axis: 1, size: 32 });
+  const matmuls = m.graph.nodes.filter((n) => n.opType === 'MatMul' && m.params.includes(n.inputs[1])).map((n) => n.inputs[1]);
+  assert.equal(matmuls.length, 4); // qkv, proj, fc, mlp.proj
+  for (const w of matmuls) assert.ok(plan.weights.some((x) => x.tensor === w && x.spec.bits === 4), w);
+  assert.equal(plan.weights.length, 5);
+  assert.equal(plan.activations.size, 0); // a16: activations stay float
+});
+
+test('LM presets: no layer stays at 8 bits by position; w4a8-g32 quantizes every Linear input per token', () => {
+  const plan = planQuantization(tiny('llama'), presetConfig('w4a8-g32', 'language-model'));
+  assert.ok(plan.weights.every((w) => w.spec.bits === 4), plan.weights.map((w) => `${w.tensor}:${w.spec.bits}`).join());
+  assert.ok(plan.weights.some((w) => w.tensor === 'embed_tokens.weight') && plan.weights.some((w) => w.tensor === 'lm_head.weight'));
+  for (const [, a] of plan.activations) assert.deepEqual([a.spec.method, a.spec.granularity.kind, a.spec.bits], ['absmax', 'per-token', 8]);
+  // gate_proj and up_proj read one normed tensor: one quantizer; no residual Add is quantized.
+  assert.ok([...plan.activations.values()].some((a) => a.layers.length === 2));
+});
+
+test('a width not divisible by the group is refused naming the layer, its width and the valid groups', () => {
+  const m = gpt({ vocabSize: 64, layers: 1, heads: 2, dim: 48, context: 8, seed: 1 });
+  assert.throws(() => planQuantization(m, presetConfig('w4a16-g32', 'language-model')), /layer 'wte' has input width 48 .*groupSize 32; valid groups for it: 16/);
+});
+
+test('image presets keep their meaning; language-model names are refused for image models', () => {
+  assert.equal(presetConfig('w8a8').activation.granularity, 'per-tensor');
+  assert.equal(presetConfig('w8a8', 'language-model').activation.granularity, 'per-token');
+  assert.throws(() => presetConfig('w4a16-g32'), /language-model preset/);
+  assert.throws(() => presetConfig('w4a4', 'language-model'), /not a language-model preset.*image-model preset/);
+});
+
+async function logits(m: Model, ids: number[]): Promise<Float32Array> {
+  const s = await Session.create(m.graph, { threads: 1 });
+  const r = await s.run({ [m.input]: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, ids.length]) }, [m.output]);
+  await s.release();
+  return r[m.output].data as Float32Array;
+}
+
+test('every LM preset builds a QAT graph that runs, near the fp32 logits at 8 bits', async () => {
+  const ids = [1, 5, 9, 2, 33, 7, 0, 63];
+  for (const kind of ['gpt', 'llama'] as const) {
+    const m = tiny(kind);
+    const ref = await logits(m, ids);
+    for (const preset of LM_PRESETS) {
+      const q = prepareLanguageModelQat(m, presetConfig(preset, 'language-model'), preset);
+      const out = await logits(q, ids);
+      assert.equal(out.length, ref.length);
+      assert.ok(out.every(Number.isFinite), `${kind} ${preset}`);
+      if (preset === 'w8a8') {
+        const err = Math.max(...Array.from(out, (v, i) => Math.abs(v - ref[i])));
+        assert.ok(err < 0.05, `${kind} w8a8 max logit error ${err}`);
+      }
+    }
+  }
+});

@@ -20,7 +20,10 @@ import { learningRate } from './schedule';
 import { Trainer, TrainingDivergedError } from './trainer';
 import { finishedMetrics, modelLabel, resumedConfig } from './run';
 import type { RunHooks, TrainConfig, TrainPlan, TrainResult } from './run';
-import { LanguageModelEval } from './evaluate-language-model';
+import { evaluateLanguageModel, LanguageModelEval } from './evaluate-language-model';
+import { planQuantization, Quantizer } from '../quant/prepare';
+import { prepareLanguageModelQat } from '../quant/qat';
+import { presetConfig, QatConfig } from '../quant/presets';
 
 export const LANGUAGE_MODELS = ['gpt', 'llama'] as const;
 
@@ -56,6 +59,8 @@ export interface LanguageModelResult extends TrainResult {
   threads: number;
   val_loss: number;
   val_perplexity: number;
+  /** QAT from an fp32 run (--from): the source model's validation perplexity. */
+  fp32_perplexity?: number;
   bits_per_byte: number;
   val_token_accuracy: number;
   val_tokens: number;
@@ -102,7 +107,29 @@ function checkLanguageModelConfig(c: TrainConfig): void {
   for (const [flag, v] of [['--context', c.context], ['--layers', c.layers], ['--heads', c.heads], ['--dim', c.dim], ['--accumulate', c.accumulate]] as const) {
     if (v !== undefined && (!Number.isInteger(v) || v < 1)) fail(flag, 'an integer >= 1', v);
   }
-  if (c.quant || c.quantConfig) throw new Error('--quant: quantization-aware training of language models is not available yet; train the fp32 model without --quant');
+}
+
+/** The quantization config of a language-model run: --quant-config, or --quant read as a language-model preset. */
+export function languageModelQatConfig(c: TrainConfig): QatConfig | undefined {
+  if (!c.quant && !c.quantConfig) return undefined;
+  return c.quantConfig ?? presetConfig(c.quant!, 'language-model');
+}
+
+/** One line per quantized layer: what the printed layer table shows (every layer's bits, none silently at 8). */
+export function quantLayerTable(model: Model): string[] {
+  const q = model.quant;
+  if (!q) return [];
+  const describe = (z: Quantizer) => {
+    const g = z.spec.granularity;
+    const gran = g.kind === 'per-group' ? `per-group ${g.size}` : g.kind === 'per-token' && g.blockSize ? `per-token block ${g.blockSize}` : g.kind;
+    return `${z.spec.method === 'ternary' ? 'ternary' : `${z.spec.bits}-bit`} ${z.spec.method} ${gran}${z.spec.symmetric ? '' : ' asymmetric'}${z.spec.granularity.kind === 'per-token' && !z.spec.symmetric ? ' (simulation only)' : ''}`;
+  };
+  const lines: string[] = [];
+  for (const z of q.quantizers.filter((x) => x.role === 'weight')) {
+    const act = q.quantizers.find((a) => a.role === 'activation' && a.layers.some((l) => z.layers.includes(l)));
+    lines.push(`${z.layers.join(' + ')}: weight ${describe(z)}; input ${act ? describe(act) : 'float'}`);
+  }
+  return lines;
 }
 
 /**
@@ -118,16 +145,22 @@ export interface LanguageModelPlan extends TrainPlan {
   context: number;
   modelValue: Model;
   resumed?: { ckpt: Checkpoint; saved: TrainConfig };
+  source?: Checkpoint;
 }
 
 /** planTrain for a language-model run: config, checkpoint, text (UTF-8, long enough), model and directory checked. */
 export function planLanguageModel(
   config: TrainConfig,
   runDir: string,
-  options: { maxThreads?: number; model?: Model; resumed?: { ckpt: Checkpoint; saved: TrainConfig } } = {},
+  options: { maxThreads?: number; model?: Model; resumed?: { ckpt: Checkpoint; saved: TrainConfig }; source?: Checkpoint } = {},
 ): LanguageModelPlan {
   const resumed = options.resumed;
   if (resumed) config = resumedConfig(resumed.saved, config);
+  if (options.source && !resumed) {
+    // QAT fine-tuning from an fp32 language-model run: its model, text, tokenizer and context.
+    const saved = options.source.config as unknown as TrainConfig;
+    config = { ...config, model: saved.model, data: saved.data, tokenizer: saved.tokenizer, context: saved.context, layers: saved.layers, heads: saved.heads, dim: saved.dim, from: path.resolve(config.from!) };
+  }
   checkTrainConfig({ ...config, model: modelLabel(config.model) });
   if (options.maxThreads !== undefined && config.threads > options.maxThreads) {
     throw new InputError(`the run uses --threads ${config.threads}, more than this machine's ${options.maxThreads} cores; pass --threads N (N <= ${options.maxThreads})`);
@@ -135,7 +168,9 @@ export function planLanguageModel(
   checkLanguageModelConfig(config);
   RunDirectory.check(runDir, { resume: Boolean(resumed), requiredFile: CHECKPOINT_FILE });
   const text = loadTextData(config.data, (config.tokenizer ?? 'bytes') as TokenizerName);
-  const model: Model = resumed ? resumed.ckpt.model : resolveLanguageModel(config, text, options.model);
+  const qatConfig = resumed ? undefined : languageModelQatConfig(config);
+  const model: Model = resumed ? resumed.ckpt.model : (options.source?.model ?? resolveLanguageModel(config, text, options.model));
+  if (qatConfig) planQuantization(model, qatConfig); // group widths and overrides against the layers, before training
   const context = config.context ?? model.lm?.context ?? TRANSFORMER_DEFAULTS.context;
   checkTextLength(text, context, config.data);
   const totalSteps = config.steps ?? LANGUAGE_MODEL_DEFAULTS.steps;
@@ -144,7 +179,8 @@ export function planLanguageModel(
   const complete = Boolean(resumed && startStep === totalSteps && finishedMetrics(runDir, startStep));
   return {
     config, runDir, task: 'language-model', resume: Boolean(resumed), startStep, totalSteps, complete, model: modelLabel(config.model),
-    parameters: parameterCount(model), text, context, modelValue: model, resumed,
+    parameters: parameterCount(model), text, context, modelValue: model, resumed, source: options.source,
+    quant: qatConfig || resumed?.ckpt.model.quant ? (config.quant ?? 'custom') : undefined, from: config.from,
   };
 }
 
@@ -168,7 +204,17 @@ export async function trainLanguageModel(
   if (resumed) {
     initial = new Map(resumed.ckpt.optimizerState);
     for (const name of model.params) initial.set(name, model.graph.initializers.get(name)!);
-  } else model = withStoredPrecision(model);
+  } else {
+    const qatConfig = languageModelQatConfig(config);
+    if (qatConfig) {
+      model = prepareLanguageModelQat(model, qatConfig, config.quant);
+      for (const line of quantLayerTable(model)) hooks.log?.(`quant ${line}`);
+    }
+    model = withStoredPrecision(model);
+  }
+  const storedFp32 = resumed?.ckpt.metrics?.fp32_perplexity;
+  const fp32Perplexity = typeof storedFp32 === 'number' ? storedFp32 : plan.source ? (await evaluateLanguageModel(plan.source.model, text.val, context, { threads: config.threads })).val_perplexity : undefined;
+  if (fp32Perplexity !== undefined && !resumed) hooks.log?.(`fp32 val_perplexity of ${config.from}: ${fp32Perplexity.toFixed(3)}`);
   const session = RunSession.open(runDir, Boolean(resumed));
   let trainer: Trainer | undefined;
   try {
@@ -199,7 +245,7 @@ export async function trainLanguageModel(
         step: t.stepCount,
         rng: { seed: config.seed, step: t.stepCount },
         config: config as unknown as Record<string, unknown>,
-        metrics: { history },
+        metrics: { history, ...(fp32Perplexity !== undefined ? { fp32_perplexity: fp32Perplexity } : {}) },
       });
       savedStep = t.stepCount;
       session.checkpointed();
@@ -248,12 +294,14 @@ export async function trainLanguageModel(
     checkpoint();
     evaluation ??= await trainer.evaluateText(text.val, context);
     const finalModel = trainer.currentModel();
-    saveModel(finalModel.graph, path.join(runDir, 'model.onnx'));
+    if (!finalModel.quant) saveModel(finalModel.graph, path.join(runDir, 'model.onnx'));
     await trainer.release();
     trainer = undefined;
     const ms = median(msPerStep);
     const result: LanguageModelResult = {
       model: modelLabel(config.model),
+      ...(finalModel.quant ? { quant: config.quant ?? 'custom', method: 'qat' as const } : {}),
+      ...(fp32Perplexity !== undefined ? { fp32_perplexity: fp32Perplexity } : {}),
       task: 'language-model',
       data: config.data,
       epochs: 0,

@@ -253,8 +253,11 @@ async function planRun(config: TrainConfig, runDir: string, options: TrainOption
   if (config.model !== undefined) config = { ...config, model: modelLabel(config.model) };
   const resumed = options.resume ? openResumed(runDir) : undefined;
   const savedTask = resumed && isTextData(resumed.saved.data) ? 'language-model' : undefined;
-  if (isTextData(config.data) || given?.task === 'language-model' || savedTask) {
-    return planLanguageModel(config, runDir, { ...options, model: given, resumed });
+  // --from an fp32 language-model run: QAT fine-tuning of that language model.
+  const lmSource = !resumed && config.from ? openFp32SourceRun(config.from, runDir) : undefined;
+  const fromText = lmSource && isTextData((lmSource.config as unknown as TrainConfig).data) ? lmSource : undefined;
+  if (isTextData(config.data) || given?.task === 'language-model' || savedTask || fromText) {
+    return planLanguageModel(config, runDir, { ...options, model: given, resumed, source: fromText });
   }
   if (resumed) config = resumedConfig(resumed.saved, config);
   validateTrainConfig(config);

@@ -137,3 +137,18 @@ test('every LM preset builds a QAT graph that runs, near the fp32 logits at 8 bi
     }
   }
 });
+
+test('QAT fine-tuning of a gpt run (--from, w4a16-g32) reports fp32 and QAT perplexity; the RTN graph evaluates', async () => {
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { DEFAULT_TRAIN_CONFIG, train } = await import('../../src/train/run');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lm-qat-'));
+  const base = { ...DEFAULT_TRAIN_CONFIG, model: 'gpt', data: 'moby-dick', layers: 1, heads: 2, dim: 32, context: 16, steps: 4, batch: 4, lr: 2e-3, threads: 1, evalEvery: 0, checkpointEvery: 0 };
+  await train(base, path.join(dir, 'fp32'));
+  const r = (await train({ ...base, model: 'lenet', data: 'mnist', quant: 'w4a16-g32', from: path.join(dir, 'fp32'), steps: 2 }, path.join(dir, 'qat'))) as unknown as Record<string, unknown>;
+  assert.equal(r.quant, 'w4a16-g32');
+  assert.equal(r.method, 'qat');
+  assert.ok(typeof r.fp32_perplexity === 'number' && typeof r.val_perplexity === 'number' && Number.isFinite(r.val_perplexity as number));
+  fs.rmSync(dir, { recursive: true, force: true });
+});

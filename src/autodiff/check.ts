@@ -1,12 +1,12 @@
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { Graph } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { Session } from '../runtime/session';
-import { toOrtTensor } from '../runtime/tensors';
-import { Rng } from '../train/rng';
-import { differentiate } from './grad';
+import { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { Graph } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { Session } from '../runtime/session.js';
+import { toOrtTensor } from '../runtime/tensors.js';
+import { Rng } from '../train/rng.js';
+import { differentiate } from './grad.js';
 
 export interface CheckInput {
   shape: number[];

@@ -1,7 +1,7 @@
-import { GraphBuilder } from '../ir/builder';
-import { Graph, Node, topologicalOrder } from '../ir/graph';
-import { isFloat } from '../ir/dtype';
-import { opDef, VjpContext } from '../ops/registry';
+import { GraphBuilder } from '../ir/builder.js';
+import { Graph, Node, topologicalOrder } from '../ir/graph.js';
+import { isFloat } from '../ir/dtype.js';
+import { opDef, VjpContext } from '../ops/registry.js';
 
 export interface GradientOptions {
   /** Scalar value to differentiate. */

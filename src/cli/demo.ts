@@ -1,11 +1,11 @@
 import { Command } from 'commander';
 import path from 'node:path';
-import { quantizeRun } from '../train/ptq-run';
-import { exportRun } from '../export/export-run';
+import { quantizeRun } from '../train/ptq-run.js';
+import { exportRun } from '../export/export-run.js';
 import fs from 'node:fs';
-import { defaultThreads, intOption, threadsOption } from './options';
-import { InputError } from '../validate/schema';
-import { runTrainCommand } from './train';
+import { defaultThreads, intOption, threadsOption } from './options.js';
+import { InputError } from '../validate/schema.js';
+import { runTrainCommand } from './train.js';
 
 /**
  * `qat demo`: the whole path with no arguments: LeNet on MNIST in fp32 for one epoch, then 4-bit weights and

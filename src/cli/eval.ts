@@ -1,13 +1,13 @@
 import { Command } from 'commander';
-import { DATASET_NAMES, loadDataset } from '../data';
-import { isTextData, loadTextData, TEXT_DATASETS } from '../data/text';
-import { TOKENIZER_NAMES, TokenizerName } from '../data/tokenizers/index';
-import { evaluateOnnxFile } from '../export/evaluate-file';
-import { evaluateLanguageModelFile } from '../export/evaluate-language-model-file';
-import { writeFileAtomic } from '../onnx/atomic-write';
-import { evaluateLanguageModel } from '../train/evaluate-language-model';
-import { dataOption, defaultThreads, intOption, threadsOption } from './options';
-import { resolveLanguageModelSource } from './language-model-source';
+import { DATASET_NAMES, loadDataset } from '../data/index.js';
+import { isTextData, loadTextData, TEXT_DATASETS } from '../data/text.js';
+import { TOKENIZER_NAMES, TokenizerName } from '../data/tokenizers/index.js';
+import { evaluateOnnxFile } from '../export/evaluate-file.js';
+import { evaluateLanguageModelFile } from '../export/evaluate-language-model-file.js';
+import { writeFileAtomic } from '../onnx/atomic-write.js';
+import { evaluateLanguageModel } from '../train/evaluate-language-model.js';
+import { dataOption, defaultThreads, intOption, threadsOption } from './options.js';
+import { resolveLanguageModelSource } from './language-model-source.js';
 
 export function evalCommand(): Command {
   return new Command('eval')

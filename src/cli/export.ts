@@ -1,8 +1,8 @@
 import { Command } from 'commander';
-import { exportRun } from '../export/export-run';
-import { EXPORT_FORMATS, WEIGHT_TYPES } from '../export/qdq';
-import { displayName } from './terminal';
-import { choiceOption, intOption, defaultThreads, threadsOption, outputFileOption } from './options';
+import { exportRun } from '../export/export-run.js';
+import { EXPORT_FORMATS, WEIGHT_TYPES } from '../export/qdq.js';
+import { displayName } from './terminal.js';
+import { choiceOption, intOption, defaultThreads, threadsOption, outputFileOption } from './options.js';
 
 export function exportCommand(): Command {
   return new Command('export')

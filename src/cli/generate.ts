@@ -1,10 +1,10 @@
 import { Command } from 'commander';
-import { createFileGenerator, createGenerator } from '../generate/create-generator';
-import { generate } from '../generate/generator';
-import { TOKENIZER_NAMES } from '../data/tokenizers/index';
-import { writeFileAtomic } from '../onnx/atomic-write';
-import { floatOption, intOption } from './options';
-import { resolveLanguageModelSource } from './language-model-source';
+import { createFileGenerator, createGenerator } from '../generate/create-generator.js';
+import { generate } from '../generate/generator.js';
+import { TOKENIZER_NAMES } from '../data/tokenizers/index.js';
+import { writeFileAtomic } from '../onnx/atomic-write.js';
+import { floatOption, intOption } from './options.js';
+import { resolveLanguageModelSource } from './language-model-source.js';
 
 export function generateCommand(): Command {
   return new Command('generate')

@@ -6,10 +6,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { TOKENIZER_NAMES, Tokenizer } from '../data/tokenizers/index';
-import { LanguageModelJson, modelJsonPath, readLanguageModelJson, tokenizerForModel } from '../generate/model-json';
-import { Model } from '../models/model';
-import { loadCheckpoint } from '../train/checkpoint';
+import { TOKENIZER_NAMES, Tokenizer } from '../data/tokenizers/index.js';
+import { LanguageModelJson, modelJsonPath, readLanguageModelJson, tokenizerForModel } from '../generate/model-json.js';
+import { Model } from '../models/model.js';
+import { loadCheckpoint } from '../train/checkpoint.js';
 
 export interface LanguageModelSource {
   /** RUN_DIR or FILE.onnx, as given. */

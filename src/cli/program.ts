@@ -1,11 +1,11 @@
 import { Command } from 'commander';
-import { demoCommand } from './demo';
-import { trainCommand } from './train';
-import { exportCommand } from './export';
-import { evalCommand } from './eval';
-import { quantizeCommand } from './quantize';
-import { sensitivityCommand } from './sensitivity';
-import { generateCommand } from './generate';
+import { demoCommand } from './demo.js';
+import { trainCommand } from './train.js';
+import { exportCommand } from './export.js';
+import { evalCommand } from './eval.js';
+import { quantizeCommand } from './quantize.js';
+import { sensitivityCommand } from './sensitivity.js';
+import { generateCommand } from './generate.js';
 
 /** The `qat` program: a new one per run (commander keeps parsed option values on its commands). */
 export function buildProgram(): Command {

@@ -1,11 +1,11 @@
 import { Command } from 'commander';
 import path from 'node:path';
-import { writeFileAtomic } from '../onnx/atomic-write';
-import { loadQuantConfigFile, nameQuantConfig } from '../quant/config-file';
-import { PRESETS } from '../quant/presets';
-import { CALIB_BATCH_SIZE, CALIB_KINDS } from '../quant/ptq';
-import { defaultPtqDir, PtqRunConfig, PtqResult, quantizeRun } from '../train/ptq-run';
-import { choiceOption, intOption, defaultThreads, threadsOption, outputFileOption } from './options';
+import { writeFileAtomic } from '../onnx/atomic-write.js';
+import { loadQuantConfigFile, nameQuantConfig } from '../quant/config-file.js';
+import { PRESETS } from '../quant/presets.js';
+import { CALIB_BATCH_SIZE, CALIB_KINDS } from '../quant/ptq.js';
+import { defaultPtqDir, PtqRunConfig, PtqResult, quantizeRun } from '../train/ptq-run.js';
+import { choiceOption, intOption, defaultThreads, threadsOption, outputFileOption } from './options.js';
 
 export function ptqConfigFromOptions(o: Record<string, any>): PtqRunConfig {
   if (!o.from) throw new Error('--from RUN_DIR is required (the fp32 run to quantize)');

@@ -1,7 +1,7 @@
 import { format } from 'node:util';
 import { Command, CommanderError } from 'commander';
-import { InputError, UsageError } from '../validate/schema';
-import { errorLine, escapeForTerminal } from './terminal';
+import { InputError, UsageError } from '../validate/schema.js';
+import { errorLine, escapeForTerminal } from './terminal.js';
 
 /** Exit codes: 0 done, 1 a refused input or a failed run, 2 a usage error (flags), 130/143 stopped by SIGINT/SIGTERM. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, sigint: 130, sigterm: 143 } as const;

@@ -1,10 +1,10 @@
 import { Command } from 'commander';
-import { loadDataset, DatasetName } from '../data';
-import { writeFileAtomic } from '../onnx/atomic-write';
-import { layerSensitivity, suggestMixedPrecision } from '../quant/sensitivity';
-import { loadRun } from '../train/run';
-import { displayName } from './terminal';
-import { floatOption, intOption, defaultThreads, threadsOption, outputFileOption } from './options';
+import { loadDataset, DatasetName } from '../data/index.js';
+import { writeFileAtomic } from '../onnx/atomic-write.js';
+import { layerSensitivity, suggestMixedPrecision } from '../quant/sensitivity.js';
+import { loadRun } from '../train/run.js';
+import { displayName } from './terminal.js';
+import { floatOption, intOption, defaultThreads, threadsOption, outputFileOption } from './options.js';
 
 export function sensitivityCommand(): Command {
   return new Command('sensitivity')

@@ -1,5 +1,5 @@
-import { isTextData } from '../data/text';
-import { UsageError } from '../validate/schema';
+import { isTextData } from '../data/text.js';
+import { UsageError } from '../validate/schema.js';
 
 /** Flags (commander attribute names) and how they are spelled. */
 const FLAG: Record<string, string> = {

@@ -8,8 +8,8 @@
  */
 import fs from 'node:fs';
 import crypto from 'node:crypto';
-import { writeFileAtomic } from '../onnx/atomic-write';
-import { RawDataset, checkRawDataset } from './dataset';
+import { writeFileAtomic } from '../onnx/atomic-write.js';
+import { RawDataset, checkRawDataset } from './dataset.js';
 
 const MAGIC = 'QATKITDS';
 const FORMAT = 1;

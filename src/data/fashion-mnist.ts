@@ -16,9 +16,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { DataSplit, RawDataset, toDataset } from './dataset';
-import { RawSplit, readSplitCache, writeSplitCache } from './cache';
-import { defaultCacheDir, packageInfo } from './package-dir';
+import { DataSplit, RawDataset, toDataset } from './dataset.js';
+import { RawSplit, readSplitCache, writeSplitCache } from './cache.js';
+import { defaultCacheDir, packageInfo } from './package-dir.js';
 
 export const FASHION_MNIST_CLASS_NAMES: readonly string[] = [
   'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot',

@@ -1,10 +1,10 @@
-import { DataSplit } from './dataset';
-import { loadMnist } from './mnist';
-import { loadFashionMnist } from './fashion-mnist';
+import { DataSplit } from './dataset.js';
+import { loadMnist } from './mnist.js';
+import { loadFashionMnist } from './fashion-mnist.js';
 
-export type { Dataset, DataSplit } from './dataset';
-export { BatchLoader } from './loader';
-export type { Batch, BatchLoaderOptions } from './loader';
+export type { Dataset, DataSplit } from './dataset.js';
+export { BatchLoader } from './loader.js';
+export type { Batch, BatchLoaderOptions } from './loader.js';
 
 export const DATASET_NAMES = ['mnist', 'fashion-mnist'] as const;
 export type DatasetName = (typeof DATASET_NAMES)[number];
@@ -27,8 +27,8 @@ export function loadDataset(name: DatasetName): DataSplit {
   return last.split;
 }
 
-export { TEXT_DATASETS, isTextData, loadTextData, splitTokenStream, tokenizeDocuments, streamBytes } from './text';
-export { WindowSampler, evalWindows, evalWindowCount, languageModelMetrics } from './text';
-export type { TextDatasetName, TokenStream, TextData, WindowSamplerOptions, EvalBatch, LanguageModelMetrics } from './text';
-export { TOKENIZER_NAMES, END_OF_TEXT_MARKER, tokenizerByName, isTokenizerName, bytesTokenizer, gpt2Tokenizer } from './tokenizers/index';
-export type { Tokenizer, TokenizerName, StreamingDecoder } from './tokenizers/index';
+export { TEXT_DATASETS, isTextData, loadTextData, splitTokenStream, tokenizeDocuments, streamBytes } from './text.js';
+export { WindowSampler, evalWindows, evalWindowCount, languageModelMetrics } from './text.js';
+export type { TextDatasetName, TokenStream, TextData, WindowSamplerOptions, EvalBatch, LanguageModelMetrics } from './text.js';
+export { TOKENIZER_NAMES, END_OF_TEXT_MARKER, tokenizerByName, isTokenizerName, bytesTokenizer, gpt2Tokenizer } from './tokenizers/index.js';
+export type { Tokenizer, TokenizerName, StreamingDecoder } from './tokenizers/index.js';

@@ -9,8 +9,8 @@
  * - Augmentation (optional): each sample is shifted by an integer (dy, dx) in [-maxShift, maxShift]^2 with zero
  *   fill, drawn from Rng.derive(seed, epoch, batch, AUGMENT_STREAM), so it is reproducible per batch too.
  */
-import { Rng } from '../train/rng';
-import { Dataset } from './dataset';
+import { Rng } from '../train/rng.js';
+import { Dataset } from './dataset.js';
 
 export interface AugmentOptions {
   /** Largest shift in pixels along each axis (0 disables shifting). */

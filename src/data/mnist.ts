@@ -3,9 +3,9 @@
  * uncompressed in its data/ folder: the standard 60000 train / 10000 test split, 28x28 grayscale, 10 classes.
  */
 import path from 'node:path';
-import { readIdxImagesAndLabels } from './idx';
-import { DataSplit, RawDataset, toDataset } from './dataset';
-import { packageInfo } from './package-dir';
+import { readIdxImagesAndLabels } from './idx.js';
+import { DataSplit, RawDataset, toDataset } from './dataset.js';
+import { packageInfo } from './package-dir.js';
 
 export const MNIST_CLASS_NAMES: readonly string[] = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
 

@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { packageInfo } from './package-dir';
+import { packageInfo } from './package-dir.js';
 
 export interface TextSource {
   documents: string[];

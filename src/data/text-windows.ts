@@ -8,8 +8,8 @@
  *   not overlap, every target is scored once, and a trailing part too short for a whole window is dropped
  *   (fewer than T targets, the last (n - 1) mod T tokens).
  */
-import { Rng } from '../train/rng';
-import type { TokenStream } from './text';
+import { Rng } from '../train/rng.js';
+import type { TokenStream } from './text.js';
 
 export interface WindowSamplerOptions {
   batch: number;

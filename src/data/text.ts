@@ -10,13 +10,13 @@
  *
  * GPT-2 tokenization of sotu (10.8 MB) takes about a second, so nothing is cached on disk.
  */
-import { Tokenizer, TokenizerName, tokenizerByName } from './tokenizers/index';
-import { readTextSource } from './text-sources';
+import { Tokenizer, TokenizerName, tokenizerByName } from './tokenizers/index.js';
+import { readTextSource } from './text-sources.js';
 
-export { WindowSampler, evalWindows, evalWindowCount } from './text-windows';
-export type { WindowSamplerOptions, EvalBatch } from './text-windows';
-export { languageModelMetrics } from './text-metrics';
-export type { LanguageModelMetrics } from './text-metrics';
+export { WindowSampler, evalWindows, evalWindowCount } from './text-windows.js';
+export type { WindowSamplerOptions, EvalBatch } from './text-windows.js';
+export { languageModelMetrics } from './text-metrics.js';
+export type { LanguageModelMetrics } from './text-metrics.js';
 
 export const TEXT_DATASETS = ['moby-dick', 'sotu'] as const;
 export type TextDatasetName = (typeof TEXT_DATASETS)[number];

@@ -1,6 +1,6 @@
-import { toAttr, AttrInput } from '../ir/builder';
-import { Graph, Node } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
+import { toAttr, AttrInput } from '../ir/builder.js';
+import { Graph, Node } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
 
 /**
  * Adds plain ONNX nodes and initializers to an export graph under unique names. Export graphs are only

@@ -1,11 +1,11 @@
 import fs from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { Dataset } from '../data/dataset';
-import { scoreLogits } from '../train/evaluate';
-import { DType, dtypeName } from '../ir/dtype';
-import { Graph } from '../ir/graph';
-import { loadModel } from '../onnx/model-io';
-import { InputError } from '../validate/schema';
+import { Dataset } from '../data/dataset.js';
+import { scoreLogits } from '../train/evaluate.js';
+import { DType, dtypeName } from '../ir/dtype.js';
+import { Graph } from '../ir/graph.js';
+import { loadModel } from '../onnx/model-io.js';
+import { InputError } from '../validate/schema.js';
 
 /**
  * What `qat eval` needs of a classifier file beyond loading: its first input takes float32 images of the dataset's

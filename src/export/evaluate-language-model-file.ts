@@ -6,12 +6,12 @@
  * since the file's graph is not ours to extend.
  */
 import * as ort from 'onnxruntime-node';
-import { evalWindows, languageModelMetrics, TokenStream } from '../data/text';
-import { decoderLayoutOf, emptyPast, vocabularyOf } from '../generate/decoder-layout';
-import { fileSessionOptions, onesMask, positionsTensor } from '../generate/generator';
-import type { LanguageModelJson } from '../generate/model-json';
-import { TOKENIZER_NAMES } from '../data/tokenizers/index';
-import type { LanguageModelEval } from '../train/evaluate-language-model';
+import { evalWindows, languageModelMetrics, TokenStream } from '../data/text.js';
+import { decoderLayoutOf, emptyPast, vocabularyOf } from '../generate/decoder-layout.js';
+import { fileSessionOptions, onesMask, positionsTensor } from '../generate/generator.js';
+import type { LanguageModelJson } from '../generate/model-json.js';
+import { TOKENIZER_NAMES } from '../data/tokenizers/index.js';
+import type { LanguageModelEval } from '../train/evaluate-language-model.js';
 
 /** Logits kept in memory per batch: rows are chosen so that rows x T x V stays below this. */
 const LOGITS_PER_BATCH = 1 << 23;

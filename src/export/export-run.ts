@@ -1,10 +1,10 @@
-import { DatasetName, loadDataset } from '../data';
-import { writeFileAtomic } from '../onnx/atomic-write';
-import { encodeModel } from '../onnx/model-io';
-import { loadRun } from '../train/run';
-import { checkIntegerReference, IntegerCheckReport } from './integer-check';
-import { assertParity, checkParity, ParityReport } from './parity';
-import { ExportedLayer, ExportFormat, exportQdq, ExportOptions } from './qdq';
+import { DatasetName, loadDataset } from '../data/index.js';
+import { writeFileAtomic } from '../onnx/atomic-write.js';
+import { encodeModel } from '../onnx/model-io.js';
+import { loadRun } from '../train/run.js';
+import { checkIntegerReference, IntegerCheckReport } from './integer-check.js';
+import { assertParity, checkParity, ParityReport } from './parity.js';
+import { ExportedLayer, ExportFormat, exportQdq, ExportOptions } from './qdq.js';
 
 export interface ExportRunOptions extends ExportOptions {
   from: string;

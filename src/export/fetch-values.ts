@@ -1,9 +1,9 @@
 import * as ort from 'onnxruntime-node';
-import { Model } from '../models/model';
-import { Tensor } from '../ir/tensor';
-import { Session } from '../runtime/session';
-import { fromOrtTensor } from '../runtime/tensors';
-import { buildEvalGraph } from '../train/step-graph';
+import { Model } from '../models/model.js';
+import { Tensor } from '../ir/tensor.js';
+import { Session } from '../runtime/session.js';
+import { fromOrtTensor } from '../runtime/tensors.js';
+import { buildEvalGraph } from '../train/step-graph.js';
 
 /**
  * Values of `names` in the model's inference graph, computed by ONNX Runtime exactly as evaluation computes

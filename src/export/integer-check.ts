@@ -1,8 +1,8 @@
-import type { Dataset } from '../data/dataset';
-import { DType } from '../ir/dtype';
-import type { Graph } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { assertIntegerMatch, compareIntegerWithOrt } from '../reference/integer/compare-ort';
+import type { Dataset } from '../data/dataset.js';
+import { DType } from '../ir/dtype.js';
+import type { Graph } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { assertIntegerMatch, compareIntegerWithOrt } from '../reference/integer/compare-ort.js';
 
 /** Test images the integer reference evaluator runs on: it is plain TypeScript, so a few dozen, not the test set. */
 export const INTEGER_CHECK_SAMPLES = 32;

@@ -1,9 +1,9 @@
 import * as ort from 'onnxruntime-node';
-import { Dataset } from '../data/dataset';
-import { Graph } from '../ir/graph';
-import { Model } from '../models/model';
-import { Session } from '../runtime/session';
-import { buildEvalGraph } from '../train/step-graph';
+import { Dataset } from '../data/dataset.js';
+import { Graph } from '../ir/graph.js';
+import { Model } from '../models/model.js';
+import { Session } from '../runtime/session.js';
+import { buildEvalGraph } from '../train/step-graph.js';
 
 export interface ParityReport {
   samples: number;

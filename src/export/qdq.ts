@@ -1,15 +1,15 @@
-import { DType } from '../ir/dtype';
-import { attrInt, Graph, Node, topologicalOrder } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { Model } from '../models/model';
-import { QATKIT } from '../quant/fake-quantize-op';
-import { Quantizer } from '../quant/prepare';
-import { quantRange, roundHalfEven } from '../quant/spec';
-import { buildEvalGraph } from '../train/step-graph';
-import { Emitter, pruneDead } from './emitter';
-import { fetchValues } from './fetch-values';
-import { weightCodes } from './weight-codes';
-import { emitWeightCodes, fitsInt4, packedLayout, WeightStorage } from './weight-storage';
+import { DType } from '../ir/dtype.js';
+import { attrInt, Graph, Node, topologicalOrder } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { Model } from '../models/model.js';
+import { QATKIT } from '../quant/fake-quantize-op.js';
+import { Quantizer } from '../quant/prepare.js';
+import { quantRange, roundHalfEven } from '../quant/spec.js';
+import { buildEvalGraph } from '../train/step-graph.js';
+import { Emitter, pruneDead } from './emitter.js';
+import { fetchValues } from './fetch-values.js';
+import { weightCodes } from './weight-codes.js';
+import { emitWeightCodes, fitsInt4, packedLayout, WeightStorage } from './weight-storage.js';
 
 export const EXPORT_FORMATS = ['qdq', 'int4', 'packed'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];

@@ -1,6 +1,6 @@
-import { Tensor } from '../ir/tensor';
-import { Quantizer } from '../quant/prepare';
-import { quantRange, roundHalfEven } from '../quant/spec';
+import { Tensor } from '../ir/tensor.js';
+import { Quantizer } from '../quant/prepare.js';
+import { quantRange, roundHalfEven } from '../quant/spec.js';
 
 /** A weight as an integer model stores it: codes q with w_q = (q - z) * s, per channel along `axis` or per tensor. */
 export interface WeightCodes {

@@ -1,7 +1,7 @@
-import { DType } from '../ir/dtype';
-import { Tensor } from '../ir/tensor';
-import { Emitter } from './emitter';
-import { WeightCodes } from './weight-codes';
+import { DType } from '../ir/dtype.js';
+import { Tensor } from '../ir/tensor.js';
+import { Emitter } from './emitter.js';
+import { WeightCodes } from './weight-codes.js';
 
 /**
  * How an exported weight's integer codes are stored, and the subgraph that turns them into the int8 / int4

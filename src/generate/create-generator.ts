@@ -4,12 +4,12 @@
  */
 import fs from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { Model } from '../models/model';
-import { decoderLayoutOf, vocabularyOf } from './decoder-layout';
-import { fileSessionOptions, TokenGenerator } from './generator';
-import { KvCacheGenerator } from './kv-cache-generator';
-import { LanguageModelJson } from './model-json';
-import { RecomputeGenerator } from './recompute-generator';
+import { Model } from '../models/model.js';
+import { decoderLayoutOf, vocabularyOf } from './decoder-layout.js';
+import { fileSessionOptions, TokenGenerator } from './generator.js';
+import { KvCacheGenerator } from './kv-cache-generator.js';
+import { LanguageModelJson } from './model-json.js';
+import { RecomputeGenerator } from './recompute-generator.js';
 
 export interface CreateGeneratorOptions {
   /** Use the KV cache where the model has one (default true). */

@@ -4,7 +4,7 @@
  * decoderNames), read off an ONNX Runtime session so that an exported decoder file generates with its cache too.
  */
 import * as ort from 'onnxruntime-node';
-import { decoderNames } from '../models/transformer-builder';
+import { decoderNames } from '../models/transformer-builder.js';
 
 export interface LayerCacheNames {
   pastKey: string;

@@ -4,7 +4,7 @@
  * decode apart.
  */
 import * as ort from 'onnxruntime-node';
-import { SamplingOptions, TokenSampler } from './sampling';
+import { SamplingOptions, TokenSampler } from './sampling.js';
 
 /** Next-token logits of every row: data [rows, vocab]. */
 export interface NextTokenLogits {

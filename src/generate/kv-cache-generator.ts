@@ -14,11 +14,11 @@
  * at least context / 2 tokens of history in view; the logits then equal a full forward pass over window().
  */
 import * as ort from 'onnxruntime-node';
-import { Model } from '../models/model';
-import { transformerDecoder } from '../models/transformers';
-import { Session } from '../runtime/session';
-import { DecoderLayout, decoderLayoutOf, emptyPast } from './decoder-layout';
-import { checkPrompts, idsTensor, lastPositionLogits, NextTokenLogits, onesMask, positionsTensor, TokenGenerator } from './generator';
+import { Model } from '../models/model.js';
+import { transformerDecoder } from '../models/transformers.js';
+import { Session } from '../runtime/session.js';
+import { DecoderLayout, decoderLayoutOf, emptyPast } from './decoder-layout.js';
+import { checkPrompts, idsTensor, lastPositionLogits, NextTokenLogits, onesMask, positionsTensor, TokenGenerator } from './generator.js';
 
 export interface KvCacheGeneratorOptions {
   /** Tokens kept when the window slides (default floor(context / 2), at least 1). */

@@ -6,10 +6,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { TOKENIZER_NAMES, Tokenizer, TokenizerName, tokenizerByName } from '../data/tokenizers/index';
-import { Model } from '../models/model';
-import { decoderNames } from '../models/transformer-builder';
-import { writeFileAtomic } from '../onnx/atomic-write';
+import { TOKENIZER_NAMES, Tokenizer, TokenizerName, tokenizerByName } from '../data/tokenizers/index.js';
+import { Model } from '../models/model.js';
+import { decoderNames } from '../models/transformer-builder.js';
+import { writeFileAtomic } from '../onnx/atomic-write.js';
 
 export const MODEL_JSON = 'model.json';
 export const MODEL_JSON_FORMAT = 'qatkit-language-model';

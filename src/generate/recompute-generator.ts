@@ -5,10 +5,10 @@
  * reference the KV-cache logits are tested against. Past the context the window slides by one token a step.
  */
 import * as ort from 'onnxruntime-node';
-import { Model } from '../models/model';
-import { Session } from '../runtime/session';
-import { DecoderLayout, decoderLayoutOf, emptyPast } from './decoder-layout';
-import { checkPrompts, idsTensor, lastPositionLogits, NextTokenLogits, onesMask, positionsTensor, TokenGenerator } from './generator';
+import { Model } from '../models/model.js';
+import { Session } from '../runtime/session.js';
+import { DecoderLayout, decoderLayoutOf, emptyPast } from './decoder-layout.js';
+import { checkPrompts, idsTensor, lastPositionLogits, NextTokenLogits, onesMask, positionsTensor, TokenGenerator } from './generator.js';
 
 export class RecomputeGenerator implements TokenGenerator {
   readonly mode = 'recompute' as const;

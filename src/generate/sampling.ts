@@ -3,7 +3,7 @@
  * over the top k tokens (Fan et al. 2018, "Hierarchical Neural Story Generation"), with the seeded Rng, so a
  * seed reproduces the same tokens.
  */
-import { Rng } from '../train/rng';
+import { Rng } from '../train/rng.js';
 
 export interface SamplingOptions {
   /** 0 (the default): greedy argmax, deterministic. Above 0: logits are divided by it before the softmax. */

@@ -1,7 +1,7 @@
-import { DType } from './dtype';
-import { Attr, Dim, Graph, Node, Shape, ValueType } from './graph';
-import { Tensor } from './tensor';
-import { opDef, InferContext } from '../ops/registry';
+import { DType } from './dtype.js';
+import { Attr, Dim, Graph, Node, Shape, ValueType } from './graph.js';
+import { Tensor } from './tensor.js';
+import { opDef, InferContext } from '../ops/registry.js';
 
 /** Plain JS values accepted as attributes; integers become INT unless the name is a float attribute. */
 export type AttrInput = number | number[] | string | string[] | Tensor | Attr;

@@ -1,7 +1,7 @@
-import { allocate, DType } from './dtype';
-import { addDims, divDims, mulDims, subDims } from './dims';
-import { attrInt, attrInts, Node } from './graph';
-import { sizeOf, Tensor } from './tensor';
+import { allocate, DType } from './dtype.js';
+import { addDims, divDims, mulDims, subDims } from './dims.js';
+import { attrInt, attrInts, Node } from './graph.js';
+import { sizeOf, Tensor } from './tensor.js';
 
 // Reference kernels for the small tensors of shape computations (ONNX operator semantics, opset 17 forms), run by
 // the partial evaluator at import and whenever shapes become known. Elements are JS values: bigint for int64

@@ -1,4 +1,4 @@
-import type { Dim } from './graph';
+import type { Dim } from './graph.js';
 
 // Arithmetic on dimensions that may be symbolic ('N', 'batch*sequence'). Symbolic results are labels: two dims
 // with the same label are equal; different labels say nothing. A product of symbols is written 'a*b*4' (the

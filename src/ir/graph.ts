@@ -1,5 +1,5 @@
-import { DType } from './dtype';
-import { Tensor } from './tensor';
+import { DType } from './dtype.js';
+import { Tensor } from './tensor.js';
 
 /** A dimension: a number, or a symbolic name (e.g. 'N' for the batch) when unknown until run time. */
 export type Dim = number | string;

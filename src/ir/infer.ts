@@ -1,5 +1,5 @@
-import { Graph } from './graph';
-import { propagateShapes } from './partial-evaluate';
+import { Graph } from './graph.js';
+import { propagateShapes } from './partial-evaluate.js';
 
 /**
  * Re-infers the type of every node output from the graph inputs and initializers (e.g. after fixing the batch

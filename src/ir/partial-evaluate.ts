@@ -1,9 +1,9 @@
-import { inferNode } from './builder';
-import { asDims, canEvaluate, evaluateNode, EvalValue, fromTensor, isSymbolic, shapeOfDims, toTensor } from './constant-kernels';
-import { DType, isFloat } from './dtype';
-import { Graph, Node, topologicalOrder, ValueType } from './graph';
-import { sizeOf } from './tensor';
-import { findOp } from '../ops/registry';
+import { inferNode } from './builder.js';
+import { asDims, canEvaluate, evaluateNode, EvalValue, fromTensor, isSymbolic, shapeOfDims, toTensor } from './constant-kernels.js';
+import { DType, isFloat } from './dtype.js';
+import { Graph, Node, topologicalOrder, ValueType } from './graph.js';
+import { sizeOf } from './tensor.js';
+import { findOp } from '../ops/registry.js';
 
 // The partial evaluator (DESIGN.md, "Language models"): PyTorch computes shapes at run time (Shape -> Gather ->
 // Unsqueeze -> Concat -> Reshape, Slice ends from Shape, masks from ConstantOfShape + Trilu). Once the graph

@@ -1,4 +1,4 @@
-import { DType, TypedArray, allocate } from './dtype';
+import { DType, TypedArray, allocate } from './dtype.js';
 
 /** A dense tensor with static dims; the data layout is row-major, like ONNX. */
 export class Tensor {

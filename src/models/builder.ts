@@ -1,9 +1,9 @@
-import { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { Graph } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { Rng } from '../train/rng';
-import { Model } from './model';
+import { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { Graph } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { Rng } from '../train/rng.js';
+import { Model } from './model.js';
 
 /** Token-sequence input: int64 ids [B, T] (both symbolic) for a language model. */
 export interface TokenInputSpec {

@@ -1,6 +1,6 @@
-import { DType, dtypeName } from '../ir/dtype';
-import { Graph, Shape } from '../ir/graph';
-import { InputError } from '../validate/schema';
+import { DType, dtypeName } from '../ir/dtype.js';
+import { Graph, Shape } from '../ir/graph.js';
+import { InputError } from '../validate/schema.js';
 
 const shown = (s: Shape) => `[${s.join(', ')}]`;
 

@@ -1,4 +1,4 @@
-import { Graph } from '../ir/graph';
+import { Graph } from '../ir/graph.js';
 
 /** What a model predicts: a class per image, or the next token at every position of a token sequence. */
 export type ModelTask = 'classification' | 'language-model';
@@ -54,7 +54,7 @@ export interface Model {
   /** Activation observer ranges (min, max initializers) that QAT updates with a moving average until frozen. */
   observerStats?: string[];
   /** Present on quantization-aware models: what was quantized, how, and where its parameters live. */
-  quant?: import('../quant/prepare').QuantInfo;
+  quant?: import('../quant/prepare.js').QuantInfo;
 }
 
 export function parameterCount(model: Model): number {

@@ -1,13 +1,13 @@
 import fs from 'node:fs';
-import { GraphBuilder } from '../ir/builder';
-import { DType, dtypeName } from '../ir/dtype';
-import { attrInt, Graph } from '../ir/graph';
-import { inferTypes } from '../ir/infer';
-import { Tensor } from '../ir/tensor';
-import { classifyInitializers, importModel } from '../onnx/import';
-import { Model } from './model';
-import { InputError } from '../validate/schema';
-import { zooModel, ZOO_MODELS } from './zoo';
+import { GraphBuilder } from '../ir/builder.js';
+import { DType, dtypeName } from '../ir/dtype.js';
+import { attrInt, Graph } from '../ir/graph.js';
+import { inferTypes } from '../ir/infer.js';
+import { Tensor } from '../ir/tensor.js';
+import { classifyInitializers, importModel } from '../onnx/import.js';
+import { Model } from './model.js';
+import { InputError } from '../validate/schema.js';
+import { zooModel, ZOO_MODELS } from './zoo.js';
 
 /** Per-dataset pixel statistics, applied inside zoo model graphs (inputs stay [0, 1] pixels). */
 export const DATASET_STATS: Record<string, { mean: number[]; std: number[]; shape: [number, number, number]; classes: number }> = {

@@ -1,5 +1,5 @@
-import { Attr } from '../ir/graph';
-import { Model } from './model';
+import { Attr } from '../ir/graph.js';
+import { Model } from './model.js';
 
 /**
  * The model as a checkpoint gives it back: ONNX stores float attributes as float32, so BatchNormalization's

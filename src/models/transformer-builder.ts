@@ -1,8 +1,8 @@
-import { DType } from '../ir/dtype';
-import { Tensor } from '../ir/tensor';
-import { emitGelu } from '../ops/activation';
-import { ModelBuilder, TokenInputSpec } from './builder';
-import { Model, TransformerArch } from './model';
+import { DType } from '../ir/dtype.js';
+import { Tensor } from '../ir/tensor.js';
+import { emitGelu } from '../ops/activation.js';
+import { ModelBuilder, TokenInputSpec } from './builder.js';
+import { Model, TransformerArch } from './model.js';
 
 /** Where a KV-cache decoder keeps its cache for one layer: past inputs and present outputs, [B, H, P, D]. */
 export interface LayerCache {

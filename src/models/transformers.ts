@@ -1,5 +1,5 @@
-import { Model, TransformerArch } from './model';
-import { TransformerBuilder } from './transformer-builder';
+import { Model, TransformerArch } from './model.js';
+import { TransformerBuilder } from './transformer-builder.js';
 
 export interface TransformerOptions {
   vocabSize: number;

@@ -1,5 +1,5 @@
-import { ModelBuilder, InputSpec } from './builder';
-import { Model } from './model';
+import { ModelBuilder, InputSpec } from './builder.js';
+import { Model } from './model.js';
 
 export const ZOO_MODELS = ['mlp', 'lenet', 'resnet8', 'mobilenet'] as const;
 export type ZooModelName = (typeof ZOO_MODELS)[number];

@@ -1,7 +1,7 @@
-import { isFloat } from '../ir/dtype';
-import { Graph } from '../ir/graph';
-import { foldedConstants, gradientReach, isBufferName } from '../ir/partial-evaluate';
-import { findOp } from '../ops/registry';
+import { isFloat } from '../ir/dtype.js';
+import { Graph } from '../ir/graph.js';
+import { foldedConstants, gradientReach, isBufferName } from '../ir/partial-evaluate.js';
+import { findOp } from '../ops/registry.js';
 
 export interface InitializerClasses {
   /** Float initializers training updates: layer weights/biases and any float tensor on a differentiable input. */

@@ -1,6 +1,6 @@
-import { DType } from '../ir/dtype';
-import { Graph, Node } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
+import { DType } from '../ir/dtype.js';
+import { Graph, Node } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
 
 /** The tensor a Constant node produces, from whichever of its value attributes is set (ONNX Constant-13..21). */
 export function constantNodeValue(node: Node): Tensor {

@@ -1,6 +1,6 @@
-import { attrString, Dim, Node } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { addInitializer, freshName, NormalizeContext } from './opset-normalize';
+import { attrString, Dim, Node } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { addInitializer, freshName, NormalizeContext } from './opset-normalize.js';
 
 // Einsum-12 lowered at import to Transpose/Reshape/MatMul (DESIGN.md: ONNX Runtime decomposes Einsum into
 // transposes anyway, and the op table then needs no Einsum rule). One operand: a transpose, with ReduceSum over

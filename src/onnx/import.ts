@@ -1,19 +1,19 @@
-import '../ops';
-import { dtypeName } from '../ir/dtype';
-import { Graph, Shape, ValueInfo } from '../ir/graph';
-import { parameterLike, propagateShapes } from '../ir/partial-evaluate';
-import { findOp, registeredOps } from '../ops/registry';
-import { constantsToInitializers } from './constants';
-import { loadModel } from './model-io';
-import { INTERNAL_OPSET, MAX_IMPORT_OPSET, MIN_IMPORT_OPSET, normalizeNode, replacementOps } from './opset-normalize';
-import { readableParameterNames } from './parameter-names';
-import { addNote, IMPORT_NOTES_KEY, resolveInitializerCopies, retieEqualInitializers, TIED_KEY, TieRecord } from './tie-weights';
+import '../ops/index.js';
+import { dtypeName } from '../ir/dtype.js';
+import { Graph, Shape, ValueInfo } from '../ir/graph.js';
+import { parameterLike, propagateShapes } from '../ir/partial-evaluate.js';
+import { findOp, registeredOps } from '../ops/registry.js';
+import { constantsToInitializers } from './constants.js';
+import { loadModel } from './model-io.js';
+import { INTERNAL_OPSET, MAX_IMPORT_OPSET, MIN_IMPORT_OPSET, normalizeNode, replacementOps } from './opset-normalize.js';
+import { readableParameterNames } from './parameter-names.js';
+import { addNote, IMPORT_NOTES_KEY, resolveInitializerCopies, retieEqualInitializers, TIED_KEY, TieRecord } from './tie-weights.js';
 
-export { originalParameterName, PARAMETER_NAMES_KEY } from './parameter-names';
-export type { TieRecord } from './tie-weights';
+export { originalParameterName, PARAMETER_NAMES_KEY } from './parameter-names.js';
+export type { TieRecord } from './tie-weights.js';
 
-export { classifyInitializers } from './classify-initializers';
-export type { InitializerClasses } from './classify-initializers';
+export { classifyInitializers } from './classify-initializers.js';
+export type { InitializerClasses } from './classify-initializers.js';
 
 export interface ImportOptions {
   /** Replaces the declared shape of graph inputs (same rank), e.g. to fix a symbolic batch: { input: [1, 1, 28, 28] }. */

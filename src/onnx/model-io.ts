@@ -2,14 +2,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
-import { DType, TypedArray, allocate, dtypeName } from '../ir/dtype';
-import { Attr, Graph, Node, Shape, ValueInfo } from '../ir/graph';
-import { Tensor, sizeOf } from '../ir/tensor';
-import { readExternalData } from './external-data';
-import { writeFileAtomic } from './atomic-write';
-import { validateGraphValues, validateModelProto } from './validate';
-import { MAX_MODEL_FILE_BYTES } from '../validate/limits';
-import { InputError } from '../validate/schema';
+import { DType, TypedArray, allocate, dtypeName } from '../ir/dtype.js';
+import { Attr, Graph, Node, Shape, ValueInfo } from '../ir/graph.js';
+import { Tensor, sizeOf } from '../ir/tensor.js';
+import { readExternalData } from './external-data.js';
+import { writeFileAtomic } from './atomic-write.js';
+import { validateGraphValues, validateModelProto } from './validate.js';
+import { MAX_MODEL_FILE_BYTES } from '../validate/limits.js';
+import { InputError } from '../validate/schema.js';
 
 // onnx-proto is CommonJS: take the namespace from its default export.
 const { onnx } = onnxProto;

@@ -1,6 +1,6 @@
-import { Attr, attrInt, attrString, Graph, Node } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { einsumToMatMul } from './einsum';
+import { Attr, attrInt, attrString, Graph, Node } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { einsumToMatMul } from './einsum.js';
 
 /**
  * Rewrites nodes of an opset 13..21 model into qatkit's internal opset-17 conventions. Each rule cites the

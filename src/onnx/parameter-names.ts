@@ -1,4 +1,4 @@
-import { Graph, Node } from '../ir/graph';
+import { Graph, Node } from '../ir/graph.js';
 
 // Readable parameter names from PyTorch's node scopes. torch.onnx.export names a Linear weight it transposed
 // (or a Conv weight it folded BN into) after the op that reads it, 'onnx::MatMul_74', but names the node by

@@ -1,6 +1,6 @@
-import { Graph, Node } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { isReadableName, proposedName } from './parameter-names';
+import { Graph, Node } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { isReadableName, proposedName } from './parameter-names.js';
 
 // Tied and untied weights in torch exports.
 //

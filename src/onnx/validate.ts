@@ -6,11 +6,11 @@
  * constant). Each refusal is one line: `<file>: <what> '<name>': <what is wrong>`.
  */
 import type { onnx as OnnxTypes } from 'onnx-proto';
-import { DType, dtypeName } from '../ir/dtype';
-import { Graph } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { MAX_GRAPH_ITEMS, MAX_NAME_LENGTH, MAX_RANK, MAX_TENSOR_BYTES, MAX_TOTAL_TENSOR_BYTES } from '../validate/limits';
-import { InputError } from '../validate/schema';
+import { DType, dtypeName } from '../ir/dtype.js';
+import { Graph } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { MAX_GRAPH_ITEMS, MAX_NAME_LENGTH, MAX_RANK, MAX_TENSOR_BYTES, MAX_TOTAL_TENSOR_BYTES } from '../validate/limits.js';
+import { InputError } from '../validate/schema.js';
 
 /** IR versions ONNX Runtime 1.30 loads (IR 3, ONNX 1.0, to IR 13; it refuses 14 and above). */
 export const MIN_IR_VERSION = 3;

@@ -1,9 +1,9 @@
-import type { GraphBuilder } from '../ir/builder';
-import { attrFloat, attrString, Node } from '../ir/graph';
-import { unary } from './elementwise';
-import { refuseStatisticGradients } from './norm';
-import { defineOps, InferContext, OpDef, VjpContext } from './registry';
-import { requireInput } from './shape-utils';
+import type { GraphBuilder } from '../ir/builder.js';
+import { attrFloat, attrString, Node } from '../ir/graph.js';
+import { unary } from './elementwise.js';
+import { refuseStatisticGradients } from './norm.js';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry.js';
+import { requireInput } from './shape-utils.js';
 
 /**
  * Activations: shape is the input's, and dx = dy * f'(x), where f' is built from x or from the output y

@@ -1,10 +1,10 @@
-import type { GraphBuilder } from '../ir/builder';
-import { attrFloat, attrInt, attrInts, Node, ValueType } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { batchNormGradientCoefficients, BN_EPSILON, BN_MOMENTUM, inverseStd, momentsOfUnscaled, refuseStatisticGradients, runningUpdate } from './norm';
-import { defineOps, InferContext, OpDef, VjpContext } from './registry';
-import { requireInput } from './shape-utils';
-import { resolveWindow, Window, windowAttrs } from './window-geometry';
+import type { GraphBuilder } from '../ir/builder.js';
+import { attrFloat, attrInt, attrInts, Node, ValueType } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { batchNormGradientCoefficients, BN_EPSILON, BN_MOMENTUM, inverseStd, momentsOfUnscaled, refuseStatisticGradients, runningUpdate } from './norm.js';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry.js';
+import { requireInput } from './shape-utils.js';
+import { resolveWindow, Window, windowAttrs } from './window-geometry.js';
 
 /**
  * ai.qatkit.ConvBatchNormTrain(X, W, scale, B, running_mean, running_var[, input_scale][, patches, mean_p, S]) ->

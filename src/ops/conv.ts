@@ -1,10 +1,10 @@
-import { GraphBuilder } from '../ir/builder';
-import { allocate, DType } from '../ir/dtype';
-import { attrInt, attrInts, Dim, Graph, Node, topologicalOrder, ValueType } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { defineOps, InferContext, OpDef, VjpRule } from './registry';
-import { requireInput } from './shape-utils';
-import { resolveTransposeWindow, resolveWindow, transposeOutputPadding, Window, windowAttrs } from './window-geometry';
+import { GraphBuilder } from '../ir/builder.js';
+import { allocate, DType } from '../ir/dtype.js';
+import { attrInt, attrInts, Dim, Graph, Node, topologicalOrder, ValueType } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { defineOps, InferContext, OpDef, VjpRule } from './registry.js';
+import { requireInput } from './shape-utils.js';
+import { resolveTransposeWindow, resolveWindow, transposeOutputPadding, Window, windowAttrs } from './window-geometry.js';
 
 // Conv and ConvTranspose (ONNX opset 11+ semantics), 1-D, 2-D and 3-D, with groups.
 // Gradients (the adjoint pairs of Dumoulin & Visin 2016, "A guide to convolution arithmetic"):

@@ -1,6 +1,6 @@
-import { DType } from '../ir/dtype';
-import { defineOps, InferContext, OpDef, VjpContext, VjpRule } from './registry';
-import { broadcastShapes, requireInput } from './shape-utils';
+import { DType } from '../ir/dtype.js';
+import { defineOps, InferContext, OpDef, VjpContext, VjpRule } from './registry.js';
+import { broadcastShapes, requireInput } from './shape-utils.js';
 
 /** Output takes the broadcast shape of all inputs and the dtype of the first. */
 export function inferBroadcast(ctx: InferContext) {

@@ -1,10 +1,10 @@
-import type { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { attrInt, Dim } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { defineOps, InferContext, OpDef, VjpContext } from './registry';
-import { dimProduct, normalizeAxis, requireInput } from './shape-utils';
-import { zerosLike, zerosOfShape } from './tensor-ops';
+import type { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { attrInt, Dim } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry.js';
+import { dimProduct, normalizeAxis, requireInput } from './shape-utils.js';
+import { zerosLike, zerosOfShape } from './tensor-ops.js';
 
 // Gather-style ops read data at indices; their gradient scatters dy back with reduction 'add' (opset 16+)
 // so that an index read several times (an embedding row used by several tokens) sums its contributions,

@@ -1,7 +1,7 @@
-import type { GraphBuilder } from '../ir/builder';
-import { attrFloat, attrInt, Dim, Node, Shape } from '../ir/graph';
-import { defineOps, InferContext, OpDef, VjpContext } from './registry';
-import { broadcastShapes, requireInput } from './shape-utils';
+import type { GraphBuilder } from '../ir/builder.js';
+import { attrFloat, attrInt, Dim, Node, Shape } from '../ir/graph.js';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry.js';
+import { broadcastShapes, requireInput } from './shape-utils.js';
 
 /** Checks that contracted dims agree where both are known. */
 function checkContraction(k1: Dim, k2: Dim, node: Node, a: Shape, b: Shape): void {

@@ -1,8 +1,8 @@
-import type { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { attrFloat, attrInt, Node, Shape } from '../ir/graph';
-import { defineOps, InferContext, OpDef, VjpContext } from './registry';
-import { normalizeAxis, requireInput } from './shape-utils';
+import type { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { attrFloat, attrInt, Node, Shape } from '../ir/graph.js';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry.js';
+import { normalizeAxis, requireInput } from './shape-utils.js';
 
 // Normalization ops: ONNX BatchNormalization (inference form), our training-mode BatchNormTrain, and
 // LayerNormalization (opset 17). Backward formulas: Ioffe & Szegedy 2015, section 3; with

@@ -1,11 +1,11 @@
-import type { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { Attr, attrInt, attrInts, Node, ValueType } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { defineOps, InferContext, OpDef, VjpContext } from './registry';
-import { expandLike } from './reduce';
-import { requireInput } from './shape-utils';
-import { resolveWindow, transposeOutputPadding, Window, windowAttrs } from './window-geometry';
+import type { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { Attr, attrInt, attrInts, Node, ValueType } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry.js';
+import { expandLike } from './reduce.js';
+import { requireInput } from './shape-utils.js';
+import { resolveWindow, transposeOutputPadding, Window, windowAttrs } from './window-geometry.js';
 
 // Pooling ops (opset 17): MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool. ceil_mode must be 0.
 // Gradients route dY back to the window positions that produced each output:

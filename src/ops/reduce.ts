@@ -1,7 +1,7 @@
-import type { Dim } from '../ir/graph';
-import { attrInt, attrInts } from '../ir/graph';
-import { defineOps, InferContext, OpDef, VjpContext } from './registry';
-import { normalizeAxis, requireInput } from './shape-utils';
+import type { Dim } from '../ir/graph.js';
+import { attrInt, attrInts } from '../ir/graph.js';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry.js';
+import { normalizeAxis, requireInput } from './shape-utils.js';
 
 /** Reduction axes from the axes input (ReduceSum since opset 13) or attribute (the others until opset 18). */
 export function reduceAxes(ctx: { node: InferContext['node'] }, rank: number, axesInput?: number[]): number[] {

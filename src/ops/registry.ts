@@ -1,6 +1,6 @@
-import type { GraphBuilder } from '../ir/builder';
-import type { Dim, Node, ValueType } from '../ir/graph';
-import type { Tensor } from '../ir/tensor';
+import type { GraphBuilder } from '../ir/builder.js';
+import type { Dim, Node, ValueType } from '../ir/graph.js';
+import type { Tensor } from '../ir/tensor.js';
 
 /** What a shape-inference function sees: input types and any input whose value is a known constant. */
 export interface InferContext {

@@ -1,8 +1,8 @@
-import type { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { attrInt, Node } from '../ir/graph';
-import { defineOps, InferContext, OpDef, VjpContext } from './registry';
-import { broadcastShapes, requireInput } from './shape-utils';
+import type { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { attrInt, Node } from '../ir/graph.js';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry.js';
+import { broadcastShapes, requireInput } from './shape-utils.js';
 
 // Ops that pass some elements through and block others: Where, Clip, Dropout, Trilu. The gradient flows
 // where the element was passed through.

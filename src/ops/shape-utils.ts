@@ -1,4 +1,4 @@
-import type { Dim, Node, Shape, ValueType } from '../ir/graph';
+import type { Dim, Node, Shape, ValueType } from '../ir/graph.js';
 
 /** NumPy broadcasting of static/symbolic shapes (ONNX multidirectional broadcasting). */
 export function broadcastShapes(shapes: Shape[], node?: Node): Shape {

@@ -1,9 +1,9 @@
-import { DType } from '../ir/dtype';
-import { divideProducts, subDims } from '../ir/dims';
-import type { Dim, Node } from '../ir/graph';
-import { attrInt, attrInts } from '../ir/graph';
-import { defineOps, InferContext, OpDef } from './registry';
-import { broadcastShapes, dimProduct, normalizeAxis, requireInput } from './shape-utils';
+import { DType } from '../ir/dtype.js';
+import { divideProducts, subDims } from '../ir/dims.js';
+import type { Dim, Node } from '../ir/graph.js';
+import { attrInt, attrInts } from '../ir/graph.js';
+import { defineOps, InferContext, OpDef } from './registry.js';
+import { broadcastShapes, dimProduct, normalizeAxis, requireInput } from './shape-utils.js';
 
 /**
  * The elements of a shape-like input (shape, axes, repeats, Range bounds): a constant, or known element-wise from

@@ -1,10 +1,10 @@
-import type { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { attrInt, Node } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { inferSame } from './elementwise';
-import { defineOps, InferContext, OpDef, VjpContext } from './registry';
-import { normalizeAxis, requireInput } from './shape-utils';
+import type { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { attrInt, Node } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { inferSame } from './elementwise.js';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry.js';
+import { normalizeAxis, requireInput } from './shape-utils.js';
 
 /**
  * The axes one softmax normalizes over. Opset 13 changed the semantics: from 13 on, one axis (default -1);

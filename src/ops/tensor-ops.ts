@@ -1,11 +1,11 @@
-import type { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { attrInt, attrInts, attrString, Dim, Node, Shape } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { defineOps, InferContext, OpDef, VjpContext } from './registry';
-import { normalizeAxis, requireInput } from './shape-utils';
-import { shapeInput, shapeInputLength, unknownDim } from './shape';
-import { mulDims } from '../ir/dims';
+import type { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { attrInt, attrInts, attrString, Dim, Node, Shape } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry.js';
+import { normalizeAxis, requireInput } from './shape-utils.js';
+import { shapeInput, shapeInputLength, unknownDim } from './shape.js';
+import { mulDims } from '../ir/dims.js';
 
 // Ops that copy or rearrange elements: Concat, Split, Slice, Pad, Tile. Their gradients route dy back to
 // where each element came from (Split <-> Concat, Slice <-> Pad) and sum where one element went to many

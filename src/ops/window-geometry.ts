@@ -1,5 +1,5 @@
-import type { Dim, Node } from '../ir/graph';
-import { attrInt, attrInts, attrString } from '../ir/graph';
+import type { Dim, Node } from '../ir/graph.js';
+import { attrInt, attrInts, attrString } from '../ir/graph.js';
 
 /**
  * Where a sliding window reads (Conv, ConvTranspose, MaxPool, AveragePool), with auto_pad resolved to

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
-import { Graph } from '../ir/graph';
-import { Session } from '../runtime/session';
-import { ActivationStats } from './prepare';
+import { Graph } from '../ir/graph.js';
+import { Session } from '../runtime/session.js';
+import { ActivationStats } from './prepare.js';
 
 /**
  * Runs the float model on calibration images and returns min, max and mean |x| of each requested tensor:

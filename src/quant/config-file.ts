@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import { z } from 'zod';
-import { bool, InputError, intIn, jsonDepth, numberIn, oneOf, parseWith, text } from '../validate/schema';
-import { activationSpec, LayerOverride, presetConfig, PRESETS, QatConfig, RoleSpec, weightSpec } from './presets';
-import { QuantSpecError, SCALE_METHODS, validateSpec } from './spec';
+import { bool, InputError, intIn, jsonDepth, numberIn, oneOf, parseWith, text } from '../validate/schema.js';
+import { activationSpec, LayerOverride, presetConfig, PRESETS, QatConfig, RoleSpec, weightSpec } from './presets.js';
+import { QuantSpecError, SCALE_METHODS, validateSpec } from './spec.js';
 
 export const GRANULARITIES = ['per-tensor', 'per-channel', 'per-group', 'per-token'] as const;
 const BITS = [1, 2, 3, 4, 5, 6, 7, 8, 16];

@@ -1,8 +1,8 @@
-import { GraphBuilder } from '../ir/builder';
-import type { Dim } from '../ir/graph';
-import { attrFloat, attrInt, Node } from '../ir/graph';
-import { defineOps, OpDef, VjpContext } from '../ops/registry';
-import { normalizeAxis, requireInput } from '../ops/shape-utils';
+import { GraphBuilder } from '../ir/builder.js';
+import type { Dim } from '../ir/graph.js';
+import { attrFloat, attrInt, Node } from '../ir/graph.js';
+import { defineOps, OpDef, VjpContext } from '../ops/registry.js';
+import { normalizeAxis, requireInput } from '../ops/shape-utils.js';
 
 export const QATKIT = 'ai.qatkit';
 

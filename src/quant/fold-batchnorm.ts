@@ -1,5 +1,5 @@
-import { GraphBuilder } from '../ir/builder';
-import { attrFloat, Graph, Node } from '../ir/graph';
+import { GraphBuilder } from '../ir/builder.js';
+import { attrFloat, Graph, Node } from '../ir/graph.js';
 
 export interface FoldedConv {
   conv: string;

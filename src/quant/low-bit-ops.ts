@@ -1,8 +1,8 @@
-import { GraphBuilder } from '../ir/builder';
-import { attrInt, Node } from '../ir/graph';
-import { defineOps, OpDef } from '../ops/registry';
-import { normalizeAxis, requireInput } from '../ops/shape-utils';
-import { QATKIT } from './fake-quantize-op';
+import { GraphBuilder } from '../ir/builder.js';
+import { attrInt, Node } from '../ir/graph.js';
+import { defineOps, OpDef } from '../ops/registry.js';
+import { normalizeAxis, requireInput } from '../ops/shape-utils.js';
+import { QATKIT } from './fake-quantize-op.js';
 
 /** Axes to reduce for a per-channel statistic along `axis` (all of them when axis is absent: per-tensor). */
 function statAxes(node: Node, rank: number): number[] {

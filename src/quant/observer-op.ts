@@ -1,9 +1,9 @@
-import { GraphBuilder } from '../ir/builder';
-import { attrFloat, attrInt, Graph, Node } from '../ir/graph';
-import { inferNode } from '../ir/builder';
-import { defineOps, OpDef } from '../ops/registry';
-import { requireInput } from '../ops/shape-utils';
-import { QATKIT } from './fake-quantize-op';
+import { GraphBuilder } from '../ir/builder.js';
+import { attrFloat, attrInt, Graph, Node } from '../ir/graph.js';
+import { inferNode } from '../ir/builder.js';
+import { defineOps, OpDef } from '../ops/registry.js';
+import { requireInput } from '../ops/shape-utils.js';
+import { QATKIT } from './fake-quantize-op.js';
 
 /**
  * ai.qatkit.RangeObserver(running_min, running_max) -> (scale, zero_point): activation quantization parameters

@@ -1,10 +1,10 @@
-import { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { Graph } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { Model } from '../models/model';
-import { StepPlugin } from '../train/step-graph';
-import { quantRange } from './spec';
+import { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { Graph } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { Model } from '../models/model.js';
+import { StepPlugin } from '../train/step-graph.js';
+import { quantRange } from './spec.js';
 
 export interface OscillationOptions {
   /** Weight of the dampening loss (Nagel et al. 2022, eq. 7): lambda * sum((w - stopgrad(q(w)))^2); 0 = off. */

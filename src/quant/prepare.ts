@@ -1,14 +1,14 @@
-import { GraphBuilder } from '../ir/builder';
-import { attrInt, Graph, Node, topologicalOrder } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { Model } from '../models/model';
-import './index';
-import { QATKIT } from './fake-quantize-op';
-import { foldBatchNormForQat, FoldedConv } from './fold-batchnorm';
-import { activationSpec, LayerOverride, QatConfig, RoleSpec, weightSpec } from './presets';
-import { fakeQuantizeValue, QuantSpec, quantRange, validateSpec, qparamsFromRange } from './spec';
-import { createObserver, isChannelRange } from './observers';
-import { QuantConfigError } from './config-file';
+import { GraphBuilder } from '../ir/builder.js';
+import { attrInt, Graph, Node, topologicalOrder } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { Model } from '../models/model.js';
+import './index.js';
+import { QATKIT } from './fake-quantize-op.js';
+import { foldBatchNormForQat, FoldedConv } from './fold-batchnorm.js';
+import { activationSpec, LayerOverride, QatConfig, RoleSpec, weightSpec } from './presets.js';
+import { fakeQuantizeValue, QuantSpec, quantRange, validateSpec, qparamsFromRange } from './spec.js';
+import { createObserver, isChannelRange } from './observers/index.js';
+import { QuantConfigError } from './config-file.js';
 
 /** One inserted quantizer, as export and reports need it. */
 export interface Quantizer {

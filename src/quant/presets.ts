@@ -1,4 +1,4 @@
-import { QuantSpec, ScaleMethod } from './spec';
+import { QuantSpec, ScaleMethod } from './spec.js';
 
 /** One tensor role's quantization, before the per-tensor details (axis, signedness) are known. */
 export interface RoleSpec {

@@ -1,9 +1,9 @@
-import { Model } from '../models/model';
-import { collectActivationStats } from './calibrate';
-import { applyQuantization, planQuantization } from './prepare';
-import { QatConfig } from './presets';
-import { createObserver, isChannelRange, RangeObserver } from './observers';
-import { ScaleMethod } from './spec';
+import { Model } from '../models/model.js';
+import { collectActivationStats } from './calibrate.js';
+import { applyQuantization, planQuantization } from './prepare.js';
+import { QatConfig } from './presets.js';
+import { createObserver, isChannelRange, RangeObserver } from './observers/index.js';
+import { ScaleMethod } from './spec.js';
 
 const LEARNED: readonly ScaleMethod[] = ['lsq', 'lsq+', 'pact'];
 

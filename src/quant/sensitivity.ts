@@ -1,9 +1,9 @@
-import { Dataset } from '../data/dataset';
-import { Model } from '../models/model';
-import { evaluateModel } from '../train/evaluate';
-import { planQuantization } from './prepare';
-import { presetConfig, QatConfig, RoleSpec } from './presets';
-import { quantizePostTraining } from './ptq';
+import { Dataset } from '../data/dataset.js';
+import { Model } from '../models/model.js';
+import { evaluateModel } from '../train/evaluate.js';
+import { planQuantization } from './prepare.js';
+import { presetConfig, QatConfig, RoleSpec } from './presets.js';
+import { quantizePostTraining } from './ptq.js';
 
 export interface LayerSensitivity {
   layer: string;

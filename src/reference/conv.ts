@@ -1,8 +1,8 @@
-import { attrInt, attrInts, Node } from '../ir/graph';
-import type { Tensor } from '../ir/tensor';
-import { resolveTransposeWindow, resolveWindow } from '../ops/window-geometry';
-import { float64, KernelTable, ReferenceKernel, required, values } from './kernel';
-import { windowTable } from './windows';
+import { attrInt, attrInts, Node } from '../ir/graph.js';
+import type { Tensor } from '../ir/tensor.js';
+import { resolveTransposeWindow, resolveWindow } from '../ops/window-geometry.js';
+import { float64, KernelTable, ReferenceKernel, required, values } from './kernel.js';
+import { windowTable } from './windows.js';
 
 // Conv and ConvTranspose, any spatial rank, with groups, straight from the ONNX definitions.
 

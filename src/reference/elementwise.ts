@@ -1,8 +1,8 @@
-import type { Node } from '../ir/graph';
-import type { Tensor } from '../ir/tensor';
-import { broadcastShapes } from '../ops/shape-utils';
-import { erf } from './erf';
-import { float64, KernelTable, ReferenceKernel, required, stridesOf, values } from './kernel';
+import type { Node } from '../ir/graph.js';
+import type { Tensor } from '../ir/tensor.js';
+import { broadcastShapes } from '../ops/shape-utils.js';
+import { erf } from './erf.js';
+import { float64, KernelTable, ReferenceKernel, required, stridesOf, values } from './kernel.js';
 
 // Elementwise ops with ONNX multidirectional (NumPy) broadcasting.
 

@@ -1,14 +1,14 @@
-import { isFloat } from '../ir/dtype';
-import { Graph, topologicalOrder } from '../ir/graph';
-import type { Tensor } from '../ir/tensor';
-import { lowerCustomOps } from '../runtime/lower';
-import { convKernels } from './conv';
-import { elementwiseKernels } from './elementwise';
-import { KernelTable, toFloat64 } from './kernel';
-import { normKernels } from './norm';
-import { poolKernels } from './pool';
-import { reduceKernels } from './reduce';
-import { shapeKernels } from './shape';
+import { isFloat } from '../ir/dtype.js';
+import { Graph, topologicalOrder } from '../ir/graph.js';
+import type { Tensor } from '../ir/tensor.js';
+import { lowerCustomOps } from '../runtime/lower.js';
+import { convKernels } from './conv.js';
+import { elementwiseKernels } from './elementwise.js';
+import { KernelTable, toFloat64 } from './kernel.js';
+import { normKernels } from './norm.js';
+import { poolKernels } from './pool.js';
+import { reduceKernels } from './reduce.js';
+import { shapeKernels } from './shape.js';
 
 /** Op type (default ONNX domain) -> reference kernel; one file per op family. */
 export const referenceKernels: KernelTable = {

@@ -1,6 +1,6 @@
-import { DType, isFloat } from '../ir/dtype';
-import type { Node } from '../ir/graph';
-import { sizeOf, Tensor } from '../ir/tensor';
+import { DType, isFloat } from '../ir/dtype.js';
+import type { Node } from '../ir/graph.js';
+import { sizeOf, Tensor } from '../ir/tensor.js';
 
 /**
  * A reference kernel: computes a node's outputs from its inputs (undefined where an optional input is

@@ -1,5 +1,5 @@
-import { attrFloat } from '../ir/graph';
-import { float64, KernelTable, required, values } from './kernel';
+import { attrFloat } from '../ir/graph.js';
+import { float64, KernelTable, required, values } from './kernel.js';
 
 // BatchNormalization in inference form: y = (x - mean) / sqrt(var + epsilon) * scale + B, per channel (axis 1).
 

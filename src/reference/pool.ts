@@ -1,8 +1,8 @@
-import { attrInt, attrInts, Node } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { resolveWindow } from '../ops/window-geometry';
-import { float64, KernelTable, ReferenceKernel, required, values } from './kernel';
-import { windowTable } from './windows';
+import { attrInt, attrInts, Node } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { resolveWindow } from '../ops/window-geometry.js';
+import { float64, KernelTable, ReferenceKernel, required, values } from './kernel.js';
+import { windowTable } from './windows.js';
 
 // MaxPool (with its optional Indices output), AveragePool, GlobalAveragePool and GlobalMaxPool.
 

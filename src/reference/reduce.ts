@@ -1,6 +1,6 @@
-import { attrInt } from '../ir/graph';
-import { reduceAxes } from '../ops/reduce';
-import { float64, KernelTable, ReferenceKernel, required, stridesOf, values } from './kernel';
+import { attrInt } from '../ir/graph.js';
+import { reduceAxes } from '../ops/reduce.js';
+import { float64, KernelTable, ReferenceKernel, required, stridesOf, values } from './kernel.js';
 
 // ReduceSum (axes as input, opset 13+); ReduceMean and ReduceSumSquare (axes as attribute until opset 18).
 

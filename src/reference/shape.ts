@@ -1,9 +1,9 @@
-import { DType, isFloat } from '../ir/dtype';
-import { attrInt, attrInts } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
-import { reshapeDims } from '../ops/shape';
-import { normalizeAxis } from '../ops/shape-utils';
-import { float64, KernelTable, ReferenceKernel, required, stridesOf } from './kernel';
+import { DType, isFloat } from '../ir/dtype.js';
+import { attrInt, attrInts } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { reshapeDims } from '../ops/shape.js';
+import { normalizeAxis } from '../ops/shape-utils.js';
+import { float64, KernelTable, ReferenceKernel, required, stridesOf } from './kernel.js';
 
 // Ops that move data without arithmetic: Reshape, Flatten, Transpose, and Cast between float types.
 

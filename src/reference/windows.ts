@@ -1,5 +1,5 @@
-import type { Window } from '../ops/window-geometry';
-import { stridesOf } from './kernel';
+import type { Window } from '../ops/window-geometry.js';
+import { stridesOf } from './kernel.js';
 
 /**
  * The gather table of a sliding window: entry [o·K + j] is the flat input position (over `inSpatial`)

@@ -1,7 +1,7 @@
-import { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { attrInts, Graph, Node } from '../ir/graph';
-import { opDef } from '../ops/registry';
+import { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { attrInts, Graph, Node } from '../ir/graph.js';
+import { opDef } from '../ops/registry.js';
 
 /** ONNX Runtime's contrib-op domain (CPU kernels of onnxruntime-node's standard build). */
 export const MS_DOMAIN = 'com.microsoft';

@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
-import { Graph } from '../ir/graph';
-import { encodeModel } from '../onnx/model-io';
-import { lowerCustomOps } from './lower';
+import { Graph } from '../ir/graph.js';
+import { encodeModel } from '../onnx/model-io.js';
+import { lowerCustomOps } from './lower.js';
 
 export interface SessionOptions {
   /** Intra-op threads; qatkit's default is 2 (the machine's cores). */

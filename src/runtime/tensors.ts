@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
-import { DType, dtypeFromOrt, ortTypeOf } from '../ir/dtype';
-import { Tensor } from '../ir/tensor';
+import { DType, dtypeFromOrt, ortTypeOf } from '../ir/dtype.js';
+import { Tensor } from '../ir/tensor.js';
 
 export function toOrtTensor(t: Tensor): ort.Tensor {
   const type = ortTypeOf[t.dtype];

@@ -1,6 +1,6 @@
-import { GraphBuilder, inferNode } from '../ir/builder';
-import { Graph, Node } from '../ir/graph';
-import '../ops/norm';
+import { GraphBuilder, inferNode } from '../ir/builder.js';
+import { Graph, Node } from '../ir/graph.js';
+import '../ops/norm.js';
 
 /** Names of one batch norm's running statistics: the graph values fed in and the updated ones to fetch. */
 export interface RunningStatNames {

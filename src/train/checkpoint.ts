@@ -1,18 +1,18 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { z } from 'zod';
-import { DType } from '../ir/dtype';
-import { Tensor } from '../ir/tensor';
-import { decodeModel, encodeModel } from '../onnx/model-io';
-import { writeFileAtomic } from '../onnx/atomic-write';
-import { Model } from '../models/model';
-import { inferTypes } from '../ir/infer';
-import { qatConfigSchema } from '../quant/config-file';
-import { SCALE_METHODS } from '../quant/spec';
-import { MAX_CHECKPOINT_BYTES, MAX_CHECKPOINT_HEADER_BYTES, MAX_RANK, MAX_TENSOR_BYTES } from '../validate/limits';
-import { bool, InputError, intIn, oneOf, parseWith, text } from '../validate/schema';
-import '../ops';
-import '../quant';
+import { DType } from '../ir/dtype.js';
+import { Tensor } from '../ir/tensor.js';
+import { decodeModel, encodeModel } from '../onnx/model-io.js';
+import { writeFileAtomic } from '../onnx/atomic-write.js';
+import { Model } from '../models/model.js';
+import { inferTypes } from '../ir/infer.js';
+import { qatConfigSchema } from '../quant/config-file.js';
+import { SCALE_METHODS } from '../quant/spec.js';
+import { MAX_CHECKPOINT_BYTES, MAX_CHECKPOINT_HEADER_BYTES, MAX_RANK, MAX_TENSOR_BYTES } from '../validate/limits.js';
+import { bool, InputError, intIn, oneOf, parseWith, text } from '../validate/schema.js';
+import '../ops/index.js';
+import '../quant/index.js';
 
 /** Format 2: magic, version, header length, JSON header, payload, SHA-256 of all that precedes it. */
 const MAGIC = 'QATKIT-CHECKPOINT\n';

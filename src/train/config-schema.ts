@@ -4,15 +4,15 @@
  * checkpoint field for a stored one, so a corrupt checkpoint is never blamed on a flag nobody passed.
  */
 import { z } from 'zod';
-import { DATASET_NAMES } from '../data';
-import { isTextData } from '../data/text';
-import { TOKENIZER_NAMES } from '../data/tokenizers/index';
-import { qatConfigSchema } from '../quant/config-file';
-import { PRESETS } from '../quant/presets';
-import { MAX_THREADS } from '../validate/limits';
-import { bool, intIn, numberIn, oneOf, parseWith, text } from '../validate/schema';
-import { OPTIMIZERS } from './optimizer';
-import { SCHEDULES } from './schedule';
+import { DATASET_NAMES } from '../data/index.js';
+import { isTextData } from '../data/text.js';
+import { TOKENIZER_NAMES } from '../data/tokenizers/index.js';
+import { qatConfigSchema } from '../quant/config-file.js';
+import { PRESETS } from '../quant/presets.js';
+import { MAX_THREADS } from '../validate/limits.js';
+import { bool, intIn, numberIn, oneOf, parseWith, text } from '../validate/schema.js';
+import { OPTIMIZERS } from './optimizer.js';
+import { SCHEDULES } from './schedule.js';
 
 const MAX_STEPS = 2 ** 31 - 1;
 
@@ -93,5 +93,5 @@ export function checkStoredTrainConfig(config: unknown, file: string): CheckedTr
 }
 
 // Compile-time guard: a field added to TrainConfig must be added to the schema (a stored config with it would be refused).
-type Unchecked = Exclude<keyof import('./run').TrainConfig, keyof CheckedTrainConfig>;
+type Unchecked = Exclude<keyof import('./run.js').TrainConfig, keyof CheckedTrainConfig>;
 export const EVERY_TRAIN_CONFIG_FIELD_IS_CHECKED: [Unchecked] extends [never] ? true : Unchecked = true;

@@ -1,6 +1,6 @@
-import { Model } from '../models/model';
-import { distillationKl } from './losses';
-import { ExtraLoss } from './step-graph';
+import { Model } from '../models/model.js';
+import { distillationKl } from './losses.js';
+import { ExtraLoss } from './step-graph.js';
 
 export interface DistillOptions {
   /** Weight of the KL term; cross-entropy gets 1 - weight (Hinton et al. 2015). */

@@ -1,4 +1,4 @@
-import { Graph } from '../ir/graph';
+import { Graph } from '../ir/graph.js';
 
 /**
  * Drops the Identity nodes that only give a computed value its graph-output name (`w/next`, `adam_m/w/next`, ...):

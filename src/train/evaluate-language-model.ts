@@ -1,11 +1,11 @@
 import * as ort from 'onnxruntime-node';
-import { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { Graph } from '../ir/graph';
-import { Model } from '../models/model';
-import { Session } from '../runtime/session';
-import { tokenCorrectCount, tokenCrossEntropySum } from './losses';
-import { evalWindows, languageModelMetrics, TokenStream } from '../data/text';
+import { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { Graph } from '../ir/graph.js';
+import { Model } from '../models/model.js';
+import { Session } from '../runtime/session.js';
+import { tokenCorrectCount, tokenCrossEntropySum } from './losses.js';
+import { evalWindows, languageModelMetrics, TokenStream } from '../data/text.js';
 
 export interface LanguageModelEval {
   /** Mean next-token cross-entropy over every validation target, nats/token. */

@@ -1,8 +1,8 @@
 import * as ort from 'onnxruntime-node';
-import { Dataset } from '../data/dataset';
-import { Model } from '../models/model';
-import { Session } from '../runtime/session';
-import { buildEvalGraph } from './step-graph';
+import { Dataset } from '../data/dataset.js';
+import { Model } from '../models/model.js';
+import { Session } from '../runtime/session.js';
+import { buildEvalGraph } from './step-graph.js';
 
 export interface EvalResult {
   accuracy: number;

@@ -1,7 +1,7 @@
-import { BatchLoader } from '../data/loader';
-import { DataSplit } from '../data/dataset';
-import { learningRate, ScheduleConfig } from './schedule';
-import { StepResult, Trainer, TrainingDivergedError } from './trainer';
+import { BatchLoader } from '../data/loader.js';
+import { DataSplit } from '../data/dataset.js';
+import { learningRate, ScheduleConfig } from './schedule.js';
+import { StepResult, Trainer, TrainingDivergedError } from './trainer.js';
 
 export interface FitOptions {
   /** Step count to stop at (counting steps already done when resuming). */

@@ -1,5 +1,5 @@
-import { GraphBuilder } from '../ir/builder';
-import { attrInt, attrInts, Graph, Node } from '../ir/graph';
+import { GraphBuilder } from '../ir/builder.js';
+import { attrInt, attrInts, Graph, Node } from '../ir/graph.js';
 
 const QATKIT = 'ai.qatkit';
 

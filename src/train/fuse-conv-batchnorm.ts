@@ -1,9 +1,9 @@
-import { DType } from '../ir/dtype';
-import { GraphBuilder, inferNode } from '../ir/builder';
-import { Attr, attrFloat, attrInt, attrInts, attrString, Graph, Node, topologicalOrder } from '../ir/graph';
-import { attachPatches, attachPatchMoments } from '../ops/conv-batchnorm';
-import { BN_EPSILON, inverseStd } from '../ops/norm';
-import { resolveWindow, windowAttrs } from '../ops/window-geometry';
+import { DType } from '../ir/dtype.js';
+import { GraphBuilder, inferNode } from '../ir/builder.js';
+import { Attr, attrFloat, attrInt, attrInts, attrString, Graph, Node, topologicalOrder } from '../ir/graph.js';
+import { attachPatches, attachPatchMoments } from '../ops/conv-batchnorm.js';
+import { BN_EPSILON, inverseStd } from '../ops/norm.js';
+import { resolveWindow, windowAttrs } from '../ops/window-geometry.js';
 
 /**
  * Most patch rows (C_in * kernel size) for which Conv + BatchNormTrain becomes ConvBatchNormTrain: its patch

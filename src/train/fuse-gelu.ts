@@ -1,6 +1,6 @@
-import { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { attrString, Graph, Node } from '../ir/graph';
+import { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { attrString, Graph, Node } from '../ir/graph.js';
 
 const QATKIT = 'ai.qatkit';
 

@@ -1,9 +1,9 @@
-import { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { attrFloat, attrInt, attrInts, Graph, Node, topologicalOrder } from '../ir/graph';
-import { windowsTile } from '../ops/pool';
-import { resolveWindow } from '../ops/window-geometry';
-import { QATKIT } from '../quant/fake-quantize-op';
+import { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { attrFloat, attrInt, attrInts, Graph, Node, topologicalOrder } from '../ir/graph.js';
+import { windowsTile } from '../ops/pool.js';
+import { resolveWindow } from '../ops/window-geometry.js';
+import { QATKIT } from '../quant/fake-quantize-op.js';
 
 /**
  * Moves MaxPool in front of the monotonic elementwise ops that feed it (ReLU, Clip, activation fake-quant,

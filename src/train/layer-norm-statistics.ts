@@ -1,6 +1,6 @@
-import { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { attrInt, Graph } from '../ir/graph';
+import { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { attrInt, Graph } from '../ir/graph.js';
 
 /**
  * Gives every float32 LayerNormalization of a training step its Mean and InvStdDev outputs (ONNX

@@ -1,5 +1,5 @@
-import { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
+import { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
 
 /**
  * Softmax cross-entropy with integer labels, averaged over the batch. With label smoothing eps the target is

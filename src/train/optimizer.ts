@@ -1,5 +1,5 @@
-import { GraphBuilder } from '../ir/builder';
-import { Tensor } from '../ir/tensor';
+import { GraphBuilder } from '../ir/builder.js';
+import { Tensor } from '../ir/tensor.js';
 
 export const OPTIMIZERS = ['adamw', 'adam', 'sgd'] as const;
 export type OptimizerKind = (typeof OPTIMIZERS)[number];

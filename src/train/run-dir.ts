@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { InputError } from '../validate/schema';
+import { InputError } from '../validate/schema.js';
 
 export const LOCK_FILE = '.qat.lock';
 /** writeFileAtomic's temp names: `.<file>.<pid>.<time>.tmp`. */

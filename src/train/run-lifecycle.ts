@@ -6,12 +6,12 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Tensor } from '../ir/tensor';
-import { InputError } from '../validate/schema';
-import { Checkpoint, loadCheckpoint } from './checkpoint';
-import { checkStoredTrainConfig } from './config-schema';
-import { RunDirectory, sameDirectory } from './run-dir';
-import type { CarriedValue } from './step-graph';
+import { Tensor } from '../ir/tensor.js';
+import { InputError } from '../validate/schema.js';
+import { Checkpoint, loadCheckpoint } from './checkpoint.js';
+import { checkStoredTrainConfig } from './config-schema.js';
+import { RunDirectory, sameDirectory } from './run-dir.js';
+import type { CarriedValue } from './step-graph.js';
 
 export const CHECKPOINT_FILE = 'checkpoint.qat';
 

@@ -1,32 +1,32 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadDataset, DatasetName } from '../data';
-import { Model, parameterCount } from '../models/model';
-import { DATASET_STATS, resolveModel, InputTransform } from '../models/resolve';
-import { checkClassifierFitsData } from '../models/check-io';
-import { withStoredPrecision } from '../models/stored-precision';
-import { saveModel } from '../onnx/model-io';
-import { writeFileAtomic } from '../onnx/atomic-write';
-import { Tensor } from '../ir/tensor';
-import { InputError } from '../validate/schema';
-import { Checkpoint, loadCheckpoint, saveCheckpoint } from './checkpoint';
-import { checkStoredTrainConfig, checkTrainConfig } from './config-schema';
-import { fit, median, StepInfo } from './fit';
-import { defaultOptimizer, OptimizerKind } from './optimizer';
-import { ScheduleKind } from './schedule';
-import { Trainer } from './trainer';
-import { evaluateModel } from './evaluate';
-import { distillFrom, DistillOptions } from './distill';
-import { prepareQat } from '../quant/qat';
-import { planQuantization } from '../quant/prepare';
-import { presetConfig, QatConfig } from '../quant/presets';
-import { DEFAULT_OSCILLATION, oscillationControl, OscillationOptions } from '../quant/oscillation';
-import { isTextData } from '../data/text';
-import { LanguageModelPlan, planLanguageModel, trainLanguageModel } from './run-language-model';
-import { RunDirectory } from './run-dir';
-import { CHECKPOINT_FILE, checkResumeState, checkStartStep, openFp32SourceRun, openSourceRun, RunSession, TrainingInterruptedError } from './run-lifecycle';
+import { loadDataset, DatasetName } from '../data/index.js';
+import { Model, parameterCount } from '../models/model.js';
+import { DATASET_STATS, resolveModel, InputTransform } from '../models/resolve.js';
+import { checkClassifierFitsData } from '../models/check-io.js';
+import { withStoredPrecision } from '../models/stored-precision.js';
+import { saveModel } from '../onnx/model-io.js';
+import { writeFileAtomic } from '../onnx/atomic-write.js';
+import { Tensor } from '../ir/tensor.js';
+import { InputError } from '../validate/schema.js';
+import { Checkpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { checkStoredTrainConfig, checkTrainConfig } from './config-schema.js';
+import { fit, median, StepInfo } from './fit.js';
+import { defaultOptimizer, OptimizerKind } from './optimizer.js';
+import { ScheduleKind } from './schedule.js';
+import { Trainer } from './trainer.js';
+import { evaluateModel } from './evaluate.js';
+import { distillFrom, DistillOptions } from './distill.js';
+import { prepareQat } from '../quant/qat.js';
+import { planQuantization } from '../quant/prepare.js';
+import { presetConfig, QatConfig } from '../quant/presets.js';
+import { DEFAULT_OSCILLATION, oscillationControl, OscillationOptions } from '../quant/oscillation.js';
+import { isTextData } from '../data/text.js';
+import { LanguageModelPlan, planLanguageModel, trainLanguageModel } from './run-language-model.js';
+import { RunDirectory } from './run-dir.js';
+import { CHECKPOINT_FILE, checkResumeState, checkStartStep, openFp32SourceRun, openSourceRun, RunSession, TrainingInterruptedError } from './run-lifecycle.js';
 
-export { CHECKPOINT_FILE, TrainingInterruptedError } from './run-lifecycle';
+export { CHECKPOINT_FILE, TrainingInterruptedError } from './run-lifecycle.js';
 
 export interface TrainConfig {
   /** A zoo name (lenet, mlp, resnet8, mobilenet, gpt, llama), an .onnx file, or a Model built in TypeScript. */

@@ -1,24 +1,24 @@
-import { differentiate } from '../autodiff/grad';
-import { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { Graph } from '../ir/graph';
-import { initializersToInputs } from '../ir/infer';
-import { foldShapeComputations } from '../ir/partial-evaluate';
-import { Tensor } from '../ir/tensor';
-import { Model } from '../models/model';
-import '../ops';
-import { convsFromPatches } from '../ops/conv';
-import { elideOutputCopies } from './elide-output-copies';
-import { toTrainingBatchNorm } from './batchnorm-mode';
-import { fuseConvBatchNorm, fuseConvFrozenBatchNorm } from './fuse-conv-batchnorm';
-import { fuseSoftmaxAttention } from './fuse-attention';
-import { fuseGelu } from './fuse-gelu';
-import { saveLayerNormStatistics } from './layer-norm-statistics';
-import { sumLeadingAxesByMatMul } from './sum-leading-axes';
-import { hoistMaxPools } from './hoist-max-pool';
-import { OBSERVE_INPUT, toTrainingObservers, ObserverStatNames } from '../quant/observer-op';
-import { correctCount, softmaxCrossEntropy, tokenCorrectCount, tokenCrossEntropy } from './losses';
-import { emitOptimizer, OptimizerConfig } from './optimizer';
+import { differentiate } from '../autodiff/grad.js';
+import { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { Graph } from '../ir/graph.js';
+import { initializersToInputs } from '../ir/infer.js';
+import { foldShapeComputations } from '../ir/partial-evaluate.js';
+import { Tensor } from '../ir/tensor.js';
+import { Model } from '../models/model.js';
+import '../ops/index.js';
+import { convsFromPatches } from '../ops/conv.js';
+import { elideOutputCopies } from './elide-output-copies.js';
+import { toTrainingBatchNorm } from './batchnorm-mode.js';
+import { fuseConvBatchNorm, fuseConvFrozenBatchNorm } from './fuse-conv-batchnorm.js';
+import { fuseSoftmaxAttention } from './fuse-attention.js';
+import { fuseGelu } from './fuse-gelu.js';
+import { saveLayerNormStatistics } from './layer-norm-statistics.js';
+import { sumLeadingAxesByMatMul } from './sum-leading-axes.js';
+import { hoistMaxPools } from './hoist-max-pool.js';
+import { OBSERVE_INPUT, toTrainingObservers, ObserverStatNames } from '../quant/observer-op.js';
+import { correctCount, softmaxCrossEntropy, tokenCorrectCount, tokenCrossEntropy } from './losses.js';
+import { emitOptimizer, OptimizerConfig } from './optimizer.js';
 
 export interface CarriedValue {
   /** Graph input holding the value before the step. */

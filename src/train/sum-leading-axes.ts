@@ -1,7 +1,7 @@
-import { GraphBuilder } from '../ir/builder';
-import { DType } from '../ir/dtype';
-import { Graph, Node } from '../ir/graph';
-import { Tensor } from '../ir/tensor';
+import { GraphBuilder } from '../ir/builder.js';
+import { DType } from '../ir/dtype.js';
+import { Graph, Node } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
 
 /** Rows below which ORT's ReduceSum is left alone (a ones-row MatMul pays off on large batches of rows). */
 const MIN_ROWS = 64;

@@ -1,13 +1,13 @@
 import * as ort from 'onnxruntime-node';
-import { DType } from '../ir/dtype';
-import { initializersToInputs } from '../ir/infer';
-import { Tensor } from '../ir/tensor';
-import { Model } from '../models/model';
-import { Session } from '../runtime/session';
-import { buildEvalGraph, buildTrainStep, TrainStepGraph, TrainStepOptions } from './step-graph';
-import { scoreLogits } from './evaluate';
-import { buildLanguageModelEvalGraph, evaluateLanguageModelSession, LanguageModelEval } from './evaluate-language-model';
-import type { TokenStream } from '../data/text';
+import { DType } from '../ir/dtype.js';
+import { initializersToInputs } from '../ir/infer.js';
+import { Tensor } from '../ir/tensor.js';
+import { Model } from '../models/model.js';
+import { Session } from '../runtime/session.js';
+import { buildEvalGraph, buildTrainStep, TrainStepGraph, TrainStepOptions } from './step-graph.js';
+import { scoreLogits } from './evaluate.js';
+import { buildLanguageModelEvalGraph, evaluateLanguageModelSession, LanguageModelEval } from './evaluate-language-model.js';
+import type { TokenStream } from '../data/text.js';
 
 export interface TrainerOptions extends TrainStepOptions {
   threads?: number;

@@ -2,7 +2,7 @@
  * The decoding shared by both tokenizers: each id maps to a byte string, decoding concatenates bytes and reads
  * them as UTF-8 with replacement characters (the WHATWG decoder's U+FFFD per maximal invalid subpart).
  */
-import { END_OF_TEXT_MARKER, StreamingDecoder, Tokenizer, TokenizerName } from './tokenizer';
+import { END_OF_TEXT_MARKER, StreamingDecoder, Tokenizer, TokenizerName } from './tokenizer.js';
 
 // ignoreBOM keeps a leading EF BB BF as U+FEFF instead of silently dropping it from generated text.
 const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });

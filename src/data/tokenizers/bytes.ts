@@ -2,8 +2,8 @@
  * UTF-8 bytes as tokens: ids 0..255 are the byte values, no files needed. With endOfText (for sources made of
  * several documents, like sotu) id 256 separates documents and the vocabulary is 257.
  */
-import { ByteLevelTokenizer } from './byte-level';
-import { Tokenizer } from './tokenizer';
+import { ByteLevelTokenizer } from './byte-level.js';
+import { Tokenizer } from './tokenizer.js';
 
 export const BYTES_END_OF_TEXT = 256;
 

@@ -9,8 +9,8 @@
  * next; we keep the byte string of every id from its rank table instead.
  */
 import { createRequire } from 'node:module';
-import { ByteLevelTokenizer } from './byte-level';
-import { Tokenizer } from './tokenizer';
+import { ByteLevelTokenizer } from './byte-level.js';
+import { Tokenizer } from './tokenizer.js';
 
 export const GPT2_END_OF_TEXT = 50256;
 export const GPT2_VOCAB_SIZE = 50257;

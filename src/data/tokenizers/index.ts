@@ -1,11 +1,11 @@
-import { bytesTokenizer } from './bytes';
-import { gpt2Tokenizer } from './gpt2';
-import { TOKENIZER_NAMES, Tokenizer, TokenizerName } from './tokenizer';
+import { bytesTokenizer } from './bytes.js';
+import { gpt2Tokenizer } from './gpt2.js';
+import { TOKENIZER_NAMES, Tokenizer, TokenizerName } from './tokenizer.js';
 
-export { TOKENIZER_NAMES, END_OF_TEXT_MARKER } from './tokenizer';
-export type { Tokenizer, TokenizerName, StreamingDecoder } from './tokenizer';
-export { bytesTokenizer, BYTES_END_OF_TEXT } from './bytes';
-export { gpt2Tokenizer, GPT2_END_OF_TEXT, GPT2_VOCAB_SIZE } from './gpt2';
+export { TOKENIZER_NAMES, END_OF_TEXT_MARKER } from './tokenizer.js';
+export type { Tokenizer, TokenizerName, StreamingDecoder } from './tokenizer.js';
+export { bytesTokenizer, BYTES_END_OF_TEXT } from './bytes.js';
+export { gpt2Tokenizer, GPT2_END_OF_TEXT, GPT2_VOCAB_SIZE } from './gpt2.js';
 
 export function isTokenizerName(name: string): name is TokenizerName {
   return (TOKENIZER_NAMES as readonly string[]).includes(name);

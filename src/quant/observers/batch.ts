@@ -1,4 +1,4 @@
-import { ObserverError } from './types';
+import { ObserverError } from './types.js';
 
 /**
  * Checks one batch before it reaches an observer: a NaN or infinity would silently poison min/max or a

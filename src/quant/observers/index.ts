@@ -2,26 +2,26 @@
  * Range observers for post-training calibration and QAT initialisation: feed batches of one tensor, read
  * the [min, max] to quantize with (turn it into scale / zero point with qparamsFromRange in ../spec).
  */
-import type { QuantSpec } from '../spec';
-import { KlObserver } from './kl';
-import { MinMaxObserver } from './minmax';
-import { MovingAverageObserver } from './moving-average';
-import { MseObserver } from './mse';
-import { type ObserverOptions, type ResolvedObserverOptions, validateObserverOptions } from './options';
-import { PercentileObserver } from './percentile';
-import { PerChannelObserver } from './per-channel';
-import type { ObservedRange, ObserverKind, RangeObserver } from './types';
+import type { QuantSpec } from '../spec.js';
+import { KlObserver } from './kl.js';
+import { MinMaxObserver } from './minmax.js';
+import { MovingAverageObserver } from './moving-average.js';
+import { MseObserver } from './mse.js';
+import { type ObserverOptions, type ResolvedObserverOptions, validateObserverOptions } from './options.js';
+import { PercentileObserver } from './percentile.js';
+import { PerChannelObserver } from './per-channel.js';
+import type { ObservedRange, ObserverKind, RangeObserver } from './types.js';
 
-export * from './types';
-export type { ObserverOptions } from './options';
-export { validateObserverOptions, DEFAULT_BINS, DEFAULT_MOMENTUM, DEFAULT_PERCENTILE } from './options';
-export { MinMaxObserver } from './minmax';
-export { MovingAverageObserver } from './moving-average';
-export { PercentileObserver } from './percentile';
-export { MseObserver, MSE_CLIP_RATIOS, MSE_SAMPLE_SIZE, clippedRange, quantizationMse } from './mse';
-export { KlObserver, klDivergences, klLevels, klThresholdBins } from './kl';
-export { PerChannelObserver } from './per-channel';
-export { GrowingHistogram } from './histogram';
+export * from './types.js';
+export type { ObserverOptions } from './options.js';
+export { validateObserverOptions, DEFAULT_BINS, DEFAULT_MOMENTUM, DEFAULT_PERCENTILE } from './options.js';
+export { MinMaxObserver } from './minmax.js';
+export { MovingAverageObserver } from './moving-average.js';
+export { PercentileObserver } from './percentile.js';
+export { MseObserver, MSE_CLIP_RATIOS, MSE_SAMPLE_SIZE, clippedRange, quantizationMse } from './mse.js';
+export { KlObserver, klDivergences, klLevels, klThresholdBins } from './kl.js';
+export { PerChannelObserver } from './per-channel.js';
+export { GrowingHistogram } from './histogram.js';
 
 function createTensorObserver(kind: ObserverKind, o: ResolvedObserverOptions): RangeObserver {
   switch (kind) {

@@ -1,7 +1,7 @@
-import { QuantSpec } from '../spec';
-import { batchMinMax, checkBatch, noDataError } from './batch';
-import { GrowingHistogram } from './histogram';
-import { RangeObserver, TensorRange } from './types';
+import { QuantSpec } from '../spec.js';
+import { batchMinMax, checkBatch, noDataError } from './batch.js';
+import { GrowingHistogram } from './histogram.js';
+import { RangeObserver, TensorRange } from './types.js';
 
 /** Smoothing of zero bins before the divergence (MXNet / ORT smooth_distribution). */
 const SMOOTHING_EPS = 1e-4;

@@ -1,5 +1,5 @@
-import { batchMinMax, checkBatch, noDataError } from './batch';
-import { RangeObserver, TensorRange } from './types';
+import { batchMinMax, checkBatch, noDataError } from './batch.js';
+import { RangeObserver, TensorRange } from './types.js';
 
 /** Running min and max over every batch (torch MinMaxObserver; per channel through PerChannelObserver). */
 export class MinMaxObserver implements RangeObserver {

@@ -1,5 +1,5 @@
-import { batchMinMax, checkBatch, noDataError } from './batch';
-import { RangeObserver, TensorRange } from './types';
+import { batchMinMax, checkBatch, noDataError } from './batch.js';
+import { RangeObserver, TensorRange } from './types.js';
 
 /**
  * Exponential moving average of each batch's min and max (torch MovingAverageMinMaxObserver): the first

@@ -1,7 +1,7 @@
-import { Rng } from '../../train/rng';
-import { QuantSpec, fakeQuantizeValue, qparamsFromRange, quantRange } from '../spec';
-import { batchMinMax, checkBatch, noDataError } from './batch';
-import { RangeObserver, TensorRange } from './types';
+import { Rng } from '../../train/rng.js';
+import { QuantSpec, fakeQuantizeValue, qparamsFromRange, quantRange } from '../spec.js';
+import { batchMinMax, checkBatch, noDataError } from './batch.js';
+import { RangeObserver, TensorRange } from './types.js';
 
 /**
  * Candidate clipping ratios of the observed range: 1.00 down to 0.01 in steps of 0.01 (as k / 100, so 0.5 is

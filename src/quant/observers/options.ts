@@ -1,6 +1,6 @@
-import { QuantSpec, validateSpec } from '../spec';
-import { klLevels } from './kl';
-import { OBSERVER_KINDS, ObserverError, ObserverKind } from './types';
+import { QuantSpec, validateSpec } from '../spec.js';
+import { klLevels } from './kl.js';
+import { OBSERVER_KINDS, ObserverError, ObserverKind } from './types.js';
 
 export interface ObserverOptions {
   /** The quantizer the range is for: bits, signed and symmetric decide what the search optimises. */

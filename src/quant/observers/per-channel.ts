@@ -1,5 +1,5 @@
-import { checkBatch, noDataError } from './batch';
-import { ChannelRange, ObserverError, RangeObserver, TensorRange } from './types';
+import { checkBatch, noDataError } from './batch.js';
+import { ChannelRange, ObserverError, RangeObserver, TensorRange } from './types.js';
 
 /**
  * One per-tensor observer per channel along `axis` (torch PerChannelMinMaxObserver for 'minmax'; the same

@@ -1,7 +1,7 @@
-import { QuantSpec } from '../spec';
-import { batchMinMax, checkBatch, noDataError } from './batch';
-import { GrowingHistogram } from './histogram';
-import { RangeObserver, TensorRange } from './types';
+import { QuantSpec } from '../spec.js';
+import { batchMinMax, checkBatch, noDataError } from './batch.js';
+import { GrowingHistogram } from './histogram.js';
+import { RangeObserver, TensorRange } from './types.js';
 
 /**
  * Percentile calibration from a histogram (ORT calibrate.py 'Percentile', TensorRT's percentile calibrator):

@@ -1,8 +1,8 @@
-import { DType } from '../../ir/dtype';
-import { multiplyByQuantizedMultiplier, quantizeMultiplier } from './fixed-point';
-import { floatBinary } from './float-elementwise';
-import { IntegerKernel } from './kernel';
-import { isPerTensor, Quantized, scaleAt, zeroAt } from './values';
+import { DType } from '../../ir/dtype.js';
+import { multiplyByQuantizedMultiplier, quantizeMultiplier } from './fixed-point.js';
+import { floatBinary } from './float-elementwise.js';
+import { IntegerKernel } from './kernel.js';
+import { isPerTensor, Quantized, scaleAt, zeroAt } from './values.js';
 
 /** TFLite's left shift for quantized Add: inputs are rescaled to 2^20 steps of twice the larger input scale. */
 const ADD_LEFT_SHIFT = 20;

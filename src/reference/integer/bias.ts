@@ -1,6 +1,6 @@
-import { DType } from '../../ir/dtype';
-import type { Node } from '../../ir/graph';
-import { IntValue, quantizedInput, scaleAt } from './values';
+import { DType } from '../../ir/dtype.js';
+import type { Node } from '../../ir/graph.js';
+import { IntValue, quantizedInput, scaleAt } from './values.js';
 
 /**
  * The int32 bias of a quantized Conv / Gemm, checked to be in the accumulator's units: zero point 0 and

@@ -1,7 +1,7 @@
-import { DType } from '../../ir/dtype';
-import { Tensor } from '../../ir/tensor';
-import { IntegerKernel } from './kernel';
-import { channelIndexer, floatInput, scaleAt, tensorInput, zeroAt } from './values';
+import { DType } from '../../ir/dtype.js';
+import { Tensor } from '../../ir/tensor.js';
+import { IntegerKernel } from './kernel.js';
+import { channelIndexer, floatInput, scaleAt, tensorInput, zeroAt } from './values.js';
 
 /**
  * Clip with real bounds (the exporter's clamp to a grid narrower than the storage type, e.g. 4-bit codes in

@@ -1,12 +1,12 @@
 import * as ort from 'onnxruntime-node';
-import { Graph, Node } from '../../ir/graph';
-import { Tensor } from '../../ir/tensor';
-import { Session } from '../../runtime/session';
-import { fromOrtTensor, toOrtTensor } from '../../runtime/tensors';
-import { evaluateInteger } from './evaluator';
-import { DType } from '../../ir/dtype';
-import { roundHalfEven } from '../../quant/spec';
-import { channelIndexer, Quantized, TYPE_RANGE } from './values';
+import { Graph, Node } from '../../ir/graph.js';
+import { Tensor } from '../../ir/tensor.js';
+import { Session } from '../../runtime/session.js';
+import { fromOrtTensor, toOrtTensor } from '../../runtime/tensors.js';
+import { evaluateInteger } from './evaluator.js';
+import { DType } from '../../ir/dtype.js';
+import { roundHalfEven } from '../../quant/spec.js';
+import { channelIndexer, Quantized, TYPE_RANGE } from './values.js';
 
 /** Ops skipped when naming the layer that produced a QuantizeLinear's input (they fuse into it). */
 const FUSED = new Set(['Relu', 'Identity', 'Clip']);

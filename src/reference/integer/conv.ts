@@ -1,10 +1,10 @@
-import { DType } from '../../ir/dtype';
-import { attrInt } from '../../ir/graph';
-import { resolveWindow } from '../../ops/window-geometry';
-import { windowTable } from '../windows';
-import { checkInt32, int32Bias } from './bias';
-import { IntegerKernel } from './kernel';
-import { isPerTensor, Quantized, quantizedInput, scaleAt, zeroAt } from './values';
+import { DType } from '../../ir/dtype.js';
+import { attrInt } from '../../ir/graph.js';
+import { resolveWindow } from '../../ops/window-geometry.js';
+import { windowTable } from '../windows.js';
+import { checkInt32, int32Bias } from './bias.js';
+import { IntegerKernel } from './kernel.js';
+import { isPerTensor, Quantized, quantizedInput, scaleAt, zeroAt } from './values.js';
 
 /**
  * Conv on codes (ORT's QLinearConv without its requantization, which the following QuantizeLinear does):

@@ -1,8 +1,8 @@
-import { DType } from '../../ir/dtype';
-import { attrInt } from '../../ir/graph';
-import { IntegerKernel } from './kernel';
-import { quantParams } from './quant-params';
-import { Quantized, tensorInput } from './values';
+import { DType } from '../../ir/dtype.js';
+import { attrInt } from '../../ir/graph.js';
+import { IntegerKernel } from './kernel.js';
+import { quantParams } from './quant-params.js';
+import { Quantized, tensorInput } from './values.js';
 
 /**
  * DequantizeLinear does no arithmetic here: it attaches its (scale, zero point) to the codes, and the

@@ -1,19 +1,19 @@
-import { DType } from '../../ir/dtype';
-import { Graph, Node, topologicalOrder } from '../../ir/graph';
-import { Tensor } from '../../ir/tensor';
-import { integerAdd } from './add';
-import { integerClip } from './clip';
-import { integerConv } from './conv';
-import { dequantizeLinear } from './dequantize-linear';
-import { floatDiv, floatMul, floatSub } from './float-elementwise';
-import { integerGlobalAveragePool } from './global-average-pool';
-import { integerGemm, integerMatMulKernel } from './gemm';
-import { IntegerKernelTable } from './kernel';
-import { integerMaxPool } from './max-pool';
-import { quantizeLinear } from './quantize-linear';
-import { integerRelu } from './relu';
-import { integerFlatten, integerIdentity, integerReshape } from './shape';
-import { dequantize, IntValue, Quantized } from './values';
+import { DType } from '../../ir/dtype.js';
+import { Graph, Node, topologicalOrder } from '../../ir/graph.js';
+import { Tensor } from '../../ir/tensor.js';
+import { integerAdd } from './add.js';
+import { integerClip } from './clip.js';
+import { integerConv } from './conv.js';
+import { dequantizeLinear } from './dequantize-linear.js';
+import { floatDiv, floatMul, floatSub } from './float-elementwise.js';
+import { integerGlobalAveragePool } from './global-average-pool.js';
+import { integerGemm, integerMatMulKernel } from './gemm.js';
+import { IntegerKernelTable } from './kernel.js';
+import { integerMaxPool } from './max-pool.js';
+import { quantizeLinear } from './quantize-linear.js';
+import { integerRelu } from './relu.js';
+import { integerFlatten, integerIdentity, integerReshape } from './shape.js';
+import { dequantize, IntValue, Quantized } from './values.js';
 
 /** Op type -> integer kernel; one file per op. */
 export const integerKernels: IntegerKernelTable = {

@@ -1,9 +1,9 @@
-import { DType } from '../../ir/dtype';
-import type { Node } from '../../ir/graph';
-import { Tensor } from '../../ir/tensor';
-import { stridesOf } from '../kernel';
-import { IntegerKernel } from './kernel';
-import { floatInput, IntValue } from './values';
+import { DType } from '../../ir/dtype.js';
+import type { Node } from '../../ir/graph.js';
+import { Tensor } from '../../ir/tensor.js';
+import { stridesOf } from '../kernel.js';
+import { IntegerKernel } from './kernel.js';
+import { floatInput, IntValue } from './values.js';
 
 /**
  * Float32 binary ops with numpy broadcasting, for the float part of a QDQ model (the input normalisation

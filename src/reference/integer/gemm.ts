@@ -1,8 +1,8 @@
-import { attrInt, Node } from '../../ir/graph';
-import { checkInt32, int32Bias } from './bias';
-import { accumulator } from './conv';
-import { IntegerKernel } from './kernel';
-import { IntValue, isPerTensor, quantizedInput, scaleAt, zeroAt } from './values';
+import { attrInt, Node } from '../../ir/graph.js';
+import { checkInt32, int32Bias } from './bias.js';
+import { accumulator } from './conv.js';
+import { IntegerKernel } from './kernel.js';
+import { IntValue, isPerTensor, quantizedInput, scaleAt, zeroAt } from './values.js';
 
 /**
  * Y[i, j] = bias[j] + sum_k (A[i, k] - z_a) * (B[k, j] - z_b[j]) in integers, the int32 accumulator of ORT's

@@ -1,7 +1,7 @@
-import { DType } from '../../ir/dtype';
-import { roundingDivideByPOT } from './fixed-point';
-import { IntegerKernel } from './kernel';
-import { isPerTensor, Quantized, quantizedInput, zeroAt } from './values';
+import { DType } from '../../ir/dtype.js';
+import { roundingDivideByPOT } from './fixed-point.js';
+import { IntegerKernel } from './kernel.js';
+import { isPerTensor, Quantized, quantizedInput, zeroAt } from './values.js';
 
 /**
  * GlobalAveragePool on codes: per plane, round(sum(q - z) / count) with ties away from zero (TFLite's quantized

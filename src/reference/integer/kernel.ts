@@ -1,5 +1,5 @@
-import type { Node } from '../../ir/graph';
-import type { IntValue } from './values';
+import type { Node } from '../../ir/graph.js';
+import type { IntValue } from './values.js';
 
 /**
  * An integer reference kernel: a node's outputs from its inputs (undefined where an optional input is absent).

@@ -1,8 +1,8 @@
-import { attrInts } from '../../ir/graph';
-import { resolveWindow } from '../../ops/window-geometry';
-import { windowTable } from '../windows';
-import { IntegerKernel } from './kernel';
-import { quantizedInput, withCodes } from './values';
+import { attrInts } from '../../ir/graph.js';
+import { resolveWindow } from '../../ops/window-geometry.js';
+import { windowTable } from '../windows.js';
+import { IntegerKernel } from './kernel.js';
+import { quantizedInput, withCodes } from './values.js';
 
 /** MaxPool on codes: the maximum code is the code of the maximum (positive scale), pads excluded. */
 export const integerMaxPool: IntegerKernel = (node, inputs) => {

@@ -1,6 +1,6 @@
-import { DType } from '../../ir/dtype';
-import type { Node } from '../../ir/graph';
-import { IntValue, tensorInput } from './values';
+import { DType } from '../../ir/dtype.js';
+import type { Node } from '../../ir/graph.js';
+import { IntValue, tensorInput } from './values.js';
 
 const CODE_TYPES = [DType.UINT8, DType.INT8, DType.INT32];
 

@@ -1,9 +1,9 @@
-import { attrInt } from '../../ir/graph';
-import { roundHalfEven } from '../../quant/spec';
-import { multiplyByQuantizedMultiplier, QuantizedMultiplier, quantizeMultiplier } from './fixed-point';
-import { IntegerKernel } from './kernel';
-import { channelIndexer, Quantized, scaleAt, tensorInput, typeRange, zeroAt } from './values';
-import { quantParams } from './quant-params';
+import { attrInt } from '../../ir/graph.js';
+import { roundHalfEven } from '../../quant/spec.js';
+import { multiplyByQuantizedMultiplier, QuantizedMultiplier, quantizeMultiplier } from './fixed-point.js';
+import { IntegerKernel } from './kernel.js';
+import { channelIndexer, Quantized, scaleAt, tensorInput, typeRange, zeroAt } from './values.js';
+import { quantParams } from './quant-params.js';
 
 /**
  * QuantizeLinear. A float input (the normalised image) is quantized as ONNX defines it:

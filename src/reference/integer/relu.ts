@@ -1,7 +1,7 @@
-import { DType } from '../../ir/dtype';
-import { Tensor } from '../../ir/tensor';
-import { IntegerKernel } from './kernel';
-import { channelIndexer, floatInput, zeroAt } from './values';
+import { DType } from '../../ir/dtype.js';
+import { Tensor } from '../../ir/tensor.js';
+import { IntegerKernel } from './kernel.js';
+import { channelIndexer, floatInput, zeroAt } from './values.js';
 
 /**
  * Relu on codes is max(q, z): the code of a real 0 (exact for any positive scale). On an int32 accumulator

@@ -1,8 +1,8 @@
-import { DType } from '../../ir/dtype';
-import { attrInt, Node } from '../../ir/graph';
-import { Tensor } from '../../ir/tensor';
-import { IntegerKernel } from './kernel';
-import { IntValue, isPerTensor, tensorInput, withCodes } from './values';
+import { DType } from '../../ir/dtype.js';
+import { attrInt, Node } from '../../ir/graph.js';
+import { Tensor } from '../../ir/tensor.js';
+import { IntegerKernel } from './kernel.js';
+import { IntValue, isPerTensor, tensorInput, withCodes } from './values.js';
 
 // Ops that only move codes: Identity, Flatten, Reshape (per-tensor quantization, so no axis to follow).
 

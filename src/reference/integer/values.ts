@@ -1,6 +1,6 @@
-import { DType } from '../../ir/dtype';
-import type { Node } from '../../ir/graph';
-import { Tensor } from '../../ir/tensor';
+import { DType } from '../../ir/dtype.js';
+import type { Node } from '../../ir/graph.js';
+import { Tensor } from '../../ir/tensor.js';
 
 /**
  * A value of the integer evaluator. Float values exist only before the first QuantizeLinear (the

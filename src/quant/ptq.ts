@@ -1,9 +1,10 @@
-import { Model } from '../models/model';
-import { collectActivationStats } from './calibrate';
-import { createObserver, isChannelRange, RangeObserver, TensorRange } from './observers';
-import { ActivationStats, applyQuantization, planQuantization, QuantPlan } from './prepare';
-import { LayerOverride, presetConfig, QatConfig, RoleSpec } from './presets';
-import { ScaleMethod } from './spec';
+import { Model } from '../models/model.js';
+import { collectActivationStats } from './calibrate.js';
+import { createObserver, isChannelRange, RangeObserver, TensorRange } from './observers/index.js';
+import { ActivationStats, applyQuantization, planQuantization, QuantPlan } from './prepare.js';
+import { prepareLanguageModelQat } from './qat.js';
+import { LayerOverride, presetConfig, QatConfig, RoleSpec } from './presets.js';
+import { ScaleMethod } from './spec.js';
 
 /** Calibration observers PTQ can freeze activation ranges from (the range observers of ./observers). */
 export const CALIB_KINDS = ['minmax', 'percentile', 'mse', 'kl'] as const;
@@ -96,4 +97,14 @@ export async function quantizePostTraining(fp32: Model, preset: string | QatConf
   const frozen = new Map([...stats].map(([t, s]) => [t, { ...s, ...(ranges.get(t) ?? {}) }]));
   const model = applyQuantization(fp32, plan, frozen, config, options.preset ?? (typeof preset === 'string' ? preset : 'custom'));
   return { ...model, quant: { ...model.quant!, method: 'ptq', calib: calib.kind } };
+}
+
+/**
+ * RTN baseline of a language model: round-to-nearest at min/max scales (per channel or per group: max|W| / qmax,
+ * computed in-graph from the weights) in the SAME fake-quant graph QAT trains, learned scales replaced by min/max
+ * ones (ptqConfig); per-token activations are dynamic, so nothing is calibrated.
+ */
+export function quantizeLanguageModelRtn(fp32: Model, config: QatConfig, preset = 'custom'): Model {
+  const model = prepareLanguageModelQat(fp32, ptqConfig(config), preset);
+  return { ...model, quant: { ...model.quant!, method: 'ptq', calib: 'rtn' } };
 }

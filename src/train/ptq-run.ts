@@ -1,14 +1,19 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { DATASET_NAMES, DatasetName, loadDataset } from '../data';
-import { writeFileAtomic } from '../onnx/atomic-write';
-import { QatConfig } from '../quant/presets';
-import { CALIB_BATCH_SIZE, CalibKind, quantizePostTraining } from '../quant/ptq';
-import { saveCheckpoint } from './checkpoint';
-import { evaluateModel } from './evaluate';
-import { CHECKPOINT_FILE } from './run';
-import { openSourceRun } from './run-lifecycle';
-import { RunDirectory } from './run-dir';
+import { DATASET_NAMES, DatasetName, loadDataset } from '../data/index.js';
+import { writeFileAtomic } from '../onnx/atomic-write.js';
+import { QatConfig } from '../quant/presets.js';
+import { CALIB_BATCH_SIZE, CalibKind, quantizeLanguageModelRtn, quantizePostTraining } from '../quant/ptq.js';
+import { presetConfig } from '../quant/presets.js';
+import { isTextData, loadTextData } from '../data/text.js';
+import { TokenizerName } from '../data/tokenizers/index.js';
+import { evaluateLanguageModel } from './evaluate-language-model.js';
+import { Checkpoint } from './checkpoint.js';
+import { saveCheckpoint } from './checkpoint.js';
+import { evaluateModel } from './evaluate.js';
+import { CHECKPOINT_FILE } from './run.js';
+import { openSourceRun } from './run-lifecycle.js';
+import { RunDirectory } from './run-dir.js';
 
 export interface PtqRunConfig {
   /** The fp32 run directory (its checkpoint.qat) to quantize. */
@@ -57,6 +62,7 @@ export async function quantizeRun(config: PtqRunConfig, outDir: string, log: (li
   if (source.model.quant) {
     throw new Error(`--from: ${config.from} is a quantization-aware run (${source.model.quant.method ?? 'qat'} ${source.model.quant.preset ?? 'custom'}); PTQ needs an fp32 run`);
   }
+  if (isTextData(String(source.config.data))) return quantizeLanguageModelRun(config, source, outDir, log);
   const data = source.config.data as DatasetName;
   if (!(DATASET_NAMES as readonly string[]).includes(data)) throw new Error(`--from: ${path.join(config.from, CHECKPOINT_FILE)} names no known dataset (config.data = '${data}'; valid: ${DATASET_NAMES.join(', ')})`);
   const dataset = loadDataset(data);
@@ -108,5 +114,51 @@ export async function quantizeRun(config: PtqRunConfig, outDir: string, log: (li
     throw e;
   }
   dir.release();
+  return result;
+}
+
+/** `qat quantize --from` a language-model run: the RTN baseline (min/max scales) and its val perplexity beside fp32's. */
+async function quantizeLanguageModelRun(config: PtqRunConfig, source: Checkpoint, outDir: string, log: (line: string) => void): Promise<PtqResult> {
+  const saved = source.config as Record<string, unknown>;
+  const text = loadTextData(String(saved.data), ((saved.tokenizer as string | undefined) ?? 'bytes') as TokenizerName);
+  const context = (saved.context as number | undefined) ?? source.model.lm?.context ?? 128;
+  const qat = config.quantConfig ?? presetConfig(config.quant, 'language-model');
+  const model = quantizeLanguageModelRtn(source.model, qat, config.quant);
+  log(`evaluating fp32 and ${config.quant} RTN (min/max scales) on ${text.val.tokens.length} validation tokens`);
+  const fp32 = await evaluateLanguageModel(source.model, text.val, context, { threads: config.threads });
+  const rtn = await evaluateLanguageModel(model, text.val, context, { threads: config.threads });
+  const result = {
+    model: (saved.model as string | undefined) ?? source.model.name,
+    quant: config.quant,
+    method: 'ptq' as const,
+    calib: 'rtn' as unknown as CalibKind,
+    calib_batches: 0,
+    calib_images: 0,
+    data: String(saved.data),
+    from: config.from,
+    test_accuracy: rtn.val_token_accuracy,
+    test_loss: rtn.val_loss,
+    fp32_accuracy: fp32.val_token_accuracy,
+    fp32_loss: fp32.val_loss,
+    val_perplexity: rtn.val_perplexity,
+    fp32_perplexity: fp32.val_perplexity,
+    quantizers: model.quant!.quantizers.length,
+    calib_seconds: 0,
+    run_dir: outDir,
+  };
+  const runConfig = { ...saved, ...config, method: 'ptq' };
+  const dir = RunDirectory.open(outDir, { resume: false, requiredFile: CHECKPOINT_FILE });
+  try {
+    saveCheckpoint(path.join(outDir, CHECKPOINT_FILE), {
+      model, optimizerState: new Map(), step: 0, rng: { seed: (saved.seed as number | undefined) ?? 0, step: 0 },
+      config: runConfig as unknown as Record<string, unknown>, metrics: { ...result },
+    });
+    writeFileAtomic(path.join(outDir, 'metrics.json'), JSON.stringify({ ...result, config: runConfig }, null, 2) + '\n');
+  } catch (e) {
+    dir.abandon();
+    throw e;
+  }
+  dir.release();
+  log(`fp32 val_perplexity ${fp32.val_perplexity.toFixed(3)}; ${config.quant} RTN val_perplexity ${rtn.val_perplexity.toFixed(3)}`);
   return result;
 }

@@ -26,7 +26,7 @@ test('qat train --from RUN --quant w4a4 --distill writes quant, method, test_acc
 
 test('qat train refuses --distill without --from, an unknown preset, and a malformed --quant-config', () => {
   assert.match(qat('train', '--model', 'mlp', '--quant', 'w8a8', '--distill', '--steps', '1').stderr, /--distill needs --from RUN_DIR/);
-  assert.match(qat('train', '--quant', 'w5a5').stderr, /--quant must be one of w8a8, w4a8, w4a4, w3a3, w2a2, w2a8, ternary, binary, got 'w5a5'/);
+  assert.match(qat('train', '--quant', 'w5a5').stderr, /--quant must be one of w8a8, w4a8, w4a4, w3a3, w2a2, w2a8, ternary, binary, w4a16-g32, w4a8-g32, w3a16-g32, w2a16-g32, b158, got 'w5a5'/);
   const bad = path.join(dir, 'bad.json');
   fs.writeFileSync(bad, JSON.stringify({ activation: { granularity: 'per-row' } }));
   assert.match(qat('train', '--model', 'mlp', '--quant-config', bad, '--steps', '1').stderr, /bad\.json: activation\.granularity: must be one of per-tensor, per-channel, per-group, per-token, got "per-row"/);

@@ -2,6 +2,7 @@ import { allocate, DType } from './dtype.js';
 import { addDims, divDims, mulDims, subDims } from './dims.js';
 import { attrInt, attrInts, Node } from './graph.js';
 import { sizeOf, Tensor } from './tensor.js';
+import { stridesOf } from '../reference/kernel.js';
 
 // Reference kernels for the small tensors of shape computations (ONNX operator semantics, opset 17 forms), run by
 // the partial evaluator at import and whenever shapes become known. Elements are JS values: bigint for int64
@@ -58,16 +59,6 @@ class CannotEvaluate extends Error {}
 type Kernel = (node: Node, inputs: (EvalValue | undefined)[]) => EvalValue[];
 
 // ---------------- index helpers ----------------
-
-function stridesOf(dims: number[]): number[] {
-  const s = new Array<number>(dims.length);
-  let acc = 1;
-  for (let i = dims.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= dims[i];
-  }
-  return s;
-}
 
 function normAxis(axis: number, rank: number): number {
   const a = axis < 0 ? axis + rank : axis;

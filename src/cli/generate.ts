@@ -3,7 +3,7 @@ import { createFileGenerator, createGenerator } from '../generate/create-generat
 import { generate } from '../generate/generator.js';
 import { TOKENIZER_NAMES } from '../data/tokenizers/index.js';
 import { writeFileAtomic } from '../onnx/atomic-write.js';
-import { floatOption, intOption } from './options.js';
+import { defaultThreads, floatOption, intOption, threadsOption } from './options.js';
 import { resolveLanguageModelSource } from './language-model-source.js';
 
 export function generateCommand(): Command {
@@ -19,7 +19,7 @@ export function generateCommand(): Command {
     .option('--no-kv-cache', 'recompute the whole window every token (the reference the KV cache is tested against)')
     .option('--tokenizer <name>', `${TOKENIZER_NAMES.join(', ')} (default: the run's, model.json's, or bytes)`)
     .option('--context <n>', "the model's context (default: the run's or model.json's)", intOption('--context', 1))
-    .option('--threads <n>', 'ONNX Runtime intra-op threads', intOption('--threads', 1), 2)
+    .option('--threads <n>', 'ONNX Runtime intra-op threads (1..the cores)', threadsOption(), defaultThreads())
     .option('--json <file>', 'write the generated text, token ids and tokens/s as JSON')
     .action(async (o) => {
       if (o.prompt === '') throw new Error('--prompt must be non-empty text, got an empty string');

@@ -66,8 +66,31 @@ export function decoderLayoutOf(session: ort.InferenceSession, cache: { heads?: 
     const headSize = typeof shape[3] === 'number' ? shape[3] : cache.headSize;
     if (!heads || !headSize) throw new Error(`decoder graph: ${decoderNames.pastKey(0)} has shape [${shape.join(', ')}]; give heads and head size (model.json "heads", "headSize")`);
     Object.assign(layout, { heads, headSize });
+    checkCacheShapes(session, layout, heads, headSize);
   }
   return layout;
+}
+
+/**
+ * Every layer's past and present tensors must be [B, heads, *, headSize] like layer 0's: a decoder whose cache
+ * shapes disagree would fail inside ONNX Runtime at the first decode step (or silently mix heads).
+ */
+function checkCacheShapes(session: ort.InferenceSession, layout: DecoderLayout, heads: number, headSize: number): void {
+  const outputShape = (name: string) => {
+    const meta = (session as unknown as { outputMetadata?: { name: string; isTensor: boolean; shape?: readonly (number | string)[] }[] }).outputMetadata?.find((m) => m.name === name);
+    return meta && meta.isTensor ? meta.shape : undefined;
+  };
+  for (const l of layout.layers) {
+    const shapes: [string, readonly (number | string)[] | undefined][] = [
+      [l.pastKey, tensorShape(session, l.pastKey)], [l.pastValue, tensorShape(session, l.pastValue)],
+      [l.presentKey, outputShape(l.presentKey)], [l.presentValue, outputShape(l.presentValue)],
+    ];
+    for (const [name, shape] of shapes) {
+      if (!shape) continue;
+      const bad = shape.length !== 4 || (typeof shape[1] === 'number' && shape[1] !== heads) || (typeof shape[3] === 'number' && shape[3] !== headSize);
+      if (bad) throw new Error(`decoder graph: '${name}' has shape [${shape.join(', ')}]; every past/present tensor must be [batch, ${heads}, sequence, ${headSize}] like ${decoderNames.pastKey(0)}`);
+    }
+  }
 }
 
 /** Empty past tensors [rows, heads, 0, headSize] for every layer: the prefill of a decoder. */

@@ -194,3 +194,16 @@ test('a language model file without past_key_values inputs generates by full rec
   await g.release();
   await kv.release();
 });
+
+test('a decoder whose layers disagree on the cache shape is refused before generating, naming the file or the tensor', async () => {
+  const model = tinyModel('gpt');
+  const decoder = transformerDecoder(model).graph;
+  // Declare layer 1's past key with a head size of its own: the decoder's cache layout is inconsistent.
+  const past = decoder.inputs.find((v) => v.name === 'past_key_values.1.key')!;
+  past.shape = [past.shape[0], past.shape[1], past.shape[2], (past.shape[3] as number) + 1];
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-generate-')), 'decoder.onnx');
+  saveModel(decoder, file);
+  // ONNX Runtime's shape inference refuses static mismatches at load (naming the file); symbolic ones reach
+  // decoderLayoutOf's own check, which names the tensor.
+  await assert.rejects(createFileGenerator(file, CONTEXT), /decoder\.onnx failed|'past_key_values\.1\.key' has shape/);
+});

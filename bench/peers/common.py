@@ -101,13 +101,19 @@ def time_train_steps(model: nn.Module, args: argparse.Namespace) -> dict:
 
     for _ in range(args.warmup):
         step()
+    return time_steps(step, args.steps)
+
+
+def time_steps(step, steps: int) -> dict:
+    """Times `steps` calls of `step` (warmed up by the caller): median and p90 ms/step, RSS after timed step 50
+    (or the last) and at the end."""
     times = []
     rss_first = None
-    for i in range(args.steps):
+    for i in range(steps):
         t0 = time.perf_counter()
         step()
         times.append((time.perf_counter() - t0) * 1e3)
-        if i == min(49, args.steps - 1):
+        if i == min(49, steps - 1):
             rss_first = rss_mb()
     s = sorted(times)
     return {'ms_median': percentile(s, 0.5), 'ms_p90': percentile(s, 0.9), 'rss_mb_first': rss_first, 'rss_mb_last': rss_mb()}

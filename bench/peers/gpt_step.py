@@ -24,14 +24,13 @@ Otherwise it prints ONE JSON line on stdout: {"peer": "torch-lm", "version", "mo
 import math
 import os
 import sys
-import time
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # common.py, also under python3 -P / -I
-from common import peer_arg_parser, percentile, print_result, rss_mb, serve_steps  # noqa: E402
+from common import peer_arg_parser, print_result, serve_steps, time_steps  # noqa: E402
 
 
 def causal_mask(context: int) -> torch.Tensor:
@@ -187,16 +186,7 @@ def main() -> None:
     if args.serve:
         serve_steps(step, {'peer': 'torch-lm', 'version': torch.__version__, 'model': args.model, 'parameters': parameters, 'threads': args.threads, 'batch': args.batch, 'context': args.context})
         return
-    times = []
-    rss_first = None
-    for i in range(args.steps):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1e3)
-        if i == min(49, args.steps - 1):
-            rss_first = rss_mb()
-    s = sorted(times)
-    timings = {'ms_median': percentile(s, 0.5), 'ms_p90': percentile(s, 0.9), 'rss_mb_first': rss_first, 'rss_mb_last': rss_mb()}
+    timings = time_steps(step, args.steps)
     print_result('torch-lm', args, timings, model=args.model, parameters=parameters, context=args.context)
 
 

@@ -446,20 +446,28 @@ function transpose(node: Node, [x]: (EvalValue | undefined)[]): EvalValue[] {
   const perm = attrInts(node, 'perm', undefined) ?? Array.from({ length: rank }, (_, i) => rank - 1 - i);
   const dims = perm.map((p) => x.dims[p]);
   const inStrides = stridesOf(x.dims);
+  return [{ dtype: x.dtype, dims, data: gatherByIndex(x, dims, (axis, index) => index * inStrides[perm[axis]]) }];
+}
+
+/**
+ * The elements of an output of `dims` read from x: output element (i_0, ..., i_r) takes x's element at offset
+ * sum over axes a of offset(a, i_a) (a transpose or a tile is one such map).
+ */
+function gatherByIndex(x: EvalValue, dims: number[], offset: (axis: number, index: number) => number): Element[] {
   const outStrides = stridesOf(dims);
   const n = sizeOf(dims);
   const data: Element[] = new Array(n);
   for (let i = 0; i < n; i++) {
     let rem = i;
     let src = 0;
-    for (let a = 0; a < rank; a++) {
+    for (let a = 0; a < dims.length; a++) {
       const q = Math.floor(rem / outStrides[a]);
       rem -= q * outStrides[a];
-      src += q * inStrides[perm[a]];
+      src += offset(a, q);
     }
     data[i] = x.data[src];
   }
-  return [{ dtype: x.dtype, dims, data }];
+  return data;
 }
 
 function expand(_node: Node, [x, shapeV]: (EvalValue | undefined)[]): EvalValue[] {
@@ -474,20 +482,7 @@ function tile(_node: Node, [x, repeatsV]: (EvalValue | undefined)[]): EvalValue[
   if (repeats.length !== x.dims.length) throw new CannotEvaluate();
   const dims = x.dims.map((d, i) => d * repeats[i]);
   const inStrides = stridesOf(x.dims);
-  const outStrides = stridesOf(dims);
-  const n = sizeOf(dims);
-  const data: Element[] = new Array(n);
-  for (let i = 0; i < n; i++) {
-    let rem = i;
-    let src = 0;
-    for (let a = 0; a < dims.length; a++) {
-      const q = Math.floor(rem / outStrides[a]);
-      rem -= q * outStrides[a];
-      src += (q % x.dims[a]) * inStrides[a];
-    }
-    data[i] = x.data[src];
-  }
-  return [{ dtype: x.dtype, dims, data }];
+  return [{ dtype: x.dtype, dims, data: gatherByIndex(x, dims, (axis, index) => (index % x.dims[axis]) * inStrides[axis]) }];
 }
 
 function constantOfShape(node: Node, [shapeV]: (EvalValue | undefined)[]): EvalValue[] {

@@ -198,3 +198,27 @@ test('a float initializer that gradients reach (a tied head) is never folded: Tr
   assert.equal(foldShapeComputations(g), 0);
   assert.deepEqual(g.nodes.map((n) => n.opType), ['Gather', 'Transpose', 'MatMul']);
 });
+
+test('the Transpose and Tile kernels give what ONNX Runtime gives', async () => {
+  const x = Tensor.int64([2, 3, 4], Array.from({ length: 24 }, (_, i) => i));
+  const cases: { op: string; attrs: Record<string, Attr>; inputs: Tensor[] }[] = [
+    { op: 'Transpose', attrs: { perm: { kind: 'ints', value: [2, 0, 1] } }, inputs: [x] },
+    { op: 'Transpose', attrs: {}, inputs: [x] },
+    { op: 'Tile', attrs: {}, inputs: [x, Tensor.int64([3], [2, 1, 3])] },
+  ];
+  for (const c of cases) {
+    const names = c.inputs.map((_, i) => `in${i}`);
+    const n: Node = { opType: c.op, domain: '', name: c.op, inputs: names, outputs: ['y'], attrs: c.attrs };
+    const ours = toTensor(evaluateNode(n, c.inputs.map((t) => fromTensor(t)))![0]);
+    const g = new Graph();
+    g.inputs = [{ name: 'in0', dtype: DType.INT64, shape: [2, 3, 4] }];
+    if (c.inputs[1]) g.initializers.set('in1', c.inputs[1]);
+    g.nodes = [n];
+    g.outputs = [{ name: 'y', dtype: DType.INT64, shape: ours.dims }];
+    const session = await Session.create(g, { threads: 1 });
+    const out = await session.run({ in0: new ort.Tensor('int64', x.data as BigInt64Array, [2, 3, 4]) }, ['y']);
+    await session.release();
+    assert.deepEqual(ours.dims, [...out.y.dims], `${c.op} dims`);
+    assert.deepEqual([...(ours.data as BigInt64Array)], [...(out.y.data as BigInt64Array)], `${c.op} ${JSON.stringify(c.attrs)}`);
+  }
+});

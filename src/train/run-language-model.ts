@@ -7,11 +7,10 @@ import { Model, parameterCount } from '../models/model.js';
 import { importForTraining } from '../models/resolve.js';
 import { gpt, llama, TRANSFORMER_DEFAULTS } from '../models/transformers.js';
 import { saveModel } from '../onnx/model-io.js';
-import { writeFileAtomic } from '../onnx/atomic-write.js';
 import { Checkpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { checkStoredTrainConfig, checkTrainConfig } from './config-schema.js';
 import { RunDirectory } from './run-dir.js';
-import { CHECKPOINT_FILE, checkResumeState, checkStartStep, RunSession, TrainingInterruptedError } from './run-lifecycle.js';
+import { CHECKPOINT_FILE, writeRunMetrics, checkResumeState, checkStartStep, RunSession, TrainingInterruptedError } from './run-lifecycle.js';
 import { withStoredPrecision } from '../models/stored-precision.js';
 import { InputError } from '../validate/schema.js';
 import { median } from './fit.js';
@@ -328,8 +327,7 @@ export async function trainLanguageModel(
       history,
       losses,
     };
-    const { losses: _losses, ...summary } = result;
-    writeFileAtomic(path.join(runDir, 'metrics.json'), JSON.stringify({ ...summary, config }, null, 2) + '\n');
+    writeRunMetrics(runDir, result, config);
     session.finish();
     return result;
   } catch (e) {

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Tensor } from '../ir/tensor.js';
+import { writeFileAtomic } from '../onnx/atomic-write.js';
 import { InputError } from '../validate/schema.js';
 import { Checkpoint, loadCheckpoint } from './checkpoint.js';
 import { checkStoredTrainConfig } from './config-schema.js';
@@ -14,6 +15,13 @@ import { RunDirectory, sameDirectory } from './run-dir.js';
 import type { CarriedValue } from './step-graph.js';
 
 export const CHECKPOINT_FILE = 'checkpoint.qat';
+export const METRICS_FILE = 'metrics.json';
+
+/** metrics.json of a finished run: the result without its per-step losses, and the config that produced it. */
+export function writeRunMetrics(runDir: string, result: { losses: number[] }, config: unknown): void {
+  const { losses: _losses, ...summary } = result;
+  writeFileAtomic(path.join(runDir, METRICS_FILE), JSON.stringify({ ...summary, config }, null, 2) + '\n');
+}
 
 /** A run stopped by SIGINT/SIGTERM (or an aborted signal) after writing its checkpoint. */
 export class TrainingInterruptedError extends Error {}

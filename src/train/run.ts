@@ -6,7 +6,6 @@ import { DATASET_STATS, resolveModel, InputTransform } from '../models/resolve.j
 import { checkClassifierFitsData } from '../models/check-io.js';
 import { withStoredPrecision } from '../models/stored-precision.js';
 import { saveModel } from '../onnx/model-io.js';
-import { writeFileAtomic } from '../onnx/atomic-write.js';
 import { Tensor } from '../ir/tensor.js';
 import { InputError } from '../validate/schema.js';
 import { Checkpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -24,7 +23,7 @@ import { DEFAULT_OSCILLATION, oscillationControl, OscillationOptions } from '../
 import { isTextData } from '../data/text.js';
 import { LanguageModelPlan, planLanguageModel, trainLanguageModel } from './run-language-model.js';
 import { RunDirectory } from './run-dir.js';
-import { CHECKPOINT_FILE, checkResumeState, checkStartStep, openFp32SourceRun, openSourceRun, RunSession, TrainingInterruptedError } from './run-lifecycle.js';
+import { CHECKPOINT_FILE, writeRunMetrics, METRICS_FILE, checkResumeState, checkStartStep, openFp32SourceRun, openSourceRun, RunSession, TrainingInterruptedError } from './run-lifecycle.js';
 
 export { CHECKPOINT_FILE, TrainingInterruptedError } from './run-lifecycle.js';
 
@@ -199,7 +198,7 @@ function openResumed(runDir: string): { ckpt: Checkpoint; saved: TrainConfig } {
 /** The metrics.json of a run that is complete at `step`, if it is there and says so. */
 export function finishedMetrics(runDir: string, step: number): TrainResult | undefined {
   try {
-    const m = JSON.parse(fs.readFileSync(path.join(runDir, 'metrics.json'), 'utf8'));
+    const m = JSON.parse(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8'));
     if (m && typeof m === 'object' && m.steps === step && typeof m.test_accuracy === 'number') {
       const { config: _config, ...rest } = m;
       return { ...rest, losses: [] } as TrainResult;
@@ -449,8 +448,7 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
       run_dir: runDir,
       losses,
     };
-    const { losses: _losses, ...summary } = metrics;
-    writeFileAtomic(path.join(runDir, 'metrics.json'), JSON.stringify({ ...summary, config }, null, 2) + '\n');
+    writeRunMetrics(runDir, metrics, config);
     session.finish();
     return metrics;
   } catch (e) {

@@ -26,7 +26,7 @@ const IMAGE_ONLY = ['epochs', 'labelSmoothing', 'augmentShift', ...INPUT_TRANSFO
  * images and the reverse, distillation settings without --distill, what --from decides itself, and with --resume
  * anything but the run's length, threads, checkpoint cadence and source location.
  */
-export function checkApplicableFlags(o: Record<string, unknown>, given: (flag: string) => boolean): void {
+export function checkApplicableFlags(o: Record<string, unknown>, given: (flag: string) => boolean, sourceData?: string): void {
   const refuse = (key: string, why: string): never => {
     throw new UsageError(`${FLAG[key] ?? key} does not apply ${why}`);
   };
@@ -35,17 +35,22 @@ export function checkApplicableFlags(o: Record<string, unknown>, given: (flag: s
     for (const k of passed) if (!RESUMABLE.has(k)) refuse(k, "with --resume: a resumed run keeps its saved config (only --epochs, --steps, --threads, --from, --checkpoint-every may change)");
     return;
   }
-  const text = typeof o.data === 'string' && isTextData(o.data);
+  // --from a language-model run: its text decides, not --data's default.
+  const data = sourceData ?? o.data;
+  const dataLabel = sourceData ? `the --from run's data ${sourceData}` : `--data ${String(o.data)}`;
+  const text = typeof data === 'string' && isTextData(data);
   const quantized = given('quant') || given('quantConfig');
   const model = String(o.model ?? '');
   const onnxFile = /\.onnx$/i.test(model);
   if (given('from')) {
-    for (const k of ['model', 'data', ...INPUT_TRANSFORM]) if (given(k)) refuse(k, `with --from: the run takes the model, data and input transform of ${String(o.from)}`);
+    for (const k of ['model', 'data', ...INPUT_TRANSFORM, 'tokenizer', 'context', 'layers', 'heads', 'dim']) {
+      if (given(k)) refuse(k, `with --from: the run takes the model, data, input transform, tokenizer and context of ${String(o.from)}`);
+    }
   } else if (!onnxFile) {
     for (const k of INPUT_TRANSFORM) if (given(k)) refuse(k, `to --model ${model}: input scaling applies to imported .onnx models (zoo models normalise their input themselves)`);
   }
   if (text) {
-    for (const k of IMAGE_ONLY) if (given(k)) refuse(k, `to language-model runs (--data ${String(o.data)} is text)`);
+    for (const k of IMAGE_ONLY) if (given(k)) refuse(k, `to language-model runs (${dataLabel} is text)`);
     if (onnxFile) for (const k of ['layers', 'heads', 'dim']) if (given(k)) refuse(k, `to --model ${model}: it sizes the zoo transformers gpt and llama`);
   } else {
     for (const k of LANGUAGE_MODEL_ONLY) if (given(k)) refuse(k, `to image data (--data ${String(o.data ?? 'mnist')}); it is for language models (text --data)`);

@@ -7,12 +7,13 @@ import { defaultRunDir, DEFAULT_TRAIN_CONFIG, train, TrainConfig, TrainResult } 
 import { SCHEDULES } from '../train/schedule.js';
 import { choiceOption, dataOption, defaultThreads, floatListOption, floatOption, intOption, maxThreads, threadsOption, outputFileOption } from './options.js';
 import { checkApplicableFlags } from './train-flags.js';
-import { TrainingInterruptedError } from '../train/run-lifecycle.js';
+import { CHECKPOINT_FILE, TrainingInterruptedError } from '../train/run-lifecycle.js';
 import { planTrain } from '../train/run.js';
 import { EXIT } from './run-cli.js';
 import { isTextData, TEXT_DATASETS } from '../data/text.js';
 import { TOKENIZER_NAMES } from '../data/tokenizers/index.js';
-import { LANGUAGE_MODEL_DEFAULTS, LanguageModelResult } from '../train/run-language-model.js';
+import { LANGUAGE_MODEL_DEFAULTS, LANGUAGE_MODEL_QAT_DEFAULTS, LanguageModelResult } from '../train/run-language-model.js';
+import { loadCheckpoint } from '../train/checkpoint.js';
 import { TRANSFORMER_DEFAULTS } from '../models/transformers.js';
 import { PRESETS } from '../quant/presets.js';
 import { loadQuantConfigFile, nameQuantConfig } from '../quant/config-file.js';
@@ -93,8 +94,7 @@ export function configFromOptions(o: Record<string, any>): TrainConfig {
  * A language-model run takes LANGUAGE_MODEL_DEFAULTS for every training flag the user did not give (the image
  * defaults, batch 128 and lr 1e-3 for one epoch, do not suit a transformer).
  */
-function withLanguageModelDefaults(config: TrainConfig, explicit: (flag: string) => boolean): TrainConfig {
-  const d = LANGUAGE_MODEL_DEFAULTS;
+function withLanguageModelDefaults(config: TrainConfig, explicit: (flag: string) => boolean, d: typeof LANGUAGE_MODEL_DEFAULTS = LANGUAGE_MODEL_DEFAULTS): TrainConfig {
   const pick = <K extends keyof TrainConfig>(key: K, flag: string, value: TrainConfig[K]) => (explicit(flag) ? config[key] : value);
   return {
     ...config,
@@ -122,11 +122,28 @@ function stopOnSignals(label: string): { signal: AbortSignal; exitCode: () => nu
   return { signal: controller.signal, exitCode: () => code, dispose: () => (process.off('SIGINT', handler), process.off('SIGTERM', handler)) };
 }
 
+/**
+ * The data of the run --from names, when it is a language-model run: QAT fine-tuning then takes the language-model
+ * QAT defaults and flags, not the image ones that --data's default (mnist) would pick. An unreadable source is left
+ * to planTrain, which names what is wrong with it.
+ */
+function languageModelSourceData(o: Record<string, any>, given: (flag: string) => boolean): string | undefined {
+  if (o.resume || !given('from') || typeof o.from !== 'string') return undefined;
+  try {
+    const data = loadCheckpoint(path.join(o.from, CHECKPOINT_FILE)).config.data;
+    return typeof data === 'string' && isTextData(data) ? data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function runTrainCommand(o: Record<string, any>, label = 'train', explicit?: (flag: string) => boolean): Promise<TrainResult> {
   const given = explicit ?? (() => false);
-  checkApplicableFlags(o, given);
+  const sourceText = languageModelSourceData(o, given);
+  checkApplicableFlags(o, given, sourceText);
   let config = configFromOptions(o);
-  if (isTextData(config.data) && !o.resume) config = withLanguageModelDefaults(config, explicit ?? (() => false));
+  if (sourceText) config = withLanguageModelDefaults(config, given, LANGUAGE_MODEL_QAT_DEFAULTS);
+  else if (isTextData(config.data) && !o.resume) config = withLanguageModelDefaults(config, given);
   if (o.resume) {
     // A resumed run keeps its saved config; only what checkApplicableFlags allows may be given again.
     const keep = (flag: string, value: unknown) => (given(flag) ? value : undefined);
@@ -141,7 +158,7 @@ export async function runTrainCommand(o: Record<string, any>, label = 'train', e
     const what = plan.complete ? 'complete already: nothing to do' : `would train steps ${plan.startStep + 1}..${plan.totalSteps}`;
     console.log(
       `dry run: ${plan.task} run '${plan.model}' (${plan.parameters} parameters${plan.quant ? `, ${plan.quant} QAT` : ''}${plan.from ? ` from ${plan.from}` : ''}) on ${plan.config.data}, ` +
-        `batch ${plan.config.batch}, ${plan.config.threads} threads: ${what} into ${path.resolve(runDir)}; every input checked, nothing written`,
+        `batch ${plan.config.batch}, lr ${plan.config.lr}, ${plan.config.threads} threads: ${what} into ${path.resolve(runDir)}; every input checked, nothing written`,
     );
     return { dry_run: true, ...plan } as unknown as TrainResult;
   }

@@ -43,6 +43,22 @@ export const LANGUAGE_MODEL_DEFAULTS = {
   checkpointEvery: 250,
 };
 
+/**
+ * Defaults of QAT fine-tuning from an fp32 language-model run (`qat train --from LM_RUN --quant w4a16-g32`): the
+ * pretraining recipe at a tenth of its peak lr (3e-4), 300 steps (a fifth of the pretraining run), 30 warmup steps
+ * and no weight decay, so the quantized model starts from the fp32 weights and stays near them. QAT of LLMs
+ * fine-tunes at a small fraction of the pretraining lr without weight decay (LLM-QAT, Liu et al. 2023: AdamW, lr
+ * 2e-5, weight decay 0; EfficientQAT, Chen et al. 2024: lr 1e-4..2e-5); a fresh run's peak lr would first undo
+ * what the fp32 run learned (see docs/decisions.md, "Language-model QAT recipe").
+ */
+export const LANGUAGE_MODEL_QAT_DEFAULTS = {
+  ...LANGUAGE_MODEL_DEFAULTS,
+  steps: 300,
+  lr: 3e-4,
+  warmupSteps: 30,
+  weightDecay: 0,
+};
+
 /** A language-model run's metrics; TrainResult's test_accuracy / test_loss are the validation token accuracy and loss. */
 export interface LanguageModelResult extends TrainResult {
   model: string;

@@ -57,6 +57,7 @@ export const trainConfigSchema = z.strictObject({
   accumulate: intIn(1, 1 << 16).optional(),
   beta2: numberIn(0, 1, { exclusiveMax: true }).optional(),
   evalEvery: intIn(0, MAX_STEPS).optional(),
+  healthEvery: intIn(0, MAX_STEPS).optional(),
   checkpointEvery: intIn(0, MAX_STEPS).optional(),
 });
 
@@ -69,7 +70,7 @@ const FLAGS: Record<string, string> = {
   'distill.weight': '--distill-weight', 'distill.temperature': '--distill-temperature', bnFreezeStep: '--bn-freeze-step',
   observerFreezeStep: '--observer-freeze-step', calibBatches: '--calib-batches', 'oscillation.dampen': '--oscillation-dampen',
   'oscillation.freezeThreshold': '--oscillation-freeze', tokenizer: '--tokenizer', context: '--context', layers: '--layers',
-  heads: '--heads', dim: '--dim', accumulate: '--accumulate', evalEvery: '--eval-every', checkpointEvery: '--checkpoint-every',
+  heads: '--heads', dim: '--dim', accumulate: '--accumulate', evalEvery: '--eval-every', healthEvery: '--health-every', checkpointEvery: '--checkpoint-every',
 };
 
 function flagFor(path: string): string {

@@ -8,13 +8,13 @@ export interface FitOptions {
   totalSteps: number;
   /** Length of the whole run for the learning-rate schedule (default totalSteps; differs when a run is split into phases). */
   scheduleSteps?: number;
-  /** Called before each step with the 0-based step index (e.g. to freeze observers). */
-  beforeStep?: (step: number) => void;
+  /** Called before each step with the 0-based step index (e.g. to freeze observers); awaited when it returns a promise. */
+  beforeStep?: (step: number) => Promise<void> | void;
   schedule: ScheduleConfig;
   seed: number;
   augmentShift?: number;
-  /** Called after every step. */
-  onStep?: (info: StepInfo) => void;
+  /** Called after every step; awaited when it returns a promise (a mid-run evaluation, a quant-health sample). */
+  onStep?: (info: StepInfo) => Promise<void> | void;
   /** Called at each epoch end and at the end (checkpointing); may be async. */
   onEpochEnd?: (epoch: number) => Promise<void> | void;
   /** Name of the last good checkpoint, for the divergence message. */
@@ -63,7 +63,7 @@ export async function fit(trainer: Trainer, data: DataSplit, options: FitOptions
       if (options.signal?.aborted) return { losses, msPerStep, interrupted: true };
       trainer.batchImages.set(batch.images);
       trainer.batchLabels.set(batch.labels);
-      options.beforeStep?.(trainer.stepCount);
+      await options.beforeStep?.(trainer.stepCount);
       const lr = learningRate(options.schedule, trainer.stepCount, options.scheduleSteps ?? options.totalSteps);
       const t0 = performance.now();
       let r: StepResult;
@@ -79,7 +79,7 @@ export async function fit(trainer: Trainer, data: DataSplit, options: FitOptions
       const ms = performance.now() - t0;
       losses.push(r.loss);
       msPerStep.push(ms);
-      options.onStep?.({ ...r, step: trainer.stepCount, epoch, totalSteps: options.scheduleSteps ?? options.totalSteps, lr, ms });
+      await options.onStep?.({ ...r, step: trainer.stepCount, epoch, totalSteps: options.scheduleSteps ?? options.totalSteps, lr, ms });
     }
     if (trainer.stepCount % perEpoch === 0 || trainer.stepCount >= options.totalSteps) await options.onEpochEnd?.(epoch);
   }

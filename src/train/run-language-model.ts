@@ -23,6 +23,7 @@ import { evaluateLanguageModel, LanguageModelEval } from './evaluate-language-mo
 import { planQuantization, Quantizer } from '../quant/prepare.js';
 import { prepareLanguageModelQat } from '../quant/qat.js';
 import { presetConfig, QatConfig } from '../quant/presets.js';
+import { DEFAULT_HEALTH_EVERY, QuantHealthPoint, QuantHealthProbe, QuantHealthTracker } from './quant-health.js';
 
 export const LANGUAGE_MODELS = ['gpt', 'llama'] as const;
 
@@ -86,6 +87,8 @@ export interface LanguageModelResult extends TrainResult {
   run_dir: string;
   /** Validation metrics every evalEvery steps: the curve a report plots. */
   history: { step: number; train_loss: number; lr: number; val_loss?: number; val_perplexity?: number }[];
+  /** QAT runs: quant health every healthEvery steps (src/train/quant-health.ts). */
+  quant_health?: QuantHealthPoint[];
   losses: number[];
 }
 
@@ -232,6 +235,7 @@ export async function trainLanguageModel(
   if (fp32Perplexity !== undefined && !resumed) hooks.log?.(`fp32 val_perplexity of ${config.from}: ${fp32Perplexity.toFixed(3)}`);
   const session = RunSession.open(runDir, Boolean(resumed));
   let trainer: Trainer | undefined;
+  let probe: QuantHealthProbe | undefined;
   try {
     const optimizer = {
       ...defaultOptimizer(config.optimizer),
@@ -251,6 +255,11 @@ export async function trainLanguageModel(
     const losses: number[] = [];
     const msPerStep: number[] = [];
     let savedStep = resumed ? startStep : -1;
+    probe = model.quant ? await QuantHealthProbe.create(model, config.threads) : undefined;
+    const health = probe
+      ? new QuantHealthTracker(probe, (n) => trainer?.carriedData(n), config.healthEvery ?? DEFAULT_HEALTH_EVERY, totalSteps, resumed ? { points: resumed.ckpt.metrics?.quant_health, start: resumed.ckpt.metrics?.quant_health_start, file: ckptPath, step: startStep } : undefined)
+      : undefined;
+    if (!resumed) await health?.after(0);
     const checkpoint = () => {
       const t = trainer!;
       if (t.stepCount === savedStep) return;
@@ -260,7 +269,7 @@ export async function trainLanguageModel(
         step: t.stepCount,
         rng: { seed: config.seed, step: t.stepCount },
         config: config as unknown as Record<string, unknown>,
-        metrics: { history, ...(fp32Perplexity !== undefined ? { fp32_perplexity: fp32Perplexity } : {}) },
+        metrics: { history, ...(health?.stored() ?? {}), ...(fp32Perplexity !== undefined ? { fp32_perplexity: fp32Perplexity } : {}) },
       });
       savedStep = t.stepCount;
       session.checkpointed();
@@ -275,6 +284,7 @@ export async function trainLanguageModel(
       }
       const step = trainer.stepCount;
       const lr = learningRate(schedule, step, totalSteps);
+      await health?.before(step);
       const t0 = performance.now();
       let loss = 0;
       let correct = 0;
@@ -303,6 +313,7 @@ export async function trainLanguageModel(
         hooks.log?.(`step ${done}: val_loss ${evaluation.val_loss.toFixed(4)} val_perplexity ${evaluation.val_perplexity.toFixed(3)}`);
       }
       history.push(point);
+      await health?.after(done);
       hooks.onStep?.({ step: done, epoch: 0, totalSteps, lr, ms, loss, correct: correct / (accumulate * context), gradNorm: result!.gradNorm, metrics: { tokens_per_second: (config.batch * context * accumulate * 1000) / ms } });
       if (every > 0 && done % every === 0 && done < stopAt) checkpoint();
     }
@@ -312,6 +323,8 @@ export async function trainLanguageModel(
     if (!finalModel.quant) saveModel(finalModel.graph, path.join(runDir, 'model.onnx'));
     await trainer.release();
     trainer = undefined;
+    await probe?.release();
+    probe = undefined;
     const ms = median(msPerStep);
     const result: LanguageModelResult = {
       model: modelLabel(config.model),
@@ -341,6 +354,7 @@ export async function trainLanguageModel(
       peak_rss_mb: process.resourceUsage().maxRSS / 1024,
       run_dir: runDir,
       history,
+      ...(health ? { quant_health: health.points } : {}),
       losses,
     };
     writeRunMetrics(runDir, result, config);
@@ -348,6 +362,7 @@ export async function trainLanguageModel(
     return result;
   } catch (e) {
     if (trainer) await trainer.release().catch(() => undefined);
+    await probe?.release().catch(() => undefined);
     throw session.fail(e);
   }
 }

@@ -23,6 +23,8 @@ import { DEFAULT_OSCILLATION, oscillationControl, OscillationOptions } from '../
 import { isTextData } from '../data/text.js';
 import { LanguageModelPlan, planLanguageModel, trainLanguageModel } from './run-language-model.js';
 import { RunDirectory } from './run-dir.js';
+import { HistoryPoint, storedRunHistory } from './run-history.js';
+import { DEFAULT_HEALTH_EVERY, QuantHealthPoint, QuantHealthProbe, QuantHealthTracker } from './quant-health.js';
 import { CHECKPOINT_FILE, writeRunMetrics, METRICS_FILE, checkResumeState, checkStartStep, openFp32SourceRun, openSourceRun, RunSession, TrainingInterruptedError } from './run-lifecycle.js';
 
 export { CHECKPOINT_FILE, TrainingInterruptedError } from './run-lifecycle.js';
@@ -74,8 +76,10 @@ export interface TrainConfig {
   accumulate?: number;
   /** Adam's second-moment decay (language models default 0.95). */
   beta2?: number;
-  /** Validation every N steps (language models; 0: only at the end). */
+  /** Validation (language models) or test evaluation (image runs) every N steps; 0: only at the end. */
   evalEvery?: number;
+  /** QAT runs: a quant-health record (clipped, flipped, scale drift, oscillating) every N steps; 0: first and last step only. */
+  healthEvery?: number;
   /** A checkpoint every N steps as well as at epoch ends (0: epoch ends only); default 250. */
   checkpointEvery?: number;
 }
@@ -117,6 +121,10 @@ export interface TrainResult {
   peak_rss_mb: number;
   run_dir: string;
   losses: number[];
+  /** Training loss and lr after every step; test (validation) metrics at each evaluation. */
+  history?: HistoryPoint[];
+  /** QAT runs: quant health every healthEvery steps (src/train/quant-health.ts). */
+  quant_health?: QuantHealthPoint[];
   /** Language models: 'language-model' (test_accuracy is then the validation token accuracy, test_loss val_loss). */
   task?: 'classification' | 'language-model';
 }
@@ -343,6 +351,7 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
   }
   const session = RunSession.open(runDir, Boolean(resumed));
   let trainer: Trainer | undefined;
+  let probe: QuantHealthProbe | undefined;
   try {
     const base = source?.model;
     const storedFp32 = resumed?.ckpt.metrics?.fp32_accuracy;
@@ -367,6 +376,14 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
     const msPerStep: number[] = [];
     let trainLossLast = typeof resumed?.ckpt.metrics?.train_loss_last === 'number' ? (resumed.ckpt.metrics.train_loss_last as number) : NaN;
     let savedStep = resumed ? startStep : -1;
+    const history: HistoryPoint[] = resumed ? storedRunHistory(resumed.ckpt.metrics?.history, startStep, session.checkpointFile) : [];
+    probe = quantized ? await QuantHealthProbe.create(model, config.threads) : undefined;
+    const health = probe
+      ? new QuantHealthTracker(probe, (n) => trainer?.carriedData(n), config.healthEvery ?? DEFAULT_HEALTH_EVERY, totalSteps, resumed ? { points: resumed.ckpt.metrics?.quant_health, start: resumed.ckpt.metrics?.quant_health_start, file: session.checkpointFile, step: startStep } : undefined)
+      : undefined;
+    if (!resumed) await health?.after(0);
+    const evalEvery = config.evalEvery ?? 0;
+    const [c, h, w] = data.test.shape;
     const checkpoint = () => {
       const t = trainer!;
       if (t.stepCount === savedStep) return;
@@ -376,7 +393,7 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
         step: t.stepCount,
         rng: { seed: config.seed, step: t.stepCount },
         config: config as unknown as Record<string, unknown>,
-        metrics: { train_loss_last: trainLossLast, ...(fp32Accuracy !== undefined ? { fp32_accuracy: fp32Accuracy } : {}) },
+        metrics: { train_loss_last: trainLossLast, history, ...(health?.stored() ?? {}), ...(fp32Accuracy !== undefined ? { fp32_accuracy: fp32Accuracy } : {}) },
       });
       savedStep = t.stepCount;
       session.checkpointed();
@@ -404,12 +421,20 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
         seed: config.seed,
         augmentShift: config.augmentShift,
         signal: options.signal,
-        beforeStep: (s) => {
+        beforeStep: async (s) => {
           t.observe = s < observerFreeze;
+          await health?.before(s);
         },
-        onStep: (info) => {
+        onStep: async (info) => {
           lastMetrics = info.metrics;
           trainLossLast = info.loss;
+          const point: HistoryPoint = { step: info.step, train_loss: info.loss, lr: info.lr };
+          if (evalEvery > 0 && info.step % evalEvery === 0 && info.step < totalSteps) {
+            const e = await t.evaluate(data.test.images, data.test.labels, data.test.count, [c, h, w]);
+            Object.assign(point, { test_loss: e.loss, test_accuracy: e.accuracy });
+          }
+          history.push(point);
+          await health?.after(info.step, info.metrics);
           hooks.onStep?.(info);
           if (every > 0 && info.step % every === 0) checkpoint();
         },
@@ -424,12 +449,15 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
       }
     }
     checkpoint();
-    const [c, h, w] = data.test.shape;
     const evalResult = await trainer.evaluate(data.test.images, data.test.labels, data.test.count, [c, h, w]);
+    const last = history.at(-1);
+    if (last && last.step === trainer.stepCount) Object.assign(last, { test_loss: evalResult.loss, test_accuracy: evalResult.accuracy });
     const finalModel = trainer.currentModel();
     if (!finalModel.quant) saveModel(finalModel.graph, path.join(runDir, 'model.onnx'));
     await trainer.release();
     trainer = undefined;
+    await probe?.release();
+    probe = undefined;
     const metrics: TrainResult = {
       model: config.model as string,
       ...(quantized ? { quant: config.quant ?? 'custom', method: 'qat' as const, fp32_accuracy: fp32Accuracy } : {}),
@@ -447,12 +475,15 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
       peak_rss_mb: process.resourceUsage().maxRSS / 1024,
       run_dir: runDir,
       losses,
+      history,
+      ...(health ? { quant_health: health.points } : {}),
     };
     writeRunMetrics(runDir, metrics, config);
     session.finish();
     return metrics;
   } catch (e) {
     if (trainer) await trainer.release().catch(() => undefined);
+    await probe?.release().catch(() => undefined);
     throw session.fail(e);
   }
 }

@@ -142,6 +142,12 @@ export class Trainer {
     return out;
   }
 
+  /** The current value of a carried input (parameter, running statistic, state) without a copy: valid until the next step. */
+  carriedData(name: string): Float32Array | undefined {
+    const i = this.step.carried.findIndex((c) => c.input === name);
+    return i < 0 ? undefined : (this.front[i].data as Float32Array);
+  }
+
   /** The model with its current parameters and running statistics as initializers. */
   currentModel(): Model {
     const graph = this.model.graph.clone();

@@ -1,5 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import { Model } from '../models/model.js';
+import { DType } from '../ir/dtype.js';
 import { Tensor } from '../ir/tensor.js';
 import { Session } from '../runtime/session.js';
 import { fromOrtTensor } from '../runtime/tensors.js';
@@ -29,7 +30,9 @@ export async function fetchValues(model: Model, names: string[], threads = 2): P
   const dims = input.shape.map((d) => (typeof d === 'number' ? d : 1));
   const session = await Session.create(graph, { threads });
   try {
-    const x = new ort.Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)), dims);
+    const size = dims.reduce((a, b) => a * b, 1);
+    // Token ids (a language model's int64 input) or pixels: zeros of the input's own type.
+    const x = input.dtype === DType.INT64 ? new ort.Tensor('int64', new BigInt64Array(size), dims) : new ort.Tensor('float32', new Float32Array(size), dims);
     const result = await session.run({ [model.input]: x }, computed);
     for (const n of computed) out.set(n, fromOrtTensor(result[n]));
   } finally {

@@ -1,0 +1,227 @@
+/**
+ * The deployable KV-cache decoder of a language-model run: the zoo transformer's decoder form
+ * (models/transformers.ts transformerDecoder: input_ids, position_ids, attention_mask, past_key_values.{i}.key/value
+ * in, logits and present.{i}.key/value out, [batch, heads, sequence, head_size]; prefill and decode in one graph)
+ * with each quantized weight replaced by its trained integer codes, and each activation quantizer placed where the
+ * training graph has it. Formats (docs/export-formats.md, "Language models"):
+ * - fp32: float weights (a QAT run's are its fake-quantized values: the simulation as a plain float graph);
+ * - int4: standard ONNX, each weight an INT4 DequantizeLinear (axis 0, block_size = the group, opset 21) feeding
+ *   its MatMul, one DequantizeLinear per MatMul (a tied LM head gets its own, of the transposed codes): the form
+ *   ORT's QDQ optimizer fuses into MatMulNBits;
+ * - matmulnbits: com.microsoft MatMulNBits written directly (bits 2, 4, 8; 3-bit codes in 4-bit blocks).
+ */
+import { DType } from '../ir/dtype.js';
+import { Graph, Node, topologicalOrder } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { Model } from '../models/model.js';
+import { transformerDecoder } from '../models/transformers.js';
+import { QATKIT } from '../quant/fake-quantize-op.js';
+import { Quantizer } from '../quant/prepare.js';
+import { lowerCustomOps } from '../runtime/lower.js';
+import { InputError } from '../validate/schema.js';
+import { Emitter, pruneDead } from './emitter.js';
+import { fetchValues } from './fetch-values.js';
+import { BlockedWeightCodes, blockedWeightCodes, dequantizeBlocked } from './lm-weight-codes.js';
+import { emitMatMulNBits, storageBits } from './matmul-nbits.js';
+import { packInt4 } from './weight-storage.js';
+
+export const LM_EXPORT_FORMATS = ['fp32', 'int4', 'matmulnbits'] as const;
+export type LmExportFormat = (typeof LM_EXPORT_FORMATS)[number];
+export const EMBEDDING_MODES = ['quantized', 'float'] as const;
+export type EmbeddingMode = (typeof EMBEDDING_MODES)[number];
+
+export interface LmExportOptions {
+  format: LmExportFormat;
+  /** Token embeddings: 'quantized' (int4 DequantizeLinear -> Gather where the format has it) or 'float'. */
+  embeddings?: EmbeddingMode;
+  threads?: number;
+}
+
+/** One quantized weight of the export: how it is stored and which kernel reads it. */
+export interface LmExportedWeight {
+  tensor: string;
+  layers: string[];
+  bits: number;
+  /** Container bits of the stored codes (3-bit codes ship in 4-bit blocks). */
+  storage_bits: number;
+  block_size: number;
+  granularity: BlockedWeightCodes['granularity'];
+  /** What runs each layer: MatMulNBits, DequantizeLinear -> MatMul, DequantizeLinear -> Gather, or float. */
+  kernels: string[];
+}
+
+export interface LmDecoderExport {
+  graph: Graph;
+  format: LmExportFormat;
+  weights: LmExportedWeight[];
+  embeddings: 'float' | 'int4 DequantizeLinear -> Gather';
+  /** Activation quantizers carried into the decoder (float ops: their lowering, exactly as trained). */
+  activations: { tensor: string; layers: string[]; spec: string }[];
+  /** MatMulNBits accuracy_level written (matmulnbits), or the one ORT's fusion must be told to use (int4). */
+  accuracy_level: 0;
+}
+
+const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Identity', 'Transpose', 'Squeeze', 'Unsqueeze']);
+
+function nodeNamed(graph: Graph, name: string): Node {
+  const n = graph.nodes.find((x) => x.name === name);
+  if (!n) throw new Error(`export: the decoder graph has no node '${name}' (the training graph's layer)`);
+  return n;
+}
+
+/**
+ * Activation quantizers at the same tensors as in training: from the first layer it feeds back through
+ * value-preserving ops (what prepare.ts's planQuantization does), every reader rewired to the quantized value.
+ */
+function placeActivationQuantizers(graph: Graph, model: Model, em: Emitter): LmDecoderExport['activations'] {
+  const placed: LmDecoderExport['activations'] = [];
+  for (const a of model.quant!.quantizers.filter((q) => q.role === 'activation')) {
+    const qatNode = model.graph.nodes.find((n) => n.name === a.node)!;
+    const producers = graph.producers();
+    let source = nodeNamed(graph, a.layers[0]).inputs[0];
+    for (let p = producers.get(source); p && PASS_THROUGH.has(p.opType); p = producers.get(source)) source = p.inputs[0];
+    const before = graph.nodes.length;
+    let input = source;
+    const plan = qatNode.inputs[0] !== a.tensor; // BitLinear's RMSNorm sits between the tensor and the quantizer
+    if (plan) {
+      const sq = em.node('Mul', [source, source]);
+      const mean = em.node('ReduceMean', [sq], { axes: [-1], keepdims: 1 });
+      const inv = em.node('Reciprocal', [em.node('Sqrt', [em.node('Add', [mean, em.initializer('bitlinear/epsilon', Tensor.float([], [1e-5]))])])]);
+      input = em.node('Mul', [source, inv], {}, undefined, `${a.tensor}/bitlinear_rms_norm`);
+      graph.types.set(input, graph.typeOf(source)); // the quantizer's lowering reads its input's rank
+    }
+    const out = em.node(qatNode.opType, [input, ...qatNode.inputs.slice(1)], {}, undefined, `${a.tensor}/activation_quant`);
+    graph.types.set(out, graph.typeOf(source));
+    const quantNode = graph.nodes.at(-1)!;
+    quantNode.domain = QATKIT;
+    quantNode.attrs = { ...qatNode.attrs };
+    for (const extra of qatNode.inputs.slice(1)) {
+      const t = model.graph.initializers.get(extra);
+      if (!t) throw new Error(`export: activation quantizer '${a.node}' reads '${extra}', which is not a constant; only dynamic (per-token) activation quantizers export`);
+      graph.initializers.set(extra, t);
+    }
+    const added = new Set(graph.nodes.slice(before));
+    for (const n of graph.nodes) if (!added.has(n)) n.inputs = n.inputs.map((i) => (i === source ? out : i));
+    const g = a.spec.granularity;
+    placed.push({ tensor: source, layers: a.layers, spec: `${a.spec.bits}-bit ${a.spec.method} ${g.kind}${g.kind === 'per-token' && g.blockSize ? ` block ${g.blockSize}` : ''}${plan ? ' after RMSNorm (BitLinear)' : ''}` });
+  }
+  return placed;
+}
+
+/** Codes [K, N] / scales [K / block, N] of a blocked weight, for DequantizeLinear along axis 0 of a MatMul weight. */
+function kMajor(w: BlockedWeightCodes): { codes: Int32Array; scales: Float32Array } {
+  const blocks = w.k / w.blockSize;
+  const codes = new Int32Array(w.n * w.k);
+  const scales = new Float32Array(w.n * blocks);
+  for (let row = 0; row < w.n; row++) {
+    for (let col = 0; col < w.k; col++) codes[col * w.n + row] = w.codes[row * w.k + col];
+    for (let b = 0; b < blocks; b++) scales[b * w.n + row] = w.scales[row * blocks + b];
+  }
+  return { codes, scales };
+}
+
+/** INT4 DequantizeLinear of a blocked weight: [K, N] blocks along axis 0 (a MatMul's B) or [N, K] along axis 1 (a Gather's table). */
+function emitInt4Dequantize(em: Emitter, w: BlockedWeightCodes, orientation: 'kn' | 'nk', suffix: string): string {
+  if (storageBits(w) > 4) throw new InputError(`--format int4: weight '${w.tensor}' has ${w.bits}-bit codes, more than int4 holds; use --format matmulnbits`);
+  const blocks = w.k / w.blockSize;
+  const { codes, scales } = orientation === 'kn' ? kMajor(w) : { codes: w.codes, scales: w.scales };
+  const dims = orientation === 'kn' ? [w.k, w.n] : [w.n, w.k];
+  const sdims = orientation === 'kn' ? [blocks, w.n] : [w.n, blocks];
+  const tag = `${w.tensor}${suffix}`;
+  const q = em.initializer(`${tag}/int4`, new Tensor(DType.INT4, dims, packInt4(codes)));
+  const s = em.initializer(`${tag}/scales`, new Tensor(DType.FLOAT, sdims, scales));
+  const z = em.initializer(`${tag}/zero_point`, new Tensor(DType.INT4, sdims, packInt4(new Int32Array(w.n * blocks))));
+  return em.node('DequantizeLinear', [q, s, z], { axis: orientation === 'kn' ? 0 : 1, block_size: w.blockSize }, undefined, `${tag}/dequantize`);
+}
+
+/** Reduce* nodes with an `axes` attribute take it as an input from opset 18 (ONNX Changelog, ReduceMean-18). */
+function reduceAxesToInputs(graph: Graph, em: Emitter): void {
+  for (const n of graph.nodes) {
+    if (!n.opType.startsWith('Reduce') || n.opType === 'ReduceSum' || n.domain !== '') continue;
+    const axes = n.attrs.axes;
+    if (!axes || axes.kind !== 'ints') continue;
+    n.inputs = [n.inputs[0], em.initializer(`${n.name}/axes`, Tensor.int64([axes.value.length], axes.value))];
+    delete n.attrs.axes;
+  }
+}
+
+/** Which of a weight quantizer's layers read the parameter as a token table (a Gather, or a tied head's Transpose). */
+function isTable(model: Model, q: Quantizer): boolean {
+  return q.layers.some((l) => model.graph.nodes.find((n) => n.name === l)?.opType === 'Gather');
+}
+
+/** Builds the exported decoder of `model` (a language-model run's model, fp32 or QAT) in `options.format`. */
+export async function buildLanguageModelDecoder(model: Model, options: LmExportOptions): Promise<LmDecoderExport> {
+  if (model.task !== 'language-model' || !model.lm?.arch) throw new InputError(`export: model '${model.name}' is not a zoo transformer (gpt, llama); only those have a KV-cache decoder form`);
+  const format = options.format;
+  const decoder = transformerDecoder(model);
+  const graph = decoder.graph;
+  const quant = model.quant;
+  const weightQuantizers = quant?.quantizers.filter((q) => q.role === 'weight') ?? [];
+  if (format !== 'fp32' && weightQuantizers.length === 0) {
+    throw new InputError(`--format ${format}: run '${model.name}' has no quantized weights; export an fp32 run with --format fp32, or train it with --quant (w4a16-g32, w3a16-g32, w2a16-g32, w4a8-g32, w8a8, b158) first`);
+  }
+  const em = new Emitter(graph);
+  const activations = quant ? placeActivationQuantizers(graph, model, em) : [];
+  const names = weightQuantizers.flatMap((q) => [q.tensor, q.output, ...(q.scale ? [q.scale] : []), ...(q.zeroPoint ? [q.zeroPoint] : [])]);
+  const values = names.length ? await fetchValues(model, names, options.threads) : new Map<string, Tensor>();
+  const weights: LmExportedWeight[] = [];
+  let embeddings: LmDecoderExport['embeddings'] = 'float';
+  for (const q of weightQuantizers) {
+    const table = isTable(model, q);
+    const w = blockedWeightCodes(q, values, table ? 'nk' : 'kn');
+    const kernels: string[] = [];
+    const dequantized = new Tensor(DType.FLOAT, table ? [w.n, w.k] : [w.k, w.n], dequantizeBlocked(w));
+    for (const layer of q.layers) {
+      const node = nodeNamed(graph, layer);
+      if (node.opType === 'Gather') {
+        if (format === 'int4' && options.embeddings !== 'float') {
+          node.inputs[0] = emitInt4Dequantize(em, w, 'nk', '/embedding');
+          kernels.push('DequantizeLinear -> Gather');
+          embeddings = 'int4 DequantizeLinear -> Gather';
+        } else {
+          node.inputs[0] = em.initializer(`${q.tensor}/float`, dequantized);
+          kernels.push('Gather (float)');
+        }
+        continue;
+      }
+      if (node.opType !== 'MatMul') throw new Error(`export: layer '${layer}' is a ${node.opType}; language-model weights feed MatMul or Gather`);
+      if (format === 'fp32') {
+        // Tied head: the transposed table, as the training graph reads it.
+        node.inputs[1] = em.initializer(`${q.tensor}/float${table ? '_transposed' : ''}`, table ? transpose2d(dequantized) : dequantized);
+        kernels.push('MatMul (float)');
+      } else if (format === 'int4') {
+        node.inputs[1] = emitInt4Dequantize(em, w, 'kn', table ? '/lm_head' : '');
+        kernels.push('DequantizeLinear -> MatMul');
+      } else {
+        const at = graph.nodes.indexOf(node);
+        graph.nodes.splice(at, 1);
+        emitMatMulNBits(em, node.inputs[0], w, { accuracyLevel: 0, name: `${layer}NBits`, output: node.outputs[0], suffix: table ? '/lm_head' : '' });
+        kernels.push('MatMulNBits');
+      }
+    }
+    weights.push({ tensor: q.tensor, layers: q.layers, bits: w.bits, storage_bits: format === 'fp32' ? 32 : storageBits(w), block_size: w.blockSize, granularity: w.granularity, kernels });
+  }
+  pruneDead(graph);
+  graph.nodes = topologicalOrder(graph);
+  const lowered = lowerCustomOps(graph);
+  if (format === 'int4') {
+    const lem = new Emitter(lowered);
+    reduceAxesToInputs(lowered, lem);
+    lowered.opsets[''] = 21;
+  }
+  lowered.metadata = {
+    'qatkit.format': format,
+    'qatkit.model': model.name,
+    'qatkit.quantization': JSON.stringify({ preset: quant?.preset ?? null, weights, activations }),
+  };
+  return { graph: lowered, format, weights, embeddings, activations, accuracy_level: 0 };
+}
+
+function transpose2d(t: Tensor): Tensor {
+  const [r, c] = t.dims;
+  const src = t.data as Float32Array;
+  const out = new Float32Array(r * c);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = src[i * c + j];
+  return new Tensor(DType.FLOAT, [c, r], out);
+}

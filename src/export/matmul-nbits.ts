@@ -1,0 +1,51 @@
+/**
+ * com.microsoft.MatMulNBits (ONNX Runtime contrib op, docs/ContribOperators.md): Y = A x dequant(B) with B
+ * quantized in blocks along K. Contract: B is uint8 [N, K / block_size, block_size * bits / 8], each block's
+ * codes bit-packed low bits first (4 bits: element 2j in the low nibble, 2j+1 in the high one); scales
+ * [N, K / block_size] in A's type; zero points optional (uint8, packed the same way, [N, ceil(blocks * bits / 8)]),
+ * default 2^(bits - 1); attributes K, N, bits (2, 4, 8 on ORT's CPU kernels), block_size (a power of two,
+ * 16..256) and accuracy_level (0: A stays float, fp32 compute; 4: A quantized to int8 symmetrically per row per
+ * block, int32 accumulation).
+ */
+import { DType } from '../ir/dtype.js';
+import { Tensor } from '../ir/tensor.js';
+import { MS_DOMAIN } from '../runtime/lower.js';
+import { Emitter } from './emitter.js';
+import { BlockedWeightCodes } from './lm-weight-codes.js';
+
+/** The container bits a weight ships in: ORT's CPU kernels take 2, 4 and 8 (3-bit codes go in 4-bit blocks). */
+export function storageBits(w: Pick<BlockedWeightCodes, 'bits' | 'tensor'>): 2 | 4 | 8 {
+  if (w.bits <= 2) return 2;
+  if (w.bits <= 4) return 4;
+  if (w.bits <= 8) return 8;
+  throw new Error(`export: weight '${w.tensor}' has ${w.bits}-bit codes; MatMulNBits stores at most 8 bits`);
+}
+
+/**
+ * B of MatMulNBits: unsigned codes u = q + 2^(bits - 1) (the default zero point, so no zero-point tensor is
+ * needed for symmetric weights; ternary {-1, 0, 1} becomes {1, 2, 3} around 2), packed low bits first.
+ */
+export function packMatMulNBits(w: BlockedWeightCodes, bits: 2 | 4 | 8): Uint8Array {
+  const zero = 2 ** (bits - 1);
+  const perByte = 8 / bits;
+  const out = new Uint8Array((w.n * w.k) / perByte);
+  for (let i = 0; i < w.codes.length; i++) {
+    const u = w.codes[i] + zero;
+    if (u < 0 || u >= 2 ** bits) throw new Error(`MatMulNBits: weight '${w.tensor}' code ${w.codes[i]} does not fit ${bits} bits around zero point ${zero}`);
+    out[Math.floor(i / perByte)] |= u << (bits * (i % perByte));
+  }
+  return out;
+}
+
+/** Emits MatMulNBits(x, B, scales) for `w` and returns its output (named `output` when given). */
+export function emitMatMulNBits(em: Emitter, x: string, w: BlockedWeightCodes, options: { accuracyLevel: 0 | 1 | 4; name: string; output?: string; suffix?: string }): string {
+  const bits = storageBits(w);
+  const blocks = w.k / w.blockSize;
+  const tag = `${w.tensor}${options.suffix ?? ''}`;
+  const b = em.initializer(`${tag}/nbits_${bits}`, new Tensor(DType.UINT8, [w.n, blocks, (w.blockSize * bits) / 8], packMatMulNBits(w, bits)));
+  const s = em.initializer(`${tag}/nbits_scales`, new Tensor(DType.FLOAT, [w.n, blocks], w.scales));
+  const out = em.node('MatMulNBits', [x, b, s], { K: w.k, N: w.n, bits, block_size: w.blockSize, accuracy_level: options.accuracyLevel }, options.output, options.name);
+  em.graph.nodes.at(-1)!.domain = MS_DOMAIN;
+  em.graph.opsets[MS_DOMAIN] = 1;
+  return out;
+}

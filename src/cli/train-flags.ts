@@ -10,14 +10,14 @@ const FLAG: Record<string, string> = {
   distillWeight: '--distill-weight', distillTemperature: '--distill-temperature', bnFreezeStep: '--bn-freeze-step',
   observerFreezeStep: '--observer-freeze-step', calibBatches: '--calib-batches', oscillationDampen: '--oscillation-dampen',
   oscillationFreeze: '--oscillation-freeze', tokenizer: '--tokenizer', context: '--context', layers: '--layers', heads: '--heads',
-  dim: '--dim', accumulate: '--accumulate', evalEvery: '--eval-every', checkpointEvery: '--checkpoint-every', out: '--out',
+  dim: '--dim', accumulate: '--accumulate', evalEvery: '--eval-every', healthEvery: '--health-every', checkpointEvery: '--checkpoint-every', out: '--out',
   resume: '--resume', json: '--json', dryRun: '--dry-run',
 };
 
 const RESUMABLE = new Set(['epochs', 'steps', 'threads', 'from', 'checkpointEvery', 'out', 'resume', 'json', 'dryRun']);
 const INPUT_TRANSFORM = ['inputScale', 'inputMean', 'inputStd'];
 const QAT_ONLY = ['bnFreezeStep', 'observerFreezeStep', 'calibBatches', 'oscillationDampen', 'oscillationFreeze'];
-const LANGUAGE_MODEL_ONLY = ['tokenizer', 'context', 'layers', 'heads', 'dim', 'accumulate', 'evalEvery'];
+const LANGUAGE_MODEL_ONLY = ['tokenizer', 'context', 'layers', 'heads', 'dim', 'accumulate'];
 const IMAGE_ONLY = ['epochs', 'labelSmoothing', 'augmentShift', ...INPUT_TRANSFORM, ...QAT_ONLY, 'distill', 'distillWeight', 'distillTemperature'];
 
 /**
@@ -55,6 +55,6 @@ export function checkApplicableFlags(o: Record<string, unknown>, given: (flag: s
   } else {
     for (const k of LANGUAGE_MODEL_ONLY) if (given(k)) refuse(k, `to image data (--data ${String(o.data ?? 'mnist')}); it is for language models (text --data)`);
   }
-  if (!quantized) for (const k of QAT_ONLY) if (given(k)) refuse(k, 'without --quant or --quant-config (it sets quantization-aware training)');
+  if (!quantized) for (const k of [...QAT_ONLY, 'healthEvery']) if (given(k)) refuse(k, 'without --quant or --quant-config (it sets quantization-aware training)');
   if (!given('distill')) for (const k of ['distillWeight', 'distillTemperature']) if (given(k)) refuse(k, 'without --distill');
 }

@@ -57,7 +57,8 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--heads <n>', `gpt/llama: attention heads (default ${TRANSFORMER_DEFAULTS.heads})`, intOption('--heads', 1))
     .option('--dim <n>', `gpt/llama: width (default ${TRANSFORMER_DEFAULTS.dim})`, intOption('--dim', 1))
     .option('--accumulate <k>', 'language models: micro-batches per optimizer step (gradient accumulation)', intOption('--accumulate', 1))
-    .option('--eval-every <n>', `language models: validate every N steps (default ${LANGUAGE_MODEL_DEFAULTS.evalEvery}; 0: at the end)`, intOption('--eval-every', 0))
+    .option('--eval-every <n>', `validate (language models; default ${LANGUAGE_MODEL_DEFAULTS.evalEvery}) or evaluate on the test split (image runs; default 0) every N steps; 0: at the end`, intOption('--eval-every', 0))
+    .option('--health-every <n>', 'QAT: record quant health (clipped, flipped codes, scale drift, oscillating) every N steps (default 25; 0: first and last step)', intOption('--health-every', 0))
     .option('--checkpoint-every <n>', 'write a checkpoint every N steps as well as at epoch ends (0: epoch ends only; default 250)', intOption('--checkpoint-every', 0))
     .option('--out <dir>', 'run directory: new or empty (default runs/<model>-<data>-<time>)')
     .option('--resume', 'continue the run in --out from its checkpoint (its saved config; only --epochs, --steps, --threads, --from, --checkpoint-every may change)')
@@ -86,6 +87,7 @@ export function configFromOptions(o: Record<string, any>): TrainConfig {
     dim: o.dim,
     accumulate: o.accumulate,
     evalEvery: o.evalEvery,
+    healthEvery: o.healthEvery,
     checkpointEvery: o.checkpointEvery,
   };
 }

@@ -1,7 +1,8 @@
+import path from 'node:path';
 import { Command } from 'commander';
 import { loadDataset, DatasetName } from '../data/index.js';
 import { writeFileAtomic } from '../onnx/atomic-write.js';
-import { layerSensitivity, suggestMixedPrecision } from '../quant/sensitivity.js';
+import { layerSensitivity, SENSITIVITY_FILE, suggestMixedPrecision } from '../quant/sensitivity.js';
 import { loadRun } from '../train/run.js';
 import { displayName } from './terminal.js';
 import { floatOption, intOption, defaultThreads, threadsOption, outputFileOption } from './options.js';
@@ -29,6 +30,9 @@ export function sensitivityCommand(): Command {
       const suggestion = suggestMixedPrecision(report, o.targetDrop);
       console.log(`fp32 ${(report.fp32_accuracy * 100).toFixed(2)}%; layers kept at 8 bits for a ${(o.targetDrop * 100).toFixed(2)} pt budget: ${suggestion.overrides.map((x) => displayName(x.match)).join(', ') || 'none'}`);
       if (o.suggest) writeFileAtomic(o.suggest, JSON.stringify(suggestion, null, 2) + '\n');
-      if (o.json) writeFileAtomic(o.json, JSON.stringify({ ...report, suggestion }, null, 2) + '\n');
+      const json = JSON.stringify({ ...report, suggestion }, null, 2) + '\n';
+      if (o.json) writeFileAtomic(o.json, json);
+      // Beside the run as well, where `qat report` finds it.
+      writeFileAtomic(path.join(o.from, SENSITIVITY_FILE), json);
     });
 }

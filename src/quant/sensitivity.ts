@@ -5,6 +5,9 @@ import { planQuantization } from './prepare.js';
 import { presetConfig, QatConfig, RoleSpec } from './presets.js';
 import { quantizePostTraining } from './ptq.js';
 
+/** Where `qat sensitivity --from RUN` leaves its per-layer result inside RUN (read by `qat report`). */
+export const SENSITIVITY_FILE = 'sensitivity.json';
+
 export interface LayerSensitivity {
   layer: string;
   opType: string;

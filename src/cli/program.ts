@@ -6,11 +6,13 @@ import { evalCommand } from './eval.js';
 import { quantizeCommand } from './quantize.js';
 import { sensitivityCommand } from './sensitivity.js';
 import { generateCommand } from './generate.js';
+import { packageVersion } from './version.js';
 
 /** The `qat` program: a new one per run (commander keeps parsed option values on its commands). */
 export function buildProgram(): Command {
   return new Command('qat')
     .description('qatkit: quantization-aware training on ONNX Runtime')
+    .version(packageVersion(), '-V, --version', "print qatkit's version (package.json)")
     .addCommand(demoCommand())
     .addCommand(trainCommand())
     .addCommand(exportCommand())

@@ -10,6 +10,7 @@ import { saveModel } from '../onnx/model-io.js';
 import { Checkpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { checkStoredTrainConfig, checkTrainConfig } from './config-schema.js';
 import { RunDirectory } from './run-dir.js';
+import { STEP_TIMES_KEY, stepTime, storedStepTimes } from './step-times.js';
 import { CHECKPOINT_FILE, writeRunMetrics, checkResumeState, checkStartStep, RunSession, TrainingInterruptedError } from './run-lifecycle.js';
 import { withStoredPrecision } from '../models/stored-precision.js';
 import { InputError } from '../validate/schema.js';
@@ -164,6 +165,8 @@ export interface LanguageModelPlan extends TrainPlan {
   modelValue: Model;
   resumed?: { ckpt: Checkpoint; saved: TrainConfig };
   source?: Checkpoint;
+  /** A resumed run's step times so far (step-times.ts). */
+  stepTimes: number[];
 }
 
 /** planTrain for a language-model run: config, checkpoint, text (UTF-8, long enough), model and directory checked. */
@@ -194,10 +197,11 @@ export function planLanguageModel(
   const totalSteps = config.steps ?? LANGUAGE_MODEL_DEFAULTS.steps;
   const startStep = resumed?.ckpt.step ?? 0;
   if (resumed) checkStartStep(startStep, totalSteps, path.join(runDir, CHECKPOINT_FILE), config.steps !== resumed.saved.steps);
+  const stepTimes = resumed ? storedStepTimes(resumed.ckpt.metrics, startStep, path.join(runDir, CHECKPOINT_FILE)) : [];
   const complete = Boolean(resumed && startStep === totalSteps && finishedMetrics(runDir, startStep));
   return {
     config, runDir, task: 'language-model', resume: Boolean(resumed), startStep, totalSteps, complete, model: modelLabel(config.model),
-    parameters: parameterCount(model), text, context, modelValue: model, resumed, source: options.source,
+    parameters: parameterCount(model), text, context, modelValue: model, resumed, source: options.source, stepTimes,
     quant: qatConfig || resumed?.ckpt.model.quant ? (config.quant ?? 'custom') : undefined, from: config.from,
   };
 }
@@ -253,7 +257,7 @@ export async function trainLanguageModel(
     const every = config.checkpointEvery ?? LANGUAGE_MODEL_DEFAULTS.checkpointEvery;
     const history: LanguageModelResult['history'] = resumed ? storedHistory(resumed.ckpt, ckptPath) : [];
     const losses: number[] = [];
-    const msPerStep: number[] = [];
+    const msPerStep = [...plan.stepTimes];
     let savedStep = resumed ? startStep : -1;
     probe = model.quant ? await QuantHealthProbe.create(model, config.threads) : undefined;
     const health = probe
@@ -269,7 +273,7 @@ export async function trainLanguageModel(
         step: t.stepCount,
         rng: { seed: config.seed, step: t.stepCount },
         config: config as unknown as Record<string, unknown>,
-        metrics: { history, ...(health?.stored() ?? {}), ...(fp32Perplexity !== undefined ? { fp32_perplexity: fp32Perplexity } : {}) },
+        metrics: { history, ...(health?.stored() ?? {}), ...(fp32Perplexity !== undefined ? { fp32_perplexity: fp32Perplexity } : {}), [STEP_TIMES_KEY]: msPerStep },
       });
       savedStep = t.stepCount;
       session.checkpointed();
@@ -304,7 +308,7 @@ export async function trainLanguageModel(
       }
       const ms = performance.now() - t0;
       losses.push(loss);
-      msPerStep.push(ms);
+      msPerStep.push(stepTime(ms));
       const done = trainer.stepCount;
       const point: LanguageModelResult['history'][number] = { step: done, train_loss: loss, lr };
       if ((evalEvery > 0 && done % evalEvery === 0) || done === totalSteps) {

@@ -23,6 +23,7 @@ import { DEFAULT_OSCILLATION, oscillationControl, OscillationOptions } from '../
 import { isTextData } from '../data/text.js';
 import { LanguageModelPlan, planLanguageModel, trainLanguageModel } from './run-language-model.js';
 import { RunDirectory } from './run-dir.js';
+import { STEP_TIMES_KEY, stepTime, storedStepTimes } from './step-times.js';
 import { HistoryPoint, storedRunHistory } from './run-history.js';
 import { DEFAULT_HEALTH_EVERY, QuantHealthPoint, QuantHealthProbe, QuantHealthTracker } from './quant-health.js';
 import { CHECKPOINT_FILE, writeRunMetrics, METRICS_FILE, checkResumeState, checkStartStep, openFp32SourceRun, openSourceRun, RunSession, TrainingInterruptedError } from './run-lifecycle.js';
@@ -239,6 +240,8 @@ interface ClassificationPlan extends TrainPlan {
   resumed?: { ckpt: Checkpoint; saved: TrainConfig };
   source?: Checkpoint;
   qatConfig?: QatConfig;
+  /** A resumed run's step times so far (step-times.ts). */
+  stepTimes: number[];
 }
 
 /**
@@ -250,7 +253,7 @@ interface ClassificationPlan extends TrainPlan {
 export async function planTrain(config: TrainConfig, runDir: string, options: TrainOptions = {}): Promise<TrainPlan> {
   const plan = await planRun(config, runDir, options);
   if (plan.task === 'language-model') return plan;
-  const { data: _d, modelValue: _m, resumed: _r, source: _s, qatConfig: _q, ...summary } = plan as ClassificationPlan;
+  const { data: _d, modelValue: _m, resumed: _r, source: _s, qatConfig: _q, stepTimes: _t, ...summary } = plan as ClassificationPlan;
   return summary;
 }
 
@@ -289,12 +292,13 @@ async function planRun(config: TrainConfig, runDir: string, options: TrainOption
   const startStep = resumed?.ckpt.step ?? 0;
   const ckptFile = path.join(runDir, CHECKPOINT_FILE);
   if (resumed) checkStartStep(startStep, totalSteps, ckptFile, config.steps !== resumed.saved.steps || config.epochs !== resumed.saved.epochs);
+  const stepTimes = resumed ? storedStepTimes(resumed.ckpt.metrics, startStep, ckptFile) : [];
   if (qatConfig && !resumed) planQuantization(model, qatConfig); // overrides and group sizes against the layers
   const complete = Boolean(resumed && startStep === totalSteps && finishedMetrics(runDir, startStep));
   return {
     config, runDir, task: 'classification', resume: Boolean(resumed), startStep, totalSteps, complete, model: config.model as string,
     parameters: parameterCount(model), quant: qatConfig ? (config.quant ?? 'custom') : undefined, from: config.from,
-    data, modelValue: model, resumed, source, qatConfig,
+    data, modelValue: model, resumed, source, qatConfig, stepTimes,
   };
 }
 
@@ -330,7 +334,7 @@ function checkThreads(config: TrainConfig, options: TrainOptions, checkpoint?: s
 export async function train(config: TrainConfig, runDir: string, options: TrainOptions = {}): Promise<TrainResult> {
   const plan = await planRun(config, runDir, options);
   if (plan.task === 'language-model') return trainLanguageModel(plan.config, runDir, { ...options, model: typeof config.model === 'object' ? config.model : undefined, plan: plan as LanguageModelPlan });
-  const { data, resumed, source, qatConfig, totalSteps, startStep } = plan as ClassificationPlan;
+  const { data, resumed, source, qatConfig, totalSteps, startStep, stepTimes } = plan as ClassificationPlan;
   config = plan.config;
   const hooks = options.hooks ?? {};
   if (plan.complete) {
@@ -373,7 +377,6 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
     if (resumed) checkResumeState(trainer.step.carried, resumed.ckpt.optimizerState, session.checkpointFile);
     trainer.stepCount = startStep;
     const losses: number[] = [];
-    const msPerStep: number[] = [];
     let trainLossLast = typeof resumed?.ckpt.metrics?.train_loss_last === 'number' ? (resumed.ckpt.metrics.train_loss_last as number) : NaN;
     let savedStep = resumed ? startStep : -1;
     const history: HistoryPoint[] = resumed ? storedRunHistory(resumed.ckpt.metrics?.history, startStep, session.checkpointFile) : [];
@@ -393,7 +396,7 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
         step: t.stepCount,
         rng: { seed: config.seed, step: t.stepCount },
         config: config as unknown as Record<string, unknown>,
-        metrics: { train_loss_last: trainLossLast, history, ...(health?.stored() ?? {}), ...(fp32Accuracy !== undefined ? { fp32_accuracy: fp32Accuracy } : {}) },
+        metrics: { train_loss_last: trainLossLast, history, ...(health?.stored() ?? {}), ...(fp32Accuracy !== undefined ? { fp32_accuracy: fp32Accuracy } : {}), [STEP_TIMES_KEY]: stepTimes },
       });
       savedStep = t.stepCount;
       session.checkpointed();
@@ -428,6 +431,7 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
         onStep: async (info) => {
           lastMetrics = info.metrics;
           trainLossLast = info.loss;
+          stepTimes.push(stepTime(info.ms));
           const point: HistoryPoint = { step: info.step, train_loss: info.loss, lr: info.lr };
           if (evalEvery > 0 && info.step % evalEvery === 0 && info.step < totalSteps) {
             const e = await t.evaluate(data.test.images, data.test.labels, data.test.count, [c, h, w]);
@@ -442,7 +446,6 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
         lastCheckpoint: () => (savedStep >= 0 ? session.checkpointFile : undefined),
       });
       losses.push(...result.losses);
-      msPerStep.push(...result.msPerStep);
       if (result.interrupted) {
         checkpoint();
         throw new TrainingInterruptedError(`training interrupted at step ${t.stepCount} of ${totalSteps}; checkpoint saved in ${session.checkpointFile}: continue with qat train --out ${runDir} --resume`);
@@ -471,7 +474,7 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
       test_accuracy: evalResult.accuracy,
       test_loss: evalResult.loss,
       train_loss_last: trainLossLast,
-      ms_per_step_median: median(msPerStep),
+      ms_per_step_median: median(stepTimes),
       peak_rss_mb: process.resourceUsage().maxRSS / 1024,
       run_dir: runDir,
       losses,

@@ -1,0 +1,201 @@
+import path from 'node:path';
+import { DType, dtypeName } from '../ir/dtype.js';
+import { attrInt, Graph, Node } from '../ir/graph.js';
+import { loadModel } from '../onnx/model-io.js';
+import { INTEGER_KERNELS, layerKernels, optimizedOps } from '../export/kernel-report.js';
+import { QuantSpec } from '../quant/spec.js';
+import { baseRows } from './inspect-model.js';
+import { findLayers, LayerSite } from './layers.js';
+import { scaleRange, scaleSource, specColumn } from './quant-columns.js';
+import { InspectKind, InspectReport, LayerRow, QuantColumn } from './report.js';
+import { valueShapes } from './shapes.js';
+import { bytesByKind, tensorBytes, tensorKinds } from './tensor-kinds.js';
+
+/** metadata_props key of the quantization recipe (exports and fake-quant model.onnx files write it). */
+export const QUANTIZATION_KEY = 'qatkit.quantization';
+/** metadata_props key marking a run's fake-quant model.onnx (standard ops, the evaluation graph). */
+export const FAKE_QUANT_KEY = 'qatkit.fake_quant';
+
+const QDQ_OPS = new Set(['QuantizeLinear', 'DequantizeLinear', 'DynamicQuantizeLinear']);
+/** Ops that carry a value unchanged on the way from a DequantizeLinear to the layer reading it. */
+const PASS_THROUGH = new Set(['Transpose', 'Reshape', 'Identity', 'Flatten', 'MaxPool', 'Squeeze', 'Unsqueeze', 'Cast']);
+
+/** What a file is: a qatkit training graph (ai.qatkit ops), a run's fake-quant model, an exported integer model, or fp32. */
+export function fileKind(graph: Graph): InspectKind {
+  if (graph.nodes.some((n) => n.domain === 'ai.qatkit')) return 'training-graph';
+  if (graph.metadata[FAKE_QUANT_KEY]) return 'fake-quant';
+  if (graph.nodes.some((n) => QDQ_OPS.has(n.opType) || INTEGER_KERNELS.has(n.opType))) return 'exported';
+  return 'fp32';
+}
+
+interface RecipeLayer {
+  role: 'weight' | 'activation';
+  tensor: string;
+  layers: string[];
+  spec?: QuantSpec;
+  bits?: number;
+  method?: string;
+  signed?: boolean;
+  symmetric?: boolean;
+  granularity?: string;
+  group?: number;
+  storage?: string;
+  scale_range?: [number, number];
+}
+
+/** The recipe in metadata_props (qatkit exports and fake-quant files), tolerant of foreign or damaged JSON. */
+function recipe(graph: Graph): { preset?: string; method?: string; config?: { weight?: { bits?: number }; activation?: { bits?: number }; firstLastBits?: number | null }; layers: RecipeLayer[] } | undefined {
+  const text = graph.metadata[QUANTIZATION_KEY];
+  if (!text) return undefined;
+  try {
+    const r = JSON.parse(text);
+    return r && Array.isArray(r.layers) ? { preset: typeof r.preset === 'string' ? r.preset : undefined, method: r.method, config: r.config && typeof r.config === 'object' ? r.config : undefined, layers: r.layers } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function recipeColumn(r: RecipeLayer, fallback: QuantColumn | null | undefined): QuantColumn {
+  if (r.spec) return { ...specColumn(r.spec, r.role), ...(r.scale_range ? { scale_range: r.scale_range } : fallback?.scale_range ? { scale_range: fallback.scale_range } : {}) };
+  const g = (r.granularity ?? fallback?.granularity ?? 'per-tensor') as QuantColumn['granularity'];
+  return {
+    bits: r.bits ?? fallback?.bits ?? 8,
+    method: r.method ?? fallback?.method ?? 'qdq',
+    granularity: g,
+    ...(fallback?.axis !== undefined ? { axis: fallback.axis } : {}),
+    ...(r.group ?? fallback?.group ? { group: r.group ?? fallback?.group } : {}),
+    signed: r.signed ?? fallback?.signed ?? true,
+    symmetric: r.symmetric ?? fallback?.symmetric ?? true,
+    scale_source: r.method && r.method !== 'qdq' ? scaleSource({ method: r.method as QuantSpec['method'], granularity: { kind: g } as QuantSpec['granularity'] }, r.role) : (fallback?.scale_source ?? 'stored'),
+    ...(fallback?.scale_range ? { scale_range: fallback.scale_range } : {}),
+  };
+}
+
+const BITS_OF: Partial<Record<DType, number>> = { [DType.INT8]: 8, [DType.UINT8]: 8, [DType.INT4]: 4, [DType.UINT4]: 4, [DType.INT16]: 16, [DType.UINT16]: 16, [DType.INT32]: 32 };
+
+/** A DequantizeLinear's quantization, read from the node: bits from the code type, axis / block_size, the scales. */
+function dequantizeColumn(graph: Graph, dq: Node, role: 'weight' | 'activation'): QuantColumn {
+  const scale = graph.initializers.get(dq.inputs[1]);
+  const zero = dq.inputs[2] ? graph.initializers.get(dq.inputs[2]) : undefined;
+  const codesType = zero?.dtype ?? graph.initializers.get(dq.inputs[0])?.dtype ?? DType.UINT8;
+  const block = attrInt(dq, 'block_size', 0);
+  const perTensor = !scale || scale.size === 1;
+  const zeros = zero ? zero.toNumbers() : [0];
+  const unsigned = codesType === DType.UINT8 || codesType === DType.UINT4 || codesType === DType.UINT16;
+  // uint8 weights with zero point 128 are shifted int8 codes (symmetric), the export's default.
+  const symmetric = zeros.every((z) => z === 0 || (role === 'weight' && codesType === DType.UINT8 && z === 128));
+  return {
+    bits: BITS_OF[codesType] ?? 8,
+    method: 'qdq',
+    granularity: perTensor ? 'per-tensor' : block ? 'per-group' : 'per-channel',
+    ...(perTensor ? {} : { axis: attrInt(dq, 'axis', 1) }),
+    ...(block ? { group: block } : {}),
+    signed: !unsigned || (role === 'weight' && symmetric && codesType === DType.UINT8),
+    symmetric,
+    scale_source: 'stored',
+    ...(scale ? { scale_range: scaleRange(scale.toNumbers()) } : {}),
+  };
+}
+
+/** The DequantizeLinear a value comes from, through ops that pass values on unchanged. */
+function dequantizeOf(graph: Graph, producers: Map<string, Node>, value: string): Node | undefined {
+  let cur = value;
+  for (let i = 0; i < 64; i++) {
+    const p = producers.get(cur);
+    if (!p) return undefined;
+    if (p.opType === 'DequantizeLinear') return p;
+    if (!PASS_THROUGH.has(p.opType)) return undefined;
+    cur = p.inputs[0];
+  }
+  return undefined;
+}
+
+/** Quant columns of one layer of an exported file, from the nodes themselves (QDQ pairs or contrib integer ops). */
+function exportedColumns(graph: Graph, producers: Map<string, Node>, layer: LayerSite): { weight: QuantColumn | null; activation: QuantColumn | null } {
+  const n = layer.node;
+  const attr = (k: string, d: number) => attrInt(n, k, d);
+  if (n.opType === 'MatMulNBits') {
+    const scales = graph.initializers.get(n.inputs[2]);
+    const block = attr('block_size', 32);
+    const weight: QuantColumn = { bits: attr('bits', 4), method: 'qdq', granularity: 'per-group', group: block, signed: true, symmetric: !n.inputs[3], scale_source: 'stored', ...(scales ? { scale_range: scaleRange(scales.toNumbers()) } : {}) };
+    // accuracy_level 4: int8 compute, activations quantized per row per K-block (absmax / 127) at run time.
+    const activation: QuantColumn | null = attr('accuracy_level', 0) === 4 ? { bits: 8, method: 'absmax', granularity: 'per-token', group: block, signed: true, symmetric: true, scale_source: 'dynamic' } : null;
+    return { weight, activation };
+  }
+  if (n.opType === 'GatherBlockQuantized') {
+    const scales = graph.initializers.get(n.inputs[2]);
+    return { weight: { bits: attr('bits', 4), method: 'qdq', granularity: 'per-group', group: attr('block_size', 128), axis: attr('quantize_axis', 1), signed: true, symmetric: !n.inputs[3], scale_source: 'stored', ...(scales ? { scale_range: scaleRange(scales.toNumbers()) } : {}) }, activation: null };
+  }
+  const wdq = dequantizeOf(graph, producers, layer.weight);
+  const adq = n.opType === 'Gather' ? undefined : dequantizeOf(graph, producers, layer.input);
+  return { weight: wdq ? dequantizeColumn(graph, wdq, 'weight') : null, activation: adq ? dequantizeColumn(graph, adq, 'activation') : null };
+}
+
+export interface InspectFileOptions {
+  /** Ask ORT for its optimized model to name each layer's kernel (exported and fp32 files). Default true. */
+  kernels?: boolean;
+  threads?: number;
+}
+
+/**
+ * `qat inspect FILE.onnx`: the layer table of an ONNX file. Every file: layer names, ops, shapes, parameters,
+ * and each initializer with its kind and stored bytes (bytes per kind: weights, scales / zero points, embeddings,
+ * norms, other). Quantized files add each layer's quantization (from the file's qatkit recipe where present,
+ * else read from its DequantizeLinear / MatMulNBits / GatherBlockQuantized nodes), the weight's storage type
+ * and bytes, and the kernel ORT's optimized model runs it on (integer or float).
+ */
+export async function inspectOnnxFile(file: string, options: InspectFileOptions = {}): Promise<InspectReport> {
+  const graph = loadModel(file);
+  const kind = fileKind(graph);
+  const layers = findLayers(graph);
+  const rows = baseRows(layers, valueShapes(graph));
+  const producers = graph.producers();
+  const meta = recipe(graph);
+  const notes: string[] = [];
+  rows.forEach((row, i) => {
+    const layer = layers[i];
+    if (kind === 'exported') {
+      const cols = exportedColumns(graph, producers, layer);
+      row.weight = cols.weight;
+      row.activation = cols.activation;
+    }
+    if (meta) {
+      const w = meta.layers.find((r) => r.role === 'weight' && Array.isArray(r.layers) && r.layers.includes(layer.node.name));
+      const a = meta.layers.find((r) => r.role === 'activation' && Array.isArray(r.layers) && r.layers.includes(layer.node.name));
+      row.weight = w ? recipeColumn(w, row.weight) : (row.weight ?? null);
+      row.activation = a ? recipeColumn(a, row.activation) : (row.activation ?? null);
+    }
+    if (kind === 'exported' || kind === 'fp32') {
+      const sizes = layer.weightInitializers.map((name) => ({ name, t: graph.initializers.get(name)! })).sort((x, y) => y.t.size - x.t.size);
+      const main = sizes[0];
+      row.storage = { dtype: dtypeName[main.t.dtype] ?? String(main.t.dtype), weight_bytes: tensorBytes(main.t), other_bytes: sizes.slice(1).reduce((s, x) => s + tensorBytes(x.t), 0) };
+    }
+  });
+  const tensors = tensorKinds(graph);
+  let optimizedCounts: Record<string, number> | undefined;
+  if (options.kernels !== false && (kind === 'exported' || kind === 'fp32')) {
+    try {
+      const kernels = await layerKernels(graph, { layers, threads: options.threads });
+      rows.forEach((row) => {
+        const k = kernels.get(row.node);
+        row.kernel = k ? { op: k.op, integer: k.integer, ...(k.accuracyLevel !== undefined ? { accuracy_level: k.accuracyLevel } : {}) } : null;
+      });
+      optimizedCounts = {};
+      for (const op of await optimizedOps(graph, { threads: options.threads })) optimizedCounts[op] = (optimizedCounts[op] ?? 0) + 1;
+    } catch (e) {
+      notes.push(`ONNX Runtime could not load the file, so no kernels are shown: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+  if (kind === 'training-graph') notes.push('a qatkit training graph (ai.qatkit ops): inspect its run directory for scale values, or the run\'s model.onnx');
+  return {
+    source: path.resolve(file),
+    kind,
+    model: graph.metadata['qatkit.model'] ?? graph.name,
+    ...(meta ? { quant: { preset: meta.preset ?? 'custom', method: meta.method === 'ptq' ? 'ptq' : 'qat', weight_bits: meta.config?.weight?.bits, activation_bits: meta.config?.activation?.bits, first_last_bits: meta.config?.firstLastBits ?? null } } : {}),
+    layers: rows,
+    tensors,
+    bytes_by_kind: bytesByKind(tensors),
+    ...(optimizedCounts ? { optimized_ops: optimizedCounts } : {}),
+    notes,
+  };
+}

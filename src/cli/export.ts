@@ -1,22 +1,64 @@
 import { Command } from 'commander';
 import { exportRun } from '../export/export-run.js';
+import { exportLanguageModelRun, LmExportReport } from '../export/export-language-model.js';
+import { EMBEDDING_MODES, LM_EXPORT_FORMATS, LmExportFormat } from '../export/lm-decoder.js';
 import { EXPORT_FORMATS, WEIGHT_TYPES } from '../export/qdq.js';
+import { loadRun } from '../train/run.js';
+import { InputError } from '../validate/schema.js';
 import { displayName } from './terminal.js';
 import { choiceOption, intOption, defaultThreads, threadsOption, outputFileOption } from './options.js';
+
+const ALL_FORMATS = [...new Set([...EXPORT_FORMATS, ...LM_EXPORT_FORMATS])];
+
+function printLanguageModelExport(r: LmExportReport): void {
+  const p = r.parity;
+  const bits = [...new Set(r.weights.map((w) => (w.bits === w.storage_bits ? `${w.bits}` : `${w.bits} (in ${w.storage_bits}-bit blocks)`)))].join(', ');
+  console.log(
+    `${r.format}: ${r.out} (${r.file_bytes} bytes, ${r.size_ratio_vs_fp32.toFixed(2)}x smaller than the fp32 decoder's ${r.fp32_file_bytes}); ` +
+      `${r.weights.length ? `weights ${bits}-bit, ` : ''}embeddings ${r.embeddings}; model.json: ${r.model_json}`,
+  );
+  if (r.fusion) console.log(`ORT's optimized model: ${r.fusion.matmul_nbits} MatMulNBits (accuracy_level ${r.fusion.accuracy_levels.join(', ') || '-'}), ${r.fusion.float_matmuls.length} weight MatMuls in float`);
+  console.log(
+    `val_perplexity ${p.exported_val_perplexity.toFixed(4)} (ORT, exported) vs ${p.reference_val_perplexity.toFixed(4)} (${p.reference}), ${(p.perplexity_relative_difference * 100).toFixed(3)}% apart; ` +
+      `top-1 agreement ${(p.top1_agreement * 100).toFixed(2)}% over ${p.top1_positions} positions; greedy: mean common prefix ${p.greedy.mean_common_prefix.toFixed(2)} of ${p.greedy.new_tokens} tokens (${p.greedy.prompts} prompts)` +
+      `${p.passed ? '' : ` - NOT VERIFIED: ${p.failures.join('; ')}`}`,
+  );
+  console.log(`KV cache: float32, ${r.kv_cache.bytes_per_token} bytes per token${Object.keys(r.session_config).length ? `; session config (set by qat eval / generate from model.json): ${JSON.stringify(r.session_config)}` : ''}`);
+}
 
 export function exportCommand(): Command {
   return new Command('export')
     .description('export a QAT run to a deployable integer ONNX model and check it against the fake-quant model')
     .requiredOption('--from <run_dir>', 'QAT run directory (its checkpoint.qat)')
-    .option('--format <name>', `${EXPORT_FORMATS.join(', ')}`, choiceOption('--format', EXPORT_FORMATS), 'qdq')
+    .option('--format <name>', `image runs: ${EXPORT_FORMATS.join(', ')}; language-model runs: ${LM_EXPORT_FORMATS.join(', ')}`, choiceOption('--format', ALL_FORMATS))
     .requiredOption('--out <file.onnx>', 'where to write the model', outputFileOption('--out', '.onnx'))
     .option('--json <file.json>', 'write the export report (sizes, parity) as JSON', outputFileOption('--json', '.json'))
     .option('--no-verify', 'write the model even when parity with the fake-quant model fails')
     .option('--weight-type <type>', `8-bit weight storage: ${WEIGHT_TYPES.join(', ')} (uint8 is exact on every x86 CPU)`, choiceOption('--weight-type', WEIGHT_TYPES), 'uint8')
     .option('--limit <n>', 'test samples for the parity check (default: all)', intOption('--limit', 1))
+    .option('--embeddings <mode>', `language models: token embeddings ${EMBEDDING_MODES.join(' or ')} (int4 stores them as int4 blocks)`, choiceOption('--embeddings', EMBEDDING_MODES), 'quantized')
+    .option('--allow-float', 'language models, int4: write the file even when ONNX Runtime runs some weight MatMuls in float')
+    .option('--parity-windows <n>', 'language models: validation windows for the top-1 agreement (default: all)', intOption('--parity-windows', 1))
+    .option('--parity-prompts <n>', 'language models: prompts for the greedy-continuation check', intOption('--parity-prompts', 1), 64)
+    .option('--parity-tokens <n>', 'language models: greedy tokens per prompt', intOption('--parity-tokens', 1), 32)
     .option('--threads <n>', 'ONNX Runtime intra-op threads (1..the cores)', threadsOption(), defaultThreads())
     .action(async (o) => {
-      const r = await exportRun({ from: o.from, out: o.out, json: o.json, format: o.format, noVerify: !o.verify, weightType: o.weightType, limit: o.limit, threads: o.threads });
+      const ckpt = loadRun(o.from);
+      if (ckpt.model.task === 'language-model') {
+        const format = (o.format ?? (ckpt.model.quant ? 'matmulnbits' : 'fp32')) as string;
+        if (!(LM_EXPORT_FORMATS as readonly string[]).includes(format)) {
+          throw new InputError(`--format ${format}: '${o.from}' is a language-model run; its formats are ${LM_EXPORT_FORMATS.join(', ')}`);
+        }
+        const r = await exportLanguageModelRun(ckpt, {
+          from: o.from, out: o.out, json: o.json, format: format as LmExportFormat, embeddings: o.embeddings, noVerify: !o.verify, allowFloat: Boolean(o.allowFloat), threads: o.threads,
+          parity: { windows: o.parityWindows, prompts: o.parityPrompts, newTokens: o.parityTokens },
+        });
+        printLanguageModelExport(r);
+        return;
+      }
+      const format = o.format ?? 'qdq';
+      if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new InputError(`--format ${format}: '${o.from}' is an image-model run; its formats are ${EXPORT_FORMATS.join(', ')}`);
+      const r = await exportRun({ from: o.from, out: o.out, json: o.json, format, noVerify: !o.verify, weightType: o.weightType, limit: o.limit, threads: o.threads });
       const p = r.parity;
       console.log(
         `${r.format}: ${r.out} (${r.file_bytes} bytes; weights ${r.weight_ratio.toFixed(2)}x smaller than fp32); ` +

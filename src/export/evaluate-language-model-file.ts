@@ -22,7 +22,7 @@ export async function evaluateLanguageModelFile(
   context: number,
   options: { threads?: number; batch?: number; json?: LanguageModelJson; tokenizerVocab?: number } = {},
 ): Promise<LanguageModelEval> {
-  const session = await ort.InferenceSession.create(file, fileSessionOptions(options.threads));
+  const session = await ort.InferenceSession.create(file, fileSessionOptions(options.threads, options.json?.sessionConfig));
   try {
     const layout = decoderLayoutOf(session, { heads: options.json?.heads, headSize: options.json?.headSize });
     const vocab = await vocabularyOf(session, layout, options.json?.vocabSize);

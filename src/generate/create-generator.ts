@@ -36,7 +36,7 @@ export async function createGenerator(model: Model, options: CreateGeneratorOpti
  */
 export async function createFileGenerator(file: string, context: number, options: CreateGeneratorOptions & { json?: LanguageModelJson } = {}): Promise<TokenGenerator> {
   if (!fs.existsSync(file)) throw new Error(`--model: no such file '${file}'`);
-  const session = await ort.InferenceSession.create(file, fileSessionOptions(options.threads));
+  const session = await ort.InferenceSession.create(file, fileSessionOptions(options.threads, options.json?.sessionConfig));
   try {
     const layout = decoderLayoutOf(session, { heads: options.json?.heads, headSize: options.json?.headSize });
     if (options.json) {

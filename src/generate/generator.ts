@@ -147,14 +147,26 @@ export function lastPositionLogits(logits: ort.Tensor, name: string): NextTokenL
   return { data, rows, vocab };
 }
 
-/** Session options as qatkit's own Session sets them (no spinning worker on 2 cores). */
-export function fileSessionOptions(threads = 2): ort.InferenceSession.SessionOptions {
+/**
+ * Session options as qatkit's own Session sets them (no spinning worker on 2 cores), plus the session config
+ * entries a file's model.json asks for ("session.qdq_matmulnbits_accuracy_level": "0" for an int4 QDQ export of
+ * a weight-only model, whose numerics depend on the level ORT's fusion gives MatMulNBits).
+ */
+export function fileSessionOptions(threads = 2, sessionConfig: Record<string, string> = {}): ort.InferenceSession.SessionOptions {
+  const extra: Record<string, unknown> = { session: { intra_op: { allow_spinning: '0' } } };
+  for (const [key, value] of Object.entries(sessionConfig)) {
+    // onnxruntime-node flattens nested `extra` objects into dotted config keys.
+    const parts = key.split('.');
+    let at = extra;
+    for (const p of parts.slice(0, -1)) at = (at[p] ??= {}) as Record<string, unknown>;
+    at[parts.at(-1)!] = value;
+  }
   return {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
-    extra: { session: { intra_op: { allow_spinning: '0' } } },
+    extra,
   };
 }

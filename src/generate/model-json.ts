@@ -41,6 +41,13 @@ export interface LanguageModelJson {
   outputs: { logits: string };
   /** Present when the file is a KV-cache decoder (past_key_values.{i}.* in, present.{i}.* out). */
   kvCache?: KvCacheJson;
+  /**
+   * ONNX Runtime session config entries the file's numerics depend on, set by `qat generate` / `qat eval`
+   * (an int4 QDQ export: "session.qdq_matmulnbits_accuracy_level").
+   */
+  sessionConfig?: Record<string, string>;
+  /** A quantized export: its format and weights (what `qat export` wrote). */
+  quantization?: { format: string; preset?: string | null; weightBits: number[]; embeddings: string; activations: string[] };
 }
 
 export const KV_CACHE_NAMES: KvCacheJson = {
@@ -105,6 +112,9 @@ export function readLanguageModelJson(onnxFile: string): LanguageModelJson | und
   for (const field of ['layers', 'heads', 'headSize'] as const) if (json[field] !== undefined && (!Number.isInteger(json[field]) || json[field]! < 1)) fail(field, 'an integer >= 1');
   if (json.endOfText !== undefined && !Number.isInteger(json.endOfText)) fail('endOfText', 'a token id');
   if (!json.inputs?.inputIds || !json.outputs?.logits) fail('inputs', 'an object with inputIds (and outputs with logits)');
+  if (json.sessionConfig !== undefined && (typeof json.sessionConfig !== 'object' || Object.values(json.sessionConfig).some((v) => typeof v !== 'string'))) {
+    fail('sessionConfig', 'an object of string values (ONNX Runtime session config entries)');
+  }
   return json;
 }
 

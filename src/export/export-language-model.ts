@@ -1,0 +1,143 @@
+/**
+ * `qat export --from LM_RUN --format fp32|int4|matmulnbits`: a language-model run's KV-cache decoder as a
+ * deployable ONNX file with model.json beside it, checked on the file by ONNX Runtime (lm-parity.ts) and, for the
+ * quantized formats, on the model ORT optimizes it into (lm-fusion-check.ts).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadTextData } from '../data/text.js';
+import { TokenizerName } from '../data/tokenizers/index.js';
+import { languageModelJson, LanguageModelJson, writeLanguageModelJson } from '../generate/model-json.js';
+import { transformerDecoder } from '../models/transformers.js';
+import { writeFileAtomic } from '../onnx/atomic-write.js';
+import { encodeModel } from '../onnx/model-io.js';
+import { Checkpoint } from '../train/checkpoint.js';
+import { InputError } from '../validate/schema.js';
+import { checkFusion, FusionReport } from './lm-fusion-check.js';
+import { buildLanguageModelDecoder, EmbeddingMode, LmDecoderExport, LmExportFormat } from './lm-decoder.js';
+import { checkLanguageModelParity, LmParityOptions, LmParityReport } from './lm-parity.js';
+
+export interface LmExportRunOptions {
+  from: string;
+  out: string;
+  json?: string;
+  format: LmExportFormat;
+  embeddings?: EmbeddingMode;
+  /** Write the model even when a parity bound is missed (the figures are still measured and reported). */
+  noVerify?: boolean;
+  /** int4: accept weight MatMuls that ORT did not fuse into MatMulNBits (they run in float). */
+  allowFloat?: boolean;
+  threads?: number;
+  parity?: LmParityOptions;
+}
+
+export interface LmExportReport {
+  format: LmExportFormat;
+  from: string;
+  out: string;
+  model_json: string;
+  data: string;
+  tokenizer: string;
+  context: number;
+  preset: string | null;
+  file_bytes: number;
+  /** The same decoder with float32 weights, encoded the same way. */
+  fp32_file_bytes: number;
+  /** fp32_file_bytes / file_bytes. */
+  size_ratio_vs_fp32: number;
+  weights: LmDecoderExport['weights'];
+  embeddings: LmDecoderExport['embeddings'];
+  activations: LmDecoderExport['activations'];
+  accuracy_level: number;
+  /** ONNX Runtime session config entries the file needs (also in model.json; qat eval / generate set them). */
+  session_config: Record<string, string>;
+  /** KV cache: float32 [batch, heads, sequence, head_size] per layer for keys and values. */
+  kv_cache: { bits: 32; bytes_per_token: number };
+  fusion?: FusionReport;
+  parity: LmParityReport;
+  verified: boolean;
+}
+
+/** int4 (QDQ) files rely on ORT fusing DequantizeLinear -> MatMul into MatMulNBits at this level (0: A stays float). */
+export const INT4_SESSION_CONFIG = { 'session.qdq_matmulnbits_accuracy_level': '0' };
+
+export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExportRunOptions): Promise<LmExportReport> {
+  const model = ckpt.model;
+  const arch = model.lm?.arch;
+  if (model.task !== 'language-model' || !arch) throw new InputError(`--from: '${options.from}' is not a gpt or llama language-model run; only those export as KV-cache decoders`);
+  const data = String(ckpt.config.data);
+  const tokenizerName = (ckpt.config.tokenizer as TokenizerName | undefined) ?? 'bytes';
+  const context = (ckpt.config.context as number | undefined) ?? model.lm!.context;
+  const text = loadTextData(data, tokenizerName);
+  const exported = await buildLanguageModelDecoder(model, { format: options.format, embeddings: options.embeddings, threads: options.threads });
+  const bytes = encodeModel(exported.graph);
+  const fp32Bytes = options.format === 'fp32' && !model.quant ? bytes.byteLength : encodeModel(transformerDecoder(model).graph).byteLength;
+  const sessionConfig: Record<string, string> = options.format === 'int4' ? { ...INT4_SESSION_CONFIG } : {};
+  const json: LanguageModelJson = {
+    ...languageModelJson(model, text.tokenizer, { kvCache: true }),
+    context,
+    ...(Object.keys(sessionConfig).length ? { sessionConfig } : {}),
+    ...(model.quant
+      ? {
+          quantization: {
+            format: options.format,
+            preset: model.quant.preset ?? null,
+            weightBits: [...new Set(exported.weights.map((w) => w.bits))].sort(),
+            embeddings: exported.embeddings,
+            activations: exported.activations.map((a) => a.spec),
+          },
+        }
+      : {}),
+  };
+  // The candidate is checked from a scratch file; `out` and its model.json are written only once it passes.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-lm-export-'));
+  try {
+    const staged = path.join(dir, 'model.onnx');
+    fs.writeFileSync(staged, bytes);
+    let fusion: FusionReport | undefined;
+    if (options.format !== 'fp32') {
+      fusion = await checkFusion(staged, sessionConfig);
+      if (fusion.float_matmuls.length > 0 && !options.allowFloat) {
+        throw new InputError(`--format ${options.format}: ONNX Runtime left ${fusion.float_matmuls.length} weight MatMul(s) in float instead of MatMulNBits (${fusion.float_matmuls.slice(0, 5).join(', ')}); pass --allow-float to write it anyway`);
+      }
+      if (fusion.accuracy_levels.some((l) => l !== exported.accuracy_level)) {
+        throw new Error(`--format ${options.format}: ORT's optimized model runs MatMulNBits at accuracy_level ${fusion.accuracy_levels.join(', ')}, not ${exported.accuracy_level}`);
+      }
+    }
+    const parity = await checkLanguageModelParity(model, staged, text.val, context, json, { threads: options.threads, ...options.parity });
+    if (!parity.passed && !options.noVerify) {
+      throw new InputError(`export ${options.format} of '${options.from}' is not equal to the run's model: ${parity.failures.join('; ')}; nothing was written (pass --no-verify to write it anyway)`);
+    }
+    writeFileAtomic(options.out, bytes);
+    const modelJson = writeLanguageModelJson(options.out, json);
+    const kvBytes = arch.layers * 2 * arch.dim * 4;
+    const report: LmExportReport = {
+      format: options.format,
+      from: options.from,
+      out: options.out,
+      model_json: modelJson,
+      data,
+      tokenizer: text.tokenizer.name,
+      context,
+      preset: model.quant?.preset ?? null,
+      file_bytes: bytes.byteLength,
+      fp32_file_bytes: fp32Bytes,
+      size_ratio_vs_fp32: fp32Bytes / bytes.byteLength,
+      weights: exported.weights,
+      embeddings: exported.embeddings,
+      activations: exported.activations,
+      accuracy_level: exported.accuracy_level,
+      session_config: sessionConfig,
+      kv_cache: { bits: 32, bytes_per_token: kvBytes },
+      ...(fusion ? { fusion } : {}),
+      parity,
+      verified: !options.noVerify,
+    };
+    if (options.json) writeFileAtomic(options.json, JSON.stringify(report, null, 2) + '\n');
+    return report;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+

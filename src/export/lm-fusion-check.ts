@@ -1,0 +1,44 @@
+/**
+ * What ONNX Runtime actually runs for an exported language model: the optimized model ORT saves
+ * (optimizedModelFilePath, graph optimization level 'all') is read back and its weight MatMuls listed. A MatMul
+ * whose B is still a constant or a DequantizeLinear output did not become MatMulNBits: for the int4 (QDQ) form,
+ * that is a layer running in float, which the export refuses unless --allow-float.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { decodeModel } from '../onnx/model-io.js';
+import { fileSessionOptions } from '../generate/generator.js';
+
+export interface FusionReport {
+  /** MatMulNBits nodes in ORT's optimized model, and their accuracy_level attributes. */
+  matmul_nbits: number;
+  accuracy_levels: number[];
+  /** Weight MatMuls ORT left in float (B an initializer or a DequantizeLinear output), by node name. */
+  float_matmuls: string[];
+}
+
+export async function checkFusion(file: string, sessionConfig: Record<string, string> = {}): Promise<FusionReport> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-fusion-'));
+  const optimized = path.join(dir, 'optimized.onnx');
+  try {
+    const session = await ort.InferenceSession.create(file, { ...fileSessionOptions(1, sessionConfig), optimizedModelFilePath: optimized });
+    await session.release();
+    const g = decodeModel(fs.readFileSync(optimized), { baseDir: dir, source: optimized });
+    const producers = g.producers();
+    const nbits = g.nodes.filter((n) => n.opType === 'MatMulNBits');
+    const float = g.nodes.filter((n) => {
+      if (n.opType !== 'MatMul' && n.opType !== 'FusedMatMul' && n.opType !== 'Gemm') return false;
+      const b = n.inputs[1];
+      return g.initializers.has(b) || producers.get(b)?.opType === 'DequantizeLinear';
+    });
+    return {
+      matmul_nbits: nbits.length,
+      accuracy_levels: [...new Set(nbits.map((n) => (n.attrs.accuracy_level?.kind === 'int' ? n.attrs.accuracy_level.value : 0)))].sort(),
+      float_matmuls: float.map((n) => n.name),
+    };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -69,7 +69,7 @@ export const dataOption = (images: readonly string[], texts: readonly string[]) 
  * An output file of a given kind (--json FILE.json, --out FILE.onnx): the suffix is required so that a slip of the
  * finger cannot write a report over a checkpoint or a model (`--json run/checkpoint.qat`).
  */
-export const outputFileOption = (flag: string, suffix: '.json' | '.onnx') => (v: string) => {
+export const outputFileOption = (flag: string, suffix: '.json' | '.onnx' | '.html') => (v: string) => {
   if (!v.toLowerCase().endsWith(suffix) || v.length === suffix.length) throw new InvalidArgumentError(`${flag} must name a ${suffix} file, got '${v}'`);
   return v;
 };

@@ -6,6 +6,8 @@ import { evalCommand } from './eval.js';
 import { quantizeCommand } from './quantize.js';
 import { sensitivityCommand } from './sensitivity.js';
 import { generateCommand } from './generate.js';
+import { serveCommand } from './serve.js';
+import { reportCommand } from './report.js';
 import { packageVersion } from './version.js';
 
 /** The `qat` program: a new one per run (commander keeps parsed option values on its commands). */
@@ -19,5 +21,7 @@ export function buildProgram(): Command {
     .addCommand(evalCommand())
     .addCommand(quantizeCommand())
     .addCommand(sensitivityCommand())
-    .addCommand(generateCommand());
+    .addCommand(generateCommand())
+    .addCommand(reportCommand())
+    .addCommand(serveCommand());
 }

@@ -1,0 +1,152 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import '../../src/ops';
+import '../../src/quant';
+import { loadRun } from '../../src/train/run';
+import { decodeModel } from '../../src/onnx/model-io';
+import { exportLanguageModelRun, LmExportReport } from '../../src/export/export-language-model';
+import { LmExportFormat } from '../../src/export/lm-decoder';
+import { checkLanguageModelParity } from '../../src/export/lm-parity';
+import { readLanguageModelJson } from '../../src/generate/model-json';
+import { loadTextData } from '../../src/data/text';
+import { Graph } from '../../src/ir/graph';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const qat = (...args: string[]) => spawnSync(process.execPath, [path.join(root, 'bin/qat.mjs'), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, CI: '1' } });
+const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'));
+
+const CONTEXT = 32;
+/** Small parity counts: the bounds are the export's own; only the sample sizes shrink. */
+const PARITY = { windows: 64, prompts: 8, newTokens: 16 };
+let dir = '';
+const runs: Record<string, string> = {};
+
+before(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-lm-export-'));
+  runs.fp32 = path.join(dir, 'fp32');
+  const tiny = ['--layers', '1', '--heads', '2', '--dim', '32', '--batch', '8', '--eval-every', '0'];
+  let r = qat('train', '--model', 'gpt', '--data', 'moby-dick', '--steps', '40', '--context', String(CONTEXT), ...tiny, '--out', runs.fp32);
+  assert.equal(r.status, 0, r.stderr);
+  for (const preset of ['w4a16-g32', 'w3a16-g32', 'b158']) {
+    runs[preset] = path.join(dir, preset);
+    r = qat('train', '--from', runs.fp32, '--quant', preset, '--steps', '8', '--batch', '8', '--eval-every', '0', '--out', runs[preset]);
+    assert.equal(r.status, 0, r.stderr);
+  }
+});
+
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const exportRun = (run: string, format: LmExportFormat, name: string, extra: object = {}): Promise<LmExportReport> =>
+  exportLanguageModelRun(loadRun(runs[run]), { from: runs[run], out: path.join(dir, name, 'model.onnx'), format, threads: 1, parity: PARITY, ...extra });
+
+const nodesOf = (file: string): Graph => decodeModel(fs.readFileSync(file));
+
+test('fp32 export: KV-cache decoder in the inference form with model.json; qat generate --model and qat eval --model match the run', async () => {
+  const r = await exportRun('fp32', 'fp32', 'fp32');
+  const g = nodesOf(r.out);
+  const inputs = g.inputs.map((v) => v.name);
+  assert.ok(['input_ids', 'position_ids', 'attention_mask', 'past_key_values.0.key', 'past_key_values.0.value'].every((n) => inputs.includes(n)), inputs.join());
+  assert.deepEqual(g.inputs.find((v) => v.name === 'past_key_values.0.key')!.shape, ['B', 2, 'P', 16]);
+  assert.ok(g.outputs.some((v) => v.name === 'present.0.value'));
+  const json = readLanguageModelJson(r.out)!;
+  assert.equal(json.context, CONTEXT);
+  assert.equal(json.layers, 1);
+  assert.equal(json.kvCache?.pastKey, 'past_key_values.{i}.key');
+  assert.equal(r.parity.reference, 'fp32');
+  assert.ok(r.parity.passed, r.parity.failures.join('; '));
+  // Same greedy tokens from the exported file (KV cache, model.json only) as from the run directory.
+  const fromRun = qat('generate', '--from', runs.fp32, '--prompt', 'Call me Ishmael', '--tokens', '24', '--temperature', '0', '--json', path.join(dir, 'g-run.json'));
+  const fromFile = qat('generate', '--model', r.out, '--prompt', 'Call me Ishmael', '--tokens', '24', '--temperature', '0', '--json', path.join(dir, 'g-file.json'));
+  assert.equal(fromRun.status, 0, fromRun.stderr);
+  assert.equal(fromFile.status, 0, fromFile.stderr);
+  assert.deepEqual(readJson(path.join(dir, 'g-file.json')).ids, readJson(path.join(dir, 'g-run.json')).ids);
+  const evalRun = qat('eval', '--from', runs.fp32, '--json', path.join(dir, 'e-run.json'));
+  const evalFile = qat('eval', '--model', r.out, '--data', 'moby-dick', '--json', path.join(dir, 'e-file.json'));
+  assert.equal(evalFile.status, 0, evalFile.stderr);
+  assert.equal(evalRun.status, 0, evalRun.stderr);
+  const [a, b] = [readJson(path.join(dir, 'e-run.json')).val_perplexity, readJson(path.join(dir, 'e-file.json')).val_perplexity];
+  assert.ok(Math.abs(a - b) / a < 1e-5, `${a} vs ${b}`);
+});
+
+test('matmulnbits (w4a16-g32): com.microsoft MatMulNBits bits 4, block 32, accuracy_level 0 for every weight MatMul; equal to the fake-quant model', async () => {
+  const r = await exportRun('w4a16-g32', 'matmulnbits', 'w4-nbits');
+  const g = nodesOf(r.out);
+  const nbits = g.nodes.filter((n) => n.opType === 'MatMulNBits');
+  // qkv, attention output, MLP fc and proj, and the tied LM head.
+  assert.equal(nbits.length, 5);
+  for (const n of nbits) {
+    assert.equal(n.domain, 'com.microsoft');
+    assert.equal(n.attrs.bits.value, 4);
+    assert.equal(n.attrs.block_size.value, 32);
+    assert.equal(n.attrs.accuracy_level.value, 0);
+  }
+  assert.ok(!g.nodes.some((n) => n.opType === 'MatMul' && g.initializers.has(n.inputs[1])), 'no float weight MatMul left');
+  assert.equal(r.fusion!.matmul_nbits, 5);
+  assert.deepEqual(r.fusion!.float_matmuls, []);
+  assert.equal(r.parity.reference, 'fake-quant');
+  assert.ok(r.parity.passed, r.parity.failures.join('; '));
+  assert.ok(r.parity.perplexity_relative_difference < 1e-4, String(r.parity.perplexity_relative_difference));
+  assert.ok(r.file_bytes < r.fp32_file_bytes);
+});
+
+test('int4 (w4a16-g32): INT4 DequantizeLinear (axis 0, block_size 32, opset 21) with one consumer each, a tied head with its own; ORT fuses all into MatMulNBits at the level model.json sets', async () => {
+  const r = await exportRun('w4a16-g32', 'int4', 'w4-int4');
+  const g = nodesOf(r.out);
+  assert.equal(g.opsets[''], 21);
+  assert.ok(g.nodes.every((n) => n.domain === ''), 'standard ONNX only');
+  const dq = g.nodes.filter((n) => n.opType === 'DequantizeLinear');
+  for (const n of dq) {
+    assert.equal(n.attrs.block_size.value, 32);
+    assert.equal(g.initializers.get(n.inputs[0])!.dtype, 22 /* INT4 */);
+    assert.equal(g.nodes.filter((m) => m.inputs.includes(n.outputs[0])).length, 1, `${n.name} has one consumer`);
+  }
+  // Four MatMul weights and the tied table twice (embedding Gather along axis 1, head MatMul along axis 0).
+  assert.equal(dq.length, 6);
+  const consumers = dq.map((n) => g.nodes.find((m) => m.inputs.includes(n.outputs[0]))!.opType).sort();
+  assert.deepEqual(consumers, ['Gather', 'MatMul', 'MatMul', 'MatMul', 'MatMul', 'MatMul']);
+  assert.equal(r.fusion!.matmul_nbits, 5);
+  assert.deepEqual(r.fusion!.accuracy_levels, [0]);
+  assert.deepEqual(readLanguageModelJson(r.out)!.sessionConfig, { 'session.qdq_matmulnbits_accuracy_level': '0' });
+  assert.ok(r.parity.passed, r.parity.failures.join('; '));
+  assert.ok(r.size_ratio_vs_fp32 > 2, String(r.size_ratio_vs_fp32));
+});
+
+test('w3a16-g32 ships 3-bit codes in 4-bit MatMulNBits blocks; b158 as bits 2 (codes 1, 2, 3 around zero point 2); both equal to their fake-quant models', async () => {
+  const w3 = await exportRun('w3a16-g32', 'matmulnbits', 'w3-nbits');
+  assert.ok(w3.weights.every((w) => w.bits === 3 && w.storage_bits === 4));
+  assert.ok(w3.parity.passed, w3.parity.failures.join('; '));
+  const b = await exportRun('b158', 'matmulnbits', 'b158-nbits');
+  assert.ok(b.parity.passed, b.parity.failures.join('; '));
+  const g = nodesOf(b.out);
+  const n = g.nodes.find((x) => x.opType === 'MatMulNBits' && x.name.startsWith('blocks.0.mlp.fc'))!;
+  assert.equal(n.attrs.bits.value, 2);
+  const packed = g.initializers.get(n.inputs[1])!.data as Uint8Array;
+  const codes = new Set<number>();
+  for (const byte of packed) for (let j = 0; j < 4; j++) codes.add((byte >> (2 * j)) & 3);
+  assert.deepEqual([...codes].sort(), [1, 2, 3]);
+  assert.ok(b.activations.length > 0 && b.activations.every((a) => a.spec.includes('RMSNorm')), JSON.stringify(b.activations));
+});
+
+test('the parity check fails a file that is not the run model: the fp32 file against the w4a16 fake-quant model', async () => {
+  const text = loadTextData('moby-dick', 'bytes');
+  const file = path.join(dir, 'fp32', 'model.onnx');
+  const model = loadRun(runs['w3a16-g32']).model;
+  const p = await checkLanguageModelParity(model, file, text.val, CONTEXT, readLanguageModelJson(file)!, { threads: 1, ...PARITY });
+  assert.equal(p.passed, false);
+  assert.ok(p.failures.some((f) => f.includes('val_perplexity')), p.failures.join('; '));
+});
+
+test('qat export --from LM_RUN refuses an image format and an fp32 run as int4, naming the valid choices', () => {
+  const a = qat('export', '--from', runs.fp32, '--format', 'qdq', '--out', path.join(dir, 'x.onnx'));
+  assert.notEqual(a.status, 0);
+  assert.match(a.stderr, /fp32, int4, matmulnbits/);
+  const b = qat('export', '--from', runs.fp32, '--format', 'int4', '--out', path.join(dir, 'x.onnx'));
+  assert.notEqual(b.status, 0);
+  assert.match(b.stderr, /no quantized weights/);
+  assert.ok(!fs.existsSync(path.join(dir, 'x.onnx')));
+});

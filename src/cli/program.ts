@@ -8,6 +8,7 @@ import { sensitivityCommand } from './sensitivity.js';
 import { generateCommand } from './generate.js';
 import { serveCommand } from './serve.js';
 import { reportCommand } from './report.js';
+import { inspectCommand } from './inspect.js';
 import { packageVersion } from './version.js';
 
 /** The `qat` program: a new one per run (commander keeps parsed option values on its commands). */
@@ -23,5 +24,6 @@ export function buildProgram(): Command {
     .addCommand(sensitivityCommand())
     .addCommand(generateCommand())
     .addCommand(reportCommand())
+    .addCommand(inspectCommand())
     .addCommand(serveCommand());
 }

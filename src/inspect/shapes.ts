@@ -1,5 +1,8 @@
 import { inferNode } from '../ir/builder.js';
 import { Graph, Shape, topologicalOrder } from '../ir/graph.js';
+import { propagateShapes } from '../ir/partial-evaluate.js';
+import { constantsToInitializers } from '../onnx/constants.js';
+import { normalizeNode } from '../onnx/opset-normalize.js';
 import '../ops/index.js';
 import '../quant/index.js';
 
@@ -10,6 +13,17 @@ import '../quant/index.js';
  * inferred is left out (shown as '?'), never guessed; nothing here may refuse a file.
  */
 export function valueShapes(source: Graph): Map<string, Shape> {
+  // First the import's inference, which also evaluates shape computations (PyTorch's Shape -> Gather -> Concat ->
+  // Reshape) so that a traced transformer's activations get shapes; where it refuses a node, node by node below.
+  try {
+    const whole = source.clone();
+    constantsToInitializers(whole);
+    const ctx = { graph: whole, opset: whole.opsets[''] ?? 17, notes: [] as string[] };
+    propagateShapes(whole, { fold: false, rewrite: (node) => normalizeNode(node, ctx) });
+    return new Map([...whole.types].map(([name, t]) => [name, t.shape]));
+  } catch {
+    // an op without a qatkit rule (QuantizeLinear, contrib ops): the per-node pass
+  }
   const graph = source.clone();
   const shapes = new Map<string, Shape>();
   for (const v of graph.inputs) shapes.set(v.name, v.shape);

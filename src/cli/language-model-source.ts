@@ -10,6 +10,7 @@ import { TOKENIZER_NAMES, Tokenizer } from '../data/tokenizers/index.js';
 import { LanguageModelJson, modelJsonPath, readLanguageModelJson, tokenizerForModel } from '../generate/model-json.js';
 import { Model } from '../models/model.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
+import { UsageError } from '../validate/schema.js';
 
 export interface LanguageModelSource {
   /** RUN_DIR or FILE.onnx, as given. */
@@ -48,7 +49,12 @@ export function resolveLanguageModelSource(o: LanguageModelFlags): LanguageModel
     if (model.task !== 'language-model' || !model.lm) {
       throw new Error(`--from: '${o.from}' is an image-classification run (data '${String(config.data)}'); give a run trained on text (--data moby-dick, sotu or FILE.txt)`);
     }
-    const tokenizerName = o.tokenizer ?? (config.tokenizer as string | undefined) ?? 'bytes';
+    const trained = (config.tokenizer as string | undefined) ?? 'bytes';
+    // The run's token ids mean what its own tokenizer says; another one would read them as different text.
+    if (o.tokenizer !== undefined && o.tokenizer !== trained) {
+      throw new UsageError(`--tokenizer ${o.tokenizer} does not apply to --from ${o.from}: the run was trained with the ${trained} tokenizer, which it uses; leave --tokenizer out`);
+    }
+    const tokenizerName = trained;
     const context = o.context ?? (config.context as number | undefined) ?? model.lm.context;
     if (model.lm.arch && context > model.lm.context) {
       throw new Error(`--context ${context} is longer than the model's ${model.lm.context} positions; give --context 1..${model.lm.context}`);

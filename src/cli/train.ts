@@ -15,7 +15,7 @@ import { TOKENIZER_NAMES } from '../data/tokenizers/index.js';
 import { LANGUAGE_MODEL_DEFAULTS, LANGUAGE_MODEL_QAT_DEFAULTS, LanguageModelResult } from '../train/run-language-model.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { TRANSFORMER_DEFAULTS } from '../models/transformers.js';
-import { PRESETS } from '../quant/presets.js';
+import { PRESETS, PresetTask } from '../quant/presets.js';
 import { loadQuantConfigFile, nameQuantConfig } from '../quant/config-file.js';
 import { Progress } from './progress.js';
 
@@ -66,14 +66,15 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--json <file.json>', 'write the metrics as JSON to this file', outputFileOption('--json', '.json'));
 }
 
-export function configFromOptions(o: Record<string, any>): TrainConfig {
+/** `task`: what --quant-config's preset names mean (a language model's w8a8 has per-token activations). */
+export function configFromOptions(o: Record<string, any>, task: PresetTask = 'classification'): TrainConfig {
   const input = o.inputScale !== undefined || o.inputMean || o.inputStd ? { scale: o.inputScale, mean: o.inputMean, std: o.inputStd } : undefined;
   return {
     model: o.model, data: o.data, epochs: o.epochs, steps: o.steps, batch: o.batch, optimizer: o.optimizer, lr: o.lr,
     weightDecay: o.weightDecay, schedule: o.schedule, warmupSteps: o.warmupSteps, labelSmoothing: o.labelSmoothing,
     clipNorm: o.clipNorm, augmentShift: o.augmentShift, seed: o.seed, threads: o.threads, input,
     quant: o.quant ?? (o.quantConfig ? 'custom' : undefined),
-    quantConfig: o.quantConfig ? loadQuantConfigFile(o.quantConfig, o.quant) : undefined,
+    quantConfig: o.quantConfig ? loadQuantConfigFile(o.quantConfig, o.quant, task) : undefined,
     from: o.from,
     distill: o.distill ? { weight: o.distillWeight, temperature: o.distillTemperature } : undefined,
     bnFreezeStep: o.bnFreezeStep,
@@ -143,7 +144,7 @@ export async function runTrainCommand(o: Record<string, any>, label = 'train', e
   const given = explicit ?? (() => false);
   const sourceText = languageModelSourceData(o, given);
   checkApplicableFlags(o, given, sourceText);
-  let config = configFromOptions(o);
+  let config = configFromOptions(o, sourceText || (typeof o.data === 'string' && isTextData(o.data)) ? 'language-model' : 'classification');
   if (sourceText) config = withLanguageModelDefaults(config, given, LANGUAGE_MODEL_QAT_DEFAULTS);
   else if (isTextData(config.data) && !o.resume) config = withLanguageModelDefaults(config, given);
   if (o.resume) {

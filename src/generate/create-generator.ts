@@ -5,7 +5,8 @@
 import fs from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { Model } from '../models/model.js';
-import { decoderLayoutOf, vocabularyOf } from './decoder-layout.js';
+import { declaredOutputShapes, decoderLayoutOf, vocabularyOf } from './decoder-layout.js';
+import { InputError } from '../validate/schema.js';
 import { fileSessionOptions, TokenGenerator } from './generator.js';
 import { KvCacheGenerator } from './kv-cache-generator.js';
 import { LanguageModelJson } from './model-json.js';
@@ -38,7 +39,13 @@ export async function createFileGenerator(file: string, context: number, options
   if (!fs.existsSync(file)) throw new Error(`--model: no such file '${file}'`);
   const session = await ort.InferenceSession.create(file, fileSessionOptions(options.threads, options.json?.sessionConfig));
   try {
-    const layout = decoderLayoutOf(session, { heads: options.json?.heads, headSize: options.json?.headSize });
+    let layout;
+    try {
+      layout = decoderLayoutOf(session, { heads: options.json?.heads, headSize: options.json?.headSize }, declaredOutputShapes(file));
+    } catch (e) {
+      // The refusal names the file as well as the tensor.
+      throw e instanceof Error && e.constructor === Error ? new InputError(`${file}: ${e.message}`) : e;
+    }
     if (options.json) {
       const { inputIds, attentionMask, positionIds } = options.json.inputs;
       if (session.inputNames.includes(inputIds)) layout.inputIds = inputIds;

@@ -3,7 +3,9 @@
  * updated cache: the Hugging Face / ORT GenAI names that our zoo decoders use (models/transformer-builder.ts
  * decoderNames), read off an ONNX Runtime session so that an exported decoder file generates with its cache too.
  */
+import fs from 'node:fs';
 import * as ort from 'onnxruntime-node';
+import onnxProto from 'onnx-proto';
 import { decoderNames } from '../models/transformer-builder.js';
 
 export interface LayerCacheNames {
@@ -39,7 +41,7 @@ function tensorShape(session: ort.InferenceSession, name: string): readonly (num
  * past_key_values.{i}.key/value with present.{i}.key/value for i = 0..L-1 make a KV-cache decoder.
  * `cache` supplies heads and headSize where the graph leaves them symbolic (a model.json beside the file).
  */
-export function decoderLayoutOf(session: ort.InferenceSession, cache: { heads?: number; headSize?: number } = {}): DecoderLayout {
+export function decoderLayoutOf(session: ort.InferenceSession, cache: { heads?: number; headSize?: number } = {}, declared: Map<string, (number | string)[]> = new Map()): DecoderLayout {
   const inputs = session.inputNames;
   const outputs = session.outputNames;
   const has = (name: string) => inputs.includes(name);
@@ -66,7 +68,7 @@ export function decoderLayoutOf(session: ort.InferenceSession, cache: { heads?: 
     const headSize = typeof shape[3] === 'number' ? shape[3] : cache.headSize;
     if (!heads || !headSize) throw new Error(`decoder graph: ${decoderNames.pastKey(0)} has shape [${shape.join(', ')}]; give heads and head size (model.json "heads", "headSize")`);
     Object.assign(layout, { heads, headSize });
-    checkCacheShapes(session, layout, heads, headSize);
+    checkCacheShapes(session, layout, heads, headSize, declared);
   }
   return layout;
 }
@@ -75,7 +77,7 @@ export function decoderLayoutOf(session: ort.InferenceSession, cache: { heads?: 
  * Every layer's past and present tensors must be [B, heads, *, headSize] like layer 0's: a decoder whose cache
  * shapes disagree would fail inside ONNX Runtime at the first decode step (or silently mix heads).
  */
-function checkCacheShapes(session: ort.InferenceSession, layout: DecoderLayout, heads: number, headSize: number): void {
+function checkCacheShapes(session: ort.InferenceSession, layout: DecoderLayout, heads: number, headSize: number, declared: Map<string, (number | string)[]>): void {
   const outputShape = (name: string) => {
     const meta = (session as unknown as { outputMetadata?: { name: string; isTensor: boolean; shape?: readonly (number | string)[] }[] }).outputMetadata?.find((m) => m.name === name);
     return meta && meta.isTensor ? meta.shape : undefined;
@@ -84,6 +86,7 @@ function checkCacheShapes(session: ort.InferenceSession, layout: DecoderLayout, 
     const shapes: [string, readonly (number | string)[] | undefined][] = [
       [l.pastKey, tensorShape(session, l.pastKey)], [l.pastValue, tensorShape(session, l.pastValue)],
       [l.presentKey, outputShape(l.presentKey)], [l.presentValue, outputShape(l.presentValue)],
+      [l.presentKey, declared.get(l.presentKey)], [l.presentValue, declared.get(l.presentValue)],
     ];
     for (const [name, shape] of shapes) {
       if (!shape) continue;
@@ -91,6 +94,26 @@ function checkCacheShapes(session: ort.InferenceSession, layout: DecoderLayout, 
       if (bad) throw new Error(`decoder graph: '${name}' has shape [${shape.join(', ')}]; every past/present tensor must be [batch, ${heads}, sequence, ${headSize}] like ${decoderNames.pastKey(0)}`);
     }
   }
+}
+
+/**
+ * The output shapes an ONNX file declares. ONNX Runtime's outputMetadata reports its own inference, merging a
+ * declaration that contradicts it "leniently" (a warning on stderr), so a present tensor declared with other heads
+ * than the cache it returns is seen only here. Unreadable files give no declarations (the session read them).
+ */
+export function declaredOutputShapes(file: string): Map<string, (number | string)[]> {
+  const shapes = new Map<string, (number | string)[]>();
+  try {
+    const model = onnxProto.onnx.ModelProto.decode(fs.readFileSync(file));
+    for (const o of model.graph?.output ?? []) {
+      const dims = o.type?.tensorType?.shape?.dim;
+      if (!o.name || !dims) continue;
+      shapes.set(o.name, dims.map((d) => (d.dimParam ? d.dimParam : d.dimValue !== undefined && d.dimValue !== null ? Number(d.dimValue) : '')));
+    }
+  } catch {
+    // Left to the session, which loaded the file.
+  }
+  return shapes;
 }
 
 /** Empty past tensors [rows, heads, 0, headSize] for every layer: the prefill of a decoder. */

@@ -103,6 +103,9 @@ export function readLanguageModelJson(onnxFile: string): LanguageModelJson | und
   } catch (e) {
     throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
   }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new Error(`${file}: must be a JSON object (format "${MODEL_JSON_FORMAT}"), got ${json === null ? 'null' : Array.isArray(json) ? 'an array' : typeof json}`);
+  }
   const fail = (field: string, valid: string) => {
     throw new Error(`${file}: field "${field}" must be ${valid}, got ${JSON.stringify((json as unknown as Record<string, unknown>)[field])}`);
   };
@@ -111,8 +114,10 @@ export function readLanguageModelJson(onnxFile: string): LanguageModelJson | und
   for (const field of ['vocabSize', 'context'] as const) if (!Number.isInteger(json[field]) || json[field] < 1) fail(field, 'an integer >= 1');
   for (const field of ['layers', 'heads', 'headSize'] as const) if (json[field] !== undefined && (!Number.isInteger(json[field]) || json[field]! < 1)) fail(field, 'an integer >= 1');
   if (json.endOfText !== undefined && !Number.isInteger(json.endOfText)) fail('endOfText', 'a token id');
-  if (!json.inputs?.inputIds || !json.outputs?.logits) fail('inputs', 'an object with inputIds (and outputs with logits)');
-  if (json.sessionConfig !== undefined && (typeof json.sessionConfig !== 'object' || Object.values(json.sessionConfig).some((v) => typeof v !== 'string'))) {
+  const isName = (v: unknown) => typeof v === 'string' && v !== '';
+  if (typeof json.inputs !== 'object' || json.inputs === null || !isName(json.inputs.inputIds)) fail('inputs', 'an object with inputIds (a tensor name)');
+  if (typeof json.outputs !== 'object' || json.outputs === null || !isName(json.outputs.logits)) fail('outputs', 'an object with logits (a tensor name)');
+  if (json.sessionConfig !== undefined && (typeof json.sessionConfig !== 'object' || json.sessionConfig === null || Array.isArray(json.sessionConfig) || Object.values(json.sessionConfig).some((v) => typeof v !== 'string'))) {
     fail('sessionConfig', 'an object of string values (ONNX Runtime session config entries)');
   }
   return json;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { z } from 'zod';
 import { bool, InputError, intIn, jsonDepth, numberIn, oneOf, parseWith, text } from '../validate/schema.js';
-import { activationSpec, LayerOverride, presetConfig, PRESETS, QatConfig, RoleSpec, weightSpec } from './presets.js';
+import { activationSpec, LayerOverride, presetConfig, PRESETS, PresetTask, QatConfig, RoleSpec, weightSpec } from './presets.js';
 import { QuantSpecError, SCALE_METHODS, validateSpec } from './spec.js';
 
 export const GRANULARITIES = ['per-tensor', 'per-channel', 'per-group', 'per-token'] as const;
@@ -80,7 +80,7 @@ export const qatConfigSchema = z.strictObject({
  * ("yes" for a boolean) and numbers out of range, with the file and the key named. Overrides are checked against
  * the model's layers when the model is prepared (prepare.ts: a pattern that matches no layer is refused).
  */
-export function loadQuantConfigFile(file: string, preset?: string): QatConfig {
+export function loadQuantConfigFile(file: string, preset?: string, task: PresetTask = 'classification'): QatConfig {
   let textContent: string;
   try {
     const stat = fs.statSync(file);
@@ -98,10 +98,11 @@ export function loadQuantConfigFile(file: string, preset?: string): QatConfig {
     throw new InputError(`--quant-config ${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
   }
   if (jsonDepth(raw) > MAX_JSON_DEPTH) throw new InputError(`--quant-config ${file}: nested more than ${MAX_JSON_DEPTH} levels deep; a quant config is a few levels of objects`);
-  return parseQuantConfig(raw, file, preset);
+  return parseQuantConfig(raw, file, preset, task);
 }
 
-export function parseQuantConfig(raw: unknown, source: string, preset?: string): QatConfig {
+/** `task` says what a preset name means: on a language model (text data) w8a8 has per-token activations, and the LM presets exist. */
+export function parseQuantConfig(raw: unknown, source: string, preset?: string, task: PresetTask = 'classification'): QatConfig {
   const where = `--quant-config ${source}`;
   const obj = parseWith(quantConfigFileSchema, raw, where);
   if (preset !== undefined && obj.preset !== undefined && preset !== obj.preset) {
@@ -109,7 +110,7 @@ export function parseQuantConfig(raw: unknown, source: string, preset?: string):
   }
   let base: QatConfig;
   try {
-    base = presetConfig(obj.preset ?? preset ?? 'w8a8');
+    base = presetConfig(obj.preset ?? preset ?? 'w8a8', task);
   } catch (e) {
     throw new InputError(`${where}: ${(e as Error).message}`);
   }

@@ -43,6 +43,9 @@ export interface PtqResult {
   quantizers: number;
   calib_seconds: number;
   run_dir: string;
+  /** Language-model runs (RTN): validation perplexity of the quantized and the fp32 model. */
+  val_perplexity?: number;
+  fp32_perplexity?: number;
 }
 
 /** `<from>-ptq-<preset>-<calib>` next to the from-run. */

@@ -25,5 +25,6 @@ export class QatStepRunner {
   trainStep(lr: number, observe?: boolean): Promise<StepOutcome>;
   train(sampler: BatchSampler, steps: number, onStep?: (info: StepOutcome & { step: number; lr: number; ms: number }) => unknown, options?: { lr?: number }): Promise<void>;
   evaluate(pixels: Uint8Array, labels: Uint8Array, batch?: number): Promise<number>;
+  logits(images: Float32Array, count: number): Promise<Float32Array>;
   release(): Promise<void>;
 }

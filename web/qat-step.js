@@ -141,6 +141,15 @@ export class QatStepRunner {
     return correct / labels.length;
   }
 
+  /** Logits of the fake-quantized model (current parameters) for `count` images already scaled to [0, 1]. */
+  async logits(images, count) {
+    const m = this.manifest;
+    const [ch, h, w] = m.sampleShape;
+    const feeds = { [m.eval.images]: new this.ort.Tensor('float32', images, [count, ch, h, w]) };
+    for (const name of m.eval.feeds) feeds[name] = this.state.get(name);
+    return (await this.evalSession.run(feeds))[m.eval.logits].data;
+  }
+
   async release() {
     await this.stepSession.release();
     await this.evalSession.release();

@@ -20,6 +20,8 @@ export interface CatalogModel {
   /** From the export JSON when there is one: accuracy of the exported model in ORT and its agreement with the fake-quant model. */
   exportedAccuracy?: number;
   argmaxAgreement?: number;
+  /** Test images that check ran on. */
+  checkedSamples?: number;
   json?: string;
 }
 
@@ -136,7 +138,7 @@ export function readCatalog(from: string): Catalog {
       continue;
     }
     const report = exportReport(file);
-    const parity = report?.report.parity as { exported_accuracy?: number; argmax_agreement?: number } | undefined;
+    const parity = report?.report.parity as { exported_accuracy?: number; argmax_agreement?: number; samples?: number } | undefined;
     const label = slot === 'fp32' ? 'fp32' : `${preset ?? 'custom'} ${format === 'qdq' ? 'int8 QDQ' : format === 'int4' ? 'int4' : 'packed'}`;
     models.push({
       id: slot,
@@ -148,6 +150,7 @@ export function readCatalog(from: string): Catalog {
       preset,
       exportedAccuracy: parity?.exported_accuracy,
       argmaxAgreement: parity?.argmax_agreement,
+      checkedSamples: parity?.samples,
       json: report?.path,
     });
   }

@@ -10,9 +10,16 @@ export type VegaLiteSpec = Record<string, unknown>;
 const WIDTH = 560;
 const HEIGHT = 260;
 
+const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
+/** Legends wide enough for run names and quant-health measures (Vega-Lite cuts labels at 160 px by default). */
+const CONFIG = { font: 'sans-serif', legend: { labelLimit: 320, titleLimit: 320 }, axis: { titleFontSize: 12, labelFontSize: 11 }, title: { fontSize: 14 } };
+
 function base(title: string, values: unknown[]): VegaLiteSpec {
-  return { $schema: 'https://vega.github.io/schema/vega-lite/v6.json', title, width: WIDTH, height: HEIGHT, data: { values }, config: { font: 'sans-serif' } };
+  return { $schema: SCHEMA, title, width: WIDTH, height: HEIGHT, data: { values }, config: CONFIG };
 }
+
+/** An accuracy-like metric (fractions in [0, 1]) is shown in percent. */
+const isFraction = (metric: string, values: number[]) => /accuracy|agreement/i.test(metric) && values.every((v) => v >= 0 && v <= 1);
 
 /** One row of a results table (the bits chart and table): a setting, a method, weight bits, the metric. */
 export interface ResultRow {
@@ -27,20 +34,32 @@ export function bitsLabel(bits: number): string {
   return bits >= 32 ? 'fp32' : Number.isInteger(bits) ? `${bits}` : bits.toFixed(2);
 }
 
-/** Accuracy or perplexity against weight bits; colour = method (fp32, PTQ-<calib>, QAT), shape = setting. */
+/**
+ * Accuracy or perplexity against weight bits; colour = method (fp32, PTQ-<calib>, QAT), shape = setting. A line
+ * joins one method's points of one setting across bits, so where PTQ collapses and QAT holds reads at a glance.
+ */
 export function metricVsBitsSpec(rows: ResultRow[], metric: string): VegaLiteSpec {
-  const values = rows.map((r) => ({ ...r, bits_label: bitsLabel(r.bits) }));
+  const values = rows.map((r) => ({ ...r, bits_label: bitsLabel(r.bits), series: `${r.method} / ${r.setting}` }));
   const order = [...new Set([...values].sort((a, b) => a.bits - b.bits).map((v) => v.bits_label))];
+  const fraction = isFraction(metric, rows.map((r) => r.metric));
+  const x = { field: 'bits_label', type: 'ordinal', sort: order, title: 'weight bits', axis: { labelAngle: 0 } };
+  const y = { field: 'metric', type: 'quantitative', title: metric, scale: { zero: false }, ...(fraction ? { axis: { format: '.1%' } } : {}) };
+  const settings = new Set(rows.map((r) => r.setting)).size;
   return {
     ...base(`${metric} against weight bits`, values),
-    mark: { type: 'point', filled: true, size: 90 },
-    encoding: {
-      x: { field: 'bits_label', type: 'ordinal', sort: order, title: 'weight bits', axis: { labelAngle: 0 } },
-      y: { field: 'metric', type: 'quantitative', title: metric, scale: { zero: false } },
-      color: { field: 'method', type: 'nominal', title: 'method' },
-      shape: { field: 'setting', type: 'nominal', title: 'setting' },
-      tooltip: [{ field: 'setting' }, { field: 'method' }, { field: 'bits' }, { field: 'metric', format: '.4f' }],
-    },
+    layer: [
+      { mark: { type: 'line', strokeWidth: 1.5, opacity: 0.6 }, encoding: { x, y, color: { field: 'method', type: 'nominal', title: 'method' }, detail: { field: 'series' } } },
+      {
+        mark: { type: 'point', filled: true, size: 90, opacity: 1 },
+        encoding: {
+          x,
+          y,
+          color: { field: 'method', type: 'nominal', title: 'method' },
+          ...(settings > 1 ? { shape: { field: 'setting', type: 'nominal', title: 'setting' } } : {}),
+          tooltip: [{ field: 'setting' }, { field: 'method' }, { field: 'bits' }, { field: 'metric', format: fraction ? '.2%' : '.4f' }],
+        },
+      },
+    ],
   };
 }
 
@@ -54,6 +73,7 @@ export function lossCurvesSpec(runs: { name: string; history: HistoryPoint[] }[]
       if (evalLoss !== undefined) values.push({ run: r.name, step: p.step, loss: evalLoss, series: p.val_loss !== undefined ? 'validation' : 'test' });
     }
   }
+  const series = ['train', 'test', 'validation'].filter((x) => values.some((v) => v.series === x));
   return {
     ...base('loss over training steps', values),
     mark: { type: 'line', point: false, strokeWidth: 1.5 },
@@ -61,7 +81,8 @@ export function lossCurvesSpec(runs: { name: string; history: HistoryPoint[] }[]
       x: { field: 'step', type: 'quantitative', title: 'step' },
       y: { field: 'loss', type: 'quantitative', title: 'loss', scale: { zero: false } },
       color: { field: 'run', type: 'nominal', title: 'run' },
-      strokeDash: { field: 'series', type: 'nominal', title: 'series' },
+      // Training loss solid, evaluation loss dashed.
+      strokeDash: { field: 'series', type: 'nominal', title: 'series', scale: { domain: series, range: series.map((x) => (x === 'train' ? [1, 0] : [6, 3])) } },
       detail: { field: 'series' },
     },
   };
@@ -76,7 +97,7 @@ export function evalCurvesSpec(runs: { name: string; history: HistoryPoint[] }[]
     mark: { type: 'line', point: true },
     encoding: {
       x: { field: 'step', type: 'quantitative', title: 'step' },
-      y: { field: 'value', type: 'quantitative', title: lm ? 'validation perplexity' : 'test accuracy', scale: { zero: false } },
+      y: { field: 'value', type: 'quantitative', title: lm ? 'validation perplexity' : 'test accuracy', scale: { zero: false }, ...(lm ? {} : { axis: { format: '.1%' } }) },
       color: { field: 'run', type: 'nominal', title: 'run' },
     },
   };
@@ -97,7 +118,7 @@ export function learningRateSpec(runs: { name: string; history: HistoryPoint[] }
   };
 }
 
-/** Per-layer accuracy drop when only that layer is quantized (qat sensitivity). */
+/** Per-layer accuracy drop when only that layer is quantized (qat sensitivity), in percentage points. */
 export function sensitivitySpec(layers: { layer: string; opType: string; drop: number }[], bits: number, run: string): VegaLiteSpec {
   const values = layers.map((l, i) => ({ ...l, order: i, drop_points: l.drop * 100 }));
   return {
@@ -124,27 +145,41 @@ export interface WeightHistogram {
   clipped: number;
 }
 
-/** A weight histogram (bars) with the grid points s (q - z) as rules. */
+/** Grids with more points than this draw only their clip limits: 256 rules would fill the plot with red. */
+const MAX_GRID_RULES = 33;
+
+/**
+ * A weight histogram (bars) over the quantization grid: a rule at each grid point s (q - z) for grids of up to
+ * 5 bits, and for finer grids the representable range as a band with its clip limits as solid rules.
+ */
 export function weightHistogramSpec(h: WeightHistogram): VegaLiteSpec {
+  const x = { field: 'grid', type: 'quantitative', title: h.unit };
+  const lo = h.grid[0];
+  const hi = h.grid[h.grid.length - 1];
+  const gridLayers =
+    h.grid.length <= MAX_GRID_RULES
+      ? [{ data: { values: h.grid.map((g) => ({ grid: g })) }, mark: { type: 'rule', color: '#d62728', opacity: 0.5 }, encoding: { x } }]
+      : [
+          { data: { values: [{ grid: lo, grid_end: hi }] }, mark: { type: 'rect', color: '#d62728', opacity: 0.07 }, encoding: { x, x2: { field: 'grid_end' } } },
+          { data: { values: [{ grid: lo }, { grid: hi }] }, mark: { type: 'rule', color: '#d62728', opacity: 0.8, strokeWidth: 1.5 }, encoding: { x } },
+        ];
+  // Short: headless Vega estimates text widths, and a long subtitle widens the chart's left margin.
+  const gridNote = h.grid.length <= MAX_GRID_RULES ? `${h.grid.length} points` : `${h.grid.length} points (red: clip limits)`;
   return {
-    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-    title: `${h.run}: ${h.layer} (${h.bits}-bit grid; ${(h.clipped * 100).toFixed(2)}% clipped)`,
+    $schema: SCHEMA,
+    title: { text: `${h.run}: ${h.layer}`, subtitle: `${h.bits}-bit grid, ${gridNote}; ${(h.clipped * 100).toFixed(2)}% clipped` },
     width: WIDTH,
     height: 180,
-    config: { font: 'sans-serif' },
+    config: CONFIG,
     layer: [
-      {
-        data: { values: h.grid.map((g) => ({ grid: g })) },
-        mark: { type: 'rule', color: '#d62728', opacity: h.grid.length > 64 ? 0.15 : 0.45 },
-        encoding: { x: { field: 'grid', type: 'quantitative', title: h.unit } },
-      },
+      ...gridLayers,
       {
         data: { values: h.bins },
         mark: { type: 'rect', color: '#1f77b4', opacity: 0.85 },
         encoding: {
           x: { field: 'start', type: 'quantitative', title: h.unit },
           x2: { field: 'end' },
-          y: { field: 'count', type: 'quantitative', title: 'weights' },
+          y: { field: 'count', type: 'quantitative', title: 'weights per bin' },
           tooltip: [{ field: 'start', format: '.4g' }, { field: 'end', format: '.4g' }, { field: 'count' }],
         },
       },
@@ -166,7 +201,7 @@ export function quantHealthSpec(run: string, points: QuantHealthPoint[]): VegaLi
     mark: { type: 'line', point: true },
     encoding: {
       x: { field: 'step', type: 'quantitative', title: 'step' },
-      y: { field: 'fraction', type: 'quantitative', title: 'fraction' },
+      y: { field: 'fraction', type: 'quantitative', title: 'fraction (drift: mean |s/s0 - 1|)', axis: { format: '.1%' } },
       color: { field: 'measure', type: 'nominal', title: 'measure' },
     },
   };

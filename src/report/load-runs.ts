@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { isTextData } from '../data/text.js';
 import { presetConfig, QatConfig } from '../quant/presets.js';
 import { SENSITIVITY_FILE, SensitivityReport } from '../quant/sensitivity.js';
 import { CHECKPOINT_FILE, METRICS_FILE } from '../train/run-lifecycle.js';
@@ -29,8 +30,19 @@ export interface ExportSummary {
   exported_accuracy?: number;
   qat_accuracy?: number;
   max_abs_logit_difference?: number;
-  /** Milliseconds per sample or per batch, where a benchmark wrote one. */
+  /** Language-model exports: the decoder's file against the fp32 decoder's (file bytes). */
+  size_ratio_vs_fp32?: number;
+  /** Language-model exports: validation perplexity of the file (ORT) and of the model it was checked against. */
+  exported_perplexity?: number;
+  reference_perplexity?: number;
+  /** 'fp32' or 'fake-quant': what the language-model file was checked against. */
+  reference?: string;
+  /** Language-model exports: next-token top-1 agreement with the reference. */
+  top1_agreement?: number;
+  /** Milliseconds per call, from the report (a benchmark's) or measured by the report. */
   latency_ms?: number;
+  /** What one latency call is ('image, batch 1', 'token, KV-cache decode'). */
+  latency_per?: string;
 }
 
 export interface ReportRun {
@@ -115,7 +127,13 @@ export function exportSummary(value: unknown, file: string): ExportSummary | und
     exported_accuracy: num(parity.exported_accuracy),
     qat_accuracy: num(parity.qat_accuracy),
     max_abs_logit_difference: num(parity.max_abs_logit_difference),
-    latency_ms: num(r.latency_ms) ?? num(r.ms_per_sample) ?? num(r.ms_per_batch),
+    size_ratio_vs_fp32: num(r.size_ratio_vs_fp32),
+    exported_perplexity: num(parity.exported_val_perplexity),
+    reference_perplexity: num(parity.reference_val_perplexity),
+    reference: typeof parity.reference === 'string' ? parity.reference : undefined,
+    top1_agreement: num(parity.top1_agreement),
+    latency_ms: num(r.latency_ms) ?? num(r.ms_per_sample),
+    latency_per: num(r.latency_ms) !== undefined ? (typeof r.latency_per === 'string' ? r.latency_per : undefined) : num(r.ms_per_sample) !== undefined ? 'sample' : undefined,
   };
 }
 
@@ -159,7 +177,8 @@ export function loadReportRun(dir: string): ReportRun {
   const raw = readJson(metricsFile, 'RUN_DIR');
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new InputError(`RUN_DIR ${dir}: ${METRICS_FILE} is not a JSON object`);
   const metrics = raw as Record<string, unknown>;
-  const task = metrics.task === 'language-model' ? 'language-model' : 'classification';
+  // PTQ (RTN) runs of a language model carry no task field; their validation perplexity and text data say it.
+  const task = metrics.task === 'language-model' || num(metrics.val_perplexity) !== undefined || (typeof metrics.data === 'string' && isTextData(metrics.data)) ? 'language-model' : 'classification';
   const method: RunMethod = metrics.method === 'ptq' ? 'ptq' : metrics.method === 'qat' || metrics.quant ? 'qat' : 'fp32';
   const calib = typeof metrics.calib === 'string' ? metrics.calib : 'minmax';
   const lm = task === 'language-model';

@@ -44,22 +44,30 @@ export function resultsTable(rows: ResultRow[], metric: string): string {
   return htmlTable(['setting', 'method', 'weight bits', metric], cells, [false, false, true, true]);
 }
 
-/** Size, latency and parity of each export report. */
+/**
+ * Size, latency and parity of each export report. Image exports are checked against their fake-quant model
+ * (argmax agreement, accuracy); language-model decoders against their reference (validation perplexity, top-1).
+ */
 export function exportsTable(exports: ExportSummary[]): string {
-  const rows = exports.map((e) => [
-    escapeHtml(e.out ?? e.file),
-    escapeHtml(e.format),
-    bytes(e.file_bytes),
-    e.weight_ratio === undefined ? DASH : `${e.weight_ratio.toFixed(2)}x`,
-    fixed(e.latency_ms, 3),
-    percent(e.argmax_agreement),
-    percent(e.exported_accuracy),
-    percent(e.qat_accuracy),
-    e.max_abs_logit_difference === undefined ? DASH : e.max_abs_logit_difference.toPrecision(3),
-    e.verified === undefined ? DASH : e.verified ? 'yes' : 'no',
-  ]);
+  const ppl = (v: number | undefined) => (v === undefined ? DASH : `ppl ${v.toFixed(3)}`);
+  const rows = exports.map((e) => {
+    const lm = e.exported_perplexity !== undefined;
+    const smaller = e.weight_ratio !== undefined ? `${e.weight_ratio.toFixed(2)}x (weights)` : e.size_ratio_vs_fp32 !== undefined ? `${e.size_ratio_vs_fp32.toFixed(2)}x (file)` : DASH;
+    return [
+      escapeHtml(e.out ?? e.file),
+      escapeHtml(e.format),
+      bytes(e.file_bytes),
+      smaller,
+      e.latency_ms === undefined ? DASH : `${e.latency_ms.toFixed(3)}${e.latency_per ? ` <small>per ${escapeHtml(e.latency_per)}</small>` : ''}`,
+      lm ? ppl(e.exported_perplexity) : percent(e.exported_accuracy),
+      lm ? `${ppl(e.reference_perplexity)}${e.reference ? ` <small>${escapeHtml(e.reference)}</small>` : ''}` : `${percent(e.qat_accuracy)}${e.qat_accuracy === undefined ? '' : ' <small>fake-quant</small>'}`,
+      lm ? `${percent(e.top1_agreement)} <small>top-1</small>` : `${percent(e.argmax_agreement)}${e.argmax_agreement === undefined ? '' : ' <small>argmax</small>'}`,
+      e.max_abs_logit_difference === undefined ? DASH : e.max_abs_logit_difference.toPrecision(3),
+      e.verified === undefined ? DASH : e.verified ? 'yes' : 'no',
+    ];
+  });
   return htmlTable(
-    ['model file', 'format', 'file size', 'weights vs fp32', 'latency (ms)', 'argmax agreement', 'exported accuracy', 'fake-quant accuracy', 'max |logit diff|', 'verified'],
+    ['model file', 'format', 'file size', 'smaller than fp32', 'ORT latency (ms)', 'exported file: accuracy / perplexity', 'reference', 'agreement', 'max |logit diff|', 'verified'],
     rows,
     [false, false, true, true, true, true, true, true, true, false],
   );

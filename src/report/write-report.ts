@@ -20,7 +20,8 @@ import {
 import { absent, figure, ReportSection, reportHtml } from './html.js';
 import { ExportSummary, loadExportFile, loadReportRun, ReportRun } from './load-runs.js';
 import { renderSvg } from './render-svg.js';
-import { exportsTable, resultsTable, runsTable } from './tables.js';
+import { escapeHtml, exportsTable, resultsTable, runsTable } from './tables.js';
+import { exportedFile, measureExportLatency } from './export-latency.js';
 import { checkLayersMatched, runHistograms } from './weight-histograms.js';
 
 /** A results table from the demo or a benchmark: rows of (setting, method, bits, metric). */
@@ -43,6 +44,12 @@ export interface WriteReportOptions {
   /** Rows of a results table (rendered as a table and an accuracy/perplexity-vs-bits chart). */
   results?: ResultsTable;
   threads?: number;
+  /**
+   * Measure each export file's ONNX Runtime latency where its report holds none (default true): one image per
+   * call, or one decoded token with the KV cache for language models; median of `latencyReps` calls (default 30).
+   */
+  latency?: boolean;
+  latencyReps?: number;
 }
 
 export interface ReportSummary {
@@ -78,7 +85,9 @@ export async function writeReport(options: WriteReportOptions): Promise<ReportSu
   const extraExports = (options.exports ?? []).map(loadExportFile);
   const charts: string[] = [];
   const missing: string[] = [];
-  const chart = async (name: string, spec: VegaLiteSpec) => {
+  const chart = async (label: string, spec: VegaLiteSpec) => {
+    // Layer names carry '/' and ':' (blocks.0.attn.proj/MatMul): the chart's name keeps letters, digits, '.', '-'.
+    const name = label.replace(/[^\w.-]+/g, '-');
     charts.push(name);
     return figure(name, await renderSvg(spec));
   };
@@ -126,14 +135,21 @@ export async function writeReport(options: WriteReportOptions): Promise<ReportSu
     for (const r of healthy) health.push(await chart(`quant-health-${r.name}`, quantHealthSpec(r.name, r.quantHealth)));
     if (!healthy.length) health.push(note('No quant-health series (QAT runs record one)', 'qat train --from FP32_RUN --quant w4a4 --health-every 25 --out QAT_RUN'));
     else if (!healthy.some((r) => r.quantHealth.some((p) => p.oscillating !== undefined))) {
-      health.push(`<p class="absent">No oscillation series: the oscillation tracker (Nagel et al. 2022) runs for weights below 8 bits or with <code>--oscillation-dampen</code> / <code>--oscillation-freeze</code>.</p>`);
+      health.push(
+        healthy.every((r) => r.task === 'language-model')
+          ? `<p class="absent">No oscillation series: language-model QAT runs do not track weight oscillation.</p>`
+          : `<p class="absent">No oscillation series: the oscillation tracker (Nagel et al. 2022) runs in image QAT below 8-bit weights or with <code>--oscillation-dampen</code> / <code>--oscillation-freeze</code>.</p>`,
+      );
     }
     sections.push({ id: 'health', title: 'Quant health over training', body: health.join('\n') });
 
     // Per-layer sensitivity.
     const sens: string[] = [];
     for (const r of runs.filter((x) => x.sensitivity)) sens.push(await chart(`sensitivity-${r.name}`, sensitivitySpec(r.sensitivity!.layers, r.sensitivity!.bits, r.name)));
-    if (!sens.length) sens.push(note('No per-layer sensitivity (RUN/sensitivity.json)', 'qat sensitivity --from FP32_RUN'));
+    if (!sens.length) {
+      if (runs.some((r) => r.task === 'classification')) sens.push(note('No per-layer sensitivity (RUN/sensitivity.json)', 'qat sensitivity --from FP32_RUN'));
+      else sens.push(`<p class="absent">No per-layer sensitivity: qat sensitivity measures image classifiers (the accuracy drop per layer); these runs are language models.</p>`);
+    }
     sections.push({ id: 'sensitivity', title: 'Per-layer sensitivity', body: sens.join('\n') });
 
     // Weight histograms against the grid.
@@ -151,8 +167,24 @@ export async function writeReport(options: WriteReportOptions): Promise<ReportSu
 
   // Exports: size, latency, parity.
   const exports: ExportSummary[] = [...runs.flatMap((r) => r.exports), ...extraExports].filter((e, i, all) => all.findIndex((o) => o.file === e.file) === i);
+  const measured: string[] = [];
+  if (options.latency ?? true) {
+    for (const e of exports) {
+      if (e.latency_ms !== undefined) continue;
+      const l = await measureExportLatency(e, { threads: options.threads, reps: options.latencyReps });
+      if (!l) continue;
+      e.latency_ms = l.ms;
+      e.latency_per = l.per;
+      measured.push(`${e.out ?? e.file}: median of ${l.reps}`);
+    }
+  }
+  const missingFiles = exports.filter((e) => e.latency_ms === undefined && !exportedFile(e));
+  const latencyNote = measured.length
+    ? `\n<p>Latency measured by ONNX Runtime while this report was written (${options.threads ?? 2} intra-op thread${options.threads === 1 ? '' : 's'}; ${measured.map(escapeHtml).join(', ')} calls after 5 warm-up calls).</p>`
+    : '';
+  const missingNote = missingFiles.length ? `\n<p class="absent">No latency for ${missingFiles.map((e) => `<code>${escapeHtml(e.out ?? e.file)}</code>`).join(', ')}: the model file is not there any more.</p>` : '';
   const exportBody = exports.length
-    ? exportsTable(exports) + (exports.every((e) => e.latency_ms === undefined) ? `\n<p class="absent">Latency: the export reports hold none (qat export --json measures size and parity).</p>` : '')
+    ? exportsTable(exports) + latencyNote + missingNote
     : note('No export report', 'qat export --from QAT_RUN --out RUN/model.int8.onnx --json RUN/export.json');
   sections.push({ id: 'exports', title: 'Exports: size, latency, parity', body: exportBody });
 

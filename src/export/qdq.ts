@@ -9,7 +9,7 @@ import { buildEvalGraph } from '../train/step-graph.js';
 import { Emitter, pruneDead } from './emitter.js';
 import { fetchValues } from './fetch-values.js';
 import { weightCodes } from './weight-codes.js';
-import { emitWeightCodes, fitsInt4, packedLayout, WeightStorage } from './weight-storage.js';
+import { emitWeightCodes, fitsInt4, packedLayout, scaleDimsOf, WeightStorage } from './weight-storage.js';
 
 export const EXPORT_FORMATS = ['qdq', 'int4', 'packed'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -37,6 +37,8 @@ export interface ExportedLayer {
   signed: boolean;
   symmetric: boolean;
   granularity: string;
+  /** Per group: elements per group (the blocked DequantizeLinear's block_size). */
+  group?: number;
   /** How the codes are stored: int8 / int4 / packed (weights), uint8 / int8 (activations). */
   storage: string;
 }
@@ -149,9 +151,13 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
 
   const layers: ExportedLayer[] = [];
   const weightBytes = { float32: 0, stored: 0 };
-  const weightScale = new Map<string, { scale: Float32Array; symmetric: boolean; perChannel: boolean }>();
+  const weightScale = new Map<string, { scale: Float32Array; symmetric: boolean; perChannel: boolean; blocked: boolean }>();
+  let blocked = false;
   const record = (q: Quantizer, storage: string) =>
-    layers.push({ role: q.role, tensor: q.tensor, layers: q.layers, bits: q.spec.bits, method: q.spec.method, signed: q.spec.signed, symmetric: q.spec.symmetric, granularity: q.spec.granularity.kind, storage });
+    layers.push({
+      role: q.role, tensor: q.tensor, layers: q.layers, bits: q.spec.bits, method: q.spec.method, signed: q.spec.signed, symmetric: q.spec.symmetric, granularity: q.spec.granularity.kind,
+      ...(q.spec.granularity.kind === 'per-group' ? { group: q.spec.granularity.size } : {}), storage,
+    });
   const replaceQuantizer = (q: Quantizer) => {
     const node = producers.get(q.output);
     if (!node || node.domain !== QATKIT) throw new Error(`export: quantizer output '${q.output}' is not produced by an ai.qatkit node`);
@@ -164,9 +170,11 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
       format === 'int4' && fitsInt4(w) ? 'int4' : format === 'packed' && (packedLayout(w)?.perByte ?? 1) > 1 ? 'packed' : (options.weightType ?? 'uint8');
     replaceQuantizer(q);
     const { codes, zeroPoint } = emitWeightCodes(em, w, storage);
-    const scale = em.initializer(`${w.tensor}/scale`, new Tensor(DType.FLOAT, w.axis === undefined ? [] : [w.scale.length], w.scale));
-    em.node('DequantizeLinear', [codes, scale, zeroPoint], { axis: w.axis }, q.output, `${w.tensor}/dequantize`);
-    for (const layer of q.layers) weightScale.set(layer, { scale: w.scale, symmetric: w.zeroPoint.every((z) => z === 0), perChannel: w.axis !== undefined });
+    const scale = em.initializer(`${w.tensor}/scale`, new Tensor(DType.FLOAT, scaleDimsOf(w), w.scale));
+    // Per-group weights: DequantizeLinear-21's blocked form (block_size along the grouped axis).
+    em.node('DequantizeLinear', [codes, scale, zeroPoint], { axis: w.axis, ...(w.blockSize ? { block_size: w.blockSize } : {}) }, q.output, `${w.tensor}/dequantize`);
+    if (w.blockSize) blocked = true;
+    for (const layer of q.layers) weightScale.set(layer, { scale: w.scale, symmetric: w.zeroPoint.every((z) => z === 0), perChannel: w.axis !== undefined, blocked: Boolean(w.blockSize) });
     weightBytes.float32 += w.codes.length * 4;
     weightBytes.stored += storage === 'int8' || storage === 'uint8' ? w.codes.length : storage === 'int4' ? Math.ceil(w.codes.length / 2) : Math.ceil(w.codes.length / packedLayout(w)!.perByte);
     record(q, storage);
@@ -230,7 +238,8 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
     if (!bias) continue;
     const w = weightScale.get(node.name)!;
     const plainGemm = node.opType !== 'Gemm' || (attrInt(node, 'alpha', 1) === 1 && attrInt(node, 'beta', 1) === 1);
-    if (act && w.symmetric && plainGemm && (!w.perChannel || w.scale.length === bias.length)) {
+    // An int32 bias needs one weight scale per output channel; per-group weights have several, so theirs stays float.
+    if (act && w.symmetric && plainGemm && !w.blocked && (!w.perChannel || w.scale.length === bias.length)) {
       const s = Float32Array.from(bias, (_, c) => Math.fround(act.scale * w.scale[w.perChannel ? c : 0]));
       const q = Int32Array.from(bias, (b, c) => Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, roundHalfEven(Math.fround(b) / s[c]))));
       const codes = em.initializer(`${node.name}/bias_int32`, new Tensor(DType.INT32, [bias.length], q));
@@ -246,7 +255,8 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
   graph.nodes = topologicalOrder(graph);
   const custom = graph.nodes.filter((n) => n.domain !== '');
   if (custom.length) throw new Error(`export: custom ops left in the exported graph: ${custom.map((n) => `${n.name} (${n.domain}.${n.opType})`).join(', ')}`);
-  graph.opsets = { '': format === 'int4' ? 21 : 17 };
+  // INT4 tensors and blocked DequantizeLinear (per-group weights) are opset 21.
+  graph.opsets = { '': format === 'int4' || blocked ? 21 : 17 };
   graph.metadata = exportMetadata(model, graph, format, layers);
   return { graph, format, weightBytes, layers };
 }

@@ -1,5 +1,6 @@
 import { Tensor } from '../ir/tensor.js';
 import { Quantizer } from '../quant/prepare.js';
+import { scaleLayout } from '../quant/prepare.js';
 import { quantRange, roundHalfEven } from '../quant/spec.js';
 
 /** A weight as an integer model stores it: codes q with w_q = (q - z) * s, per channel along `axis` or per tensor. */
@@ -9,19 +10,16 @@ export interface WeightCodes {
   codes: Int32Array;
   qmin: number;
   qmax: number;
-  /** One scale / zero point per channel (length 1 per tensor). */
+  /** One scale / zero point per channel or per block (length 1 per tensor). */
   scale: Float32Array;
   zeroPoint: Int32Array;
-  /** Channel axis; undefined for per-tensor. */
+  /** Dims of the scale and zero-point tensors: [] per tensor, [C] per channel, the weight's dims with `axis` divided by blockSize per group. */
+  scaleDims?: number[];
+  /** Channel axis (per channel) or the blocked axis (per group); undefined for per-tensor. */
   axis?: number;
+  /** Per group: elements per block along `axis` (ONNX DequantizeLinear-21 block_size). */
+  blockSize?: number;
   method: Quantizer['spec']['method'];
-}
-
-function channelIndex(dims: number[], axis: number | undefined): (i: number) => number {
-  if (axis === undefined) return () => 0;
-  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
-  const c = dims[axis];
-  return (i) => Math.floor(i / inner) % c;
 }
 
 /**
@@ -37,11 +35,18 @@ export function weightCodes(q: Quantizer, values: Map<string, Tensor>): WeightCo
   const wq = values.get(q.output)!;
   const spec = q.spec;
   const g = spec.granularity;
-  if (g.kind === 'per-group' || g.kind === 'per-token') throw new Error(`export: weight '${q.tensor}' uses ${g.kind} quantization; export supports per-tensor and per-channel weights`);
-  const axis = g.kind === 'per-channel' ? g.axis : undefined;
+  if (g.kind === 'per-token') throw new Error(`export: weight '${q.tensor}' uses per-token quantization; export supports per-tensor, per-channel and per-group weights`);
+  if (g.kind === 'per-group' && (spec.method === 'binary' || spec.method === 'ternary')) {
+    throw new Error(`export: weight '${q.tensor}' is ${spec.method} per group; export takes ${spec.method} weights per tensor or per channel`);
+  }
+  const axis = g.kind === 'per-channel' || g.kind === 'per-group' ? g.axis : undefined;
   const dims = w.dims;
-  const channels = axis === undefined ? 1 : dims[axis];
-  const ch = channelIndex(dims, axis);
+  // Per group the scale has the weight's rank with the grouped axis divided by the group size, which is exactly
+  // the scale layout of ONNX's blocked DequantizeLinear (opset 21: y_scale dims = x dims, ceil(D_axis / block_size)).
+  const layout = scaleLayout(dims, spec);
+  const scaleDims = g.kind === 'per-tensor' ? [] : layout.dims;
+  const channels = scaleDims.reduce((a, b) => a * b, 1);
+  const ch = g.kind === 'per-tensor' ? () => 0 : layout.index;
   const x = w.data as Float32Array;
   const fq = wq.data as Float32Array;
   const codes = new Int32Array(w.size);
@@ -56,7 +61,7 @@ export function weightCodes(q: Quantizer, values: Map<string, Tensor>): WeightCo
     if (!q.scale || !q.zeroPoint) throw new Error(`export: weight quantizer '${q.node}' has no scale / zero point values`);
     const s = values.get(q.scale)!.data as Float32Array;
     const z = values.get(q.zeroPoint)!.data as Float32Array;
-    if (s.length !== channels) throw new Error(`export: weight '${q.tensor}' has ${s.length} scales for ${channels} channels`);
+    if (s.length !== channels) throw new Error(`export: weight '${q.tensor}' has ${s.length} scales for ${channels} ${g.kind === 'per-group' ? 'groups' : 'channels'}`);
     for (let c = 0; c < channels; c++) {
       scale[c] = s[c];
       zeroPoint[c] = roundHalfEven(z.length === 1 ? z[0] : z[c]);
@@ -73,5 +78,5 @@ export function weightCodes(q: Quantizer, values: Map<string, Tensor>): WeightCo
       throw new Error(`export: weight '${q.tensor}' element ${i}: code ${codes[i]} dequantizes to ${back}, but the trained model uses ${fq[i]} (quantizer '${q.node}')`);
     }
   }
-  return { tensor: q.tensor, dims: [...dims], codes, qmin, qmax, scale, zeroPoint, axis, method: spec.method };
+  return { tensor: q.tensor, dims: [...dims], codes, qmin, qmax, scale, zeroPoint, scaleDims, axis, ...(g.kind === 'per-group' ? { blockSize: g.size } : {}), method: spec.method };
 }

@@ -64,6 +64,9 @@ export function packInt4(codes: Int32Array): Uint8Array {
   return out;
 }
 
+/** Dims of a weight's scale and zero point: [] per tensor, [C] per channel, blocked per group (WeightCodes.scaleDims). */
+export const scaleDimsOf = (w: WeightCodes): number[] => w.scaleDims ?? (w.axis === undefined ? [] : [w.scale.length]);
+
 export function fitsInt4(w: WeightCodes): boolean {
   return w.qmin >= -8 && w.qmax <= 7 && w.zeroPoint.every((z) => z >= -8 && z <= 7);
 }
@@ -73,7 +76,7 @@ export function fitsInt4(w: WeightCodes): boolean {
  * (int8 or int4 tensors of the weight's dims).
  */
 export function emitWeightCodes(em: Emitter, w: WeightCodes, storage: WeightStorage): { codes: string; zeroPoint: string } {
-  const zdims = w.axis === undefined ? [] : [w.scale.length];
+  const zdims = scaleDimsOf(w);
   if (storage === 'int4') {
     const codes = em.initializer(`${w.tensor}/int4`, new Tensor(DType.INT4, w.dims, packInt4(w.codes)));
     const zeroPoint = em.initializer(`${w.tensor}/zero_point`, new Tensor(DType.INT4, zdims, packInt4(w.zeroPoint)));

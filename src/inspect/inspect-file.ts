@@ -44,12 +44,15 @@ interface RecipeLayer {
 }
 
 /** The recipe in metadata_props (qatkit exports and fake-quant files), tolerant of foreign or damaged JSON. */
-function recipe(graph: Graph): { preset?: string; method?: string; config?: { weight?: { bits?: number }; activation?: { bits?: number }; firstLastBits?: number | null }; layers: RecipeLayer[] } | undefined {
+function recipe(graph: Graph): { preset?: string; method?: string; calib?: string; config?: { weight?: { bits?: number }; activation?: { bits?: number }; firstLastBits?: number | null }; layers: RecipeLayer[]; notes: Record<string, string> } | undefined {
   const text = graph.metadata[QUANTIZATION_KEY];
   if (!text) return undefined;
   try {
     const r = JSON.parse(text);
-    return r && Array.isArray(r.layers) ? { preset: typeof r.preset === 'string' ? r.preset : undefined, method: r.method, config: r.config && typeof r.config === 'object' ? r.config : undefined, layers: r.layers } : undefined;
+    const notes = r && r.notes && typeof r.notes === 'object' ? Object.fromEntries(Object.entries(r.notes).filter(([, v]) => typeof v === 'string')) as Record<string, string> : {};
+    return r && Array.isArray(r.layers)
+      ? { preset: typeof r.preset === 'string' ? r.preset : undefined, method: r.method, calib: typeof r.calib === 'string' ? r.calib : undefined, config: r.config && typeof r.config === 'object' ? r.config : undefined, layers: r.layers.filter((l: unknown) => l && typeof l === 'object'), notes }
+      : undefined;
   } catch {
     return undefined;
   }
@@ -164,8 +167,9 @@ export async function inspectOnnxFile(file: string, options: InspectFileOptions 
       const a = meta.layers.find((r) => r.role === 'activation' && Array.isArray(r.layers) && r.layers.includes(layer.node.name));
       row.weight = w ? recipeColumn(w, row.weight) : (row.weight ?? null);
       row.activation = a ? recipeColumn(a, row.activation) : (row.activation ?? null);
+      if (meta.notes[layer.node.name]) row.note = meta.notes[layer.node.name];
     }
-    if (kind === 'exported' || kind === 'fp32') {
+    if (kind !== 'training-graph') {
       const sizes = layer.weightInitializers.map((name) => ({ name, t: graph.initializers.get(name)! })).sort((x, y) => y.t.size - x.t.size);
       const main = sizes[0];
       row.storage = { dtype: dtypeName[main.t.dtype] ?? String(main.t.dtype), weight_bytes: tensorBytes(main.t), other_bytes: sizes.slice(1).reduce((s, x) => s + tensorBytes(x.t), 0) };
@@ -191,7 +195,7 @@ export async function inspectOnnxFile(file: string, options: InspectFileOptions 
     source: path.resolve(file),
     kind,
     model: graph.metadata['qatkit.model'] ?? graph.name,
-    ...(meta ? { quant: { preset: meta.preset ?? 'custom', method: meta.method === 'ptq' ? 'ptq' : 'qat', weight_bits: meta.config?.weight?.bits, activation_bits: meta.config?.activation?.bits, first_last_bits: meta.config?.firstLastBits ?? null } } : {}),
+    ...(meta ? { quant: { preset: meta.preset ?? 'custom', method: meta.method === 'ptq' ? 'ptq' : 'qat', ...(meta.calib ? { calib: meta.calib } : {}), weight_bits: meta.config?.weight?.bits, activation_bits: meta.config?.activation?.bits, first_last_bits: meta.config?.firstLastBits ?? null } } : {}),
     layers: rows,
     tensors,
     bytes_by_kind: bytesByKind(tensors),

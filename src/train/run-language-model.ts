@@ -6,7 +6,7 @@ import { Tensor } from '../ir/tensor.js';
 import { Model, parameterCount } from '../models/model.js';
 import { importForTraining } from '../models/resolve.js';
 import { gpt, llama, TRANSFORMER_DEFAULTS } from '../models/transformers.js';
-import { saveModel } from '../onnx/model-io.js';
+import { RUN_MODEL_FILE, saveRunModel } from '../export/run-model-file.js';
 import { Checkpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { checkStoredTrainConfig, checkTrainConfig } from './config-schema.js';
 import { RunDirectory } from './run-dir.js';
@@ -324,7 +324,7 @@ export async function trainLanguageModel(
     checkpoint();
     evaluation ??= await trainer.evaluateText(text.val, context);
     const finalModel = trainer.currentModel();
-    if (!finalModel.quant) saveModel(finalModel.graph, path.join(runDir, 'model.onnx'));
+    await saveRunModel(finalModel, path.join(runDir, RUN_MODEL_FILE), config.threads);
     await trainer.release();
     trainer = undefined;
     await probe?.release();

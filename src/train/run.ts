@@ -5,7 +5,7 @@ import { Model, parameterCount } from '../models/model.js';
 import { DATASET_STATS, resolveModel, InputTransform } from '../models/resolve.js';
 import { checkClassifierFitsData } from '../models/check-io.js';
 import { withStoredPrecision } from '../models/stored-precision.js';
-import { saveModel } from '../onnx/model-io.js';
+import { RUN_MODEL_FILE, saveRunModel } from '../export/run-model-file.js';
 import { Tensor } from '../ir/tensor.js';
 import { InputError } from '../validate/schema.js';
 import { Checkpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -456,7 +456,7 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
     const last = history.at(-1);
     if (last && last.step === trainer.stepCount) Object.assign(last, { test_loss: evalResult.loss, test_accuracy: evalResult.accuracy });
     const finalModel = trainer.currentModel();
-    if (!finalModel.quant) saveModel(finalModel.graph, path.join(runDir, 'model.onnx'));
+    await saveRunModel(finalModel, path.join(runDir, RUN_MODEL_FILE), config.threads);
     await trainer.release();
     trainer = undefined;
     await probe?.release();

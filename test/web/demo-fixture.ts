@@ -23,6 +23,7 @@ export async function buildDemoFixture(dir: string, options: DemoFixtureOptions 
   const base = { ...DEFAULT_TRAIN_CONFIG, model: options.model ?? 'lenet', batch: 32, threads: 1, checkpointEvery: 0 };
   const fp32 = path.join(dir, 'fp32');
   await train({ ...base, steps: options.fp32Steps ?? 60 }, fp32);
+  const prefix = typeof base.model === 'string' ? base.model : base.model.name;
   const exports = options.exports ?? ['qdq', 'int4', 'packed'];
   const runs: Record<string, string> = {};
   for (const quant of new Set(exports.map((f) => (f === 'packed' ? 'ternary' : 'w4a4')))) {
@@ -31,7 +32,7 @@ export async function buildDemoFixture(dir: string, options: DemoFixtureOptions 
   }
   for (const format of exports) {
     const quant = format === 'packed' ? 'ternary' : 'w4a4';
-    const name = `lenet-${quant}-${format}`;
+    const name = `${prefix}-${quant}-${format}`;
     await exportRun({ from: runs[quant], out: path.join(dir, `${name}.onnx`), json: path.join(dir, `${name}.json`), format: format as ExportFormat, threads: 1, limit: 64, noVerify: true });
   }
   fs.writeFileSync(path.join(dir, 'README.txt'), 'demo fixture\n');

@@ -13,6 +13,7 @@ import { transformerDecoder } from '../models/transformers.js';
 import { writeFileAtomic } from '../onnx/atomic-write.js';
 import { encodeModel } from '../onnx/model-io.js';
 import { Checkpoint } from '../train/checkpoint.js';
+import { bytesByKind, tensorKinds, TensorKind } from '../inspect/tensor-kinds.js';
 import { InputError } from '../validate/schema.js';
 import { checkFusion, FusionReport } from './lm-fusion-check.js';
 import { buildLanguageModelDecoder, EmbeddingMode, LmDecoderExport, LmExportFormat } from './lm-decoder.js';
@@ -46,6 +47,8 @@ export interface LmExportReport {
   fp32_file_bytes: number;
   /** fp32_file_bytes / file_bytes. */
   size_ratio_vs_fp32: number;
+  /** Stored bytes of the initializers by kind (src/inspect/tensor-kinds.ts), of this file and of the fp32 decoder. */
+  tensor_bytes: { exported: Record<TensorKind | 'total', number>; fp32: Record<TensorKind | 'total', number> };
   weights: LmDecoderExport['weights'];
   embeddings: LmDecoderExport['embeddings'];
   activations: LmDecoderExport['activations'];
@@ -72,7 +75,9 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
   const text = loadTextData(data, tokenizerName);
   const exported = await buildLanguageModelDecoder(model, { format: options.format, embeddings: options.embeddings, threads: options.threads });
   const bytes = encodeModel(exported.graph);
-  const fp32Bytes = options.format === 'fp32' && !model.quant ? bytes.byteLength : encodeModel(transformerDecoder(model).graph).byteLength;
+  const fp32Graph = options.format === 'fp32' && !model.quant ? exported.graph : transformerDecoder(model).graph;
+  const fp32Bytes = fp32Graph === exported.graph ? bytes.byteLength : encodeModel(fp32Graph).byteLength;
+  const tensorBytes = { exported: bytesByKind(tensorKinds(exported.graph)), fp32: bytesByKind(tensorKinds(fp32Graph)) };
   const sessionConfig: Record<string, string> = options.format === 'int4' ? { ...INT4_SESSION_CONFIG } : {};
   const json: LanguageModelJson = {
     ...languageModelJson(model, text.tokenizer, { kvCache: true }),
@@ -124,6 +129,7 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
       file_bytes: bytes.byteLength,
       fp32_file_bytes: fp32Bytes,
       size_ratio_vs_fp32: fp32Bytes / bytes.byteLength,
+      tensor_bytes: tensorBytes,
       weights: exported.weights,
       embeddings: exported.embeddings,
       activations: exported.activations,

@@ -8,7 +8,11 @@
  * - int4: standard ONNX, each weight an INT4 DequantizeLinear (axis 0, block_size = the group, opset 21) feeding
  *   its MatMul, one DequantizeLinear per MatMul (a tied LM head gets its own, of the transposed codes): the form
  *   ORT's QDQ optimizer fuses into MatMulNBits;
- * - matmulnbits: com.microsoft MatMulNBits written directly (bits 2, 4, 8; 3-bit codes in 4-bit blocks).
+ * - matmulnbits: com.microsoft MatMulNBits written directly (bits 2, 4, 8; 3-bit codes in 4-bit blocks);
+ * - qdq: int8 per-token activations times 8-bit (or ternary) per-channel weights on com.microsoft
+ *   MatMulIntegerToFloat (lm-integer-matmul.ts), for runs trained with per-token int8 activations (w8a8, b158).
+ * Token embeddings: int4 DequantizeLinear -> Gather (int4), GatherBlockQuantized or int8 DequantizeLinear -> Gather
+ * (matmulnbits, qdq; lm-embeddings.ts), or float with `embeddings: 'float'`.
  */
 import { DType } from '../ir/dtype.js';
 import { Graph, Node, topologicalOrder } from '../ir/graph.js';
@@ -22,10 +26,12 @@ import { InputError } from '../validate/schema.js';
 import { Emitter, pruneDead } from './emitter.js';
 import { fetchValues } from './fetch-values.js';
 import { BlockedWeightCodes, blockedWeightCodes, dequantizeBlocked } from './lm-weight-codes.js';
+import { emitQuantizedEmbedding } from './lm-embeddings.js';
+import { emitIntegerMatMul, tokenQuantizerOf, TokenCodes } from './lm-integer-matmul.js';
 import { emitMatMulNBits, storageBits } from './matmul-nbits.js';
 import { packInt4 } from './weight-storage.js';
 
-export const LM_EXPORT_FORMATS = ['fp32', 'int4', 'matmulnbits'] as const;
+export const LM_EXPORT_FORMATS = ['fp32', 'int4', 'matmulnbits', 'qdq'] as const;
 export type LmExportFormat = (typeof LM_EXPORT_FORMATS)[number];
 export const EMBEDDING_MODES = ['quantized', 'float'] as const;
 export type EmbeddingMode = (typeof EMBEDDING_MODES)[number];
@@ -54,7 +60,8 @@ export interface LmDecoderExport {
   graph: Graph;
   format: LmExportFormat;
   weights: LmExportedWeight[];
-  embeddings: 'float' | 'int4 DequantizeLinear -> Gather';
+  /** How the token table is stored and read: 'float', or the quantized kernel. */
+  embeddings: string;
   /** Activation quantizers carried into the decoder (float ops: their lowering, exactly as trained). */
   activations: { tensor: string; layers: string[]; spec: string }[];
   /** MatMulNBits accuracy_level written (matmulnbits), or the one ORT's fusion must be told to use (int4). */
@@ -167,6 +174,7 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
   const values = names.length ? await fetchValues(model, names, options.threads) : new Map<string, Tensor>();
   const weights: LmExportedWeight[] = [];
   let embeddings: LmDecoderExport['embeddings'] = 'float';
+  const tokenCodes = new TokenCodes(em);
   for (const q of weightQuantizers) {
     const table = isTable(model, q);
     const w = blockedWeightCodes(q, values, table ? 'nk' : 'kn');
@@ -179,6 +187,9 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
           node.inputs[0] = emitInt4Dequantize(em, w, 'nk', '/embedding');
           kernels.push('DequantizeLinear -> Gather');
           embeddings = 'int4 DequantizeLinear -> Gather';
+        } else if (format !== 'fp32' && options.embeddings !== 'float') {
+          embeddings = emitQuantizedEmbedding(em, node, w);
+          kernels.push(embeddings);
         } else {
           node.inputs[0] = em.initializer(`${q.tensor}/float`, dequantized);
           kernels.push('Gather (float)');
@@ -193,6 +204,13 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
       } else if (format === 'int4') {
         node.inputs[1] = emitInt4Dequantize(em, w, 'kn', table ? '/lm_head' : '');
         kernels.push('DequantizeLinear -> MatMul');
+      } else if (format === 'qdq') {
+        const found = tokenQuantizerOf(graph, node);
+        if (!found) {
+          throw new InputError(`--format qdq: layer '${layer}' has no 8-bit per-token activation quantizer at its input; qdq runs int8 x int8 products (train with --quant w8a8 or b158), export weight-only runs with --format matmulnbits`);
+        }
+        emitIntegerMatMul(em, node, tokenCodes.of(found.quantizer), w, table ? '/lm_head' : '', found.perHead ? model.lm.arch.heads : undefined);
+        kernels.push('MatMulIntegerToFloat (u8u8)');
       } else {
         const at = graph.nodes.indexOf(node);
         graph.nodes.splice(at, 1);
@@ -200,7 +218,7 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
         kernels.push('MatMulNBits');
       }
     }
-    weights.push({ tensor: q.tensor, layers: q.layers, bits: w.bits, storage_bits: format === 'fp32' ? 32 : storageBits(w), block_size: w.blockSize, granularity: w.granularity, kernels });
+    weights.push({ tensor: q.tensor, layers: q.layers, bits: w.bits, storage_bits: format === 'fp32' ? 32 : format === 'qdq' ? 8 : storageBits(w), block_size: w.blockSize, granularity: w.granularity, kernels });
   }
   pruneDead(graph);
   graph.nodes = topologicalOrder(graph);

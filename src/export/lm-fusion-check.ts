@@ -2,7 +2,8 @@
  * What ONNX Runtime actually runs for an exported language model: the optimized model ORT saves
  * (optimizedModelFilePath, graph optimization level 'all') is read back and its weight MatMuls listed. A MatMul
  * whose B is still a constant or a DequantizeLinear output did not become MatMulNBits: for the int4 (QDQ) form,
- * that is a layer running in float, which the export refuses unless --allow-float.
+ * that is a layer running in float, which the export refuses unless --allow-float. The qdq form's Linears are
+ * counted as integer products.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,9 +16,13 @@ export interface FusionReport {
   /** MatMulNBits nodes in ORT's optimized model, and their accuracy_level attributes. */
   matmul_nbits: number;
   accuracy_levels: number[];
+  /** Integer-product nodes (MatMulIntegerToFloat, MatMulInteger, DynamicQuantizeMatMul): the qdq form's Linears. */
+  integer_matmuls: number;
   /** Weight MatMuls ORT left in float (B an initializer or a DequantizeLinear output), by node name. */
   float_matmuls: string[];
 }
+
+const INTEGER_MATMULS = new Set(['MatMulIntegerToFloat', 'MatMulInteger', 'DynamicQuantizeMatMul']);
 
 export async function checkFusion(file: string, sessionConfig: Record<string, string> = {}): Promise<FusionReport> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-fusion-'));
@@ -36,6 +41,7 @@ export async function checkFusion(file: string, sessionConfig: Record<string, st
     return {
       matmul_nbits: nbits.length,
       accuracy_levels: [...new Set(nbits.map((n) => (n.attrs.accuracy_level?.kind === 'int' ? n.attrs.accuracy_level.value : 0)))].sort(),
+      integer_matmuls: g.nodes.filter((n) => INTEGER_MATMULS.has(n.opType)).length,
       float_matmuls: float.map((n) => n.name),
     };
   } finally {

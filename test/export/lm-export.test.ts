@@ -15,6 +15,7 @@ import { checkLanguageModelParity } from '../../src/export/lm-parity';
 import { readLanguageModelJson } from '../../src/generate/model-json';
 import { loadTextData } from '../../src/data/text';
 import { Graph } from '../../src/ir/graph';
+import { DType } from '../../src/ir/dtype';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const qat = (...args: string[]) => spawnSync(process.execPath, [path.join(root, 'bin/qat.mjs'), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, CI: '1' } });
@@ -32,7 +33,7 @@ before(() => {
   const tiny = ['--layers', '1', '--heads', '2', '--dim', '32', '--batch', '8', '--eval-every', '0'];
   let r = qat('train', '--model', 'gpt', '--data', 'moby-dick', '--steps', '40', '--context', String(CONTEXT), ...tiny, '--out', runs.fp32);
   assert.equal(r.status, 0, r.stderr);
-  for (const preset of ['w4a16-g32', 'w3a16-g32', 'b158']) {
+  for (const preset of ['w4a16-g32', 'w3a16-g32', 'b158', 'w8a8']) {
     runs[preset] = path.join(dir, preset);
     r = qat('train', '--from', runs.fp32, '--quant', preset, '--steps', '8', '--batch', '8', '--eval-every', '0', '--out', runs[preset]);
     assert.equal(r.status, 0, r.stderr);
@@ -92,6 +93,59 @@ test('matmulnbits (w4a16-g32): com.microsoft MatMulNBits bits 4, block 32, accur
   assert.ok(r.parity.passed, r.parity.failures.join('; '));
   assert.ok(r.parity.perplexity_relative_difference < 1e-4, String(r.parity.perplexity_relative_difference));
   assert.ok(r.file_bytes < r.fp32_file_bytes);
+  // The tied table is looked up from its int4 codes: GatherBlockQuantized, scales per 32 channels.
+  const gather = g.nodes.filter((n) => n.opType === 'GatherBlockQuantized');
+  assert.equal(gather.length, 1);
+  assert.equal(g.initializers.get(gather[0].inputs[0])!.dtype, 22 /* INT4 */);
+  assert.equal(gather[0].attrs.block_size.value, 32);
+  assert.equal(r.embeddings, 'GatherBlockQuantized (int4)');
+  // Bytes per tensor kind: MatMul weights as 4-bit codes (8x fewer bytes than float32), plus one float32 scale
+  // per 32 codes: 5 bits per quantized weight, the table's codes included.
+  const { exported, fp32 } = r.tensor_bytes;
+  const table = g.initializers.get(gather[0].inputs[0])!;
+  const tableBytes = Math.ceil(table.size / 2);
+  const codes = 2 * exported.weights + table.size;
+  assert.equal(fp32.weights / exported.weights, 8, JSON.stringify(r.tensor_bytes));
+  assert.equal((8 * (exported.weights + tableBytes + exported.scales)) / codes, 5, JSON.stringify(r.tensor_bytes));
+  assert.equal(exported.norms, fp32.norms);
+});
+
+test('--embeddings float keeps the table in float32 (the head still reads its own int4 codes)', async () => {
+  const r = await exportRun('w4a16-g32', 'matmulnbits', 'w4-nbits-float-emb', { embeddings: 'float' });
+  const g = nodesOf(r.out);
+  assert.equal(r.embeddings, 'float');
+  assert.ok(!g.nodes.some((n) => n.opType === 'GatherBlockQuantized'));
+  const table = g.nodes.find((n) => n.opType === 'Gather' && g.initializers.get(n.inputs[0])?.dims[0] === 256)!;
+  assert.equal(g.initializers.get(table.inputs[0])!.dtype, DType.FLOAT);
+  assert.ok(r.tensor_bytes.exported.embeddings >= 256 * 32 * 4, JSON.stringify(r.tensor_bytes));
+  assert.ok(r.parity.passed, r.parity.failures.join('; '));
+});
+
+test('qdq (w8a8): every weight MatMul is MatMulIntegerToFloat over uint8 codes with per-token scales, equal to the fake-quant model', async () => {
+  const r = await exportRun('w8a8', 'qdq', 'w8-qdq');
+  const g = nodesOf(r.out);
+  const integer = g.nodes.filter((n) => n.opType === 'MatMulIntegerToFloat');
+  assert.equal(integer.length, 5);
+  for (const n of integer) {
+    assert.equal(g.initializers.get(n.inputs[1])!.dtype, DType.UINT8);
+    assert.equal(g.initializers.get(n.inputs[3])!.dims.length, 1, 'one weight scale per output feature');
+    assert.ok(!g.initializers.has(n.inputs[2]), 'activation scales are computed per token');
+  }
+  assert.ok(!g.nodes.some((n) => n.domain === 'ai.qatkit'));
+  assert.equal(r.embeddings, 'DequantizeLinear (int8) -> Gather');
+  assert.equal(r.fusion!.integer_matmuls, 5);
+  assert.deepEqual(r.fusion!.float_matmuls, []);
+  assert.ok(r.parity.passed, r.parity.failures.join('; '));
+  assert.ok(r.parity.perplexity_relative_difference < 1e-4, String(r.parity.perplexity_relative_difference));
+  assert.ok(r.parity.top1_agreement > 0.999, String(r.parity.top1_agreement));
+  assert.ok(r.weights.every((w) => w.kernels.every((k) => k.startsWith('MatMulIntegerToFloat') || k.includes('Gather'))), JSON.stringify(r.weights));
+});
+
+test('qdq runs ternary (b158) codes as int8 too; a weight-only run is refused naming matmulnbits', async () => {
+  const b = await exportRun('b158', 'qdq', 'b158-qdq');
+  assert.equal(nodesOf(b.out).nodes.filter((n) => n.opType === 'MatMulIntegerToFloat').length, 5);
+  assert.ok(b.parity.passed, b.parity.failures.join('; '));
+  await assert.rejects(exportRun('w4a16-g32', 'qdq', 'w4-qdq'), /no 8-bit per-token activation quantizer.*--format matmulnbits/);
 });
 
 test('int4 (w4a16-g32): INT4 DequantizeLinear (axis 0, block_size 32, opset 21) with one consumer each, a tied head with its own; ORT fuses all into MatMulNBits at the level model.json sets', async () => {
@@ -142,9 +196,9 @@ test('the parity check fails a file that is not the run model: the fp32 file aga
 });
 
 test('qat export --from LM_RUN refuses an image format and an fp32 run as int4, naming the valid choices', () => {
-  const a = qat('export', '--from', runs.fp32, '--format', 'qdq', '--out', path.join(dir, 'x.onnx'));
+  const a = qat('export', '--from', runs.fp32, '--format', 'packed', '--out', path.join(dir, 'x.onnx'));
   assert.notEqual(a.status, 0);
-  assert.match(a.stderr, /fp32, int4, matmulnbits/);
+  assert.match(a.stderr, /fp32, int4, matmulnbits, qdq/);
   const b = qat('export', '--from', runs.fp32, '--format', 'int4', '--out', path.join(dir, 'x.onnx'));
   assert.notEqual(b.status, 0);
   assert.match(b.stderr, /no quantized weights/);

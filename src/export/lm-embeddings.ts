@@ -1,0 +1,43 @@
+/**
+ * Quantized token embeddings of a language-model export, read by the Gather that looks tokens up:
+ * - codes of at most 4 bits: com.microsoft.GatherBlockQuantized (docs/ContribOperators.md) over the INT4 table
+ *   [V, C] with scales [V, C / block] (gather_axis 0, quantize_axis 1, zero point 0): only the looked-up rows
+ *   are dequantized;
+ * - 8-bit codes with one scale per row (w8a8, per channel): standard DequantizeLinear(int8 [V, C], scales [V],
+ *   axis 0) -> Gather.
+ * The stored codes are the trained ones (lm-weight-codes.ts), so the rows equal the fake-quantized table's.
+ */
+import { DType } from '../ir/dtype.js';
+import { Node } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { MS_DOMAIN } from '../runtime/lower.js';
+import { InputError } from '../validate/schema.js';
+import { Emitter } from './emitter.js';
+import { BlockedWeightCodes } from './lm-weight-codes.js';
+import { storageBits } from './matmul-nbits.js';
+import { packInt4 } from './weight-storage.js';
+
+/** Rewrites Gather `node` (table, ids) to read `w`'s codes; returns the kernel label for the report. */
+export function emitQuantizedEmbedding(em: Emitter, node: Node, w: BlockedWeightCodes): string {
+  const graph = em.graph;
+  const blocks = w.k / w.blockSize;
+  if (storageBits(w) <= 4) {
+    const data = em.initializer(`${w.tensor}/embedding_int4`, new Tensor(DType.INT4, [w.n, w.k], packInt4(w.codes)));
+    const scales = em.initializer(`${w.tensor}/embedding_scales`, new Tensor(DType.FLOAT, [w.n, blocks], w.scales));
+    const at = graph.nodes.indexOf(node);
+    graph.nodes.splice(at, 1);
+    em.node('GatherBlockQuantized', [data, node.inputs[1], scales], { gather_axis: 0, quantize_axis: 1, block_size: w.blockSize }, node.outputs[0], node.name);
+    graph.nodes.at(-1)!.domain = MS_DOMAIN;
+    graph.opsets[MS_DOMAIN] = 1;
+    return 'GatherBlockQuantized (int4)';
+  }
+  if (w.granularity === 'group') {
+    throw new InputError(`export: token table '${w.tensor}' has ${w.bits}-bit codes in groups of ${w.blockSize}; quantized embeddings take at most 4-bit groups or 8-bit rows (pass --embeddings float)`);
+  }
+  const scales = new Float32Array(w.n);
+  for (let row = 0; row < w.n; row++) scales[row] = w.scales[row * blocks];
+  const q = em.initializer(`${w.tensor}/embedding_int8`, new Tensor(DType.INT8, [w.n, w.k], Int8Array.from(w.codes)));
+  const s = em.initializer(`${w.tensor}/embedding_scales`, new Tensor(DType.FLOAT, [w.n], scales));
+  node.inputs[0] = em.node('DequantizeLinear', [q, s], { axis: 0 }, undefined, `${w.tensor}/embedding_dequantize`);
+  return 'DequantizeLinear (int8) -> Gather';
+}

@@ -1,0 +1,99 @@
+/**
+ * The `qdq` form of a language model's w8a8 Linear: per-token symmetric int8 activations (codes computed in the
+ * graph by exactly the float ops of the trained AbsmaxQuantize: s = max(max|x|, 1e-8) / 127 per row,
+ * q = clip(round(x / s), -128, 127)) times 8-bit weight codes, accumulated in int32 by ONNX Runtime's
+ * com.microsoft.MatMulIntegerToFloat (docs/ContribOperators.md), which scales each row by its own a_scale
+ * ([..., 1], the per-token scale) and each column by b_scale ([N], the per-channel weight scale).
+ *
+ * Both operands go in as uint8 around the zero point 128 (u = q + 128, scalar zero points): on x86 without
+ * AVX-VNNI, MLAS's u8s8 kernel sums pairs of u8 x s8 products in int16 with saturation (vpmaddubsw), which is not
+ * exact for full-range int8 weights, and its s8s8 kernel has no AVX2 path (measured: ~10x slower than u8u8);
+ * u8u8 widens to int16 before multiplying and is exact. Measured in docs/benchmarks.md (issue 12).
+ */
+import { DType } from '../ir/dtype.js';
+import { Graph, Node } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
+import { QATKIT } from '../quant/fake-quantize-op.js';
+import { MS_DOMAIN } from '../runtime/lower.js';
+import { InputError } from '../validate/schema.js';
+import { Emitter } from './emitter.js';
+import { BlockedWeightCodes } from './lm-weight-codes.js';
+
+/**
+ * The trained per-token quantizer that feeds `node`'s activation input, when it is one the integer kernel
+ * reproduces. `perHead`: the quantizer sits on the attention output [B, H, T, head_size] before the heads are
+ * merged (Transpose 0,2,1,3 -> Reshape [B, T, C]), where training placed it (prepare.ts walks back through
+ * value-preserving ops), so each token has one scale per head.
+ */
+export function tokenQuantizerOf(graph: Graph, node: Node): { quantizer: Node; perHead: boolean } | undefined {
+  const producers = graph.producers();
+  let p = producers.get(node.inputs[0]);
+  let perHead = false;
+  if (p?.opType === 'Reshape') {
+    const t = producers.get(p.inputs[0]);
+    const perm = t?.attrs.perm;
+    if (t?.opType !== 'Transpose' || perm?.kind !== 'ints' || perm.value.join() !== '0,2,1,3') return undefined;
+    p = producers.get(t.inputs[0]);
+    perHead = true;
+  }
+  if (!p || p.domain !== QATKIT || p.opType !== 'AbsmaxQuantize') return undefined;
+  const attr = (name: string, fallback: number) => (p.attrs[name]?.kind === 'int' ? (p.attrs[name] as { value: number }).value : fallback);
+  if (attr('bits', 8) !== 8 || attr('per_token', 1) !== 1 || attr('block_size', 0) !== 0) return undefined;
+  return { quantizer: p, perHead };
+}
+
+/** uint8 codes (q + 128) and scales [..., 1] of a per-token quantizer's input, shared by every Linear it feeds. */
+export class TokenCodes {
+  private made = new Map<string, { codes: string; scale: string }>();
+  constructor(private em: Emitter) {}
+
+  of(quantizer: Node): { codes: string; scale: string } {
+    const x = quantizer.inputs[0];
+    const known = this.made.get(x);
+    if (known) return known;
+    const em = this.em;
+    const c = (name: string, v: number) => em.initializer(`${x}/${name}`, Tensor.float([], [v]));
+    const absmax = em.node('ReduceMax', [em.node('Abs', [x])], { axes: [-1], keepdims: 1 });
+    const scale = em.node('Div', [em.node('Max', [absmax, c('epsilon', 1e-8)]), c('qmax', 127)], {}, undefined, `${x}/token_scale`);
+    const q = em.node('Clip', [em.node('Round', [em.node('Div', [x, scale])]), c('qmin_code', -128), c('qmax_code', 127)]);
+    const codes = em.node('Cast', [em.node('Add', [q, c('offset', 128)])], { to: DType.UINT8 }, undefined, `${x}/token_codes`);
+    const out = { codes, scale };
+    this.made.set(x, out);
+    return out;
+  }
+}
+
+/**
+ * Replaces weight MatMul `node` (activation x weight [K, N]) by MatMulIntegerToFloat over `codes`: the weight must
+ * have one scale per output feature (per-channel or per-tensor; ternary included) and codes within int8. With
+ * `heads` (per-head activation scales, codes [B, H, T, K / H]), the weight goes in as [H, K / H, N], each head's
+ * product is scaled by its own rows' scales, and the heads are summed (ReduceSum over axis 1).
+ */
+export function emitIntegerMatMul(em: Emitter, node: Node, activation: { codes: string; scale: string }, w: BlockedWeightCodes, suffix: string, heads?: number): void {
+  if (w.granularity === 'group') {
+    throw new InputError(`--format qdq: weight '${w.tensor}' is quantized in groups of ${w.blockSize}; MatMulIntegerToFloat takes one scale per output feature (w8a8, b158); export grouped weights with --format matmulnbits`);
+  }
+  const blocks = w.k / w.blockSize;
+  const b = new Uint8Array(w.k * w.n);
+  const scales = new Float32Array(w.n);
+  for (let row = 0; row < w.n; row++) {
+    scales[row] = w.scales[row * blocks];
+    for (let col = 0; col < w.k; col++) {
+      const code = w.codes[row * w.k + col];
+      if (code < -128 || code > 127) throw new Error(`export: weight '${w.tensor}' code ${code} does not fit int8`);
+      b[col * w.n + row] = code + 128;
+    }
+  }
+  const tag = `${w.tensor}${suffix}`;
+  if (heads !== undefined && w.k % heads !== 0) throw new Error(`export: weight '${w.tensor}' has ${w.k} input features, not divisible by ${heads} heads`);
+  const dims = heads === undefined ? [w.k, w.n] : [heads, w.k / heads, w.n];
+  const weight = em.initializer(`${tag}/uint8`, new Tensor(DType.UINT8, dims, b));
+  const weightScale = em.initializer(`${tag}/scales`, new Tensor(DType.FLOAT, [w.n], scales));
+  const zero = em.initializer(`${tag}/zero_point`, new Tensor(DType.UINT8, [], Uint8Array.of(128)));
+  const graph = em.graph;
+  graph.nodes.splice(graph.nodes.indexOf(node), 1);
+  const out = em.node('MatMulIntegerToFloat', [activation.codes, weight, activation.scale, weightScale, zero, zero], {}, heads === undefined ? node.outputs[0] : undefined, `${node.name}Integer`);
+  graph.nodes.at(-1)!.domain = MS_DOMAIN;
+  graph.opsets[MS_DOMAIN] = 1;
+  if (heads !== undefined) em.node('ReduceSum', [out, em.initializer(`${tag}/head_axis`, Tensor.int64([1], [1]))], { keepdims: 0 }, node.outputs[0], `${node.name}Heads`);
+}

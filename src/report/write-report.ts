@@ -3,6 +3,8 @@
  * a chart for each kind of data that is present, says for each that is absent which command produces it, and
  * writes one self-contained HTML file atomically.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import '../ops/index.js';
 import { writeFileAtomic } from '../onnx/atomic-write.js';
 import { InputError } from '../validate/schema.js';
@@ -79,8 +81,26 @@ export function bitsRows(runs: ReportRun[]): Map<string, ResultRow[]> {
   return byMetric;
 }
 
+/**
+ * Refuses an --out that cannot become a file before any chart is rendered: a directory, or a path below a file.
+ * Missing folders are created, as for every qat output (writeFileAtomic).
+ */
+function checkOutput(out: string): void {
+  if (!/\.html?$/i.test(out)) throw new InputError(`--out ${out}: the report is an HTML file; give a path ending in .html`);
+  const resolved = path.resolve(out);
+  if (fs.existsSync(resolved) && !fs.statSync(resolved).isFile()) throw new InputError(`--out ${out}: is a directory; give a file path ending in .html`);
+  for (let dir = path.dirname(resolved); ; dir = path.dirname(dir)) {
+    if (fs.existsSync(dir)) {
+      if (!fs.statSync(dir).isDirectory()) throw new InputError(`--out ${out}: ${dir} is a file, not a folder`);
+      return;
+    }
+    if (path.dirname(dir) === dir) return;
+  }
+}
+
 export async function writeReport(options: WriteReportOptions): Promise<ReportSummary> {
   if (!options.runs.length && !options.results) throw new InputError('qat report: give at least one RUN_DIR (a directory written by qat train or qat quantize)');
+  checkOutput(options.out);
   const runs = options.runs.map(loadReportRun);
   const extraExports = (options.exports ?? []).map(loadExportFile);
   const charts: string[] = [];
@@ -191,6 +211,10 @@ export async function writeReport(options: WriteReportOptions): Promise<ReportSu
   const title = options.title ?? 'qatkit report';
   const generated = `${runs.length} run${runs.length === 1 ? '' : 's'}: ${runs.map((r) => r.dir).join(', ')}`;
   const html = reportHtml(title, generated, sections);
-  writeFileAtomic(options.out, html);
+  try {
+    writeFileAtomic(options.out, html);
+  } catch (e) {
+    throw new InputError(`--out ${options.out}: cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
   return { out: options.out, charts, absent: missing, bytes: Buffer.byteLength(html) };
 }

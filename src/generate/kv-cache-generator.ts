@@ -16,6 +16,7 @@
 import * as ort from 'onnxruntime-node';
 import { Model } from '../models/model.js';
 import { transformerDecoder } from '../models/transformers.js';
+import { insertKvCacheQuantizers, kvCacheQuantOf } from '../quant/kv-cache.js';
 import { Session } from '../runtime/session.js';
 import { DecoderLayout, decoderLayoutOf, emptyPast } from './decoder-layout.js';
 import { checkPrompts, idsTensor, lastPositionLogits, NextTokenLogits, onesMask, positionsTensor, TokenGenerator } from './generator.js';
@@ -50,9 +51,15 @@ export class KvCacheGenerator implements TokenGenerator {
     this.keepOnSlide = Math.min(context, Math.max(1, options.keepOnSlide ?? Math.floor(context / 2)));
   }
 
-  /** The KV-cache decoder of a zoo transformer (gpt, llama) with the model's parameters, on one session. */
+  /**
+   * The KV-cache decoder of a zoo transformer (gpt, llama) with the model's parameters, on one session. A model
+   * trained with a quantized KV cache (--kv-bits) gets the same quantizers on its float cache (quant/kv-cache.ts:
+   * quantizing on read equals quantizing on write, so its logits are the training graph's).
+   */
   static async fromModel(model: Model, options: KvCacheGeneratorOptions = {}): Promise<KvCacheGenerator> {
     const decoder = transformerDecoder(model);
+    const kv = kvCacheQuantOf(model.graph);
+    if (kv) insertKvCacheQuantizers(decoder.graph, kv);
     if (options.context !== undefined && options.context > model.lm!.arch!.context) {
       throw new Error(`KvCacheGenerator: context ${options.context} is longer than model '${model.name}' has positions (${model.lm!.arch!.context})`);
     }

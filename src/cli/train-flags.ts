@@ -11,13 +11,14 @@ const FLAG: Record<string, string> = {
   observerFreezeStep: '--observer-freeze-step', calibBatches: '--calib-batches', oscillationDampen: '--oscillation-dampen',
   oscillationFreeze: '--oscillation-freeze', tokenizer: '--tokenizer', context: '--context', layers: '--layers', heads: '--heads',
   dim: '--dim', accumulate: '--accumulate', evalEvery: '--eval-every', healthEvery: '--health-every', checkpointEvery: '--checkpoint-every', out: '--out',
+  distillData: '--distill-data', generatedSamples: '--generated-samples',
   resume: '--resume', json: '--json', dryRun: '--dry-run',
 };
 
 const RESUMABLE = new Set(['epochs', 'steps', 'threads', 'from', 'checkpointEvery', 'out', 'resume', 'json', 'dryRun']);
 const INPUT_TRANSFORM = ['inputScale', 'inputMean', 'inputStd'];
 const QAT_ONLY = ['bnFreezeStep', 'observerFreezeStep', 'calibBatches', 'oscillationDampen', 'oscillationFreeze'];
-const LANGUAGE_MODEL_ONLY = ['tokenizer', 'context', 'layers', 'heads', 'dim', 'accumulate'];
+const LANGUAGE_MODEL_ONLY = ['tokenizer', 'context', 'layers', 'heads', 'dim', 'accumulate', 'distillData', 'generatedSamples'];
 const IMAGE_ONLY = ['epochs', 'labelSmoothing', 'augmentShift', ...INPUT_TRANSFORM, ...QAT_ONLY, 'distill', 'distillWeight', 'distillTemperature'];
 
 /**
@@ -57,4 +58,6 @@ export function checkApplicableFlags(o: Record<string, unknown>, given: (flag: s
   }
   if (!quantized) for (const k of [...QAT_ONLY, 'healthEvery']) if (given(k)) refuse(k, 'without --quant or --quant-config (it sets quantization-aware training)');
   if (!given('distill')) for (const k of ['distillWeight', 'distillTemperature']) if (given(k)) refuse(k, 'without --distill');
+  if (given('distillData') && (!given('from') || !quantized)) refuse('distillData', 'without --from LM_RUN and --quant (it chooses the data of QAT distillation from that run)');
+  if (given('generatedSamples') && o.distillData !== 'generated') refuse('generatedSamples', 'without --distill-data generated');
 }

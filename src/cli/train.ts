@@ -12,7 +12,7 @@ import { planTrain } from '../train/run.js';
 import { EXIT } from './run-cli.js';
 import { isTextData, TEXT_DATASETS } from '../data/text.js';
 import { TOKENIZER_NAMES } from '../data/tokenizers/index.js';
-import { LANGUAGE_MODEL_DEFAULTS, LANGUAGE_MODEL_QAT_DEFAULTS, LanguageModelResult } from '../train/run-language-model.js';
+import { DEFAULT_GENERATED_SAMPLES, LANGUAGE_MODEL_DEFAULTS, LANGUAGE_MODEL_QAT_DEFAULTS, LanguageModelResult } from '../train/run-language-model.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { TRANSFORMER_DEFAULTS } from '../models/transformers.js';
 import { PRESETS, PresetTask } from '../quant/presets.js';
@@ -46,6 +46,8 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--distill', 'distill from the --from model (KL on logits)')
     .option('--distill-weight <x>', 'weight of the distillation term in [0, 1]', floatOption('--distill-weight', { min: 0, max: 1 }), 0.5)
     .option('--distill-temperature <x>', 'distillation temperature', floatOption('--distill-temperature', { min: 0, exclusiveMin: true }), 2)
+    .option('--distill-data <kind>', 'language-model QAT from --from: real (the text) or generated (LLM-QAT data-free: windows sampled from the --from model, KL to it as the only loss)', choiceOption('--distill-data', ['real', 'generated'] as const))
+    .option('--generated-samples <n>', `with --distill-data generated: windows to generate (default ${DEFAULT_GENERATED_SAMPLES})`, intOption('--generated-samples', 1))
     .option('--bn-freeze-step <n>', 'QAT: step at which BN uses running statistics (default: half the run)', intOption('--bn-freeze-step', 0))
     .option('--observer-freeze-step <n>', 'QAT: step after which activation ranges are frozen (default: 3/4 of the run)', intOption('--observer-freeze-step', 0))
     .option('--calib-batches <n>', 'QAT: batches that calibrate activation ranges first', intOption('--calib-batches', 1), 8)
@@ -90,6 +92,8 @@ export function configFromOptions(o: Record<string, any>, task: PresetTask = 'cl
     evalEvery: o.evalEvery,
     healthEvery: o.healthEvery,
     checkpointEvery: o.checkpointEvery,
+    distillData: o.distillData,
+    generatedSamples: o.generatedSamples,
   };
 }
 

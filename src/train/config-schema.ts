@@ -59,6 +59,8 @@ export const trainConfigSchema = z.strictObject({
   evalEvery: intIn(0, MAX_STEPS).optional(),
   healthEvery: intIn(0, MAX_STEPS).optional(),
   checkpointEvery: intIn(0, MAX_STEPS).optional(),
+  distillData: oneOf(['real', 'generated'] as const).optional(),
+  generatedSamples: intIn(1, 1 << 20).optional(),
 });
 
 /** Config fields and the flag that sets each (for messages about a config the user gave). */
@@ -71,6 +73,7 @@ const FLAGS: Record<string, string> = {
   observerFreezeStep: '--observer-freeze-step', calibBatches: '--calib-batches', 'oscillation.dampen': '--oscillation-dampen',
   'oscillation.freezeThreshold': '--oscillation-freeze', tokenizer: '--tokenizer', context: '--context', layers: '--layers',
   heads: '--heads', dim: '--dim', accumulate: '--accumulate', evalEvery: '--eval-every', healthEvery: '--health-every', checkpointEvery: '--checkpoint-every',
+  distillData: '--distill-data', generatedSamples: '--generated-samples',
 };
 
 function flagFor(path: string): string {

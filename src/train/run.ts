@@ -83,6 +83,13 @@ export interface TrainConfig {
   healthEvery?: number;
   /** A checkpoint every N steps as well as at epoch ends (0: epoch ends only); default 250. */
   checkpointEvery?: number;
+  /**
+   * Language-model QAT from --from: 'generated' trains on windows the fp32 model generates itself, with KL to it
+   * as the only loss (LLM-QAT's data-free distillation; src/generate/data-free-samples.ts); 'real' (default): the text.
+   */
+  distillData?: 'real' | 'generated';
+  /** Windows generated for distillData 'generated' (default DEFAULT_GENERATED_SAMPLES). */
+  generatedSamples?: number;
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -267,7 +274,7 @@ async function planRun(config: TrainConfig, runDir: string, options: TrainOption
   const lmSource = !resumed && config.from ? openFp32SourceRun(config.from, runDir) : undefined;
   const fromText = lmSource && isTextData((lmSource.config as unknown as TrainConfig).data) ? lmSource : undefined;
   if (isTextData(config.data) || given?.task === 'language-model' || savedTask || fromText) {
-    return planLanguageModel(config, runDir, { ...options, model: given, resumed, source: fromText });
+    return planLanguageModel(config, runDir, { ...options, model: given, resumed, source: fromText ?? resumedTeacher(config, resumed, runDir) });
   }
   if (resumed) config = resumedConfig(resumed.saved, config);
   validateTrainConfig(config);
@@ -303,6 +310,14 @@ async function planRun(config: TrainConfig, runDir: string, options: TrainOption
 }
 
 /** The source run; one named by a resumed checkpoint (not on the command line) is reported as the checkpoint's. */
+/** A resumed language-model run that distills (on real or generated text) needs its --from run again: the teacher. */
+function resumedTeacher(config: TrainConfig, resumed: { saved: TrainConfig } | undefined, runDir: string): Checkpoint | undefined {
+  const saved = resumed?.saved;
+  if (!saved || !isTextData(saved.data) || !saved.from || !(saved.distill || saved.distillData === 'generated')) return undefined;
+  const from = config.from ?? saved.from;
+  return openSource(from, runDir, from === saved.from);
+}
+
 function openSource(from: string, runDir: string, namedByCheckpoint: boolean): Checkpoint {
   if (!namedByCheckpoint) return openFp32SourceRun(from, runDir, '--from');
   try {

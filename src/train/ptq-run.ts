@@ -14,6 +14,9 @@ import { evaluateModel } from './evaluate.js';
 import { CHECKPOINT_FILE } from './run.js';
 import { openSourceRun } from './run-lifecycle.js';
 import { RunDirectory } from './run-dir.js';
+import { calibrationWindows, DEFAULT_CALIB_WINDOWS, LmPtqLayer, LmPtqMethod, quantizeLanguageModelPtq } from '../quant/ptq-methods/language-model-ptq.js';
+import { SkippedWeight } from '../quant/ptq-methods/layer-targets.js';
+import { KvCacheQuant, kvCacheJson, kvDescription, runKvCache, withKvCacheQuantization } from '../quant/kv-cache.js';
 
 export interface PtqRunConfig {
   /** The fp32 run directory (its checkpoint.qat) to quantize. */
@@ -25,6 +28,14 @@ export interface PtqRunConfig {
   /** Batches of CALIB_BATCH_SIZE training images that calibrate the activation ranges. */
   calibBatches: number;
   threads: number;
+  /** Language models: rtn (default), gptq, awq or smoothquant. */
+  ptqMethod?: LmPtqMethod;
+  /** Language models: calibration windows of the training split (default 128). */
+  calibWindows?: number;
+  /** GPTQ: quantize columns in decreasing order of diag(H). */
+  actOrder?: boolean;
+  /** Language models: the KV cache quantized as written (--kv-bits; RTN: its scales are dynamic, nothing to calibrate). */
+  kvCache?: KvCacheQuant;
 }
 
 export interface PtqResult {
@@ -46,12 +57,19 @@ export interface PtqResult {
   /** Language-model runs (RTN): validation perplexity of the quantized and the fp32 model. */
   val_perplexity?: number;
   fp32_perplexity?: number;
+  /** Language models: the PTQ method (also in `calib`), its calibration windows, and per weight what it did. */
+  ptq_method?: LmPtqMethod;
+  calib_windows?: number;
+  act_order?: boolean;
+  layers?: LmPtqLayer[];
+  skipped?: SkippedWeight[];
+  kv_cache?: ReturnType<typeof kvCacheJson>;
 }
 
-/** `<from>-ptq-<preset>-<calib>` next to the from-run. */
-export function defaultPtqDir(c: Pick<PtqRunConfig, 'from' | 'quant' | 'calib'>): string {
+/** `<from>-ptq-<preset>-<calib>` next to the from-run (a language model's: `<from>-ptq-<preset>-<method>`). */
+export function defaultPtqDir(c: Pick<PtqRunConfig, 'from' | 'quant' | 'calib'> & { ptqMethod?: string }): string {
   const from = path.normalize(c.from).replace(/[\\/]+$/, '');
-  return `${from}-ptq-${c.quant}-${c.calib}`;
+  return `${from}-ptq-${c.quant}-${c.ptqMethod ?? c.calib}`;
 }
 
 /**
@@ -120,34 +138,65 @@ export async function quantizeRun(config: PtqRunConfig, outDir: string, log: (li
   return result;
 }
 
-/** `qat quantize --from` a language-model run: the RTN baseline (min/max scales) and its val perplexity beside fp32's. */
+/** Human name of a language-model PTQ method, as printed. */
+export const LM_PTQ_METHOD_NAMES: Record<LmPtqMethod, string> = {
+  rtn: 'RTN (round to nearest, min/max scales)',
+  gptq: 'GPTQ',
+  awq: 'AWQ',
+  smoothquant: 'SmoothQuant (alpha 0.5) + RTN',
+};
+
+/**
+ * `qat quantize --from` a language-model run: RTN, GPTQ, AWQ or SmoothQuant (src/quant/ptq-methods) on calibration
+ * windows of the training split, and the val perplexity of the result beside fp32's.
+ */
 async function quantizeLanguageModelRun(config: PtqRunConfig, source: Checkpoint, outDir: string, log: (line: string) => void): Promise<PtqResult> {
   const saved = source.config as Record<string, unknown>;
   const text = loadTextData(String(saved.data), ((saved.tokenizer as string | undefined) ?? 'bytes') as TokenizerName);
   const context = (saved.context as number | undefined) ?? source.model.lm?.context ?? 128;
   const qat = config.quantConfig ?? presetConfig(config.quant, 'language-model');
-  const model = quantizeLanguageModelRtn(source.model, qat, config.quant);
-  log(`evaluating fp32 and ${config.quant} RTN (min/max scales) on ${text.val.tokens.length} validation tokens`);
+  const method = config.ptqMethod ?? 'rtn';
+  const windows = method === 'rtn' ? 0 : config.calibWindows ?? DEFAULT_CALIB_WINDOWS;
+  const seed = (saved.seed as number | undefined) ?? 0;
+  const started = Date.now();
+  const calib = windows ? calibrationWindows(source.model, text.train, windows, context, seed) : [];
+  if (windows) log(`${method}: ${windows} calibration windows of ${context} tokens from the training split`);
+  const kv = runKvCache(config);
+  if (kv) withKvCacheQuantization(source.model, kv); // a model without attention is refused before any work
+  const ptq = await quantizeLanguageModelPtq(source.model, qat, calib, { method, actOrder: config.actOrder, preset: config.quant, threads: config.threads, log });
+  // The KV quantizers take their ranges from each token (group) as it is written: dynamic, so RTN of the cache is the
+  // same quantizer QAT trains with, added after the weights' PTQ.
+  const model = kv ? withKvCacheQuantization(ptq.model, kv) : ptq.model;
+  if (kv) log(`KV cache: ${kvDescription(kv)}`);
+  const calibSeconds = (Date.now() - started) / 1000;
+  const name = LM_PTQ_METHOD_NAMES[method];
+  log(`evaluating fp32 and ${config.quant} ${name} on ${text.val.tokens.length} validation tokens`);
   const fp32 = await evaluateLanguageModel(source.model, text.val, context, { threads: config.threads });
-  const rtn = await evaluateLanguageModel(model, text.val, context, { threads: config.threads });
-  const result = {
+  const quantized = await evaluateLanguageModel(model, text.val, context, { threads: config.threads });
+  const result: PtqResult = {
     model: (saved.model as string | undefined) ?? source.model.name,
     quant: config.quant,
     method: 'ptq' as const,
-    calib: 'rtn' as unknown as CalibKind,
-    calib_batches: 0,
+    calib: method as unknown as CalibKind,
+    calib_batches: calib.length,
     calib_images: 0,
     data: String(saved.data),
     from: config.from,
-    test_accuracy: rtn.val_token_accuracy,
-    test_loss: rtn.val_loss,
+    test_accuracy: quantized.val_token_accuracy,
+    test_loss: quantized.val_loss,
     fp32_accuracy: fp32.val_token_accuracy,
     fp32_loss: fp32.val_loss,
-    val_perplexity: rtn.val_perplexity,
+    val_perplexity: quantized.val_perplexity,
     fp32_perplexity: fp32.val_perplexity,
     quantizers: model.quant!.quantizers.length,
-    calib_seconds: 0,
+    calib_seconds: calibSeconds,
     run_dir: outDir,
+    ptq_method: method,
+    calib_windows: windows,
+    ...(method === 'gptq' ? { act_order: !!config.actOrder } : {}),
+    layers: ptq.layers,
+    skipped: ptq.skipped,
+    ...(kv ? { kv_cache: kvCacheJson(kv) } : {}),
   };
   const runConfig = { ...saved, ...config, method: 'ptq' };
   const dir = RunDirectory.open(outDir, { resume: false, requiredFile: CHECKPOINT_FILE });
@@ -162,6 +211,6 @@ async function quantizeLanguageModelRun(config: PtqRunConfig, source: Checkpoint
     throw e;
   }
   dir.release();
-  log(`fp32 val_perplexity ${fp32.val_perplexity.toFixed(3)}; ${config.quant} RTN val_perplexity ${rtn.val_perplexity.toFixed(3)}`);
+  log(`fp32 val_perplexity ${fp32.val_perplexity.toFixed(3)}; ${config.quant} ${method.toUpperCase()} val_perplexity ${quantized.val_perplexity.toFixed(3)}`);
   return result;
 }

@@ -104,3 +104,19 @@ export function roundToNearest(w: ArrayLike<number>, rows: number, cols: number,
 function sliceOf(w: ArrayLike<number>, start: number, end: number): ArrayLike<number> {
   return ArrayBuffer.isView(w) ? (w as unknown as Float64Array).subarray(start, end) : Array.prototype.slice.call(w, start, end);
 }
+
+/** Codes of a [rows, cols] matrix on `grid` at given scales and zero points per row and group (a QAT model's scales). */
+export function quantizeAtScales(w: ArrayLike<number>, rows: number, cols: number, grid: WeightGrid, scales: ArrayLike<number>, zeros: ArrayLike<number>): QuantizedMatrix {
+  const groups = cols / grid.groupSize;
+  const out: QuantizedMatrix = { rows, cols, grid, codes: new Int32Array(rows * cols), values: new Float64Array(rows * cols), scales: Float32Array.from(scales), zeros: Int32Array.from(zeros) };
+  if (out.scales.length !== rows * groups || out.zeros.length !== rows * groups) throw new Error(`quantizeAtScales: ${rows} x ${groups} scales and zero points needed, got ${out.scales.length} and ${out.zeros.length}`);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const g = r * groups + Math.floor(c / grid.groupSize);
+      const q = quantizeCode(w[r * cols + c], out.scales[g], out.zeros[g], grid);
+      out.codes[r * cols + c] = q;
+      out.values[r * cols + c] = dequantizeCode(q, out.scales[g], out.zeros[g]);
+    }
+  }
+  return out;
+}

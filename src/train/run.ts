@@ -18,6 +18,8 @@ import { evaluateModel } from './evaluate.js';
 import { distillFrom, DistillOptions } from './distill.js';
 import { prepareQat } from '../quant/qat.js';
 import { planQuantization } from '../quant/prepare.js';
+import { modelReport, plannedReport } from '../inspect/inspect-model.js';
+import { InspectReport } from '../inspect/report.js';
 import { presetConfig, QatConfig } from '../quant/presets.js';
 import { DEFAULT_OSCILLATION, oscillationControl, OscillationOptions } from '../quant/oscillation.js';
 import { isTextData } from '../data/text.js';
@@ -150,6 +152,8 @@ export const DEFAULT_CHECKPOINT_EVERY = 250;
 /** Checks a config given by the user (TypeScript or CLI): every field typed and in range, errors naming the flag. */
 export function validateTrainConfig(c: TrainConfig): void {
   checkTrainConfig({ ...c, model: modelLabel(c.model) });
+  /** A QAT run's layer table (src/inspect), once its quantizers are in place and before the first step. */
+  onLayerTable?: (report: InspectReport) => void;
 }
 
 export function defaultRunDir(c: TrainConfig): string {
@@ -247,6 +251,8 @@ interface ClassificationPlan extends TrainPlan {
   resumed?: { ckpt: Checkpoint; saved: TrainConfig };
   source?: Checkpoint;
   qatConfig?: QatConfig;
+  /** A new QAT run: the layer table its quant config gives (which layers stay at 8 bits and why). */
+  layerTable?: InspectReport;
   /** A resumed run's step times so far (step-times.ts). */
   stepTimes: number[];
 }
@@ -300,11 +306,12 @@ async function planRun(config: TrainConfig, runDir: string, options: TrainOption
   const ckptFile = path.join(runDir, CHECKPOINT_FILE);
   if (resumed) checkStartStep(startStep, totalSteps, ckptFile, config.steps !== resumed.saved.steps || config.epochs !== resumed.saved.epochs);
   const stepTimes = resumed ? storedStepTimes(resumed.ckpt.metrics, startStep, ckptFile) : [];
-  if (qatConfig && !resumed) planQuantization(model, qatConfig); // overrides and group sizes against the layers
+  // Overrides and group sizes checked against the layers; the plan is also the table --dry-run prints.
+  const layerTable = qatConfig && !resumed ? plannedReport(model, planQuantization(model, qatConfig), qatConfig, config.quant) : undefined;
   const complete = Boolean(resumed && startStep === totalSteps && finishedMetrics(runDir, startStep));
   return {
     config, runDir, task: 'classification', resume: Boolean(resumed), startStep, totalSteps, complete, model: config.model as string,
-    parameters: parameterCount(model), quant: qatConfig ? (config.quant ?? 'custom') : undefined, from: config.from,
+    parameters: parameterCount(model), quant: qatConfig ? (config.quant ?? 'custom') : undefined, from: config.from, ...(layerTable ? { layerTable } : {}),
     data, modelValue: model, resumed, source, qatConfig, stepTimes,
   };
 }
@@ -374,6 +381,7 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
   try {
     const base = source?.model;
     const storedFp32 = resumed?.ckpt.metrics?.fp32_accuracy;
+      hooks.onLayerTable?.(modelReport(model));
     const fp32Accuracy = qatConfig
       ? typeof storedFp32 === 'number' ? storedFp32 : base ? (await evaluateModel(base, data.test, { threads: config.threads })).accuracy : undefined
       : undefined;

@@ -18,6 +18,9 @@ import { TRANSFORMER_DEFAULTS } from '../models/transformers.js';
 import { PRESETS, PresetTask } from '../quant/presets.js';
 import { loadQuantConfigFile, nameQuantConfig } from '../quant/config-file.js';
 import { Progress } from './progress.js';
+import { LANGUAGE_MODEL_DISTILL_DEFAULTS } from '../train/lm-distill.js';
+import { KIVI_GROUP_SIZE, KV_LAYOUTS } from '../quant/kv-cache.js';
+import { formatInspectReport } from '../inspect/format-table.js';
 
 export function addTrainOptions(cmd: Command): Command {
   const d = DEFAULT_TRAIN_CONFIG;
@@ -167,6 +170,8 @@ export async function runTrainCommand(o: Record<string, any>, label = 'train', e
       `dry run: ${plan.task} run '${plan.model}' (${plan.parameters} parameters${plan.quant ? `, ${plan.quant} QAT` : ''}${plan.from ? ` from ${plan.from}` : ''}) on ${plan.config.data}, ` +
         `batch ${plan.config.batch}, lr ${plan.config.lr}, ${plan.config.threads} threads: ${what} into ${path.resolve(runDir)}; every input checked, nothing written`,
     );
+    // The layer table of a QAT run: which layers stay at 8 bits and why, before anything trains.
+    if (plan.layerTable) for (const line of formatInspectReport(plan.layerTable, { compact: true })) console.log(line);
     return { dry_run: true, ...plan } as unknown as TrainResult;
   }
   const progress = new Progress(label);
@@ -192,6 +197,9 @@ export async function runTrainCommand(o: Record<string, any>, label = 'train', e
           progress.update(s.step, s.totalSteps, { loss: s.loss, acc: correctEma, tokensPerSecond: s.metrics.tokens_per_second });
         },
         log: (line) => console.error(`${label}: ${line}`),
+        onLayerTable: (report) => {
+          for (const line of formatInspectReport(report, { compact: true })) console.log(line);
+        },
       },
     });
   } catch (e) {

@@ -41,6 +41,9 @@ export function quantText(q: QuantColumn | null | undefined): string {
   return `${method} ${gran}${grid ? ` ${grid}` : ''} ${q.scale_source}${range}`;
 }
 
+/** An embedding's input is token ids, never quantized: 'ids' rather than 'float'. */
+const inputText = (r: LayerRow): string => (r.activation === null && /^Gather/.test(r.op) ? 'ids' : quantText(r.activation));
+
 function kernelText(row: LayerRow): string {
   if (row.kernel === undefined) return '';
   if (row.kernel === null) return '?';
@@ -66,7 +69,8 @@ function summary(report: InspectReport, esc: (s: string) => string): string {
   const quant = q
     ? `; ${q.method} ${esc(q.preset)}${q.calib ? ` (${esc(q.calib)} calibration)` : ''}${q.weight_bits !== undefined ? `, weights ${q.weight_bits}b` : ''}${q.activation_bits !== undefined ? `, inputs ${q.activation_bits >= 16 ? 'float' : `${q.activation_bits}b`}` : ''}${q.first_last_bits ? `, first/last layers ${q.first_last_bits}b` : ''}`
     : '';
-  const params = report.layers.reduce((s, r) => s + r.parameters, 0);
+  // A tied layer's weight is another layer's: counted once.
+  const params = report.layers.reduce((s, r) => s + (r.tied_to ? 0 : r.parameters), 0);
   return `${esc(report.source)}: ${report.kind} model '${esc(report.model)}', ${report.layers.length} layers, ${params} parameters${quant}`;
 }
 
@@ -79,9 +83,10 @@ export function formatInspectReport(report: InspectReport, options: FormatOption
     lines.push(
       ...table(
         ['layer', 'op', 'params', 'weight', 'input', 'note'],
-        report.layers.map((r) => [r.name, r.op, String(r.parameters), quantText(r.weight), quantText(r.activation), r.note ?? ''].map(esc)),
+        report.layers.map((r) => [r.name, r.op, String(r.parameters), quantText(r.weight), inputText(r), r.note ?? ''].map(esc)),
       ),
     );
+    for (const n of report.notes) lines.push(`note: ${esc(n)}`);
     return lines;
   }
   const header = ['layer', 'op', 'input', 'output', 'weight shape', 'params', ...(quantized ? ['weight', 'input quant'] : []), 'storage', 'kernel', 'note'];
@@ -92,7 +97,7 @@ export function formatInspectReport(report: InspectReport, options: FormatOption
     shapeText(r.output_shape),
     shapeText(r.weight_shape),
     String(r.parameters),
-    ...(quantized ? [quantText(r.weight), quantText(r.activation)] : []),
+    ...(quantized ? [quantText(r.weight), inputText(r)] : []),
     storageText(r),
     kernelText(r),
     r.note ?? '',

@@ -1,8 +1,11 @@
 import path from 'node:path';
 import { Shape } from '../ir/graph.js';
+import { Tensor } from '../ir/tensor.js';
 import { Model } from '../models/model.js';
 import { fetchValues } from '../export/fetch-values.js';
 import { loadRun } from '../train/run.js';
+import { QuantPlan, Quantizer } from '../quant/prepare.js';
+import { QatConfig } from '../quant/presets.js';
 import { findLayers, LayerSite } from './layers.js';
 import { layerNote, layerQuantizers, quantizerScales, scaleValueNames, specColumn } from './quant-columns.js';
 import { InspectReport, LayerRow } from './report.js';
@@ -37,12 +40,20 @@ export interface InspectModelOptions {
  * ranges as calibrated), and why a layer differs from the config (first/last layer, overrides).
  */
 export async function inspectModel(model: Model, options: InspectModelOptions = {}): Promise<InspectReport> {
+  const values = model.quant && options.scales !== false ? await fetchValues(model, scaleValueNames(model.quant.quantizers), options.threads) : new Map<string, Tensor>();
+  return modelReport(model, values, options.source);
+}
+
+/**
+ * inspectModel without ONNX Runtime: the scale ranges come from `values` (scale values by name, as fetchValues
+ * returns them) and are left out where absent. `qat train --quant` prints this table before training starts.
+ */
+export function modelReport(model: Model, values: Map<string, Tensor> = new Map(), source?: string): InspectReport {
   const layers = findLayers(model.graph);
   const rows = baseRows(layers, valueShapes(model.graph));
   const quant = model.quant;
   const notes: string[] = [];
   if (quant) {
-    const values = options.scales === false ? new Map() : await fetchValues(model, scaleValueNames(quant.quantizers), options.threads);
     const lm = model.task === 'language-model';
     const compute = layers.filter((l) => lm || l.node.opType !== 'Gather');
     layers.forEach((layer, i) => {
@@ -53,12 +64,21 @@ export async function inspectModel(model: Model, options: InspectModelOptions = 
       const note = layerNote(quant.config, layer, compute.indexOf(layer), compute.length, weight, lm);
       if (note) row.note = note;
       else if (!activation && layer.node.opType !== 'Gather' && lm && quant.config.activation.bits >= 16) row.note = 'inputs stay float (a16)';
+      // Per-row zero points: no ORT kernel takes them (MatMulIntegerToFloat / MatMulNBits quantize symmetrically).
+      else if (activation && activation.spec.granularity.kind === 'per-token' && !activation.spec.symmetric) row.note = 'asymmetric per-token inputs: simulated in float ops (no ORT integer kernel takes per-row zero points)';
     });
     const tied = quant.quantizers.filter((q) => q.role === 'weight' && q.layers.length > 1);
     for (const t of tied) notes.push(`'${t.tensor}' is one quantized tensor for ${t.layers.join(' and ')} (tied)`);
+    for (const t of tied) {
+      const first = rows.find((r) => r.node === t.layers[0]);
+      for (const row of rows.filter((r) => t.layers.slice(1).includes(r.node))) {
+        row.tied_to = first?.name ?? t.layers[0];
+        row.note ??= `tied to ${row.tied_to} (one quantized table)`;
+      }
+    }
   }
   return {
-    source: options.source ?? model.name,
+    source: source ?? model.name,
     kind: 'run',
     model: model.name,
     ...(quant
@@ -67,6 +87,18 @@ export async function inspectModel(model: Model, options: InspectModelOptions = 
     layers: rows,
     notes,
   };
+}
+
+/**
+ * The table a QAT run will have, from planQuantization's plan alone (no calibration, no quantizer inserted):
+ * what `qat train --quant --dry-run` prints. The same rows as modelReport of the prepared model, without scales.
+ */
+export function plannedReport(model: Model, plan: QuantPlan, config: QatConfig, preset?: string, source?: string): InspectReport {
+  const quantizers: Quantizer[] = [
+    ...plan.weights.map((w): Quantizer => ({ role: 'weight', tensor: w.tensor, output: w.tensor, node: w.node.name, layers: w.layers ?? [w.node.name], spec: w.spec, learned: [] })),
+    ...[...plan.activations].map(([tensor, a]): Quantizer => ({ role: 'activation', tensor, output: tensor, node: tensor, layers: a.layers, spec: a.spec, learned: [] })),
+  ];
+  return modelReport({ ...model, graph: plan.graph, quant: { preset, config, quantizers, folded: plan.folded } }, new Map(), source);
 }
 
 /** `qat inspect RUN_DIR`: the layer table of a run's checkpoint. */

@@ -42,6 +42,8 @@ export interface LayerRow {
   activation?: QuantColumn | null;
   /** Why a layer differs from the config's default (first/last layer rule, an override, a skipped layer). */
   note?: string;
+  /** A tied weight (an LM head reading the token table): the layer whose weight this one reads; its parameters are that layer's. */
+  tied_to?: string;
   storage?: LayerStorage;
   /** The op ORT runs the layer with (its optimized model) and whether that is an integer kernel. */
   kernel?: { op: string; integer: boolean; accuracy_level?: number } | null;

@@ -21,8 +21,10 @@ import { Trainer, TrainingDivergedError } from './trainer.js';
 import { finishedMetrics, modelLabel, resumedConfig } from './run.js';
 import type { RunHooks, TrainConfig, TrainPlan, TrainResult } from './run.js';
 import { evaluateLanguageModel, LanguageModelEval } from './evaluate-language-model.js';
-import { planQuantization, Quantizer } from '../quant/prepare.js';
+import { planQuantization } from '../quant/prepare.js';
+import { modelReport, plannedReport } from '../inspect/inspect-model.js';
 import { prepareLanguageModelQat } from '../quant/qat.js';
+import { kvCacheJson, kvCacheQuantOf, kvDescription, runKvCache, withKvCacheQuantization } from '../quant/kv-cache.js';
 import { presetConfig, QatConfig } from '../quant/presets.js';
 import { DEFAULT_HEALTH_EVERY, QuantHealthPoint, QuantHealthProbe, QuantHealthTracker } from './quant-health.js';
 import { GENERATED_WINDOWS_FILE, GeneratedWindows, GeneratedWindowSampler, readGeneratedWindows, writeGeneratedWindows } from '../data/generated-windows.js';
@@ -149,23 +151,6 @@ export function languageModelQatConfig(c: TrainConfig): QatConfig | undefined {
   return c.quantConfig ?? presetConfig(c.quant!, 'language-model');
 }
 
-/** One line per quantized layer: what the printed layer table shows (every layer's bits, none silently at 8). */
-export function quantLayerTable(model: Model): string[] {
-  const q = model.quant;
-  if (!q) return [];
-  const describe = (z: Quantizer) => {
-    const g = z.spec.granularity;
-    const gran = g.kind === 'per-group' ? `per-group ${g.size}` : g.kind === 'per-token' && g.blockSize ? `per-token block ${g.blockSize}` : g.kind;
-    return `${z.spec.method === 'ternary' ? 'ternary' : `${z.spec.bits}-bit`} ${z.spec.method} ${gran}${z.spec.symmetric ? '' : ' asymmetric'}${z.spec.granularity.kind === 'per-token' && !z.spec.symmetric ? ' (simulation only)' : ''}`;
-  };
-  const lines: string[] = [];
-  for (const z of q.quantizers.filter((x) => x.role === 'weight')) {
-    const act = q.quantizers.find((a) => a.role === 'activation' && a.layers.some((l) => z.layers.includes(l)));
-    lines.push(`${z.layers.join(' + ')}: weight ${describe(z)}; input ${act ? describe(act) : 'float'}`);
-  }
-  return lines;
-}
-
 /**
  * Trains a language model as `qat train --data moby-dick|sotu|FILE.txt` does: windows of context+1 tokens drawn
  * from (seed, step), AdamW with warmup + cosine, clipping, optional gradient accumulation; writes checkpoint.qat
@@ -210,7 +195,11 @@ export function planLanguageModel(
   const text = loadTextData(config.data, (config.tokenizer ?? 'bytes') as TokenizerName);
   const qatConfig = resumed ? undefined : languageModelQatConfig(config);
   const model: Model = resumed ? resumed.ckpt.model : (options.source?.model ?? resolveLanguageModel(config, text, options.model));
-  if (qatConfig) planQuantization(model, qatConfig); // group widths and overrides against the layers, before training
+  // Group widths and overrides checked against the layers before training; the plan is also the table --dry-run prints.
+  const layerTable = qatConfig ? plannedReport(model, planQuantization(model, qatConfig), qatConfig, config.quant) : undefined;
+  const kv = resumed ? undefined : runKvCache(config);
+  if (kv && !qatConfig && !options.source) throw new InputError('--kv-bits: a run from scratch without --quant is the fp32 baseline; quantize the KV cache when fine-tuning it (--from FP32_RUN --kv-bits N) or with --quant PRESET');
+  if (kv) withKvCacheQuantization(model, kv); // the attention it quantizes is found before training
   const context = config.context ?? model.lm?.context ?? TRANSFORMER_DEFAULTS.context;
   checkTextLength(text, context, config.data);
   const totalSteps = config.steps ?? LANGUAGE_MODEL_DEFAULTS.steps;
@@ -221,7 +210,7 @@ export function planLanguageModel(
   return {
     config, runDir, task: 'language-model', resume: Boolean(resumed), startStep, totalSteps, complete, model: modelLabel(config.model),
     parameters: parameterCount(model), text, context, modelValue: model, resumed, source: options.source, stepTimes,
-    quant: qatConfig || resumed?.ckpt.model.quant ? (config.quant ?? 'custom') : undefined, from: config.from,
+    quant: qatConfig || resumed?.ckpt.model.quant ? (config.quant ?? 'custom') : undefined, from: config.from, ...(layerTable ? { layerTable } : {}),
   };
 }
 
@@ -249,7 +238,12 @@ export async function trainLanguageModel(
     const qatConfig = languageModelQatConfig(config);
     if (qatConfig) {
       model = prepareLanguageModelQat(model, qatConfig, config.quant);
-      for (const line of quantLayerTable(model)) hooks.log?.(`quant ${line}`);
+      hooks.onLayerTable?.(modelReport(model));
+    }
+    const kv = runKvCache(config);
+    if (kv) {
+      model = withKvCacheQuantization(model, kv);
+      hooks.log?.(`quant KV cache: ${kvDescription(kv)}, written by every attention layer`);
     }
     model = withStoredPrecision(model);
   }

@@ -144,6 +144,8 @@ export interface RunHooks {
   onStart?: (info: { totalSteps: number; startStep: number; model: Model; batch: number }) => void;
   onStep?: (info: StepInfo) => void;
   log?: (line: string) => void;
+  /** A QAT run's layer table (src/inspect), once its quantizers are in place and before the first step. */
+  onLayerTable?: (report: InspectReport) => void;
 }
 
 /** Default checkpoint cadence in steps (besides epoch ends and the end of the run). */
@@ -152,8 +154,6 @@ export const DEFAULT_CHECKPOINT_EVERY = 250;
 /** Checks a config given by the user (TypeScript or CLI): every field typed and in range, errors naming the flag. */
 export function validateTrainConfig(c: TrainConfig): void {
   checkTrainConfig({ ...c, model: modelLabel(c.model) });
-  /** A QAT run's layer table (src/inspect), once its quantizers are in place and before the first step. */
-  onLayerTable?: (report: InspectReport) => void;
 }
 
 export function defaultRunDir(c: TrainConfig): string {
@@ -243,6 +243,8 @@ export interface TrainPlan {
   parameters: number;
   quant?: string;
   from?: string;
+  /** A new QAT run: the layer table its quant config gives (which layers stay at 8 bits and why). */
+  layerTable?: InspectReport;
 }
 
 interface ClassificationPlan extends TrainPlan {
@@ -251,8 +253,6 @@ interface ClassificationPlan extends TrainPlan {
   resumed?: { ckpt: Checkpoint; saved: TrainConfig };
   source?: Checkpoint;
   qatConfig?: QatConfig;
-  /** A new QAT run: the layer table its quant config gives (which layers stay at 8 bits and why). */
-  layerTable?: InspectReport;
   /** A resumed run's step times so far (step-times.ts). */
   stepTimes: number[];
 }
@@ -372,6 +372,7 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
     if (qatConfig) {
       const calibCount = Math.min(data.train.count, (config.calibBatches ?? 8) * config.batch);
       model = await prepareQat(model, qatConfig, { images: data.train.images, count: calibCount, sampleShape: data.train.shape }, config.quant, config.threads);
+      hooks.onLayerTable?.(modelReport(model));
     }
     model = withStoredPrecision(model);
   }
@@ -381,7 +382,6 @@ export async function train(config: TrainConfig, runDir: string, options: TrainO
   try {
     const base = source?.model;
     const storedFp32 = resumed?.ckpt.metrics?.fp32_accuracy;
-      hooks.onLayerTable?.(modelReport(model));
     const fp32Accuracy = qatConfig
       ? typeof storedFp32 === 'number' ? storedFp32 : base ? (await evaluateModel(base, data.test, { threads: config.threads })).accuracy : undefined
       : undefined;

@@ -18,8 +18,6 @@ import { TRANSFORMER_DEFAULTS } from '../models/transformers.js';
 import { PRESETS, PresetTask } from '../quant/presets.js';
 import { loadQuantConfigFile, nameQuantConfig } from '../quant/config-file.js';
 import { Progress } from './progress.js';
-import { LANGUAGE_MODEL_DISTILL_DEFAULTS } from '../train/lm-distill.js';
-import { KIVI_GROUP_SIZE, KV_LAYOUTS } from '../quant/kv-cache.js';
 import { formatInspectReport } from '../inspect/format-table.js';
 
 export function addTrainOptions(cmd: Command): Command {

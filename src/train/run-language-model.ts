@@ -24,7 +24,6 @@ import { evaluateLanguageModel, LanguageModelEval } from './evaluate-language-mo
 import { planQuantization } from '../quant/prepare.js';
 import { modelReport, plannedReport } from '../inspect/inspect-model.js';
 import { prepareLanguageModelQat } from '../quant/qat.js';
-import { kvCacheJson, kvCacheQuantOf, kvDescription, runKvCache, withKvCacheQuantization } from '../quant/kv-cache.js';
 import { presetConfig, QatConfig } from '../quant/presets.js';
 import { DEFAULT_HEALTH_EVERY, QuantHealthPoint, QuantHealthProbe, QuantHealthTracker } from './quant-health.js';
 import { GENERATED_WINDOWS_FILE, GeneratedWindows, GeneratedWindowSampler, readGeneratedWindows, writeGeneratedWindows } from '../data/generated-windows.js';
@@ -197,9 +196,6 @@ export function planLanguageModel(
   const model: Model = resumed ? resumed.ckpt.model : (options.source?.model ?? resolveLanguageModel(config, text, options.model));
   // Group widths and overrides checked against the layers before training; the plan is also the table --dry-run prints.
   const layerTable = qatConfig ? plannedReport(model, planQuantization(model, qatConfig), qatConfig, config.quant) : undefined;
-  const kv = resumed ? undefined : runKvCache(config);
-  if (kv && !qatConfig && !options.source) throw new InputError('--kv-bits: a run from scratch without --quant is the fp32 baseline; quantize the KV cache when fine-tuning it (--from FP32_RUN --kv-bits N) or with --quant PRESET');
-  if (kv) withKvCacheQuantization(model, kv); // the attention it quantizes is found before training
   const context = config.context ?? model.lm?.context ?? TRANSFORMER_DEFAULTS.context;
   checkTextLength(text, context, config.data);
   const totalSteps = config.steps ?? LANGUAGE_MODEL_DEFAULTS.steps;
@@ -239,11 +235,6 @@ export async function trainLanguageModel(
     if (qatConfig) {
       model = prepareLanguageModelQat(model, qatConfig, config.quant);
       hooks.onLayerTable?.(modelReport(model));
-    }
-    const kv = runKvCache(config);
-    if (kv) {
-      model = withKvCacheQuantization(model, kv);
-      hooks.log?.(`quant KV cache: ${kvDescription(kv)}, written by every attention layer`);
     }
     model = withStoredPrecision(model);
   }

@@ -11,14 +11,14 @@ const FLAG: Record<string, string> = {
   observerFreezeStep: '--observer-freeze-step', calibBatches: '--calib-batches', oscillationDampen: '--oscillation-dampen',
   oscillationFreeze: '--oscillation-freeze', tokenizer: '--tokenizer', context: '--context', layers: '--layers', heads: '--heads',
   dim: '--dim', accumulate: '--accumulate', evalEvery: '--eval-every', healthEvery: '--health-every', checkpointEvery: '--checkpoint-every', out: '--out',
-  distillData: '--distill-data', generatedSamples: '--generated-samples',
+  distillData: '--distill-data', generatedSamples: '--generated-samples', kvBits: '--kv-bits', kvLayout: '--kv-layout',
   resume: '--resume', json: '--json', dryRun: '--dry-run',
 };
 
 const RESUMABLE = new Set(['epochs', 'steps', 'threads', 'from', 'checkpointEvery', 'out', 'resume', 'json', 'dryRun']);
 const INPUT_TRANSFORM = ['inputScale', 'inputMean', 'inputStd'];
 const QAT_ONLY = ['bnFreezeStep', 'observerFreezeStep', 'calibBatches', 'oscillationDampen', 'oscillationFreeze'];
-const LANGUAGE_MODEL_ONLY = ['tokenizer', 'context', 'layers', 'heads', 'dim', 'accumulate', 'distillData', 'generatedSamples'];
+const LANGUAGE_MODEL_ONLY = ['tokenizer', 'context', 'layers', 'heads', 'dim', 'accumulate', 'distillData', 'generatedSamples', 'kvBits', 'kvLayout'];
 const IMAGE_ONLY = ['epochs', 'labelSmoothing', 'augmentShift', ...INPUT_TRANSFORM, ...QAT_ONLY, 'distill', 'distillWeight', 'distillTemperature'];
 
 /**
@@ -60,4 +60,7 @@ export function checkApplicableFlags(o: Record<string, unknown>, given: (flag: s
   if (!given('distill')) for (const k of ['distillWeight', 'distillTemperature']) if (given(k)) refuse(k, 'without --distill');
   if (given('distillData') && (!given('from') || !quantized)) refuse('distillData', 'without --from LM_RUN and --quant (it chooses the data of QAT distillation from that run)');
   if (given('generatedSamples') && o.distillData !== 'generated') refuse('generatedSamples', 'without --distill-data generated');
+  if (given('kvLayout') && !given('kvBits')) refuse('kvLayout', 'without --kv-bits 8|4|2 (it chooses how the quantized KV cache is laid out)');
+  // KV-cache QAT alone (float weights) fine-tunes an fp32 run; a run from scratch without --quant is that fp32 baseline.
+  if (given('kvBits') && !quantized && !given('from')) refuse('kvBits', 'to an fp32 run from scratch: quantize the KV cache when fine-tuning one (--from FP32_RUN --kv-bits N, weights stay float) or with --quant PRESET');
 }

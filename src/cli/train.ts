@@ -18,6 +18,7 @@ import { TRANSFORMER_DEFAULTS } from '../models/transformers.js';
 import { PRESETS, PresetTask } from '../quant/presets.js';
 import { loadQuantConfigFile, nameQuantConfig } from '../quant/config-file.js';
 import { Progress } from './progress.js';
+import { KIVI_GROUP_SIZE, KV_LAYOUTS } from '../quant/kv-cache.js';
 import { formatInspectReport } from '../inspect/format-table.js';
 
 export function addTrainOptions(cmd: Command): Command {
@@ -66,6 +67,8 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--out <dir>', 'run directory: new or empty (default runs/<model>-<data>-<time>)')
     .option('--resume', 'continue the run in --out from its checkpoint (its saved config; only --epochs, --steps, --threads, --from, --checkpoint-every may change)')
     .option('--dry-run', 'check every input (flags, model, data, quant config, --from, --out) and print what would run; write nothing')
+    .option('--kv-bits <n>', 'language models: fake-quantize the KV cache as it is written, 8, 4 or 2 bits (with --quant, or alone with --from)', choiceOption('--kv-bits', ['8', '4', '2'] as const))
+    .option('--kv-layout <layout>', `with --kv-bits: ${KV_LAYOUTS.join(', ')} (per-token: LLM-QAT, keys and values per token; kivi: keys per channel in groups of ${KIVI_GROUP_SIZE} tokens, values per token)`, choiceOption('--kv-layout', KV_LAYOUTS))
     .option('--json <file.json>', 'write the metrics as JSON to this file', outputFileOption('--json', '.json'));
 }
 
@@ -95,6 +98,7 @@ export function configFromOptions(o: Record<string, any>, task: PresetTask = 'cl
     checkpointEvery: o.checkpointEvery,
     distillData: o.distillData,
     generatedSamples: o.generatedSamples,
+    kvCache: o.kvBits !== undefined ? { bits: Number(o.kvBits), layout: o.kvLayout ?? 'per-token' } : undefined,
   };
 }
 

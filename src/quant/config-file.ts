@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { bool, InputError, intIn, jsonDepth, numberIn, oneOf, parseWith, text } from '../validate/schema.js';
 import { activationSpec, LayerOverride, presetConfig, PRESETS, PresetTask, QatConfig, RoleSpec, weightSpec } from './presets.js';
 import { QuantSpecError, SCALE_METHODS, validateSpec } from './spec.js';
+import { KIVI_GROUP_SIZE, KV_LAYOUTS } from './kv-cache.js';
 
 export const GRANULARITIES = ['per-tensor', 'per-channel', 'per-group', 'per-token'] as const;
 const BITS = [1, 2, 3, 4, 5, 6, 7, 8, 16];
@@ -41,6 +42,13 @@ const overrideSchema = z.strictObject({
   skip: bool().optional(),
 }, { error: 'must be a JSON object { "match": ..., "weight"?: ..., "activation"?: ..., "skip"?: ... }' });
 
+/** "kvCache": { "bits": 8 | 4 | 2, "layout"?: "per-token" (default) | "kivi", "groupSize"?: tokens per KIVI key group (32) }. */
+export const kvCacheSchema = z.strictObject({
+  bits: z.union([z.literal(8), z.literal(4), z.literal(2)], { error: 'must be 8, 4 or 2' }),
+  layout: oneOf(KV_LAYOUTS).optional(),
+  groupSize: intIn(1, MAX_GROUP_SIZE).optional(),
+}, { error: `must be a JSON object { "bits": 8 | 4 | 2, "layout"?: ${KV_LAYOUTS.map((l) => `"${l}"`).join(' | ')}, "groupSize"?: tokens per KIVI key group (default ${KIVI_GROUP_SIZE}) }` });
+
 /** The --quant-config file: see loadQuantConfigFile. */
 export const quantConfigFileSchema = z.strictObject({
   preset: oneOf(PRESETS).optional(),
@@ -51,6 +59,7 @@ export const quantConfigFileSchema = z.strictObject({
   // torch's averaging_constant: the weight of the new batch's range; 0 would never move, above 1 overshoots.
   observerMomentum: numberIn(0, 1, { exclusiveMin: true }).optional(),
   overrides: z.array(overrideSchema, { error: 'must be an array of { "match": ..., "weight"?: ..., "activation"?: ..., "skip"?: ... }' }).max(10000).optional(),
+  kvCache: kvCacheSchema.optional(),
 }, { error: 'must be a JSON object' });
 
 const fullRoleSchema = z.strictObject({
@@ -70,6 +79,7 @@ export const qatConfigSchema = z.strictObject({
   foldBatchNorm: bool(),
   observerMomentum: numberIn(0, 1, { exclusiveMin: true }),
   overrides: z.array(overrideSchema).max(10000),
+  kvCache: kvCacheSchema.optional(),
 });
 
 /**
@@ -123,7 +133,10 @@ export function parseQuantConfig(raw: unknown, source: string, preset?: string, 
     foldBatchNorm: obj.foldBatchNorm ?? base.foldBatchNorm,
     observerMomentum: obj.observerMomentum ?? base.observerMomentum,
     overrides: [...base.overrides, ...overrides],
+    ...(obj.kvCache ? { kvCache: { bits: obj.kvCache.bits, layout: obj.kvCache.layout ?? 'per-token', ...(obj.kvCache.groupSize !== undefined ? { groupSize: obj.kvCache.groupSize } : {}) } } : {}),
   };
+  if (obj.kvCache && task !== 'language-model') throw new InputError(`${where}: kvCache: KV-cache quantization applies to language models (text --data); this run trains an image model, which has no KV cache`);
+  if (obj.kvCache?.groupSize !== undefined && obj.kvCache.layout !== 'kivi') throw new InputError(`${where}: kvCache.groupSize: applies to layout "kivi" only (key groups of tokens); per-token has none`);
   checkRoles(config, where);
   return config;
 }

@@ -24,6 +24,7 @@ import { attrInt, attrInts, Graph, Node, topologicalOrder } from '../ir/graph.js
 import { Model } from '../models/model.js';
 import { defineOps, OpDef } from '../ops/registry.js';
 import { requireInput } from '../ops/shape-utils.js';
+import { InputError } from '../validate/schema.js';
 import { QATKIT } from './fake-quantize-op.js';
 import './low-bit-ops.js'; // TokenMinMaxQuantize, the per-token quantizer
 
@@ -44,10 +45,10 @@ export interface KvCacheQuant {
 const PREFIX = 'kv_quant/';
 
 export function checkKvCacheQuant(kv: KvCacheQuant, where = '--kv-bits'): KvCacheQuant {
-  if (!(KV_BITS as readonly number[]).includes(kv.bits)) throw new Error(`${where}: ${kv.bits} bits; valid: ${KV_BITS.join(', ')}`);
-  if (!(KV_LAYOUTS as readonly string[]).includes(kv.layout)) throw new Error(`--kv-layout: '${kv.layout}'; valid: ${KV_LAYOUTS.join(', ')}`);
+  if (!(KV_BITS as readonly number[]).includes(kv.bits)) throw new InputError(`${where}: ${kv.bits} bits; valid: ${KV_BITS.join(', ')}`);
+  if (!(KV_LAYOUTS as readonly string[]).includes(kv.layout)) throw new InputError(`--kv-layout: '${kv.layout}'; valid: ${KV_LAYOUTS.join(', ')}`);
   const g = kv.groupSize ?? KIVI_GROUP_SIZE;
-  if (!Number.isInteger(g) || g < 1) throw new Error(`KV cache group size ${g}: must be an integer >= 1`);
+  if (!Number.isInteger(g) || g < 1) throw new InputError(`KV cache group size ${g}: must be an integer >= 1`);
   return kv;
 }
 
@@ -133,7 +134,7 @@ export function insertKvCacheQuantizers(graph: Graph, kv: KvCacheQuant): number 
   checkKvCacheQuant(kv);
   if (graph.nodes.some((n) => n.name.startsWith(PREFIX))) throw new Error(`the graph's KV cache is quantized already (${kvDescription(kvCacheQuantOf(graph)!)})`);
   const cores = attentionCores(graph);
-  if (cores.length === 0) throw new Error('KV-cache quantization: no attention found (Softmax(MatMul(q, Transpose(k))) -> MatMul(probs, v)); --kv-bits applies to decoder transformers');
+  if (cores.length === 0) throw new InputError('KV-cache quantization: no attention found (Softmax(MatMul(q, Transpose(k))) -> MatMul(probs, v)); --kv-bits applies to decoder transformers');
   const b = new GraphBuilder(graph, PREFIX);
   const consumers = graph.consumers();
   const group = kv.groupSize ?? KIVI_GROUP_SIZE;
@@ -181,8 +182,27 @@ export function kvDescription(kv: KvCacheQuant): string {
 
 /** `model` with its KV cache quantized (a copy; the model's quantizers and parameters unchanged). */
 export function withKvCacheQuantization(model: Model, kv: KvCacheQuant): Model {
-  if (model.task !== 'language-model') throw new Error(`--kv-bits: model '${model.name}' is not a language model`);
+  if (model.task !== 'language-model') throw new InputError(`--kv-bits: model '${model.name}' is not a language model`);
   const graph = model.graph.clone();
   insertKvCacheQuantizers(graph, kv);
   return { ...model, graph };
+}
+
+/**
+ * The KV-cache quantization a run asks for: --kv-bits/--kv-layout (`kvCache`) or --quant-config's "kvCache"; both
+ * given and different is refused rather than one silently winning.
+ */
+export function runKvCache(config: { kvCache?: KvCacheQuant; quantConfig?: { kvCache?: KvCacheQuant } }): KvCacheQuant | undefined {
+  const flags = config.kvCache;
+  const file = config.quantConfig?.kvCache;
+  if (flags && file && (flags.bits !== file.bits || flags.layout !== file.layout || (flags.groupSize ?? KIVI_GROUP_SIZE) !== (file.groupSize ?? KIVI_GROUP_SIZE))) {
+    throw new InputError(`--kv-bits ${flags.bits} --kv-layout ${flags.layout} contradicts --quant-config's "kvCache" (${kvDescription(file)}); give one of them`);
+  }
+  const kv = flags ?? file;
+  return kv ? checkKvCacheQuant(kv) : undefined;
+}
+
+/** JSON form of a KV-cache quantization for metrics and reports. */
+export function kvCacheJson(kv: KvCacheQuant): { bits: number; layout: KvLayout; group_size?: number } {
+  return { bits: kv.bits, layout: kv.layout, ...(kv.layout === 'kivi' ? { group_size: kv.groupSize ?? KIVI_GROUP_SIZE } : {}) };
 }

@@ -1,4 +1,5 @@
 import { QuantSpec, ScaleMethod } from './spec.js';
+import type { KvCacheQuant } from './kv-cache.js';
 
 /** One tensor role's quantization, before the per-tensor details (axis, signedness) are known. */
 export interface RoleSpec {
@@ -32,6 +33,8 @@ export interface QatConfig {
   /** Moving-average observer constant (torch's averaging_constant). */
   observerMomentum: number;
   overrides: LayerOverride[];
+  /** Language models: the KV cache fake-quantized as it is written (quant/kv-cache.ts); --kv-bits sets it too. */
+  kvCache?: KvCacheQuant;
 }
 
 /** Presets of image models (CNNs, MLPs): static per-tensor activations. */

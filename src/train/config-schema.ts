@@ -7,7 +7,8 @@ import { z } from 'zod';
 import { DATASET_NAMES } from '../data/index.js';
 import { isTextData } from '../data/text.js';
 import { TOKENIZER_NAMES } from '../data/tokenizers/index.js';
-import { qatConfigSchema } from '../quant/config-file.js';
+import { kvCacheSchema, qatConfigSchema } from '../quant/config-file.js';
+import { KV_LAYOUTS } from '../quant/kv-cache.js';
 import { PRESETS } from '../quant/presets.js';
 import { MAX_THREADS } from '../validate/limits.js';
 import { bool, intIn, numberIn, oneOf, parseWith, text } from '../validate/schema.js';
@@ -61,6 +62,7 @@ export const trainConfigSchema = z.strictObject({
   checkpointEvery: intIn(0, MAX_STEPS).optional(),
   distillData: oneOf(['real', 'generated'] as const).optional(),
   generatedSamples: intIn(1, 1 << 20).optional(),
+  kvCache: kvCacheSchema.extend({ layout: oneOf(KV_LAYOUTS) }).optional(),
 });
 
 /** Config fields and the flag that sets each (for messages about a config the user gave). */
@@ -73,7 +75,7 @@ const FLAGS: Record<string, string> = {
   observerFreezeStep: '--observer-freeze-step', calibBatches: '--calib-batches', 'oscillation.dampen': '--oscillation-dampen',
   'oscillation.freezeThreshold': '--oscillation-freeze', tokenizer: '--tokenizer', context: '--context', layers: '--layers',
   heads: '--heads', dim: '--dim', accumulate: '--accumulate', evalEvery: '--eval-every', healthEvery: '--health-every', checkpointEvery: '--checkpoint-every',
-  distillData: '--distill-data', generatedSamples: '--generated-samples',
+  distillData: '--distill-data', generatedSamples: '--generated-samples', 'kvCache.bits': '--kv-bits', 'kvCache.layout': '--kv-layout',
 };
 
 function flagFor(path: string): string {

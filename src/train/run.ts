@@ -92,6 +92,8 @@ export interface TrainConfig {
   distillData?: 'real' | 'generated';
   /** Windows generated for distillData 'generated' (default DEFAULT_GENERATED_SAMPLES). */
   generatedSamples?: number;
+  /** Language models: KV cache fake-quantized as written (--kv-bits, --kv-layout; quant/kv-cache.ts). */
+  kvCache?: import('../quant/kv-cache.js').KvCacheQuant;
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {
@@ -284,6 +286,7 @@ async function planRun(config: TrainConfig, runDir: string, options: TrainOption
   }
   if (resumed) config = resumedConfig(resumed.saved, config);
   validateTrainConfig(config);
+  if (config.kvCache || config.quantConfig?.kvCache) throw new InputError(`--kv-bits: --data ${config.data} trains an image model, which has no KV cache; KV-cache quantization applies to language models (text --data)`);
   checkThreads(config, options, resumed ? path.join(runDir, CHECKPOINT_FILE) : undefined);
   const qatConfig = resolveQatConfig(config);
   if (config.distill && !config.from) throw new InputError('--distill needs --from RUN_DIR (the fp32 teacher)');

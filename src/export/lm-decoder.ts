@@ -41,6 +41,8 @@ export interface LmExportOptions {
   /** Token embeddings: 'quantized' (int4 DequantizeLinear -> Gather where the format has it) or 'float'. */
   embeddings?: EmbeddingMode;
   threads?: number;
+  /** Per-channel / per-tensor weights (w8a8, b158): the widest block their repeated scale is stored in (default 256). */
+  blockSize?: number;
 }
 
 /** One quantized weight of the export: how it is stored and which kernel reads it. */
@@ -177,7 +179,7 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
   const tokenCodes = new TokenCodes(em);
   for (const q of weightQuantizers) {
     const table = isTable(model, q);
-    const w = blockedWeightCodes(q, values, table ? 'nk' : 'kn');
+    const w = blockedWeightCodes(q, values, table ? 'nk' : 'kn', options.blockSize);
     const kernels: string[] = [];
     const dequantized = new Tensor(DType.FLOAT, table ? [w.n, w.k] : [w.k, w.n], dequantizeBlocked(w));
     for (const layer of q.layers) {

@@ -33,9 +33,13 @@ export interface BlockedWeightCodes {
 /** MatMulNBits block sizes (ORT's contract: a power of two from 16 to 256). */
 export const NBITS_BLOCK_SIZES = [16, 32, 64, 128, 256];
 
-/** The widest MatMulNBits block dividing k (a per-channel or per-tensor scale is repeated in each). */
-function widestBlock(k: number, tensor: string): number {
-  const b = [...NBITS_BLOCK_SIZES].reverse().find((s) => k % s === 0);
+/**
+ * The widest MatMulNBits block dividing k, at most `maxBlock` (a per-channel or per-tensor scale is repeated in
+ * each: narrower blocks store more copies of the same scale, which only the size/speed trade-off of a kernel
+ * that reads scales per block can justify).
+ */
+function widestBlock(k: number, tensor: string, maxBlock = 256): number {
+  const b = [...NBITS_BLOCK_SIZES].reverse().find((s) => s <= maxBlock && k % s === 0);
   if (!b) throw new InputError(`export: weight '${tensor}' has ${k} input features, not a multiple of 16; MatMulNBits takes blocks of ${NBITS_BLOCK_SIZES.join(', ')}`);
   return b;
 }
@@ -48,7 +52,7 @@ function widestBlock(k: number, tensor: string): number {
  * Either way (q * s) in float32 must reproduce the fake-quantized weight bit for bit, or the export fails naming
  * the element: the deployed weights are the simulated ones.
  */
-export function blockedWeightCodes(q: Quantizer, values: Map<string, Tensor>, layout: 'kn' | 'nk'): BlockedWeightCodes {
+export function blockedWeightCodes(q: Quantizer, values: Map<string, Tensor>, layout: 'kn' | 'nk', maxBlock?: number): BlockedWeightCodes {
   const w = values.get(q.tensor);
   const wq = values.get(q.output);
   if (!w || !wq) throw new Error(`export: no values for weight '${q.tensor}' (quantizer '${q.node}')`);
@@ -71,7 +75,7 @@ export function blockedWeightCodes(q: Quantizer, values: Map<string, Tensor>, la
     granularity = 'group';
   } else if (g.kind === 'per-channel' || g.kind === 'per-tensor') {
     if (g.kind === 'per-channel' && g.axis !== (layout === 'kn' ? 1 : 0)) throw new Error(`export: weight '${q.tensor}' has channels along axis ${g.axis}, not its output features`);
-    blockSize = widestBlock(k, q.tensor);
+    blockSize = widestBlock(k, q.tensor, maxBlock);
     granularity = g.kind === 'per-channel' ? 'channel' : 'tensor';
   } else {
     throw new Error(`export: weight '${q.tensor}' uses ${g.kind} quantization, which is for activations`);

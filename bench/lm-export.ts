@@ -1,0 +1,344 @@
+/**
+ * Language-model export benchmark (issue 12): decode and prefill speed, file sizes and memory traffic of the
+ * exported KV-cache decoders, every format timed in alternation in one process so that the ratios against fp32
+ * are taken under the same load.
+ *
+ *   node --import tsx bench/lm-export.ts [--models default,25m] [--rounds 3] [--threads 2] [--prefill-reps 3]
+ *     [--json bench/results/lm-export.json]
+ *
+ * Models: gpt with a bytes vocabulary and context 128, randomly initialised (the cost of a token does not depend
+ * on the weights): `default` (4 layers, width 128, 0.84M parameters) and `25m` (8 layers, width 512, 4 heads,
+ * 25.3M parameters). Each quantized variant is the model prepared for QAT with a language-model preset (no
+ * training steps: the trained codes would have the same layout) and exported by buildLanguageModelDecoder:
+ * - fp32: float MatMul;
+ * - int4: w4a16-g32 as INT4 DequantizeLinear -> MatMul, fused by ORT into MatMulNBits (accuracy_level 0);
+ * - matmulnbits: w4a16-g32 as MatMulNBits written directly (bits 4, block 32, accuracy_level 0); int4-a4: the
+ *   same weights at accuracy_level 4 (what a w4a8 model trained with per-token-per-block activations runs);
+ * - w8a8-qdq: w8a8 on MatMulIntegerToFloat (u8u8, per-token activation scales);
+ * - w8a8-nbits8: 8-bit per-channel weights as MatMulNBits bits 8, block 256, accuracy_level 4 (the kernel
+ *   quantizes A to int8 per row per block itself, so no activation quantizer is in the graph);
+ * - ternary-nbits2: b158 as MatMulNBits bits 2 (codes {1, 2, 3} around zero point 2), block 256, accuracy_level 0;
+ *   ternary-nbits2-a4: the same file at accuracy_level 4; ternary-nbits2-lut: accuracy_level 0 with ORT's
+ *   LUT kernel (session option mlas.use_lut_gemm = 1, T-MAC style); ternary-qdq: b158 codes as int8 on
+ *   MatMulIntegerToFloat.
+ * Decode: batch 1, a 64-token prompt (prefill), then 64 new tokens, the context 128 exactly full; decode tokens/s
+ * counts the 63 single-token steps after the prompt's logits. The variants take turns token by token. Prefill:
+ * 8 x 128 tokens from an empty cache, the variants in turn, --prefill-reps times each. Sizes: the whole encoded
+ * file and its initializer bytes per tensor kind (src/inspect/tensor-kinds.ts), against fp32; ternary also at
+ * blocks 32 and 128 (the per-tensor scale repeated per block). Bytes read per decode token: the weights, scales
+ * and norms every token reads (the token and position tables contribute one row, left out); GB/s implied =
+ * bytes per token x decode tokens/s, against this machine's copy bandwidth (a 256 MB Float32Array copied with
+ * TypedArray.set, read + write bytes, best of 5).
+ */
+import os from 'node:os';
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import '../src/ops';
+import '../src/quant';
+import { emptyPast, decoderLayoutOf } from '../src/generate/decoder-layout';
+import { fileSessionOptions, onesMask, positionsTensor } from '../src/generate/generator';
+import { argmax } from '../src/generate/index';
+import { KvCacheGenerator } from '../src/generate/kv-cache-generator';
+import { buildLanguageModelDecoder, LmExportFormat } from '../src/export/lm-decoder';
+import { INT4_SESSION_CONFIG } from '../src/export/export-language-model';
+import { checkFusion, FusionReport } from '../src/export/lm-fusion-check';
+import { bytesByKind, tensorKinds } from '../src/inspect/tensor-kinds';
+import { Graph } from '../src/ir/graph';
+import { gpt } from '../src/models/transformers';
+import { Model } from '../src/models/model';
+import { encodeModel } from '../src/onnx/model-io';
+import { presetConfig, QatConfig } from '../src/quant/presets';
+import { prepareLanguageModelQat } from '../src/quant/qat';
+import { runMain, writeJson } from './lib/cli';
+import { loadStr, median, printTable } from './lib/timing';
+
+const CONTEXT = 128;
+const PROMPT_TOKENS = 64;
+const NEW_TOKENS = 64;
+const PREFILL = { rows: 8, tokens: 128 };
+
+const MODELS = {
+  default: { layers: 4, heads: 4, dim: 128 },
+  '25m': { layers: 8, heads: 4, dim: 512 },
+} as const;
+type ModelName = keyof typeof MODELS;
+
+interface Variant {
+  name: string;
+  /** LM preset the model is prepared with (null: fp32), or a custom config. */
+  preset: string | null;
+  config?: QatConfig;
+  format: LmExportFormat;
+  /** Rewrite every MatMulNBits to this accuracy_level. */
+  accuracyLevel?: 0 | 4;
+  sessionConfig?: Record<string, string>;
+  /** Same file as another variant (only the session differs). */
+  sameFileAs?: string;
+  kernel: string;
+}
+
+/** 8-bit per-channel weights with float activations: MatMulNBits accuracy_level 4 quantizes A itself. */
+const W8_WEIGHT_ONLY: QatConfig = { ...presetConfig('w8a8', 'language-model'), activation: { bits: 16, method: 'absmax', granularity: 'per-token' } };
+
+const VARIANTS: Variant[] = [
+  { name: 'fp32', preset: null, format: 'fp32', kernel: 'MatMul (fp32)' },
+  { name: 'int4', preset: 'w4a16-g32', format: 'int4', sessionConfig: INT4_SESSION_CONFIG, kernel: 'INT4 DQ -> MatMul fused to MatMulNBits bits 4 g32, accuracy_level 0' },
+  { name: 'matmulnbits', preset: 'w4a16-g32', format: 'matmulnbits', kernel: 'MatMulNBits bits 4 g32, accuracy_level 0' },
+  { name: 'int4-a4', preset: 'w4a16-g32', format: 'matmulnbits', accuracyLevel: 4, kernel: 'MatMulNBits bits 4 g32, accuracy_level 4 (int8 A per row per block)' },
+  { name: 'w8a8-qdq', preset: 'w8a8', format: 'qdq', kernel: 'MatMulIntegerToFloat u8u8, per-token scales' },
+  { name: 'w8a8-nbits8', preset: 'w8-weights', config: W8_WEIGHT_ONLY, format: 'matmulnbits', accuracyLevel: 4, kernel: 'MatMulNBits bits 8 block 256, accuracy_level 4 (int8 A per row per block)' },
+  { name: 'ternary-nbits2', preset: 'b158', format: 'matmulnbits', kernel: 'MatMulNBits bits 2 block 256, accuracy_level 0' },
+  { name: 'ternary-nbits2-a4', preset: 'b158', format: 'matmulnbits', accuracyLevel: 4, kernel: 'MatMulNBits bits 2 block 256, accuracy_level 4' },
+  { name: 'ternary-nbits2-lut', preset: 'b158', format: 'matmulnbits', sameFileAs: 'ternary-nbits2', sessionConfig: { 'mlas.use_lut_gemm': '1' }, kernel: 'MatMulNBits bits 2 block 256, LUT GEMM (mlas.use_lut_gemm)' },
+  { name: 'ternary-qdq', preset: 'b158', format: 'qdq', kernel: 'MatMulIntegerToFloat u8u8 (ternary codes as int8)' },
+];
+
+function positiveInt(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected an integer >= 1, got '${v}'`);
+  return n;
+}
+
+/** Copy bandwidth of this machine: bytes read + written per second by TypedArray.set over 256 MB, best of 5. */
+function copyBandwidth(): number {
+  const n = 64 * 1024 * 1024;
+  const src = new Float32Array(n).fill(1);
+  const dst = new Float32Array(n);
+  let best = Infinity;
+  for (let i = 0; i < 6; i++) {
+    const t = performance.now();
+    dst.set(src);
+    const ms = performance.now() - t;
+    if (i > 0) best = Math.min(best, ms);
+  }
+  return (2 * n * 4) / (best / 1000);
+}
+
+function parameterCount(model: Model): number {
+  return model.params.reduce((s, p) => s + model.graph.initializers.get(p)!.size, 0);
+}
+
+function withAccuracyLevel(graph: Graph, level: 0 | 4): Graph {
+  for (const n of graph.nodes) if (n.opType === 'MatMulNBits') n.attrs.accuracy_level = { kind: 'int', value: level };
+  return graph;
+}
+
+interface Built {
+  variant: Variant;
+  file: string;
+  bytes: number;
+  kinds: Record<string, number>;
+  bytesPerToken: number;
+  fusion?: FusionReport;
+  session: ort.InferenceSession;
+  generator: KvCacheGenerator;
+}
+
+async function build(fp32: Model, name: ModelName, dir: string, threads: number): Promise<{ built: Built[]; ternaryBlocks: Record<string, number> }> {
+  const prepared = new Map<string, Model>();
+  const modelFor = (v: Variant): Model => {
+    if (!v.preset) return fp32;
+    if (!prepared.has(v.preset)) prepared.set(v.preset, prepareLanguageModelQat(fp32, v.config ?? presetConfig(v.preset, 'language-model'), v.preset));
+    return prepared.get(v.preset)!;
+  };
+  const built: Built[] = [];
+  const files = new Map<string, Omit<Built, 'session' | 'generator' | 'variant' | 'fusion'>>();
+  for (const v of VARIANTS) {
+    let f = v.sameFileAs ? files.get(v.sameFileAs) : undefined;
+    if (!f) {
+      const exported = await buildLanguageModelDecoder(modelFor(v), { format: v.format, threads });
+      if (v.accuracyLevel !== undefined) withAccuracyLevel(exported.graph, v.accuracyLevel);
+      const bytes = encodeModel(exported.graph);
+      const file = path.join(dir, `${name}-${v.name}.onnx`);
+      fs.writeFileSync(file, bytes);
+      const kinds = bytesByKind(tensorKinds(exported.graph));
+      f = { file, bytes: bytes.byteLength, kinds, bytesPerToken: kinds.weights + kinds.scales + kinds.norms };
+      files.set(v.name, f);
+    }
+    const fusion = v.format === 'fp32' ? undefined : await checkFusion(f.file, v.sessionConfig);
+    const session = await ort.InferenceSession.create(f.file, fileSessionOptions(threads, v.sessionConfig));
+    const arch = fp32.lm!.arch!;
+    const layout = decoderLayoutOf(session, { heads: arch.heads, headSize: arch.dim / arch.heads });
+    const generator = new KvCacheGenerator(session, layout, CONTEXT, arch.vocabSize);
+    built.push({ variant: v, ...f, fusion, session, generator });
+    console.log(`${name} ${v.name}: ${(f.bytes / 1e6).toFixed(2)} MB${fusion ? `, ORT runs ${fusion.matmul_nbits} MatMulNBits (levels ${fusion.accuracy_levels.join(',') || '-'}), ${fusion.integer_matmuls} integer MatMuls, ${fusion.float_matmuls.length} float weight MatMuls` : ''}`);
+  }
+  // Ternary's size at narrower blocks (its one per-tensor scale repeated per block: what g32 / g128 would cost).
+  const ternaryBlocks: Record<string, number> = {};
+  for (const block of [32, 128, 256]) {
+    const exported = await buildLanguageModelDecoder(prepared.get('b158')!, { format: 'matmulnbits', threads, blockSize: block });
+    ternaryBlocks[String(block)] = encodeModel(exported.graph).byteLength;
+  }
+  return { built, ternaryBlocks };
+}
+
+/** One decode round: every variant prefills the prompt, then they take turns token by token. */
+async function decodeRound(built: Built[], prompt: number[]): Promise<{ prefillMs: number[]; decodeMs: number[]; tokens: number[][] }> {
+  const prefillMs: number[] = [];
+  const decodeMs = built.map(() => 0);
+  const last: number[] = [];
+  const tokens: number[][] = built.map(() => []);
+  for (const [i, b] of built.entries()) {
+    const t = performance.now();
+    const logits = await b.generator.start([prompt]);
+    prefillMs.push(performance.now() - t);
+    last[i] = argmax(logits.data, 0, logits.vocab);
+    tokens[i].push(last[i]);
+  }
+  for (let step = 1; step < NEW_TOKENS; step++) {
+    for (const [i, b] of built.entries()) {
+      const t = performance.now();
+      const logits = await b.generator.next([last[i]]);
+      decodeMs[i] += performance.now() - t;
+      last[i] = argmax(logits.data, 0, logits.vocab);
+      tokens[i].push(last[i]);
+    }
+  }
+  return { prefillMs, decodeMs, tokens };
+}
+
+/** Prefill of PREFILL.rows x PREFILL.tokens from an empty cache, logits only fetched. */
+async function prefillOnce(b: Built, ids: ort.Tensor): Promise<number> {
+  const layout = b.generator.layout;
+  const feeds: Record<string, ort.Tensor> = { [layout.inputIds]: ids, ...emptyPast(layout, PREFILL.rows) };
+  feeds[layout.attentionMask!] = onesMask(PREFILL.rows, PREFILL.tokens);
+  feeds[layout.positionIds!] = positionsTensor(PREFILL.rows, 0, PREFILL.tokens, layout.positionIdsSingleRow);
+  const t = performance.now();
+  await b.session.run(feeds, [layout.logits]);
+  return performance.now() - t;
+}
+
+runMain(async () => {
+  const { values } = parseArgs({
+    options: {
+      models: { type: 'string', default: 'default,25m' },
+      rounds: { type: 'string', default: '3' },
+      threads: { type: 'string', default: '2' },
+      'prefill-reps': { type: 'string', default: '3' },
+      json: { type: 'string', default: 'bench/results/lm-export.json' },
+    },
+  });
+  const names = values.models!.split(',') as ModelName[];
+  for (const n of names) if (!(n in MODELS)) throw new Error(`--models: unknown model '${n}'; valid: ${Object.keys(MODELS).join(', ')}`);
+  const rounds = positiveInt('--rounds', values.rounds!);
+  const threads = positiveInt('--threads', values.threads!);
+  const prefillReps = positiveInt('--prefill-reps', values['prefill-reps']!);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-bench-lm-export-'));
+  const bandwidth = copyBandwidth();
+  console.log(`copy bandwidth: ${(bandwidth / 1e9).toFixed(1)} GB/s (read + write, 256 MB Float32Array.set, best of 5)`);
+  const results: Record<string, unknown> = {};
+  const loadBefore = os.loadavg();
+  try {
+    for (const name of names) {
+      const fp32 = gpt({ vocabSize: 256, ...MODELS[name], context: CONTEXT, seed: 0 });
+      const parameters = parameterCount(fp32);
+      console.log(`\n${name}: gpt ${MODELS[name].layers} layers, width ${MODELS[name].dim}, ${MODELS[name].heads} heads, context ${CONTEXT}, vocabulary 256, ${(parameters / 1e6).toFixed(2)}M parameters`);
+      const { built, ternaryBlocks } = await build(fp32, name, dir, threads);
+      // A fixed prompt: the bytes of a sentence, repeated to 64 tokens.
+      const text = Buffer.from('Call me Ishmael. Some years ago, never mind how long precisely, having little or no money. ');
+      const prompt = Array.from(text.subarray(0, PROMPT_TOKENS));
+      const perRound: { prefillMs: number[]; decodeMs: number[] }[] = [];
+      let tokens: number[][] = [];
+      const modelLoad = os.loadavg();
+      for (let round = 0; round <= rounds; round++) {
+        const r = await decodeRound(built, prompt);
+        if (round > 0) perRound.push(r); // round 0 warms up
+        tokens = r.tokens;
+      }
+      const ids = new ort.Tensor('int64', BigInt64Array.from({ length: PREFILL.rows * PREFILL.tokens }, (_, i) => BigInt(text[i % text.length])), [PREFILL.rows, PREFILL.tokens]);
+      const prefill: number[][] = built.map(() => []);
+      for (const b of built) await prefillOnce(b, ids); // warm-up
+      for (let rep = 0; rep < prefillReps; rep++) for (const [i, b] of built.entries()) prefill[i].push(await prefillOnce(b, ids));
+      const rows = built.map((b, i) => {
+        const decodeMs = median(perRound.map((r) => r.decodeMs[i]));
+        const decodeTps = ((NEW_TOKENS - 1) * 1000) / decodeMs;
+        const prefillMs = median(prefill[i]);
+        return {
+          variant: b.variant.name,
+          kernel: b.variant.kernel,
+          session_config: b.variant.sessionConfig ?? {},
+          file_bytes: b.bytes,
+          tensor_bytes: b.kinds,
+          decode_tokens_per_second: decodeTps,
+          decode_ms_per_token: decodeMs / (NEW_TOKENS - 1),
+          prompt_prefill_ms: median(perRound.map((r) => r.prefillMs[i])),
+          prefill_8x128_ms: prefillMs,
+          prefill_tokens_per_second: (PREFILL.rows * PREFILL.tokens * 1000) / prefillMs,
+          weight_bytes_per_token: b.bytesPerToken,
+          implied_gb_per_second: (b.bytesPerToken * decodeTps) / 1e9,
+          fraction_of_copy_bandwidth: (b.bytesPerToken * decodeTps) / bandwidth,
+          greedy_tokens_equal_fp32: tokens[i].filter((t, j) => t === tokens[0][j]).length,
+          ...(b.fusion ? { fusion: b.fusion } : {}),
+        };
+      });
+      const base = rows[0];
+      const withRatios = rows.map((r) => ({
+        ...r,
+        size_ratio_vs_fp32: base.file_bytes / r.file_bytes,
+        decode_speedup_vs_fp32: r.decode_tokens_per_second / base.decode_tokens_per_second,
+        prefill_speedup_vs_fp32: r.prefill_tokens_per_second / base.prefill_tokens_per_second,
+      }));
+      printTable([
+        ['variant', 'MB', 'size x', 'decode tok/s', 'decode x', 'prefill 8x128 ms', 'prefill x', 'MB read/token', 'GB/s', '% of copy bw'],
+        ...withRatios.map((r) => [
+          r.variant,
+          (r.file_bytes / 1e6).toFixed(2),
+          r.size_ratio_vs_fp32.toFixed(2),
+          r.decode_tokens_per_second.toFixed(1),
+          r.decode_speedup_vs_fp32.toFixed(2),
+          r.prefill_8x128_ms.toFixed(1),
+          r.prefill_speedup_vs_fp32.toFixed(2),
+          (r.weight_bytes_per_token / 1e6).toFixed(2),
+          r.implied_gb_per_second.toFixed(2),
+          (100 * r.fraction_of_copy_bandwidth).toFixed(1),
+        ]),
+      ]);
+      const ternarySizes = Object.fromEntries(Object.entries(ternaryBlocks).map(([b, bytes]) => [b, { file_bytes: bytes, size_ratio_vs_fp32: base.file_bytes / bytes }]));
+      console.log(`ternary (MatMulNBits bits 2) size vs fp32 by block: ${Object.entries(ternarySizes).map(([b, s]) => `${b}: ${s.size_ratio_vs_fp32.toFixed(2)}x`).join(', ')}`);
+      const get = (v: string) => withRatios.find((r) => r.variant === v)!;
+      const best8 = [get('w8a8-qdq'), get('w8a8-nbits8')].sort((a, b) => b.decode_tokens_per_second - a.decode_tokens_per_second)[0];
+      const bestTernary = withRatios.filter((r) => r.variant.startsWith('ternary')).sort((a, b) => b.decode_tokens_per_second - a.decode_tokens_per_second)[0];
+      const targets = {
+        int4_decode_2_5x: { value: get('int4').decode_speedup_vs_fp32, met: get('int4').decode_speedup_vs_fp32 >= 2.5 },
+        w8a8_decode_1_5x: { value: best8.decode_speedup_vs_fp32, variant: best8.variant, met: best8.decode_speedup_vs_fp32 >= 1.5 },
+        w8a8_prefill_1_5x: { value: Math.max(get('w8a8-qdq').prefill_speedup_vs_fp32, get('w8a8-nbits8').prefill_speedup_vs_fp32), met: Math.max(get('w8a8-qdq').prefill_speedup_vs_fp32, get('w8a8-nbits8').prefill_speedup_vs_fp32) >= 1.5 },
+        int4_g32_size: { value: get('int4').size_ratio_vs_fp32, bound: name === '25m' ? 6 : 5, met: get('int4').size_ratio_vs_fp32 >= (name === '25m' ? 6 : 5) },
+        ternary_g32_size_8x: { value: ternarySizes['32'].size_ratio_vs_fp32, met: ternarySizes['32'].size_ratio_vs_fp32 >= 8 },
+        ternary_block128_size_10x: { value: ternarySizes['128'].size_ratio_vs_fp32, met: ternarySizes['128'].size_ratio_vs_fp32 >= 10 },
+      };
+      console.log(`targets: ${Object.entries(targets).map(([k, t]) => `${k} ${t.value.toFixed(2)}${t.met ? ' met' : ' NOT met'}`).join('; ')}`);
+      console.log(`fastest 8-bit decode: ${best8.variant}; fastest ternary decode: ${bestTernary.variant}`);
+      results[name] = {
+        model: { kind: 'gpt', ...MODELS[name], context: CONTEXT, vocabSize: 256, parameters, init: 'random (seed 0), QAT-prepared without training' },
+        loadavg_at_start: modelLoad,
+        rows: withRatios,
+        ternary_sizes_by_block: ternarySizes,
+        fastest_8bit_decode: best8.variant,
+        fastest_ternary_decode: bestTernary.variant,
+        targets,
+      };
+      for (const b of built) await b.session.release();
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  const loadAfter = os.loadavg();
+  console.log(`loadavg before ${loadStr(loadBefore)}, after ${loadStr(loadAfter)} (the machine is shared: absolute figures are contended; compare ratios within this run)`);
+  writeJson(values.json!, {
+    date: new Date().toISOString(),
+    command: `node --import tsx bench/lm-export.ts ${process.argv.slice(2).join(' ')}`.trim(),
+    cpu: os.cpus()[0]?.model,
+    cores: os.cpus().length,
+    threads,
+    rounds,
+    prefill_reps: prefillReps,
+    decode: { batch: 1, prompt_tokens: PROMPT_TOKENS, new_tokens: NEW_TOKENS, context: CONTEXT },
+    prefill: PREFILL,
+    copy_bandwidth_bytes_per_second: bandwidth,
+    loadavg_before: loadBefore,
+    loadavg_after: loadAfter,
+    models: results,
+  });
+});

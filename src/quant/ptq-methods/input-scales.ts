@@ -57,6 +57,10 @@ const vectorInit = (ctx: Ctx, name: string | undefined, channels: number): Tenso
   return t && t.size === channels && t.dims.at(-1) === channels && t.dims.slice(0, -1).every((d) => d === 1) ? t : undefined;
 };
 const divided = (t: Tensor, s: Float64Array): Tensor => new Tensor(t.dtype, t.dims, Float32Array.from(t.data as Float32Array, (v, i) => v / s[i % s.length]));
+/** Divides an initializer by s as it is when the edit is applied (another group's edit may have changed it since planning). */
+const divideInit = (ctx: Ctx, name: string, s: Float64Array): void => {
+  ctx.graph.initializers.set(name, divided(ctx.graph.initializers.get(name)!, s));
+};
 
 /** Plans dividing `value`'s channels by s at its producer; returns the edits, or undefined if not foldable. */
 function planFold(ctx: Ctx, value: string, channels: number, depth = 0): { kind: ScaleFold; apply: (s: Float64Array) => void } | undefined {
@@ -72,8 +76,8 @@ function planFold(ctx: Ctx, value: string, channels: number, depth = 0): { kind:
     return {
       kind: 'norm',
       apply: (s) => {
-        init.set(p.inputs[1], divided(gain, s));
-        if (bias) init.set(p.inputs[2], divided(bias, s));
+        divideInit(ctx, p.inputs[1], s);
+        if (bias) divideInit(ctx, p.inputs[2], s);
       },
     };
   }
@@ -81,8 +85,7 @@ function planFold(ctx: Ctx, value: string, channels: number, depth = 0): { kind:
     // RMSNorm's gain (or any per-channel constant factor), or a product with a Linear's output.
     const k = p.inputs.findIndex((i) => vectorInit(ctx, i, channels) && own(i));
     if (k >= 0) {
-      const gain = init.get(p.inputs[k])!;
-      return { kind: 'norm', apply: (s) => init.set(p.inputs[k], divided(gain, s)) };
+      return { kind: 'norm', apply: (s) => divideInit(ctx, p.inputs[k], s) };
     }
     for (const operand of p.inputs) {
       if (!soleReader(ctx, operand, p)) continue;
@@ -104,15 +107,14 @@ function planFold(ctx: Ctx, value: string, channels: number, depth = 0): { kind:
     if (!mm || mm.opType !== 'MatMul' || !soleReader(ctx, y, p)) return undefined;
     const weight = linearColumns(ctx, mm, channels);
     if (!weight) return undefined;
-    const bias = init.get(p.inputs[k])!;
-    return { kind: 'linear', apply: (s) => (weight(s), init.set(p.inputs[k], divided(bias, s))) };
+    return { kind: 'linear', apply: (s) => (weight(s), divideInit(ctx, p.inputs[k], s)) };
   }
   if (p.opType === 'MatMul' || p.opType === 'Gemm') {
     const weight = linearColumns(ctx, p, channels);
     if (!weight) return undefined;
     const c = p.opType === 'Gemm' && p.inputs[2] ? vectorInit(ctx, p.inputs[2], channels) : undefined;
     if (p.opType === 'Gemm' && p.inputs[2] && (!c || !own(p.inputs[2]))) return undefined;
-    return { kind: 'linear', apply: (s) => (weight(s), c && init.set(p.inputs[2], divided(c, s))) };
+    return { kind: 'linear', apply: (s) => (weight(s), c && divideInit(ctx, p.inputs[2], s)) };
   }
   return undefined;
 }
@@ -127,7 +129,7 @@ function linearColumns(ctx: Ctx, node: Node, channels: number): ((s: Float64Arra
   const [k, n] = transB ? [w.dims[1], w.dims[0]] : [w.dims[0], w.dims[1]];
   if (n !== channels) return undefined;
   return (s) => {
-    const d = w.data as Float32Array;
+    const d = ctx.graph.initializers.get(name)!.data as Float32Array;
     const out = new Float32Array(d.length);
     for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) {
       const at = transB ? j * k + i : i * n + j;

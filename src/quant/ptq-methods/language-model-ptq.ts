@@ -63,6 +63,8 @@ export interface LmPtqResult {
   layers: LmPtqLayer[];
   /** Weights the method left at RTN (token embeddings, ternary weights) and why. */
   skipped: SkippedWeight[];
+  /** AWQ/SmoothQuant: the float model with the input scales folded in (the same function as the fp32 model). */
+  float?: Model;
 }
 
 /**
@@ -196,9 +198,9 @@ async function gptq(fp32: Model, config: QatConfig, preset: string, targets: Lin
 
 /**
  * AWQ and SmoothQuant: a per-input-channel scale per group of Linears reading one activation, folded into the
- * activation's producer (input-scales.ts). Groups whose producer cannot absorb it (GPT's GELU before the second
- * MLP Linear, the attention output) stay unscaled: the exported KV-cache decoder is rebuilt from the parameters,
- * so a scale must live in a parameter. Groups are scaled in reverse graph order, so a fold into an earlier
+ * activation's producer (input-scales.ts). On a zoo model, groups whose producer cannot absorb it (GPT's GELU
+ * before the second MLP Linear, the attention output) stay unscaled: the exported KV-cache decoder is rebuilt from
+ * the parameters, so a scale must live in a parameter (an imported decoder takes an explicit Mul instead). Groups are scaled in reverse graph order, so a fold into an earlier
  * Linear's output columns (Llama's up projection, for the down projection's scale) happens before that Linear's
  * own group is searched on its current weights. Statistics come from one float pass: a fold changes only the
  * folded activation (X diag(1/s), whose Gram is diag(1/s) G diag(1/s)), never another group's input.
@@ -208,6 +210,9 @@ async function gptq(fp32: Model, config: QatConfig, preset: string, targets: Lin
 async function inputScaled(fp32: Model, config: QatConfig, preset: string, method: 'awq' | 'smoothquant', targets: LinearTarget[], calib: CalibrationBatch[], threads: number, log: (line: string) => void): Promise<LmPtqResult> {
   const groups = scaleGroups(targets);
   const kinds = foldKinds(fp32, groups);
+  // An imported decoder runs as its own graph (no decoder rebuilt from parameters), so AWQ may scale the other
+  // groups too, by a Mul before them (AWQ's ScaledActivation); SmoothQuant only fuses into a producer (Section 4).
+  const explicit = method === 'awq' && !fp32.lm?.arch;
   const order = groupsInOrder(fp32.graph, targets).map((g) => g.input);
   const byInput = new Map(groups.map((g, i) => [g.input, { group: g, kind: kinds[i] }]));
   const inputs = method === 'awq' ? [...new Set(targets.map((t) => t.input))] : groups.filter((_, i) => kinds[i] !== 'explicit').map((g) => g.input);
@@ -220,7 +225,7 @@ async function inputScaled(fp32: Model, config: QatConfig, preset: string, metho
     const entry = byInput.get(input);
     if (!entry) continue;
     const { group, kind } = entry;
-    const foldable = kind !== 'explicit';
+    const foldable = kind !== 'explicit' || explicit;
     for (const t of group.targets) info.set(t.tensor, { tensor: t.tensor, layer: t.layer, fold: foldable ? kind : 'none' });
     if (!foldable) continue;
     const st = stats.get(input)!;
@@ -234,10 +239,10 @@ async function inputScaled(fp32: Model, config: QatConfig, preset: string, metho
       s = smoothQuantScales(st.maxAbs, weightColumnMaxima(weights, group.channels));
     }
     scaleOf.set(input, s);
-    current = applyInputScales(current, [{ group, s }], { explicit: false }).model;
+    current = applyInputScales(current, [{ group, s }], { explicit }).model;
   }
   const base = prepareLanguageModelQat(current, config, preset);
-  if (method === 'smoothquant') return { model: base, layers: [...info.values()], skipped: [] };
+  if (method === 'smoothquant') return { model: base, layers: [...info.values()], skipped: [], float: current };
   const fixes: { target: LinearTarget; result: QuantizedMatrix }[] = [];
   // A tied table also feeds the embedding, whose error the head's inputs do not measure: it stays at RTN.
   const searched = targets.filter((t) => !t.tied);
@@ -258,5 +263,5 @@ async function inputScaled(fp32: Model, config: QatConfig, preset: string, metho
     const r = roundToNearest(w, t.rows, t.cols, weightGrid(t.spec, t.cols, `weight '${t.tensor}'`));
     info.get(t.tensor)!.rtn_error = reconstructionError(w, r.values, t.rows, t.cols, st.gram!);
   }
-  return { model: fixWeightQuantizers(base, fixes), layers: searched.map((t) => info.get(t.tensor)!), skipped: targets.filter((t) => t.tied).map((t) => ({ tensor: t.tensor, reason: 'tied embedding / LM head (kept at RTN: one table for both)' })) };
+  return { model: fixWeightQuantizers(base, fixes), float: current, layers: searched.map((t) => info.get(t.tensor)!), skipped: targets.filter((t) => t.tied).map((t) => ({ tensor: t.tensor, reason: 'tied embedding / LM head (kept at RTN: one table for both)' })) };
 }

@@ -2,8 +2,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Graph, Node } from '../ir/graph.js';
-import { decodeModel } from '../onnx/model-io.js';
+import * as ort from 'onnxruntime-node';
+import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { Session } from '../runtime/session.js';
+import { lowerCustomOps } from '../runtime/lower.js';
+import { fileSessionOptions } from '../generate/generator.js';
 import { constantCones, findLayers, LayerSite } from '../inspect/layers.js';
 
 /**
@@ -21,13 +24,28 @@ export interface LayerKernel {
   accuracyLevel?: number;
 }
 
+export interface OptimizedModelOptions {
+  threads?: number;
+  /**
+   * Session config entries the file is run with (model.json's sessionConfig): they change what ORT fuses, e.g.
+   * session.qdq_matmulnbits_accuracy_level decides the accuracy_level of the MatMulNBits an int4 QDQ file becomes.
+   */
+  sessionConfig?: Record<string, string>;
+}
+
 /** The model ONNX Runtime actually runs: the graph after its optimizations (optimizedModelFilePath), decoded. */
-export async function optimizedModel(graph: Graph, options: { threads?: number } = {}): Promise<Graph> {
+export async function optimizedModel(graph: Graph, options: OptimizedModelOptions = {}): Promise<Graph> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-optimized-'));
   try {
     const file = path.join(dir, 'optimized.onnx');
-    const session = await Session.create(graph, { optimizedModelFilePath: file, threads: options.threads ?? 1 });
-    await session.release();
+    if (options.sessionConfig && Object.keys(options.sessionConfig).length) {
+      // As qat eval / generate open the file (generator.ts fileSessionOptions), so the kernels are the ones they run.
+      const inner = await ort.InferenceSession.create(encodeModel(lowerCustomOps(graph)), { ...fileSessionOptions(options.threads ?? 1, options.sessionConfig), optimizedModelFilePath: file });
+      await inner.release();
+    } else {
+      const session = await Session.create(graph, { optimizedModelFilePath: file, threads: options.threads ?? 1 });
+      await session.release();
+    }
     return decodeModel(fs.readFileSync(file), { source: 'ORT optimized model' });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -35,7 +53,7 @@ export async function optimizedModel(graph: Graph, options: { threads?: number }
 }
 
 /** Every op of ORT's optimized model, 'domain.OpType' (e.g. 'com.microsoft.QLinearConv'). */
-export async function optimizedOps(graph: Graph, options: { threads?: number } = {}): Promise<string[]> {
+export async function optimizedOps(graph: Graph, options: OptimizedModelOptions = {}): Promise<string[]> {
   return (await optimizedModel(graph, options)).nodes.map(qualifiedOp);
 }
 
@@ -55,8 +73,8 @@ const qualifiedOp = (n: { domain: string; opType: string }) => (n.domain ? `${n.
  * Conv into QLinearConv), else to the node named as the layer's node or '<name>_token_<k>' (names ORT gives
  * fused nodes), else to the node writing the layer's output.
  */
-export async function layerKernels(graph: Graph, options: { threads?: number; layers?: LayerSite[] } = {}): Promise<Map<string, LayerKernel>> {
-  const optimized = await optimizedModel(graph, options);
+export async function layerKernels(graph: Graph, options: OptimizedModelOptions & { layers?: LayerSite[]; optimized?: Graph } = {}): Promise<Map<string, LayerKernel>> {
+  const optimized = options.optimized ?? (await optimizedModel(graph, options));
   const layers = options.layers ?? findLayers(graph);
   const cones = constantCones(optimized);
   const candidates = optimized.nodes.filter((n) => !['DequantizeLinear', 'QuantizeLinear', 'Transpose', 'Reshape', 'Cast'].includes(n.opType));

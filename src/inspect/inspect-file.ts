@@ -2,7 +2,8 @@ import path from 'node:path';
 import { DType, dtypeName } from '../ir/dtype.js';
 import { attrInt, Graph, Node } from '../ir/graph.js';
 import { loadModel } from '../onnx/model-io.js';
-import { INTEGER_KERNELS, layerKernels, optimizedOps } from '../export/kernel-report.js';
+import { INTEGER_KERNELS, layerKernels, optimizedModel } from '../export/kernel-report.js';
+import { readLanguageModelJson } from '../generate/model-json.js';
 import { QuantSpec } from '../quant/spec.js';
 import { baseRows } from './inspect-model.js';
 import { findLayers, LayerSite } from './layers.js';
@@ -129,6 +130,21 @@ function exportedColumns(graph: Graph, producers: Map<string, Node>, layer: Laye
     const scales = graph.initializers.get(n.inputs[2]);
     return { weight: { bits: attr('bits', 4), method: 'qdq', granularity: 'per-group', group: attr('block_size', 128), axis: attr('quantize_axis', 1), signed: true, symmetric: !n.inputs[3], scale_source: 'stored', ...(scales ? { scale_range: scaleRange(scales.toNumbers()) } : {}) }, activation: null };
   }
+  if (n.opType === 'MatMulIntegerToFloat' || n.opType === 'DynamicQuantizeMatMul') {
+    // MatMulIntegerToFloat(A, B, a_scale, b_scale, a_zp, b_zp, bias); DynamicQuantizeMatMul(A, B, b_scale, b_zp, bias)
+    // quantizes A itself (ContribOperators.md). Weight codes B with their scale and zero point, read as a
+    // DequantizeLinear along axis 1 (one scale per output column) would read them.
+    const dynamicOp = n.opType === 'DynamicQuantizeMatMul';
+    const [bScale, bZero] = dynamicOp ? [n.inputs[2], n.inputs[3]] : [n.inputs[3], n.inputs[5]];
+    const weight = dequantizeColumn(graph, { ...n, inputs: [n.inputs[1], bScale, bZero ?? ''], attrs: {} } as Node, 'weight');
+    const aScale = dynamicOp ? undefined : n.inputs[2];
+    // A scale computed in the graph is per token (qatkit's qdq export) or per tensor (DynamicQuantizeLinear): dynamic.
+    const perToken = aScale && !graph.initializers.has(aScale) && producers.get(aScale)?.opType !== 'DynamicQuantizeLinear';
+    const activation: QuantColumn = aScale && graph.initializers.has(aScale)
+      ? dequantizeColumn(graph, { ...n, inputs: [n.inputs[0], aScale, n.inputs[4] ?? ''], attrs: {} } as Node, 'activation')
+      : { bits: 8, method: perToken ? 'absmax' : 'minmax', granularity: perToken ? 'per-token' : 'per-tensor', signed: Boolean(perToken), symmetric: Boolean(perToken), scale_source: 'dynamic' };
+    return { weight, activation };
+  }
   const wdq = dequantizeOf(graph, producers, layer.weight);
   const adq = n.opType === 'Gather' ? undefined : dequantizeOf(graph, producers, layer.input);
   return { weight: wdq ? dequantizeColumn(graph, wdq, 'weight') : null, activation: adq ? dequantizeColumn(graph, adq, 'activation') : null };
@@ -175,17 +191,40 @@ export async function inspectOnnxFile(file: string, options: InspectFileOptions 
       row.storage = { dtype: dtypeName[main.t.dtype] ?? String(main.t.dtype), weight_bytes: tensorBytes(main.t), other_bytes: sizes.slice(1).reduce((s, x) => s + tensorBytes(x.t), 0) };
     }
   });
+  // A layer whose weight is computed from the same largest initializer as an earlier layer's reads that weight (a
+  // tied LM head): marked, and its parameters are not counted twice.
+  const mainOf = (l: LayerSite) => l.weightInitializers.reduce((a, b) => ((graph.initializers.get(b)?.size ?? 0) > (graph.initializers.get(a)?.size ?? 0) ? b : a));
+  layers.forEach((layer, i) => {
+    const first = layers.findIndex((l) => mainOf(l) === mainOf(layer));
+    if (first < i) {
+      rows[i].tied_to = rows[first].name;
+      rows[i].note ??= `tied to ${rows[first].name} (reads its weight)`;
+    }
+  });
   const tensors = tensorKinds(graph);
   let optimizedCounts: Record<string, number> | undefined;
   if (options.kernels !== false && (kind === 'exported' || kind === 'fp32')) {
     try {
-      const kernels = await layerKernels(graph, { layers, threads: options.threads });
+      // A language-model export's model.json names the session config it runs with (int4: the accuracy level ORT
+      // gives the MatMulNBits it fuses); the kernels shown are those qat eval / generate get.
+      let sessionConfig: Record<string, string> | undefined;
+      try {
+        sessionConfig = readLanguageModelJson(file)?.sessionConfig;
+      } catch (e) {
+        notes.push(`model.json beside the file is not usable, kernels shown with ORT's default session config: ${(e as Error).message.split('\n')[0]}`);
+      }
+      if (sessionConfig && Object.keys(sessionConfig).length) notes.push(`kernels with model.json's session config: ${Object.entries(sessionConfig).map(([k, v]) => `${k}=${v}`).join(', ')}`);
+      const optimized = await optimizedModel(graph, { threads: options.threads, sessionConfig });
+      const kernels = await layerKernels(graph, { layers, optimized });
       rows.forEach((row) => {
         const k = kernels.get(row.node);
         row.kernel = k ? { op: k.op, integer: k.integer, ...(k.accuracyLevel !== undefined ? { accuracy_level: k.accuracyLevel } : {}) } : null;
       });
       optimizedCounts = {};
-      for (const op of await optimizedOps(graph, { threads: options.threads })) optimizedCounts[op] = (optimizedCounts[op] ?? 0) + 1;
+      for (const n of optimized.nodes) {
+        const op = n.domain ? `${n.domain}.${n.opType}` : n.opType;
+        optimizedCounts[op] = (optimizedCounts[op] ?? 0) + 1;
+      }
     } catch (e) {
       notes.push(`ONNX Runtime could not load the file, so no kernels are shown: ${(e as Error).message.split('\n')[0]}`);
     }

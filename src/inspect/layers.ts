@@ -45,7 +45,10 @@ export function layerName(node: Node): string {
   const scope = scopeOf(node.name);
   if (scope) return scope;
   const parts = node.name.split('/');
-  return parts.length > 1 && parts.at(-1)!.toLowerCase() === node.opType.toLowerCase() ? parts.slice(0, -1).join('/') : node.name || `${node.opType} -> ${node.outputs[0]}`;
+  // The tail may name another layer op: an export that rewrote 'qkv/MatMul' into MatMulIntegerToFloat keeps 'qkv/MatMulInteger'.
+  const tail = parts.at(-1)!.toLowerCase();
+  const opTail = tail === node.opType.toLowerCase() || [...LAYER_OPS].some((op) => op.toLowerCase() === tail);
+  return parts.length > 1 && opTail ? parts.slice(0, -1).join('/') : node.name || `${node.opType} -> ${node.outputs[0]}`;
 }
 
 /**

@@ -4,7 +4,7 @@ import { Tensor } from '../ir/tensor.js';
 import { constantCones, findLayers } from './layers.js';
 
 /** What an initializer is for, as the size summary groups them. Biases count as weights. */
-export const TENSOR_KINDS = ['weights', 'scales', 'embeddings', 'norms', 'other'] as const;
+export const TENSOR_KINDS = ['weights', 'scales', 'zero_points', 'embeddings', 'norms', 'other'] as const;
 export type TensorKind = (typeof TENSOR_KINDS)[number];
 
 export interface TensorRow {
@@ -28,33 +28,35 @@ export function tensorBytes(t: Tensor): number {
 }
 
 /**
- * Inputs that carry quantization parameters, by op (ONNX QuantizeLinear / DequantizeLinear; ORT contrib ops per
- * docs/ContribOperators.md: QLinearConv x_scale, x_zp, w_scale, w_zp, y_scale, y_zp; QGemm a/b/y scale and zero
- * point; MatMulNBits scales, zero_points; GatherBlockQuantized scales, zero_points).
+ * Inputs that carry quantization parameters, by op: scales and zero points (ONNX QuantizeLinear /
+ * DequantizeLinear; ORT contrib ops per docs/ContribOperators.md: QLinearConv / QLinearMatMul x_scale 1, x_zp 2,
+ * w_scale 4, w_zp 5, y_scale 6, y_zp 7; QGemm a 1/2, b 4/5, y 7/8; QLinearAdd A 1/2, B 4/5, C 6/7; MatMulNBits and
+ * GatherBlockQuantized scales 2, zero_points 3; MatMulInteger / ConvInteger zero points 2, 3; MatMulIntegerToFloat
+ * a_scale 2, b_scale 3, a_zp 4, b_zp 5; DynamicQuantizeMatMul b_scale 2, b_zp 3).
  */
-const SCALE_INPUTS: Record<string, number[]> = {
-  QuantizeLinear: [1, 2],
-  DequantizeLinear: [1, 2],
-  QLinearConv: [1, 2, 4, 5, 6, 7],
-  QLinearMatMul: [1, 2, 4, 5, 6, 7],
-  QGemm: [1, 2, 4, 5, 7, 8],
-  QLinearAdd: [1, 2, 4, 5, 6, 7],
-  MatMulNBits: [2, 3],
-  GatherBlockQuantized: [2, 3],
-  MatMulInteger: [2, 3],
-  ConvInteger: [2, 3],
-  MatMulIntegerToFloat: [2, 3, 4, 5],
-  DynamicQuantizeMatMul: [2, 3],
-  // qatkit's own fake-quant ops (training graphs): scale and zero point inputs.
-  FakeQuantize: [1, 2],
-  RangeObserver: [0, 1],
+const QUANT_INPUTS: Record<string, { scales: number[]; zeroPoints: number[] }> = {
+  QuantizeLinear: { scales: [1], zeroPoints: [2] },
+  DequantizeLinear: { scales: [1], zeroPoints: [2] },
+  QLinearConv: { scales: [1, 4, 6], zeroPoints: [2, 5, 7] },
+  QLinearMatMul: { scales: [1, 4, 6], zeroPoints: [2, 5, 7] },
+  QGemm: { scales: [1, 4, 7], zeroPoints: [2, 5, 8] },
+  QLinearAdd: { scales: [1, 4, 6], zeroPoints: [2, 5, 7] },
+  MatMulNBits: { scales: [2], zeroPoints: [3] },
+  GatherBlockQuantized: { scales: [2], zeroPoints: [3] },
+  MatMulInteger: { scales: [], zeroPoints: [2, 3] },
+  ConvInteger: { scales: [], zeroPoints: [2, 3] },
+  MatMulIntegerToFloat: { scales: [2, 3], zeroPoints: [4, 5] },
+  DynamicQuantizeMatMul: { scales: [2], zeroPoints: [3] },
+  // qatkit's own fake-quant ops (training graphs): scale and zero point inputs; an observer's min/max give the scale.
+  FakeQuantize: { scales: [1], zeroPoints: [2] },
+  RangeObserver: { scales: [0, 1], zeroPoints: [] },
 };
 
 const NORM_OPS = new Set(['LayerNormalization', 'BatchNormalization', 'InstanceNormalization', 'GroupNormalization', 'RMSNormalization', 'SimplifiedLayerNormalization', 'SkipLayerNormalization', 'SkipSimplifiedLayerNormalization', 'BatchNormTrain', 'LayerNormTrain']);
 
 /**
  * Every initializer with its kind and stored bytes. The kind follows how the graph uses the tensor: read as a
- * scale or zero point (or computed only into one) -> scales; the table of an embedding Gather -> embeddings;
+ * scale (or computed only into one) -> scales, as a zero point -> zero_points; the table of an embedding Gather -> embeddings;
  * a normalisation's scale, shift or statistics -> norms; anything a Conv / Gemm / MatMul weight or bias is
  * computed from -> weights; the rest (normalisation constants of the input, shape constants) -> other.
  */
@@ -70,10 +72,12 @@ export function tensorKinds(graph: Graph): TensorRow[] {
   // folded weight's BN statistics, must not claim it first.
   for (const layer of layers) {
     const primary = layer.weightInitializers.reduce((a, b) => ((graph.initializers.get(b)?.size ?? 0) > (graph.initializers.get(a)?.size ?? 0) ? b : a));
-    kinds.set(primary, kindOf(layer.node.opType));
+    // A tied table (embedding Gather and LM head) stays an embedding.
+    if (kinds.get(primary) !== 'embeddings') kinds.set(primary, kindOf(layer.node.opType));
   }
   for (const n of graph.nodes) if (NORM_OPS.has(n.opType)) for (const i of n.inputs.slice(1)) mark(i, 'norms');
-  for (const n of graph.nodes) for (const i of SCALE_INPUTS[n.opType] ?? []) mark(n.inputs[i], 'scales');
+  for (const n of graph.nodes) for (const i of QUANT_INPUTS[n.opType]?.zeroPoints ?? []) mark(n.inputs[i], 'zero_points');
+  for (const n of graph.nodes) for (const i of QUANT_INPUTS[n.opType]?.scales ?? []) mark(n.inputs[i], 'scales');
   for (const layer of layers) for (const init of layer.weightInitializers) if (!kinds.has(init)) kinds.set(init, isNormName(init) ? 'norms' : kindOf(layer.node.opType));
   return [...graph.initializers].map(([name, t]) => ({
     name,

@@ -105,7 +105,7 @@ export function formatInspectReport(report: InspectReport, options: FormatOption
   lines.push(...table(header, rows.map((row) => row.map((c) => esc(c)))));
   if (report.bytes_by_kind) {
     const b = report.bytes_by_kind;
-    lines.push(`bytes: ${TENSOR_KINDS.filter((k) => b[k] > 0).map((k) => `${k} ${bytesText(b[k])}`).join(', ') || 'none'}; total ${bytesText(b.total)}`);
+    lines.push(`bytes: ${TENSOR_KINDS.filter((k) => b[k] > 0).map((k) => `${k.replace('_', ' ')} ${bytesText(b[k])}`).join(', ') || 'none'}; total ${bytesText(b.total)}`);
   }
   const counted = report.layers.filter((r) => r.kernel);
   if (counted.length) {

@@ -4,6 +4,7 @@
 import * as ort from '/ort/ort.wasm.min.mjs';
 import { Classifier, TIMED_RUNS } from './classifiers.js';
 import { DrawPad, showPreview } from './draw-pad.js';
+import { LmGenerator } from './lm.js';
 import { drawLossChart } from './loss-chart.js';
 import { argmax, SIDE, softmax, toMnistInput } from './preprocess.js';
 import { BatchSampler, QatStepRunner } from './qat-step.js';
@@ -24,6 +25,7 @@ const demo = {
   input: undefined,
   results: {},
   qat: { state: 'loading', losses: [], msPerStep: [], accuracy: {} },
+  lm: { state: 'none', models: [], result: undefined },
 };
 window.qatDemo = demo;
 
@@ -172,6 +174,7 @@ async function loadModels() {
     }
     renderModelCard(slot, m.label, `${modelFacts(m)} · loading…`);
   }
+  setupLanguageModels(catalog.languageModels ?? []);
   const skipped = catalog.skipped.length ? ` · left out: ${catalog.skipped.map((s) => `${s.file} (${s.reason})`).join('; ')}` : '';
   $('catalog').textContent = `models from ${catalog.from}${skipped}`;
   for (const m of catalog.models) {
@@ -183,6 +186,70 @@ async function loadModels() {
     }
   }
 }
+
+// ---- text generation with the language-model exports ----
+
+const lmGenerators = new Map();
+
+function lmStatus(state, text) {
+  demo.lm.state = state;
+  const s = $('lm-status');
+  s.dataset.state = state;
+  s.textContent = text;
+}
+
+function setupLanguageModels(models) {
+  demo.lm.models = models;
+  if (!models.length) return;
+  $('lm-section').hidden = false;
+  // The int4 decoder first: the page is about quantized models.
+  const order = (m) => (m.config.quantization?.format === 'int4' ? 0 : m.config.quantization ? 1 : 2);
+  for (const m of [...models].sort((a, b) => order(a) - order(b))) {
+    const facts = [formatBytes(m.bytes), `context ${m.config.context}`];
+    if (m.valPerplexity !== undefined) facts.push(`val perplexity ${m.valPerplexity.toFixed(2)} in ONNX Runtime`);
+    $('lm-model').append(node('option', { value: m.id }, `${m.label} (${facts.join(', ')})`));
+  }
+  $('lm-start').disabled = false;
+  lmStatus('ready', `${models.length} language model${models.length === 1 ? '' : 's'} from ${demo.catalog.from}`);
+}
+
+/** Greedy generation with one of the catalog's language models; what the Generate button and tests call. */
+demo.generate = async ({ model, prompt, tokens }) => {
+  const m = demo.lm.models.find((x) => x.id === model);
+  if (!m) throw new Error(`no language model '${model}'; models: ${demo.lm.models.map((x) => x.id).join(', ')}`);
+  lmStatus('loading', `loading ${m.label} (${formatBytes(m.bytes)}) into ONNX Runtime Web…`);
+  let g = lmGenerators.get(m.id);
+  if (!g) {
+    g = await LmGenerator.create(ort, m);
+    lmGenerators.set(m.id, g);
+  }
+  const out = $('lm-output');
+  out.replaceChildren(node('span', { class: 'prompt' }, prompt));
+  let shown = 0;
+  const result = await g.generate(prompt, tokens, async (id, piece) => {
+    out.append(piece);
+    // Repaint now and then, not after every token (a byte is a few ms).
+    if (++shown % 16 === 0) {
+      lmStatus('generating', `${m.label}: ${shown}/${tokens} tokens`);
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+  });
+  demo.lm.result = { model: m.id, prompt, ...result };
+  lmStatus('done', `${m.label}: ${result.ids.length} tokens; prefill ${result.promptIds.length} tokens in ${result.prefillMs.toFixed(1)} ms; decode ${result.decodeSteps} tokens at ${Math.round(result.decodeTokensPerSecond)} tokens/s; window slid ${result.slides} times (context ${m.config.context})`);
+  return demo.lm.result;
+};
+
+$('lm-start').addEventListener('click', async () => {
+  $('lm-start').disabled = true;
+  try {
+    const tokens = Math.max(1, Math.min(2000, Math.floor(Number($('lm-tokens').value) || 0)));
+    await demo.generate({ model: $('lm-model').value, prompt: $('lm-prompt').value, tokens });
+  } catch (e) {
+    lmStatus('error', `generation failed: ${e.message}`);
+  } finally {
+    $('lm-start').disabled = false;
+  }
+});
 
 // ---- QAT in the page ----
 

@@ -18,6 +18,7 @@ export function serveCommand(): Command {
       console.log(`qat serve: ${server.url} (models from ${from}; Ctrl-C stops)`);
       for (const m of catalog.models) console.log(`  ${m.slot.padEnd(8)} ${m.label.padEnd(20)} ${path.relative(from, m.file)} (${m.bytes} bytes)`);
       for (const m of catalog.missing) console.log(`  ${m.slot.padEnd(8)} missing: ${m.command}`);
+      for (const m of catalog.languageModels) console.log(`  ${'text'.padEnd(8)} ${m.label.padEnd(20)} ${path.relative(from, m.file)} (${m.bytes} bytes, generates in the page)`);
       if (!catalog.fp32Run) console.log(`  in-page QAT needs an fp32 run under ${from}: npx qat demo --out ${o.from}`);
       await new Promise<void>((resolve) => {
         const stop = () => {

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { LanguageModelJson, MODEL_JSON, readLanguageModelJson } from '../generate/model-json.js';
 import { decodeModel } from '../onnx/model-io.js';
 import { CHECKPOINT_FILE } from '../train/run-lifecycle.js';
 
@@ -25,9 +26,25 @@ export interface CatalogModel {
   json?: string;
 }
 
+/**
+ * An exported language model the page can generate with: a KV-cache decoder (qat export --from LM_RUN) with its
+ * model.json beside it, tokenized as bytes (the page has no GPT-2 BPE tables).
+ */
+export interface CatalogLanguageModel {
+  id: string;
+  label: string;
+  file: string;
+  bytes: number;
+  /** model.json: tokenizer, context, cache names, session config. */
+  config: LanguageModelJson;
+  /** From export.json beside it: the file's validation perplexity in ONNX Runtime. */
+  valPerplexity?: number;
+}
+
 export interface Catalog {
   from: string;
   models: CatalogModel[];
+  languageModels: CatalogLanguageModel[];
   /** Per missing slot, what makes it. */
   missing: { slot: ModelSlot; command: string }[];
   /** Files seen and left out, with the reason (not an MNIST-shaped classifier, unreadable). */
@@ -105,10 +122,17 @@ export function readCatalog(from: string): Catalog {
   const fp32Runs = runs.filter(isFp32Run);
   const fp32Run = fp32Runs.find((r) => path.basename(r) === 'fp32') ?? fp32Runs[0];
   const models: CatalogModel[] = [];
+  const languageModels: CatalogLanguageModel[] = [];
   const skipped: Catalog['skipped'] = [];
   for (const file of onnx) {
     const inRun = runs.includes(path.dirname(file));
     if (inRun && path.dirname(file) !== fp32Run) continue; // a run's own inference model, not an export
+    if (!inRun && fs.existsSync(path.join(path.dirname(file), MODEL_JSON))) {
+      const lm = languageModelEntry(file, languageModels);
+      if ('reason' in lm) skipped.push({ file, reason: lm.reason });
+      else languageModels.push(lm);
+      continue;
+    }
     let graph;
     try {
       graph = decodeModel(fs.readFileSync(file));
@@ -169,5 +193,34 @@ export function readCatalog(from: string): Catalog {
     ternary: qatExport('ternary', 'packed', 'lenet-ternary-packed'),
   };
   const missing = MODEL_SLOTS.filter((s) => !models.some((m) => m.slot === s)).map((slot) => ({ slot, command: how[slot] }));
-  return { from, models, missing, skipped, fp32Run };
+  return { from, models, languageModels, missing, skipped, fp32Run };
+}
+
+/** A decoder export with model.json beside it, or why the page cannot generate with it. */
+function languageModelEntry(file: string, taken: CatalogLanguageModel[]): CatalogLanguageModel | { reason: string } {
+  let config: LanguageModelJson | undefined;
+  try {
+    config = readLanguageModelJson(file);
+  } catch (e) {
+    return { reason: (e as Error).message };
+  }
+  if (!config) return { reason: `no ${MODEL_JSON} beside it` };
+  const generateInNode = `generate with npx qat generate --model ${file}`;
+  if (!config.kvCache) return { reason: `not a KV-cache decoder (model.json has no kvCache); ${generateInNode}` };
+  if (config.tokenizer !== 'bytes') return { reason: `tokenizer '${config.tokenizer}': the page tokenizes UTF-8 bytes only; ${generateInNode}` };
+  const format = config.quantization?.format ?? 'fp32';
+  const preset = config.quantization?.preset ?? undefined;
+  // Ids are [a-z0-9]+ (the /models/<id>.onnx route): the format, numbered when two files share it.
+  const base = `lm${format.replace(/[^a-z0-9]/g, '')}`;
+  let id = base;
+  for (let i = 2; taken.some((m) => m.id === id); i++) id = `${base}${i}`;
+  let valPerplexity: number | undefined;
+  try {
+    const report = JSON.parse(fs.readFileSync(path.join(path.dirname(file), 'export.json'), 'utf8'));
+    if (typeof report?.parity?.exported_val_perplexity === 'number') valPerplexity = report.parity.exported_val_perplexity;
+  } catch {
+    // no export report beside it: no perplexity shown
+  }
+  const arch = config.arch ?? 'decoder';
+  return { id, label: `${arch} ${preset ? `${preset} ` : ''}${format}`, file, bytes: fs.statSync(file).size, config, valPerplexity };
 }

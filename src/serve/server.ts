@@ -121,10 +121,13 @@ export async function startDemoServer(options: DemoServerOptions): Promise<DemoS
     }
     if (p === '/api/models') {
       const c = readCatalog(options.from);
-      return json(res, 200, { from: c.from, models: c.models.map(({ file, json: report, ...m }) => ({ ...m, file: path.basename(file), report: report && path.basename(report), url: `/models/${m.id}.onnx` })), missing: c.missing, skipped: c.skipped.map((s) => ({ file: path.relative(c.from, s.file), reason: s.reason })), fp32Run: c.fp32Run }, head);
+      return json(res, 200, { from: c.from, models: c.models.map(({ file, json: report, ...m }) => ({ ...m, file: path.basename(file), report: report && path.basename(report), url: `/models/${m.id}.onnx` })), languageModels: c.languageModels.map(({ file, ...m }) => ({ ...m, file: path.relative(c.from, file), url: `/models/${m.id}.onnx` })), missing: c.missing, skipped: c.skipped.map((s) => ({ file: path.relative(c.from, s.file), reason: s.reason })), fp32Run: c.fp32Run }, head);
     }
     const model = /^\/models\/([a-z0-9]+)\.onnx$/.exec(p);
-    if (model) return sendFile(res, readCatalog(options.from).models.find((m) => m.id === model[1])?.file, head);
+    if (model) {
+      const c = readCatalog(options.from);
+      return sendFile(res, [...c.models, ...c.languageModels].find((m) => m.id === model[1])?.file, head);
+    }
     const asset = /^\/api\/qat\/([a-z0-9.-]+)$/.exec(p);
     if (asset) {
       qat ??= buildQatAssets(readCatalog(options.from), options.qat);

@@ -12,14 +12,16 @@ const FLAG: Record<string, string> = {
   oscillationFreeze: '--oscillation-freeze', tokenizer: '--tokenizer', context: '--context', layers: '--layers', heads: '--heads',
   dim: '--dim', accumulate: '--accumulate', evalEvery: '--eval-every', healthEvery: '--health-every', checkpointEvery: '--checkpoint-every', out: '--out',
   distillData: '--distill-data', generatedSamples: '--generated-samples', kvBits: '--kv-bits', kvLayout: '--kv-layout',
+  loraRank: '--lora-rank', loraAlpha: '--lora-alpha', loraMergeSteps: '--lora-merge-steps', method: '--method', blockApSteps: '--block-ap-steps',
   resume: '--resume', json: '--json', dryRun: '--dry-run',
 };
 
 const RESUMABLE = new Set(['epochs', 'steps', 'threads', 'from', 'checkpointEvery', 'out', 'resume', 'json', 'dryRun']);
 const INPUT_TRANSFORM = ['inputScale', 'inputMean', 'inputStd'];
 const QAT_ONLY = ['bnFreezeStep', 'observerFreezeStep', 'calibBatches', 'oscillationDampen', 'oscillationFreeze'];
-const LANGUAGE_MODEL_ONLY = ['tokenizer', 'context', 'layers', 'heads', 'dim', 'accumulate', 'distillData', 'generatedSamples', 'kvBits', 'kvLayout'];
-const IMAGE_ONLY = ['epochs', 'labelSmoothing', 'augmentShift', ...INPUT_TRANSFORM, ...QAT_ONLY, 'distill', 'distillWeight', 'distillTemperature'];
+const LM_QAT_METHODS = ['loraRank', 'loraAlpha', 'loraMergeSteps', 'method', 'blockApSteps'];
+const LANGUAGE_MODEL_ONLY = ['tokenizer', 'context', 'layers', 'heads', 'dim', 'accumulate', 'distillData', 'generatedSamples', 'kvBits', 'kvLayout', ...LM_QAT_METHODS];
+const IMAGE_ONLY = ['epochs', 'labelSmoothing', 'augmentShift', ...INPUT_TRANSFORM, ...QAT_ONLY];
 
 /**
  * Refuses flags that would be ignored for the run asked for, naming the flag and why, rather than training
@@ -58,6 +60,10 @@ export function checkApplicableFlags(o: Record<string, unknown>, given: (flag: s
   }
   if (!quantized) for (const k of [...QAT_ONLY, 'healthEvery']) if (given(k)) refuse(k, 'without --quant or --quant-config (it sets quantization-aware training)');
   if (!given('distill')) for (const k of ['distillWeight', 'distillTemperature']) if (given(k)) refuse(k, 'without --distill');
+  if (!quantized) for (const k of LM_QAT_METHODS) if (given(k)) refuse(k, 'without --quant or --quant-config (it is a language-model QAT method)');
+  if (!given('loraRank')) for (const k of ['loraAlpha', 'loraMergeSteps']) if (given(k)) refuse(k, 'without --lora-rank');
+  if (given('blockApSteps') && o.method !== 'efficientqat') refuse('blockApSteps', 'without --method efficientqat');
+  if (given('loraRank') && o.method === 'efficientqat') refuse('loraRank', 'with --method efficientqat (choose one method)');
   if (given('distillData') && (!given('from') || !quantized)) refuse('distillData', 'without --from LM_RUN and --quant (it chooses the data of QAT distillation from that run)');
   if (given('generatedSamples') && o.distillData !== 'generated') refuse('generatedSamples', 'without --distill-data generated');
   if (given('kvLayout') && !given('kvBits')) refuse('kvLayout', 'without --kv-bits 8|4|2 (it chooses how the quantized KV cache is laid out)');

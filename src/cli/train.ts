@@ -19,6 +19,7 @@ import { PRESETS, PresetTask } from '../quant/presets.js';
 import { loadQuantConfigFile, nameQuantConfig } from '../quant/config-file.js';
 import { Progress } from './progress.js';
 import { KIVI_GROUP_SIZE, KV_LAYOUTS } from '../quant/kv-cache.js';
+import { LANGUAGE_MODEL_DISTILL_DEFAULTS } from '../train/lm-distill.js';
 import { formatInspectReport } from '../inspect/format-table.js';
 
 export function addTrainOptions(cmd: Command): Command {
@@ -50,6 +51,11 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--distill-temperature <x>', 'distillation temperature', floatOption('--distill-temperature', { min: 0, exclusiveMin: true }), 2)
     .option('--distill-data <kind>', 'language-model QAT from --from: real (the text) or generated (LLM-QAT data-free: windows sampled from the --from model, KL to it as the only loss)', choiceOption('--distill-data', ['real', 'generated'] as const))
     .option('--generated-samples <n>', `with --distill-data generated: windows to generate (default ${DEFAULT_GENERATED_SAMPLES})`, intOption('--generated-samples', 1))
+    .option('--lora-rank <r>', 'language-model QAT + LoRA: base weights frozen and fake-quantized, float adapters of rank r on every Linear, merged for the last --lora-merge-steps', intOption('--lora-rank', 1))
+    .option('--lora-alpha <a>', 'LoRA scaling alpha (the adapter output is scaled by alpha / rank; default 2 x rank)', floatOption('--lora-alpha', { min: 0, exclusiveMin: true }))
+    .option('--lora-merge-steps <n>', 'QAT steps after merging the adapters into the base weights, within --steps (default 10% of the steps)', intOption('--lora-merge-steps', 1))
+    .option('--method <name>', 'language-model QAT method: qat (default) or efficientqat (Block-AP, then E2E-QP on the step sizes)', choiceOption('--method', ['qat', 'efficientqat'] as const))
+    .option('--block-ap-steps <n>', 'efficientqat: Block-AP steps per transformer block (default: half of --steps over the blocks)', intOption('--block-ap-steps', 1))
     .option('--bn-freeze-step <n>', 'QAT: step at which BN uses running statistics (default: half the run)', intOption('--bn-freeze-step', 0))
     .option('--observer-freeze-step <n>', 'QAT: step after which activation ranges are frozen (default: 3/4 of the run)', intOption('--observer-freeze-step', 0))
     .option('--calib-batches <n>', 'QAT: batches that calibrate activation ranges first', intOption('--calib-batches', 1), 8)
@@ -99,6 +105,9 @@ export function configFromOptions(o: Record<string, any>, task: PresetTask = 'cl
     distillData: o.distillData,
     generatedSamples: o.generatedSamples,
     kvCache: o.kvBits !== undefined ? { bits: Number(o.kvBits), layout: o.kvLayout ?? 'per-token' } : undefined,
+    lora: o.loraRank !== undefined ? { rank: o.loraRank, alpha: o.loraAlpha, mergeSteps: o.loraMergeSteps } : undefined,
+    method: o.method,
+    blockApSteps: o.blockApSteps,
   };
 }
 
@@ -155,6 +164,8 @@ export async function runTrainCommand(o: Record<string, any>, label = 'train', e
   checkApplicableFlags(o, given, sourceText);
   let config = configFromOptions(o, sourceText || (typeof o.data === 'string' && isTextData(o.data)) ? 'language-model' : 'classification');
   if (sourceText) config = withLanguageModelDefaults(config, given, LANGUAGE_MODEL_QAT_DEFAULTS);
+  // --distill on a language model: KL alone at T = 1 unless the flags say otherwise (lm-distill.ts).
+  if (sourceText && config.distill) config.distill = { weight: given('distillWeight') ? config.distill.weight : LANGUAGE_MODEL_DISTILL_DEFAULTS.weight, temperature: given('distillTemperature') ? config.distill.temperature : LANGUAGE_MODEL_DISTILL_DEFAULTS.temperature };
   else if (isTextData(config.data) && !o.resume) config = withLanguageModelDefaults(config, given);
   if (o.resume) {
     // A resumed run keeps its saved config; only what checkApplicableFlags allows may be given again.

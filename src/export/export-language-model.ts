@@ -15,6 +15,7 @@ import { encodeModel } from '../onnx/model-io.js';
 import { Checkpoint } from '../train/checkpoint.js';
 import { bytesByKind, tensorKinds, TensorKind } from '../inspect/tensor-kinds.js';
 import { InputError } from '../validate/schema.js';
+import { METRICS_FILE } from '../train/run-lifecycle.js';
 import { checkFusion, FusionReport } from './lm-fusion-check.js';
 import { buildLanguageModelDecoder, EmbeddingMode, LmDecoderExport, LmExportFormat } from './lm-decoder.js';
 import { checkLanguageModelParity, LmParityOptions, LmParityReport } from './lm-parity.js';
@@ -59,7 +60,24 @@ export interface LmExportReport {
   kv_cache: { bits: 32; bytes_per_token: number };
   fusion?: FusionReport;
   parity: LmParityReport;
+  /**
+   * The run's final val_perplexity as training measured it (RUN_DIR/metrics.json; null without one) and the
+   * file's relative difference from it: the proof against the figure the run reported, beside parity's
+   * reference, which is re-measured on the same windows.
+   */
+  training_val_perplexity: number | null;
+  exported_vs_training_relative_difference: number | null;
   verified: boolean;
+}
+
+/** val_perplexity from a run directory's metrics.json, when it has one. */
+function trainingPerplexity(runDir: string): number | null {
+  try {
+    const m = JSON.parse(fs.readFileSync(path.join(runDir, METRICS_FILE), 'utf8'));
+    return typeof m?.val_perplexity === 'number' ? m.val_perplexity : null;
+  } catch {
+    return null;
+  }
 }
 
 /** int4 (QDQ) files rely on ORT fusing DequantizeLinear -> MatMul into MatMulNBits at this level (0: A stays float). */
@@ -67,6 +85,8 @@ export const INT4_SESSION_CONFIG = { 'session.qdq_matmulnbits_accuracy_level': '
 
 export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExportRunOptions): Promise<LmExportReport> {
   const model = ckpt.model;
+  // QAT + LoRA exports the merged model its last phase trained (src/quant/lora.ts); adapters still apart mean the run stopped early.
+  if (model.quant?.lora) throw new InputError(`--from: '${options.from}' stopped at step ${ckpt.step} with its LoRA adapters not merged yet; finish it (qat train --out ${options.from} --resume): its last --lora-merge-steps steps merge them into the weights that export`);
   const arch = model.lm?.arch;
   if (model.task !== 'language-model' || !arch) throw new InputError(`--from: '${options.from}' is not a gpt or llama language-model run; only those export as KV-cache decoders`);
   const data = String(ckpt.config.data);
@@ -116,6 +136,7 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
     }
     writeFileAtomic(options.out, bytes);
     const modelJson = writeLanguageModelJson(options.out, json);
+    const trained = trainingPerplexity(options.from);
     const kvBytes = arch.layers * 2 * arch.dim * 4;
     const report: LmExportReport = {
       format: options.format,
@@ -138,6 +159,8 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
       kv_cache: { bits: 32, bytes_per_token: kvBytes },
       ...(fusion ? { fusion } : {}),
       parity,
+      training_val_perplexity: trained,
+      exported_vs_training_relative_difference: trained === null ? null : Math.abs(parity.exported_val_perplexity - trained) / trained,
       verified: !options.noVerify,
     };
     if (options.json) writeFileAtomic(options.json, JSON.stringify(report, null, 2) + '\n');

@@ -39,6 +39,8 @@ export interface QuantInfo {
   method?: 'ptq';
   /** PTQ: the observer kind that calibrated the activation ranges (minmax, percentile, mse, kl). */
   calib?: string;
+  /** QAT + LoRA: the float adapters on the frozen quantized Linears (src/quant/lora.ts), until they are merged. */
+  lora?: import('./lora.js').LoraInfo;
 }
 
 /** Activation statistics from calibration batches: what observers and learned scales start from. */

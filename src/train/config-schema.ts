@@ -63,6 +63,9 @@ export const trainConfigSchema = z.strictObject({
   distillData: oneOf(['real', 'generated'] as const).optional(),
   generatedSamples: intIn(1, 1 << 20).optional(),
   kvCache: kvCacheSchema.extend({ layout: oneOf(KV_LAYOUTS) }).optional(),
+  lora: z.strictObject({ rank: intIn(1, 1 << 16), alpha: numberIn(0, 1e6, { exclusiveMin: true }).optional(), mergeSteps: intIn(1, MAX_STEPS).optional() }).optional(),
+  method: oneOf(['qat', 'efficientqat'] as const).optional(),
+  blockApSteps: intIn(1, MAX_STEPS).optional(),
 });
 
 /** Config fields and the flag that sets each (for messages about a config the user gave). */
@@ -76,6 +79,7 @@ const FLAGS: Record<string, string> = {
   'oscillation.freezeThreshold': '--oscillation-freeze', tokenizer: '--tokenizer', context: '--context', layers: '--layers',
   heads: '--heads', dim: '--dim', accumulate: '--accumulate', evalEvery: '--eval-every', healthEvery: '--health-every', checkpointEvery: '--checkpoint-every',
   distillData: '--distill-data', generatedSamples: '--generated-samples', 'kvCache.bits': '--kv-bits', 'kvCache.layout': '--kv-layout',
+  'lora.rank': '--lora-rank', 'lora.alpha': '--lora-alpha', 'lora.mergeSteps': '--lora-merge-steps', method: '--method', blockApSteps: '--block-ap-steps',
 };
 
 function flagFor(path: string): string {

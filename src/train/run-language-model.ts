@@ -16,7 +16,7 @@ import { withStoredPrecision } from '../models/stored-precision.js';
 import { InputError } from '../validate/schema.js';
 import { median } from './fit.js';
 import { defaultOptimizer } from './optimizer.js';
-import { learningRate } from './schedule.js';
+import { healthModel, languageModelPhases, phaseAt } from './lm-phases.js';
 import { Trainer, TrainingDivergedError } from './trainer.js';
 import { finishedMetrics, modelLabel, resumedConfig } from './run.js';
 import type { RunHooks, TrainConfig, TrainPlan, TrainResult } from './run.js';
@@ -90,6 +90,8 @@ export interface LanguageModelResult extends TrainResult {
   threads: number;
   val_loss: number;
   val_perplexity: number;
+  /** Runs of several phases (lm-phases.ts: b158's stages, LoRA then merged, EfficientQAT): their steps and step time. */
+  phases?: { name: string; start: number; end: number; ms_per_step_median?: number }[];
   /** QAT from an fp32 run (--from): the source model's validation perplexity. */
   fp32_perplexity?: number;
   /** --kv-bits: the KV-cache quantization trained with. */
@@ -193,6 +195,7 @@ export function planLanguageModel(
     throw new InputError('--distill-data generated needs --from LM_RUN: the fp32 language-model run that generates the windows and teaches');
   }
   if (config.distillData === 'generated' && !resumed && !languageModelQatConfig(config)) throw new InputError('--distill-data generated needs --quant or --quant-config (it is a QAT method)');
+  if (!resumed) checkLanguageModelMethods(config, Boolean(options.source));
   RunDirectory.check(runDir, { resume: Boolean(resumed), requiredFile: CHECKPOINT_FILE });
   const text = loadTextData(config.data, (config.tokenizer ?? 'bytes') as TokenizerName);
   const qatConfig = resumed ? undefined : languageModelQatConfig(config);
@@ -205,6 +208,7 @@ export function planLanguageModel(
   const context = config.context ?? model.lm?.context ?? TRANSFORMER_DEFAULTS.context;
   checkTextLength(text, context, config.data);
   const totalSteps = config.steps ?? LANGUAGE_MODEL_DEFAULTS.steps;
+  languageModelPhases(config, totalSteps); // --lora-merge-steps and --block-ap-steps against --steps
   const startStep = resumed?.ckpt.step ?? 0;
   if (resumed) checkStartStep(startStep, totalSteps, path.join(runDir, CHECKPOINT_FILE), config.steps !== resumed.saved.steps);
   const stepTimes = resumed ? storedStepTimes(resumed.ckpt.metrics, startStep, path.join(runDir, CHECKPOINT_FILE)) : [];
@@ -264,28 +268,40 @@ export async function trainLanguageModel(
     };
     const dataFree = config.distillData === 'generated' ? await dataFreeWindows(plan, hooks) : undefined;
     const extraLoss = dataFree ? languageModelDistill(plan.source!.model, { weight: 1, temperature: 1 }) : undefined;
-    trainer = await Trainer.create(model, { batchSize: config.batch, classes: 0, sequenceLength: context, accumulate, optimizer, threads: config.threads, extraLoss }, initial);
-    if (resumed) checkResumeState(trainer.step.carried, resumed.ckpt.optimizerState, ckptPath);
+    // Phases (lm-phases.ts): each a span of steps with its own step graph, rebuilt from the run's model at its start.
+    const phases = languageModelPhases(config, totalSteps, { extraLoss: extraLoss ?? (config.distill && plan.source ? languageModelDistill(plan.source.model, config.distill) : undefined), teacher: plan.source?.model });
+    let phaseIndex = phaseAt(phases, startStep);
+    let run = model;
+    const startPhase = (i: number, carry?: Map<string, Tensor>) => {
+      const p = phases[i];
+      const phaseOptimizer = p.weightDecay !== undefined ? { ...optimizer, weightDecay: p.weightDecay } : optimizer;
+      return Trainer.create(p.enter(run), { batchSize: config.batch, classes: 0, sequenceLength: context, accumulate, optimizer: phaseOptimizer, threads: config.threads, extraLoss: p.extraLoss }, carry);
+    };
+    // A resumed run at the first step of a phase that restarts Adam must not take the previous phase's moments.
+    const resumeState = resumed && (startStep > phases[phaseIndex].start || phases[phaseIndex].continueOptimizer) ? initial : undefined;
+    trainer = await startPhase(phaseIndex, resumeState);
+    if (resumeState) checkResumeState(trainer.step.carried, resumed!.ckpt.optimizerState, ckptPath);
     trainer.stepCount = startStep;
+    /** The run's model with the current phase's trained values (what checkpoints, evaluation and model.onnx take). */
+    const currentRun = () => phases[phaseIndex].leave(run, trainer!.currentModel());
+    const evaluateRun = () => (phases[phaseIndex].whole ? trainer!.evaluateText(text.val, context) : evaluateLanguageModel(currentRun(), text.val, context, { threads: config.threads }));
     const sampler = dataFree ? new GeneratedWindowSampler(dataFree.windows, config.batch, config.seed) : new WindowSampler(text.train, { batch: config.batch, context, seed: config.seed });
-    // Cosine to 10% of the peak, as nanoGPT and most LM recipes decay.
-    const schedule = { kind: config.schedule, lr: config.lr, warmupSteps: config.warmupSteps, minFactor: 0.1 };
     const evalEvery = config.evalEvery ?? LANGUAGE_MODEL_DEFAULTS.evalEvery;
     const every = config.checkpointEvery ?? LANGUAGE_MODEL_DEFAULTS.checkpointEvery;
     const history: LanguageModelResult['history'] = resumed ? storedHistory(resumed.ckpt, ckptPath) : [];
     const losses: number[] = [];
     const msPerStep = [...plan.stepTimes];
     let savedStep = resumed ? startStep : -1;
-    probe = model.quant ? await QuantHealthProbe.create(model, config.threads) : undefined;
+    probe = model.quant ? await QuantHealthProbe.create(healthModel(model), config.threads) : undefined;
     const health = probe
-      ? new QuantHealthTracker(probe, (n) => trainer?.carriedData(n), config.healthEvery ?? DEFAULT_HEALTH_EVERY, totalSteps, resumed ? { points: resumed.ckpt.metrics?.quant_health, start: resumed.ckpt.metrics?.quant_health_start, file: ckptPath, step: startStep } : undefined)
+      ? new QuantHealthTracker(probe, (n) => trainer?.carriedData(n) ?? (run.graph.initializers.get(n)?.data as Float32Array | undefined), config.healthEvery ?? DEFAULT_HEALTH_EVERY, totalSteps, resumed ? { points: resumed.ckpt.metrics?.quant_health, start: resumed.ckpt.metrics?.quant_health_start, file: ckptPath, step: startStep } : undefined)
       : undefined;
     if (!resumed) await health?.after(0);
     const checkpoint = () => {
       const t = trainer!;
       if (t.stepCount === savedStep) return;
       saveCheckpoint(ckptPath, {
-        model: t.currentModel(),
+        model: currentRun(),
         optimizerState: t.values('optimizer'),
         step: t.stepCount,
         rng: { seed: config.seed, step: t.stepCount },
@@ -303,8 +319,20 @@ export async function trainLanguageModel(
         checkpoint();
         throw new TrainingInterruptedError(`training interrupted at step ${trainer.stepCount} of ${totalSteps}; checkpoint saved in ${ckptPath}: continue with qat train --out ${runDir} --resume`);
       }
+      if (trainer.stepCount >= phases[phaseIndex].end) {
+        // Phase boundary: the run's model takes the phase's values, and the next phase's step graph is built from it.
+        const step = trainer.stepCount;
+        run = currentRun();
+        const carry = phases[phaseIndex + 1].continueOptimizer ? trainer.values('optimizer') : undefined;
+        await trainer.release();
+        trainer = undefined;
+        phaseIndex++;
+        hooks.log?.(`step ${step}: ${phases[phaseIndex].name}`);
+        trainer = await startPhase(phaseIndex, carry);
+        trainer.stepCount = step;
+      }
       const step = trainer.stepCount;
-      const lr = learningRate(schedule, step, totalSteps);
+      const lr = phases[phaseIndex].lr(step);
       await health?.before(step);
       const t0 = performance.now();
       let loss = 0;
@@ -329,7 +357,7 @@ export async function trainLanguageModel(
       const done = trainer.stepCount;
       const point: LanguageModelResult['history'][number] = { step: done, train_loss: loss, lr };
       if ((evalEvery > 0 && done % evalEvery === 0) || done === totalSteps) {
-        evaluation = await trainer.evaluateText(text.val, context);
+        evaluation = await evaluateRun();
         Object.assign(point, { val_loss: evaluation.val_loss, val_perplexity: evaluation.val_perplexity });
         hooks.log?.(`step ${done}: val_loss ${evaluation.val_loss.toFixed(4)} val_perplexity ${evaluation.val_perplexity.toFixed(3)}`);
       }
@@ -339,8 +367,8 @@ export async function trainLanguageModel(
       if (every > 0 && done % every === 0 && done < stopAt) checkpoint();
     }
     checkpoint();
-    evaluation ??= await trainer.evaluateText(text.val, context);
-    const finalModel = trainer.currentModel();
+    evaluation ??= await evaluateRun();
+    const finalModel = currentRun();
     await saveRunModel(finalModel, path.join(runDir, RUN_MODEL_FILE), config.threads);
     await trainer.release();
     trainer = undefined;
@@ -350,6 +378,7 @@ export async function trainLanguageModel(
     const result: LanguageModelResult = {
       model: modelLabel(config.model),
       ...(finalModel.quant ? { quant: config.quant ?? 'custom', method: 'qat' as const } : {}),
+      ...(phases.length > 1 ? { phases: phases.map((p) => ({ name: p.name, start: p.start, end: p.end, ...(msPerStep.length >= p.end ? { ms_per_step_median: median(msPerStep.slice(p.start, p.end)) } : {}) })) } : {}),
       ...(fp32Perplexity !== undefined ? { fp32_perplexity: fp32Perplexity } : {}),
       ...(kvCacheQuantOf(finalModel.graph) ? { kv_cache: kvCacheJson(kvCacheQuantOf(finalModel.graph)!) } : {}),
       ...(dataFree ? { distill_data: 'generated' as const, generated_samples: dataFree.windows.count } : {}),
@@ -412,6 +441,16 @@ async function dataFreeWindows(plan: LanguageModelPlan, hooks: RunHooks): Promis
   const sha256 = writeGeneratedWindows(file, windows);
   hooks.log?.(`generated ${count} windows in ${((performance.now() - t0) / 1000).toFixed(1)} s into ${file}`);
   return { windows, sha256 };
+}
+
+/** --distill, QAT + LoRA and EfficientQAT start from an fp32 language-model run (--from) and quantize it (--quant). */
+function checkLanguageModelMethods(c: TrainConfig, hasSource: boolean): void {
+  const quantized = Boolean(c.quant || c.quantConfig);
+  for (const [flag, used] of [['--distill', c.distill], ['--lora-rank', c.lora], ['--method efficientqat', c.method === 'efficientqat']] as const) {
+    if (!used) continue;
+    if (!hasSource) throw new InputError(`${flag} needs --from LM_RUN: the fp32 language-model run it fine-tunes${flag === '--distill' ? ' and distills from' : ''}`);
+    if (!quantized && flag !== '--distill') throw new InputError(`${flag} needs --quant or --quant-config (it is a QAT method)`);
+  }
 }
 
 function openResumedLanguageModel(runDir: string): { ckpt: Checkpoint; saved: TrainConfig } {

@@ -94,6 +94,12 @@ export interface TrainConfig {
   generatedSamples?: number;
   /** Language models: KV cache fake-quantized as written (--kv-bits, --kv-layout; quant/kv-cache.ts). */
   kvCache?: import('../quant/kv-cache.js').KvCacheQuant;
+  /** Language-model QAT + LoRA (src/quant/lora.ts): adapter rank, alpha (default 2 x rank), merged-phase steps at the end. */
+  lora?: { rank: number; alpha?: number; mergeSteps?: number };
+  /** Language-model QAT method: 'qat' (default) or 'efficientqat' (Block-AP then E2E-QP; src/train/efficient-qat.ts). */
+  method?: 'qat' | 'efficientqat';
+  /** EfficientQAT: Block-AP steps per transformer block. */
+  blockApSteps?: number;
 }
 
 export const DEFAULT_TRAIN_CONFIG: TrainConfig = {

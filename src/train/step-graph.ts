@@ -143,15 +143,19 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
   const lr = b.input('lr', DType.FLOAT, []);
   const step = b.input('step', DType.FLOAT, []);
 
-  let loss = languageModel
-    ? tokenCrossEntropy(b, model.output, labels, { fused })
-    : softmaxCrossEntropy(b, model.output, labels, options.classes, options.labelSmoothing ?? 0);
-  const stopGradient: string[] = [];
-  if (options.extraLoss) {
-    const extra = options.extraLoss(b, model.output, graph);
-    if (extra.crossEntropyWeight !== undefined && extra.crossEntropyWeight !== 1) loss = b.mul(loss, b.scalarLike(extra.crossEntropyWeight, loss));
-    loss = b.add(loss, extra.loss);
-    stopGradient.push(...(extra.stopGradient ?? []));
+  const extra = options.extraLoss?.(b, model.output, graph);
+  const stopGradient: string[] = [...(extra?.stopGradient ?? [])];
+  // crossEntropyWeight 0: the extra term is the whole loss (EfficientQAT's block MSE, whose output is no logits).
+  let loss: string;
+  if (extra?.crossEntropyWeight === 0) loss = extra.loss;
+  else {
+    loss = languageModel
+      ? tokenCrossEntropy(b, model.output, labels, { fused })
+      : softmaxCrossEntropy(b, model.output, labels, options.classes, options.labelSmoothing ?? 0);
+    if (extra) {
+      if (extra.crossEntropyWeight !== undefined && extra.crossEntropyWeight !== 1) loss = b.mul(loss, b.scalarLike(extra.crossEntropyWeight, loss));
+      loss = b.add(loss, extra.loss);
+    }
   }
   const pluginParts = (options.plugins ?? []).map((p) => p.build(b, graph, model));
   for (const part of pluginParts) {

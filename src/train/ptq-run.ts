@@ -14,7 +14,7 @@ import { evaluateModel } from './evaluate.js';
 import { CHECKPOINT_FILE } from './run.js';
 import { openSourceRun } from './run-lifecycle.js';
 import { RunDirectory } from './run-dir.js';
-import { calibrationWindows, DEFAULT_CALIB_WINDOWS, LmPtqLayer, LmPtqMethod, quantizeLanguageModelPtq } from '../quant/ptq-methods/language-model-ptq.js';
+import { calibrationWindows, checkMethodFitsPreset, DEFAULT_CALIB_WINDOWS, LmPtqLayer, LmPtqMethod, quantizeLanguageModelPtq } from '../quant/ptq-methods/language-model-ptq.js';
 import { SkippedWeight } from '../quant/ptq-methods/layer-targets.js';
 import { KvCacheQuant, kvCacheJson, kvDescription, runKvCache, withKvCacheQuantization } from '../quant/kv-cache.js';
 
@@ -159,6 +159,7 @@ async function quantizeLanguageModelRun(config: PtqRunConfig, source: Checkpoint
   const windows = method === 'rtn' ? 0 : config.calibWindows ?? DEFAULT_CALIB_WINDOWS;
   const seed = (saved.seed as number | undefined) ?? 0;
   const started = Date.now();
+  checkMethodFitsPreset(method, qat, config.quant); // before any work
   const calib = windows ? calibrationWindows(source.model, text.train, windows, context, seed) : [];
   if (windows) log(`${method}: ${windows} calibration windows of ${context} tokens from the training split`);
   const kv = runKvCache(config);

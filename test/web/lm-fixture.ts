@@ -1,7 +1,7 @@
 /**
  * A language-model demo directory in small (what `qat demo --lm --out DIR` leaves, in kind): a 1-block gpt of width
  * 32 and context 16 trained briefly on Moby Dick (bytes), QAT w4a8-g32 fine-tuned from it, and the QAT run
- * exported as an int4 KV-cache decoder in its own folder with model.json and export.json beside it. The tests need
+ * exported as int4 and MatMulNBits KV-cache decoders, each in its own folder with model.json and export.json beside it. The tests need
  * a real file of the kind, not a good model.
  */
 import fs from 'node:fs';
@@ -12,8 +12,10 @@ export interface LanguageModelFixture {
   dir: string;
   fp32Run: string;
   qatRun: string;
-  /** The int4 decoder (model.onnx) with model.json beside it. */
+  /** The int4 decoder (model.onnx: INT4 DequantizeLinear -> MatMul) with model.json beside it. */
   int4: string;
+  /** The same run as com.microsoft MatMulNBits (what qat demo --lm exports for b158). */
+  matmulnbits: string;
 }
 
 async function cli(argv: string[]): Promise<string> {
@@ -30,6 +32,9 @@ export async function buildLanguageModelFixture(dir: string): Promise<LanguageMo
   // 300 steps take it past the unigram stage (val perplexity about 14): greedy text is words, not only spaces.
   await cli(['train', '--model', 'gpt', '--data', 'moby-dick', '--layers', '1', '--heads', '2', '--dim', '32', '--context', '16', '--steps', '300', '--batch', '16', '--lr', '5e-3', '--threads', '1', '--out', fp32Run]);
   await cli(['train', '--from', fp32Run, '--quant', 'w4a8-g32', '--steps', '4', '--batch', '4', '--threads', '1', '--out', qatRun]);
-  await cli(['export', '--from', qatRun, '--format', 'int4', '--out', int4, '--json', path.join(path.dirname(int4), 'export.json'), '--parity-windows', '4', '--parity-prompts', '2', '--parity-tokens', '4', '--threads', '1']);
-  return { dir, fp32Run, qatRun, int4 };
+  const matmulnbits = path.join(dir, 'gpt-w4a8-g32-matmulnbits', 'model.onnx');
+  for (const [format, file] of [['int4', int4], ['matmulnbits', matmulnbits]]) {
+    await cli(['export', '--from', qatRun, '--format', format, '--out', file, '--json', path.join(path.dirname(file), 'export.json'), '--parity-windows', '4', '--parity-prompts', '2', '--parity-tokens', '4', '--threads', '1']);
+  }
+  return { dir, fp32Run, qatRun, int4, matmulnbits };
 }

@@ -1,7 +1,7 @@
 /**
  * Text generation in the demo page: the catalog of `qat serve` picks up an exported language model (a KV-cache
  * decoder with model.json beside it), and the page, in headless Chromium on onnxruntime-web, continues a prompt
- * greedily with the int4 gpt, token for token what `qat generate --model FILE --temperature 0` gives in Node, past
+ * greedily with the int4 (and the MatMulNBits) gpt, token for token what `qat generate --model FILE --temperature 0` gives in Node, past
  * the context (the window re-prefills). No request leaves the server.
  */
 import { after, before, test } from 'node:test';
@@ -41,7 +41,10 @@ test('the catalog lists a KV-cache decoder with model.json as a language model, 
   const c = readCatalog(fixture.dir);
   assert.deepEqual(
     c.languageModels.map((m) => [m.id, m.label, m.file, m.config.tokenizer, m.config.context]),
-    [['lmint4', 'gpt w4a8-g32 int4', fixture.int4, 'bytes', 16]],
+    [
+      ['lmint4', 'gpt w4a8-g32 int4', fixture.int4, 'bytes', 16],
+      ['lmmatmulnbits', 'gpt w4a8-g32 matmulnbits', fixture.matmulnbits, 'bytes', 16],
+    ],
   );
   const report = JSON.parse(fs.readFileSync(path.join(path.dirname(fixture.int4), 'export.json'), 'utf8'));
   assert.equal(c.languageModels[0].valPerplexity, report.parity.exported_val_perplexity);
@@ -67,7 +70,7 @@ test('the catalog lists a KV-cache decoder with model.json as a language model, 
   assert.match(reasons.broken, /model\.json: field "format" must be "qatkit-language-model"/);
 });
 
-test(`the int4 gpt generates in the page: ${TOKENS} greedy tokens equal to qat generate --model in Node`, async (t) => {
+test(`the int4 and MatMulNBits gpt exports generate in the page: ${TOKENS} greedy tokens each, equal to qat generate --model in Node`, async (t) => {
   if (missing) return t.skip(missing);
   const jsonOut = path.join(tmp, 'generate.json');
   const r = await runCorpusCase(['generate', '--model', fixture.int4, '--prompt', PROMPT, '--tokens', String(TOKENS), '--temperature', '0', '--threads', '1', '--json', jsonOut]);
@@ -104,8 +107,17 @@ test(`the int4 gpt generates in the page: ${TOKENS} greedy tokens equal to qat g
   assert.match(status, new RegExp(`${TOKENS} tokens; prefill ${expected.prompt_ids.length} tokens in \\d+\\.\\d ms; decode ${TOKENS - 1} tokens at \\d+ tokens/s; window slid ${expected.window_slides} times`));
   console.log(`in-page int4 gpt: ${status}; text ${JSON.stringify(result.text)}`);
 
+  // The MatMulNBits decoder (com.microsoft, run by onnxruntime-web's wasm kernels) through the page hook.
+  const nbitsOut = path.join(tmp, 'generate-nbits.json');
+  const rn = await runCorpusCase(['generate', '--model', fixture.matmulnbits, '--prompt', 'The whale', '--tokens', String(TOKENS), '--temperature', '0', '--threads', '1', '--json', nbitsOut]);
+  assert.equal(rn.code, 0, rn.stderr);
+  const nbitsExpected = JSON.parse(fs.readFileSync(nbitsOut, 'utf8'));
+  const nbits = await page.evaluate((tokens) => (globalThis as any).qatDemo.generate({ model: 'lmmatmulnbits', prompt: 'The whale', tokens }), TOKENS);
+  assert.deepEqual(nbits.ids, nbitsExpected.ids, `page: ${JSON.stringify(nbits.text)}\nnode: ${JSON.stringify(nbitsExpected.text)}`);
+  assert.ok(new Set(nbits.ids).size >= 3, `MatMulNBits greedy text ${JSON.stringify(nbits.text)}`);
+
   const origin = new URL(server.url).origin;
-  assert.ok(watch.requests.includes(`${origin}/models/lmint4.onnx`));
+  for (const id of ['lmint4', 'lmmatmulnbits']) assert.ok(watch.requests.includes(`${origin}/models/${id}.onnx`), `${id} fetched from /models/`);
   assert.deepEqual(watch.offsite, [], 'requests off the server (aborted)');
   // No image models and no fp32 image run here: the only failed request is the QAT manifest's 404.
   assert.deepEqual(watch.problems.filter((x) => !/404/.test(x)), []);

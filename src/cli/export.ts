@@ -23,7 +23,11 @@ function printLanguageModelExport(r: LmExportReport): void {
       `top-1 agreement ${(p.top1_agreement * 100).toFixed(2)}% over ${p.top1_positions} positions; greedy: mean common prefix ${p.greedy.mean_common_prefix.toFixed(2)} of ${p.greedy.new_tokens} tokens (${p.greedy.prompts} prompts)` +
       `${p.passed ? '' : ` - NOT VERIFIED: ${p.failures.join('; ')}`}`,
   );
-  console.log(`KV cache: float32, ${r.kv_cache.bytes_per_token} bytes per token${Object.keys(r.session_config).length ? `; session config (set by qat eval / generate from model.json): ${JSON.stringify(r.session_config)}` : ''}`);
+  const kv = r.kv_cache;
+  const kvText = kv.layout
+    ? `${kv.bits}-bit ${kv.layout}${kv.group_size ? ` (key groups of ${kv.group_size} tokens; float residual up to ${kv.residual_bytes_max} bytes)` : ''} stored as codes, ${kv.bytes_per_token} bytes per token (measured ${kv.measured_bytes_per_token?.toFixed(1)} over ${kv.measured_tokens} tokens; float32 ${kv.float32_bytes_per_token}, ${(kv.float32_bytes_per_token / kv.bytes_per_token).toFixed(2)}x smaller)`
+    : `float32, ${kv.bytes_per_token} bytes per token`;
+  console.log(`KV cache: ${kvText}${Object.keys(r.session_config).length ? `; session config (set by qat eval / generate from model.json): ${JSON.stringify(r.session_config)}` : ''}`);
 }
 
 export function exportCommand(): Command {

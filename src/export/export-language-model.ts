@@ -17,6 +17,7 @@ import { bytesByKind, tensorKinds, TensorKind } from '../inspect/tensor-kinds.js
 import { InputError } from '../validate/schema.js';
 import { METRICS_FILE } from '../train/run-lifecycle.js';
 import { checkFusion, FusionReport } from './lm-fusion-check.js';
+import { measureCacheBytesPerToken } from './lm-kv-cache.js';
 import { buildLanguageModelDecoder, EmbeddingMode, LmDecoderExport, LmExportFormat } from './lm-decoder.js';
 import { checkLanguageModelParity, LmParityOptions, LmParityReport } from './lm-parity.js';
 
@@ -57,7 +58,23 @@ export interface LmExportReport {
   /** ONNX Runtime session config entries the file needs (also in model.json; qat eval / generate set them). */
   session_config: Record<string, string>;
   /** KV cache: float32 [batch, heads, sequence, head_size] per layer for keys and values. */
-  kv_cache: { bits: 32; bytes_per_token: number };
+  /**
+   * KV cache per token over all layers: float32 [batch, heads, sequence, head_size] keys and values, or (a --kv-bits
+   * run) the stored codes with their scales and zero points (lm-kv-cache.ts), computed and measured on the file.
+   */
+  kv_cache: {
+    bits: number;
+    layout?: 'per-token' | 'kivi';
+    group_size?: number;
+    bytes_per_token: number;
+    float32_bytes_per_token: number;
+    /** Bytes of all present.* outputs after a prefill of measured_tokens tokens, per token (ORT on the file). */
+    measured_bytes_per_token?: number;
+    measured_tokens?: number;
+    /** KIVI: the float residual (the unfinished group) at its largest, over all layers. */
+    residual_bytes_max?: number;
+    tensors?: string[];
+  };
   fusion?: FusionReport;
   parity: LmParityReport;
   /**
@@ -115,6 +132,10 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
         }
       : {}),
   };
+  if (exported.kvCache && json.kvCache) {
+    const k = exported.kvCache;
+    json.kvCache.quantization = { bits: k.bits, layout: k.layout, ...(k.groupSize ? { groupSize: k.groupSize } : {}), tensors: k.tensors.map((t) => ({ ...t, shape: [...t.shape] })), bytesPerToken: k.bytesPerToken };
+  }
   // The candidate is checked from a scratch file; `out` and its model.json are written only once it passes.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-lm-export-'));
   try {
@@ -138,6 +159,10 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
     const modelJson = writeLanguageModelJson(options.out, json);
     const trained = trainingPerplexity(options.from);
     const kvBytes = arch.layers * 2 * arch.dim * 4;
+    const stored = exported.kvCache;
+    // KIVI: a whole number of groups (no residual) within the context.
+    const measuredTokens = stored ? (stored.groupSize && context >= stored.groupSize ? context - (context % stored.groupSize) : context) : 0;
+    const measured = stored ? await measureCacheBytesPerToken(staged, json, measuredTokens, options.threads) : undefined;
     const report: LmExportReport = {
       format: options.format,
       from: options.from,
@@ -156,7 +181,19 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
       activations: exported.activations,
       accuracy_level: exported.accuracy_level,
       session_config: sessionConfig,
-      kv_cache: { bits: 32, bytes_per_token: kvBytes },
+      kv_cache: stored
+        ? {
+            bits: stored.bits,
+            layout: stored.layout,
+            ...(stored.groupSize ? { group_size: stored.groupSize } : {}),
+            bytes_per_token: stored.bytesPerToken,
+            float32_bytes_per_token: stored.floatBytesPerToken,
+            measured_bytes_per_token: measured,
+            measured_tokens: measuredTokens,
+            ...(stored.residualBytesMax !== undefined ? { residual_bytes_max: stored.residualBytesMax } : {}),
+            tensors: stored.tensors.map((t) => `${t.suffix} ${t.dtype} [${t.shape.join(', ')}]`),
+          }
+        : { bits: 32, bytes_per_token: kvBytes, float32_bytes_per_token: kvBytes },
       ...(fusion ? { fusion } : {}),
       parity,
       training_val_perplexity: trained,

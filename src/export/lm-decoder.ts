@@ -30,6 +30,8 @@ import { emitQuantizedEmbedding } from './lm-embeddings.js';
 import { emitIntegerMatMul, tokenQuantizerOf, TokenCodes } from './lm-integer-matmul.js';
 import { emitMatMulNBits, storageBits } from './matmul-nbits.js';
 import { packInt4 } from './weight-storage.js';
+import { kvCacheQuantOf } from '../quant/kv-cache.js';
+import { StoredKvCache, storeQuantizedKvCache } from './lm-kv-cache.js';
 
 export const LM_EXPORT_FORMATS = ['fp32', 'int4', 'matmulnbits', 'qdq'] as const;
 export type LmExportFormat = (typeof LM_EXPORT_FORMATS)[number];
@@ -68,6 +70,8 @@ export interface LmDecoderExport {
   activations: { tensor: string; layers: string[]; spec: string }[];
   /** MatMulNBits accuracy_level written (matmulnbits), or the one ORT's fusion must be told to use (int4). */
   accuracy_level: 0;
+  /** A --kv-bits run: the cache stored quantized (lm-kv-cache.ts), its tensors and bytes per token. */
+  kvCache?: StoredKvCache;
 }
 
 const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Identity', 'Transpose', 'Squeeze', 'Unsqueeze']);
@@ -165,6 +169,9 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
   const format = options.format;
   const decoder = transformerDecoder(model);
   const graph = decoder.graph;
+  const kvQuant = kvCacheQuantOf(model.graph);
+  const arch = model.lm.arch;
+  const kvCache = kvQuant ? storeQuantizedKvCache(graph, kvQuant, { heads: arch.heads, headSize: arch.dim / arch.heads, layers: arch.layers }) : undefined;
   const quant = model.quant;
   const weightQuantizers = quant?.quantizers.filter((q) => q.role === 'weight') ?? [];
   if (format !== 'fp32' && weightQuantizers.length === 0) {
@@ -234,8 +241,9 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
     'qatkit.format': format,
     'qatkit.model': model.name,
     'qatkit.quantization': JSON.stringify({ preset: quant?.preset ?? null, weights, activations }),
+    ...(kvCache ? { 'qatkit.kv_cache': JSON.stringify(kvCache) } : {}),
   };
-  return { graph: lowered, format, weights, embeddings, activations, accuracy_level: 0 };
+  return { graph: lowered, format, weights, embeddings, activations, accuracy_level: 0, ...(kvCache ? { kvCache } : {}) };
 }
 
 function transpose2d(t: Tensor): Tensor {

@@ -27,6 +27,23 @@ export interface DecoderLayout {
   /** Cache tensors are [batch, heads, sequence, headSize]. */
   heads?: number;
   headSize?: number;
+  /**
+   * A cache stored quantized (qat export of a --kv-bits run: export/lm-kv-cache.ts): every past_key_values.{i}.*
+   * input with its present.{i}.* output, dtype and declared shape (batch first, symbolic lengths start at 0).
+   */
+  cacheTensors?: CacheTensor[];
+}
+
+export interface CacheTensor {
+  past: string;
+  present: string;
+  type: 'uint8' | 'float32';
+  shape: readonly (number | string)[];
+}
+
+/** The past -> present pairs a decode step carries to the next one. */
+export function cachePairs(layout: DecoderLayout): { past: string; present: string }[] {
+  return layout.cacheTensors ?? layout.layers.flatMap((l) => [{ past: l.pastKey, present: l.presentKey }, { past: l.pastValue, present: l.presentValue }]);
 }
 
 const PAST = /^past_key_values\.(\d+)\.key$/;
@@ -64,11 +81,15 @@ export function decoderLayoutOf(session: ort.InferenceSession, cache: { heads?: 
   }
   if (layerCount > 0) {
     const shape = tensorShape(session, decoderNames.pastKey(0)) ?? [];
+    const meta = session.inputMetadata.find((m) => m.name === decoderNames.pastKey(0));
+    const quantized = meta?.isTensor === true && meta.type !== 'float32';
     const heads = typeof shape[1] === 'number' ? shape[1] : cache.heads;
-    const headSize = typeof shape[3] === 'number' ? shape[3] : cache.headSize;
+    // A quantized cache's last axis holds packed codes; the head size is model.json's.
+    const headSize = typeof shape[3] === 'number' && !quantized ? shape[3] : cache.headSize;
     if (!heads || !headSize) throw new Error(`decoder graph: ${decoderNames.pastKey(0)} has shape [${shape.join(', ')}]; give heads and head size (model.json "heads", "headSize")`);
     Object.assign(layout, { heads, headSize });
-    checkCacheShapes(session, layout, heads, headSize, declared);
+    if (quantized) layout.cacheTensors = quantizedCacheTensors(session, layerCount);
+    else checkCacheShapes(session, layout, heads, headSize, declared);
   }
   return layout;
 }
@@ -116,9 +137,33 @@ export function declaredOutputShapes(file: string): Map<string, (number | string
   return shapes;
 }
 
-/** Empty past tensors [rows, heads, 0, headSize] for every layer: the prefill of a decoder. */
+const PAST_ANY = /^past_key_values\.(\d+)\.(.+)$/;
+
+/** Every past_key_values.{i}.* input of a quantized cache, paired with its present.{i}.* output. */
+function quantizedCacheTensors(session: ort.InferenceSession, layers: number): CacheTensor[] {
+  const tensors: CacheTensor[] = [];
+  for (const m of session.inputMetadata) {
+    const match = PAST_ANY.exec(m.name);
+    if (!match || Number(match[1]) >= layers) continue;
+    const present = `present.${match[1]}.${match[2]}`;
+    if (!session.outputNames.includes(present)) throw new Error(`decoder graph: '${m.name}' has no '${present}' output (every cache input returns as present.*)`);
+    if (!m.isTensor || (m.type !== 'uint8' && m.type !== 'float32')) throw new Error(`decoder graph: '${m.name}' must be a uint8 or float32 tensor`);
+    if (m.shape.length !== 4 || typeof m.shape[1] !== 'number' || typeof m.shape[3] !== 'number') throw new Error(`decoder graph: '${m.name}' has shape [${m.shape.join(', ')}]; a stored cache tensor is [batch, heads, length, width] with heads and width fixed`);
+    tensors.push({ past: m.name, present, type: m.type, shape: m.shape });
+  }
+  return tensors;
+}
+
+/** Empty past tensors [rows, heads, 0, headSize] for every layer (a quantized cache: each stored tensor at length 0): the prefill of a decoder. */
 export function emptyPast(layout: DecoderLayout, rows: number): Record<string, ort.Tensor> {
   const feeds: Record<string, ort.Tensor> = {};
+  if (layout.cacheTensors) {
+    for (const t of layout.cacheTensors) {
+      const dims = [rows, t.shape[1] as number, 0, t.shape[3] as number];
+      feeds[t.past] = t.type === 'uint8' ? new ort.Tensor('uint8', new Uint8Array(0), dims) : new ort.Tensor('float32', new Float32Array(0), dims);
+    }
+    return feeds;
+  }
   for (const l of layout.layers) {
     for (const name of [l.pastKey, l.pastValue]) feeds[name] = new ort.Tensor('float32', new Float32Array(0), [rows, layout.heads!, 0, layout.headSize!]);
   }

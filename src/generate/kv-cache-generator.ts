@@ -18,7 +18,7 @@ import { Model } from '../models/model.js';
 import { transformerDecoder } from '../models/transformers.js';
 import { insertKvCacheQuantizers, kvCacheQuantOf } from '../quant/kv-cache.js';
 import { Session } from '../runtime/session.js';
-import { DecoderLayout, decoderLayoutOf, emptyPast } from './decoder-layout.js';
+import { cachePairs, DecoderLayout, decoderLayoutOf, emptyPast } from './decoder-layout.js';
 import { checkPrompts, idsTensor, lastPositionLogits, NextTokenLogits, onesMask, positionsTensor, TokenGenerator } from './generator.js';
 
 export interface KvCacheGeneratorOptions {
@@ -89,13 +89,10 @@ export class KvCacheGenerator implements TokenGenerator {
       [l.positionIds!]: positionsTensor(rows, pastLength, t, l.positionIdsSingleRow),
       [l.attentionMask!]: onesMask(rows, pastLength + t),
     };
-    const fetches = [l.logits, ...l.layers.flatMap((c) => [c.presentKey, c.presentValue])];
-    const out = await this.session.run(feeds, fetches);
+    const pairs = cachePairs(l);
+    const out = await this.session.run(feeds, [l.logits, ...pairs.map((c) => c.present)]);
     this.past = {};
-    for (const c of l.layers) {
-      this.past[c.pastKey] = out[c.presentKey];
-      this.past[c.pastValue] = out[c.presentValue];
-    }
+    for (const c of pairs) this.past[c.past] = out[c.present];
     return lastPositionLogits(out[l.logits], l.logits);
   }
 

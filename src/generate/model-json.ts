@@ -21,6 +21,11 @@ export interface KvCacheJson {
   pastValue: string;
   presentKey: string;
   presentValue: string;
+  /**
+   * A cache stored quantized (qat export of a --kv-bits run, export/lm-kv-cache.ts): bits, layout, and the
+   * tensors each layer stores as past_key_values.{i}.<suffix> / present.{i}.<suffix>.
+   */
+  quantization?: { bits: number; layout: 'per-token' | 'kivi'; groupSize?: number; tensors: { suffix: string; dtype: string; shape: (number | string)[] }[]; bytesPerToken: number };
 }
 
 export interface LanguageModelJson {

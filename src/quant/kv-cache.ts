@@ -93,13 +93,13 @@ const kvGroupQuantize: OpDef = {
 defineOps([kvGroupQuantize]);
 
 /** One attention core found in a graph: scores = MatMul(q, Transpose(k)) [+ mask] -> Softmax -> MatMul(probs, v). */
-interface AttentionCore {
+export interface AttentionCore {
   scores: Node;
   keyTranspose: Node;
   probsValue: Node;
 }
 
-function attentionCores(graph: Graph): AttentionCore[] {
+export function attentionCores(graph: Graph): AttentionCore[] {
   const producers = graph.producers();
   const consumers = graph.consumers();
   const cores: AttentionCore[] = [];
@@ -151,21 +151,33 @@ export function insertKvCacheQuantizers(graph: Graph, kv: KvCacheQuant): number 
     // KIVI: q k^T against float keys (the query's own, unfinished group) and against group-quantized keys (every
     // earlier group), chosen per (query, key) by the cache index of each.
     const kq = b.op1('KvGroupQuantize', [k], { bits: kv.bits, group_size: group }, { domain: QATKIT, name: `${PREFIX}${layer}/key` });
-    const q = core.scores.inputs[0];
-    const floatScores = core.scores.outputs[0];
-    const quantScores = b.matmul(q, b.transpose(kq, [0, 1, 3, 2]));
-    const length = (x: string) => b.squeeze(b.op1('Gather', [b.shapeOf(x), b.ints([2])], { axis: 0 }), [0]);
-    const [tq, tk] = [length(q), length(k)];
-    const one = b.constant(1, DType.INT64);
-    const queryIndex = b.op1('Range', [b.sub(tk, tq), tk, one], {}, { types: [{ dtype: DType.INT64, shape: ['Tq'] }] });
-    const keyIndex = b.op1('Range', [b.constant(0, DType.INT64), tk, one], {}, { types: [{ dtype: DType.INT64, shape: ['Tk'] }] });
-    const g = b.constant(group, DType.INT64);
-    const sameGroup = b.equal(b.unsqueeze(b.div(queryIndex, g), [1]), b.div(keyIndex, g)); // [Tq, Tk]
-    const mixed = b.op1('Where', [sameGroup, floatScores, quantScores], {}, { name: `${PREFIX}${layer}/scores` });
-    for (const n of consumers.get(floatScores) ?? []) n.inputs = n.inputs.map((x) => (x === floatScores ? mixed : x));
+    mixKiviScores(b, graph, core, k, kq, group, layer, consumers);
   });
   graph.nodes = topologicalOrder(graph);
   return cores.length;
+}
+
+/**
+ * KIVI attention scores: the core's q k^T, which reads `floatKeys` [B, H, Tk, D] as it is, and q k_q^T with the
+ * group-quantized keys `quantKeys` (same shape and cache index), chosen per (query, key) by Where(same group): a
+ * query sees the keys of its own group in float (the group is unfinished when the query is written) and those of
+ * every earlier group quantized. Queries are the last Tq of the Tk cache positions (a decoder's past comes first).
+ * Used by the training graph, the float-cache decoder (both here) and the export that stores codes (lm-kv-cache.ts),
+ * so all three choose alike.
+ */
+export function mixKiviScores(b: GraphBuilder, graph: Graph, core: AttentionCore, floatKeys: string, quantKeys: string, group: number, layer: number, consumers = graph.consumers()): void {
+  const q = core.scores.inputs[0];
+  const floatScores = core.scores.outputs[0];
+  const quantScores = b.matmul(q, b.transpose(quantKeys, [0, 1, 3, 2]));
+  const length = (x: string) => b.squeeze(b.op1('Gather', [b.shapeOf(x), b.ints([2])], { axis: 0 }), [0]);
+  const [tq, tk] = [length(q), length(floatKeys)];
+  const one = b.constant(1, DType.INT64);
+  const queryIndex = b.op1('Range', [b.sub(tk, tq), tk, one], {}, { types: [{ dtype: DType.INT64, shape: ['Tq'] }] });
+  const keyIndex = b.op1('Range', [b.constant(0, DType.INT64), tk, one], {}, { types: [{ dtype: DType.INT64, shape: ['Tk'] }] });
+  const g = b.constant(group, DType.INT64);
+  const sameGroup = b.equal(b.unsqueeze(b.div(queryIndex, g), [1]), b.div(keyIndex, g)); // [Tq, Tk]
+  const mixed = b.op1('Where', [sameGroup, floatScores, quantScores], {}, { name: `${PREFIX}${layer}/scores` });
+  for (const n of consumers.get(floatScores) ?? []) n.inputs = n.inputs.map((x) => (x === floatScores ? mixed : x));
 }
 
 /** The KV-cache quantization a graph carries (inserted by insertKvCacheQuantizers), or undefined. */

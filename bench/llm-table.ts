@@ -65,7 +65,7 @@ const has = (text: string, flag: string) => new RegExp(`${flag.replace(/-/g, '\\
 const quantizeMethodListed = (m: string) => has(quantizeHelp, '--method') && new RegExp(`\\b${m}\\b`).test(quantizeHelp.slice(quantizeHelp.indexOf('--method')));
 
 /** A table cell: a measured run, or why there is none. */
-interface Cell { ppl?: number; kl?: number; top1?: number; note?: string; run?: string; seconds?: number }
+interface Cell { ppl?: number; kl?: number; top1?: number; note?: string; run?: string; msPerStep?: number }
 interface Method { name: string; kind: 'ptq' | 'qat'; available: () => string | undefined; args: (fp32: string, preset: string) => string[] | undefined }
 const PTQ_METHODS: Method[] = [
   { name: 'RTN', kind: 'ptq', available: () => undefined, args: (f, p) => ['quantize', '--from', f, '--quant', p, ...(quantizeMethodListed('rtn') ? ['--method', 'rtn'] : [])] },
@@ -102,7 +102,7 @@ function cell(dir: string, fp32: string, method: Method, preset: string, extra: 
   const r = qat([...args, ...extra, '--out', run], `${run}.json`);
   if (!r.ok) return { note: `error: ${r.error}` };
   const e = qat(['eval', '--from', run, '--reference', fp32, '--threads', threads], `${run}.eval.json`);
-  return { ppl: r.json!.val_perplexity, kl: e.json?.kl_to_reference, top1: e.json?.top1_agreement, run, seconds: r.seconds, ...(e.ok ? {} : { note: `eval error: ${e.error}` }) };
+  return { ppl: r.json!.val_perplexity, kl: e.json?.kl_to_reference, top1: e.json?.top1_agreement, run, msPerStep: r.json!.ms_per_step_median, ...(e.ok ? {} : { note: `eval error: ${e.error}` }) };
 }
 
 interface ModelTable {
@@ -159,7 +159,7 @@ for (const name of values.models!.split(',')) {
   const scratch = (quant: string[], label: string): Cell => {
     const run = path.join(dir, label);
     const r = qat(['train', ...modelArgs, '--data', 'moby-dick', '--steps', String(usedSteps), '--threads', threads, ...quant, '--out', run], `${run}.json`);
-    return r.ok ? { ppl: r.json!.val_perplexity, run, seconds: r.seconds } : { note: `error: ${r.error}` };
+    return r.ok ? { ppl: r.json!.val_perplexity, run, msPerStep: r.json!.ms_per_step_median } : { note: `error: ${r.error}` };
   };
   const sameSteps: Cell = values.fp32 && name === 'gpt' ? scratch([], 'fp32-same-steps') : { ppl: t.fp32_ppl, run: fp32 };
   t.b158 = { fp32_same_steps: sameSteps, b158: scratch(['--quant', 'b158'], 'b158-scratch'), steps: usedSteps };
@@ -168,9 +168,13 @@ for (const name of values.models!.split(',')) {
 
 // ---- the table ----
 const f2 = (x: number | undefined, d = 2) => (x === undefined || !Number.isFinite(x) ? '' : x.toFixed(d));
-const show = (c: Cell | undefined) => (c === undefined ? '' : c.ppl !== undefined ? f2(c.ppl) : c.note ?? '');
-/** (ppl_PTQ - ppl_QAT) / (ppl_PTQ - ppl_fp32), in percent (issue 11). */
-const recovered = (ptq: number | undefined, q: number | undefined, fp32: number) => (ptq === undefined || q === undefined || !(ptq - fp32 > 0) ? undefined : (100 * (ptq - q)) / (ptq - fp32));
+/** A cell of the markdown table: its perplexity, or its note (errors shortened; the JSON keeps them whole). */
+const show = (c: Cell | undefined) => (c === undefined ? '' : c.ppl !== undefined ? f2(c.ppl) : (c.note ?? '').length > 90 ? `${c.note!.slice(0, 87)}...` : c.note ?? '');
+/**
+ * (ppl_PTQ - ppl_QAT) / (ppl_PTQ - ppl_fp32), in percent (issue 11); undefined where PTQ loses less than 1% of fp32's
+ * perplexity, since the ratio of two differences that small is noise (thousands of percent either way).
+ */
+const recovered = (ptq: number | undefined, q: number | undefined, fp32: number) => (ptq === undefined || q === undefined || !(ptq - fp32 > 0.01 * fp32) ? undefined : (100 * (ptq - q)) / (ptq - fp32));
 const lines: string[] = [];
 const verdicts: string[] = [];
 const date = new Date().toISOString().slice(0, 10);
@@ -184,12 +188,12 @@ for (const t of tables) {
   lines.push(`| method | ${presets.join(' | ')} |`, `|---|${presets.map(() => '---|').join('')}`);
   lines.push(`| fp32 | ${presets.map(() => f2(t.fp32_ppl)).join(' | ')} |`);
   for (const m of [...PTQ_METHODS, ...QAT_METHODS]) lines.push(`| ${m.name} | ${presets.map((p) => show(t.cells[m.name][p])).join(' | ')} |`);
-  lines.push('', '| QAT row | quant | perplexity | % of RTN degradation recovered | % of best-PTQ degradation recovered | KL(fp32 \\|\\| q) nats/token | top-1 agreement with fp32 | train s |', '|---|---|---|---|---|---|---|---|');
+  lines.push('', '| QAT row | quant | perplexity | % of RTN degradation recovered (blank: RTN within 1% of fp32) | % of best-PTQ degradation recovered | KL(fp32 \\|\\| q) nats/token | top-1 agreement with fp32 | ms/step (median; load-dependent) |', '|---|---|---|---|---|---|---|---|');
   for (const m of QAT_METHODS) {
     for (const p of presets) {
       const c = t.cells[m.name][p];
       if (c?.ppl === undefined) continue;
-      lines.push(`| ${m.name} | ${p} | ${f2(c.ppl)} | ${f2(recovered(t.cells.RTN[p]?.ppl, c.ppl, t.fp32_ppl), 1)} | ${f2(recovered(bestPtq(p), c.ppl, t.fp32_ppl), 1)} | ${f2(c.kl, 4)} | ${c.top1 === undefined ? '' : (100 * c.top1).toFixed(2) + '%'} | ${f2(c.seconds, 0)} |`);
+      lines.push(`| ${m.name} | ${p} | ${f2(c.ppl)} | ${f2(recovered(t.cells.RTN[p]?.ppl, c.ppl, t.fp32_ppl), 1)} | ${f2(recovered(bestPtq(p), c.ppl, t.fp32_ppl), 1)} | ${f2(c.kl, 4)} | ${c.top1 === undefined ? '' : (100 * c.top1).toFixed(2) + '%'} | ${f2(c.msPerStep, 0)} |`);
     }
   }
   for (const m of PTQ_METHODS) {

@@ -243,7 +243,8 @@ const rows = tables.flatMap((t) =>
       .map(([p, c]) => ({ setting: `${t.model} ${p}`, method: m, bits: bitsOf(p), metric: c.ppl! })),
   ).concat(presets.map((p) => ({ setting: `${t.model} ${p}`, method: 'fp32', bits: 32, metric: t.fp32_ppl }))),
 );
-const runs = tables.flatMap((t) => [t.fp32_run, ...Object.values(t.cells).flatMap((byPreset) => Object.values(byPreset).map((c) => c.run).filter((r): r is string => !!r))]).filter((r) => fs.existsSync(path.join(r, 'checkpoint.qat')));
+// The runs whose curves and histograms the page shows: fp32 and every method at the KV preset (all runs make ~6 MB).
+const runs = tables.flatMap((t) => [t.fp32_run, ...Object.values(t.cells).map((byPreset) => byPreset[KV_PRESET]?.run).filter((r): r is string => !!r)]).filter((r) => fs.existsSync(path.join(r, 'checkpoint.qat')));
 try {
   const summary = await writeReport({ runs, out: path.join(results, `${stem}.html`), title: 'qatkit: language-model quantization table', results: { metric: 'validation perplexity', rows }, threads: Number(threads), latency: false });
   console.error(`report: ${summary.out}`);

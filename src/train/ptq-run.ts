@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DATASET_NAMES, DatasetName, loadDataset } from '../data/index.js';
 import { writeFileAtomic } from '../onnx/atomic-write.js';
+import { RUN_MODEL_FILE, saveRunModel } from '../export/run-model-file.js';
 import { QatConfig } from '../quant/presets.js';
 import { CALIB_BATCH_SIZE, CalibKind, quantizeLanguageModelRtn, quantizePostTraining } from '../quant/ptq.js';
 import { presetConfig } from '../quant/presets.js';
@@ -130,6 +131,8 @@ export async function quantizeRun(config: PtqRunConfig, outDir: string, log: (li
       metrics: { ...result },
     });
     writeFileAtomic(path.join(outDir, 'metrics.json'), JSON.stringify({ ...result, config: runConfig }, null, 2) + '\n');
+    // The fake-quant model in standard ONNX ops with the recipe in its metadata, as QAT runs save it.
+    await saveRunModel(model, path.join(outDir, RUN_MODEL_FILE), config.threads);
   } catch (e) {
     dir.abandon();
     throw e;
@@ -207,6 +210,8 @@ async function quantizeLanguageModelRun(config: PtqRunConfig, source: Checkpoint
       config: runConfig as unknown as Record<string, unknown>, metrics: { ...result },
     });
     writeFileAtomic(path.join(outDir, 'metrics.json'), JSON.stringify({ ...result, config: runConfig }, null, 2) + '\n');
+    // The fake-quant model in standard ONNX ops with the recipe in its metadata, as QAT runs save it.
+    await saveRunModel(model, path.join(outDir, RUN_MODEL_FILE), config.threads);
   } catch (e) {
     dir.abandon();
     throw e;

@@ -1,6 +1,7 @@
 import { Model } from '../models/model.js';
 import { addLoraAdapters, mergeLoraAdapters } from '../quant/lora.js';
 import { InputError } from '../validate/schema.js';
+import { efficientQatPhases } from './efficient-qat.js';
 import { learningRate } from './schedule.js';
 import type { ExtraLoss } from './step-graph.js';
 import type { TrainConfig } from './run.js';
@@ -83,6 +84,8 @@ export interface PhaseContext {
   extraLoss?: ExtraLoss;
   /** The fp32 --from model (EfficientQAT's block targets). */
   teacher?: Model;
+  /** The run's model (EfficientQAT finds its blocks in it). */
+  model?: Model;
 }
 
 /**
@@ -90,6 +93,7 @@ export interface PhaseContext {
  * takes its two-stage schedule; every other run is one phase on the run's schedule.
  */
 export function languageModelPhases(config: TrainConfig, totalSteps: number, context: PhaseContext = {}): TrainingPhase[] {
+  if (config.method === 'efficientqat') return efficientQatPhases(config, totalSteps, context.model, context.teacher, context.extraLoss);
   if (config.lora) return loraPhases(config, totalSteps, context.extraLoss);
   if (config.quant === 'b158' && !config.from) return b158Phases(config, totalSteps, context.extraLoss);
   return singlePhase(config, totalSteps, context.extraLoss);

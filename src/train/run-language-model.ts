@@ -208,7 +208,7 @@ export function planLanguageModel(
   const context = config.context ?? model.lm?.context ?? TRANSFORMER_DEFAULTS.context;
   checkTextLength(text, context, config.data);
   const totalSteps = config.steps ?? LANGUAGE_MODEL_DEFAULTS.steps;
-  languageModelPhases(config, totalSteps); // --lora-merge-steps and --block-ap-steps against --steps
+  languageModelPhases(config, totalSteps, { model }); // --lora-merge-steps and --block-ap-steps against --steps, the blocks
   const startStep = resumed?.ckpt.step ?? 0;
   if (resumed) checkStartStep(startStep, totalSteps, path.join(runDir, CHECKPOINT_FILE), config.steps !== resumed.saved.steps);
   const stepTimes = resumed ? storedStepTimes(resumed.ckpt.metrics, startStep, path.join(runDir, CHECKPOINT_FILE)) : [];
@@ -269,7 +269,7 @@ export async function trainLanguageModel(
     const dataFree = config.distillData === 'generated' ? await dataFreeWindows(plan, hooks) : undefined;
     const extraLoss = dataFree ? languageModelDistill(plan.source!.model, { weight: 1, temperature: 1 }) : undefined;
     // Phases (lm-phases.ts): each a span of steps with its own step graph, rebuilt from the run's model at its start.
-    const phases = languageModelPhases(config, totalSteps, { extraLoss: extraLoss ?? (config.distill && plan.source ? languageModelDistill(plan.source.model, config.distill) : undefined), teacher: plan.source?.model });
+    const phases = languageModelPhases(config, totalSteps, { extraLoss: extraLoss ?? (config.distill && plan.source ? languageModelDistill(plan.source.model, config.distill) : undefined), teacher: plan.source?.model, model });
     let phaseIndex = phaseAt(phases, startStep);
     let run = model;
     const startPhase = (i: number, carry?: Map<string, Tensor>) => {

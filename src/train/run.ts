@@ -329,7 +329,7 @@ async function planRun(config: TrainConfig, runDir: string, options: TrainOption
 /** A resumed language-model run that distills (on real or generated text) needs its --from run again: the teacher. */
 function resumedTeacher(config: TrainConfig, resumed: { saved: TrainConfig } | undefined, runDir: string): Checkpoint | undefined {
   const saved = resumed?.saved;
-  if (!saved || !isTextData(saved.data) || !saved.from || !(saved.distill || saved.distillData === 'generated')) return undefined;
+  if (!saved || !isTextData(saved.data) || !saved.from || !(saved.distill || saved.distillData === 'generated' || saved.method === 'efficientqat')) return undefined;
   const from = config.from ?? saved.from;
   return openSource(from, runDir, from === saved.from);
 }

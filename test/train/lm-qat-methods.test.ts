@@ -177,3 +177,52 @@ test('QAT + LoRA run: adapters then the merged model (full QAT at the trained sc
   await train({} as TrainConfig, split, { resume: true });
   assertSameState(straight, split);
 });
+
+test('EfficientQAT finds each block\'s parameters and residual output; a Block-AP step model ends at that output and trains only that block', async () => {
+  const { gpt } = await import('../../src/models/transformers');
+  const { prepareLanguageModelQat } = await import('../../src/quant/qat');
+  const { presetConfig } = await import('../../src/quant/presets');
+  const { transformerBlocks, blockApModel, stepSizeModel } = await import('../../src/train/efficient-qat');
+  const qat = prepareLanguageModelQat(gpt({ vocabSize: 256, layers: 2, heads: 2, dim: 32, context: 16 }), presetConfig('w4a16-g32', 'language-model'), 'w4a16-g32');
+  const blocks = transformerBlocks(qat);
+  assert.deepEqual(blocks.map((b) => b.index), [0, 1]);
+  assert.ok(blocks.every((b) => b.params.every((p) => p.startsWith(`blocks.${b.index}.`))));
+  // The stream after block 0 is what block 1's first LayerNorm reads.
+  const ln1 = qat.graph.nodes.find((n) => n.opType === 'LayerNormalization' && n.inputs[1] === 'blocks.1.ln_1.weight')!;
+  assert.equal(ln1.inputs[0], blocks[0].output);
+  const sub = blockApModel(qat, blocks[1]);
+  assert.equal(sub.output, blocks[1].output);
+  assert.ok(!sub.graph.nodes.some((n) => n.inputs.includes('ln_f.weight')), 'cut before the final norm and head');
+  assert.ok(sub.params.some((p) => p.endsWith('quant_scale')) && sub.params.every((p) => p.startsWith('blocks.1.')), sub.params.join());
+  const e2e = stepSizeModel(qat);
+  assert.ok(e2e.params.length > 0 && e2e.params.every((p) => p.endsWith('/quant_scale')));
+});
+
+test('EfficientQAT run: Block-AP block by block (MSE to the fp32 block, only that block changes), then E2E-QP (only step sizes change); resumes exactly', async () => {
+  const from = path.join(tmp(), 'fp32-2');
+  await train({ ...TINY, layers: 2, steps: 6 }, from);
+  const config = { ...TINY, model: 'lenet', data: 'mnist', from, quant: 'w4a16-g32', steps: 6, lr: 1e-3, weightDecay: 0, method: 'efficientqat', blockApSteps: 2 } as TrainConfig;
+  const { straight } = await assertExactResume(config, 3);
+  const m = JSON.parse(fs.readFileSync(path.join(straight, 'metrics.json'), 'utf8'));
+  assert.deepEqual(m.phases.map((p: { name: string; start: number; end: number }) => [p.name, p.start, p.end]), [['efficientqat block-ap 0', 0, 2], ['efficientqat block-ap 1', 2, 4], ['efficientqat e2e-qp', 4, 6]]);
+  // Block-AP's loss is the block MSE (small, not ~5 nats of next-token cross-entropy); E2E-QP's is the LM loss.
+  const hist = m.history as { train_loss: number }[];
+  assert.ok(hist[0].train_loss < 0.5 && hist[4].train_loss > 2, hist.map((p) => p.train_loss).join());
+  const at = async (stop: number) => {
+    const dir = path.join(tmp(), `stop${stop}`);
+    await train(config, dir, { stopAtStep: stop });
+    return loadCheckpoint(path.join(dir, 'checkpoint.qat')).model.graph.initializers;
+  };
+  const fp32 = loadCheckpoint(path.join(from, 'checkpoint.qat')).model.graph.initializers;
+  const [after2, after4] = [await at(2), await at(4)];
+  const end = loadCheckpoint(path.join(straight, 'checkpoint.qat')).model.graph.initializers;
+  const same = (a: Map<string, { data: unknown }>, b: Map<string, { data: unknown }>, n: string) => assert.deepEqual(a.get(n)!.data, b.get(n)!.data, n);
+  const differ = (a: Map<string, { data: unknown }>, b: Map<string, { data: unknown }>, n: string) => assert.notDeepEqual(a.get(n)!.data, b.get(n)!.data, n);
+  differ(after2, fp32, 'blocks.0.mlp.fc.weight');
+  same(after2, fp32, 'blocks.1.mlp.fc.weight');
+  differ(after4, after2, 'blocks.1.mlp.fc.weight');
+  same(after4, after2, 'blocks.0.mlp.fc.weight');
+  for (const n of ['blocks.0.mlp.fc.weight', 'blocks.1.attn.qkv.weight', 'wte.weight']) same(end, after4, n);
+  differ(end, after4, 'blocks.1.mlp.fc.weight/quant_scale');
+  same(end, fp32, 'wte.weight');
+});

@@ -54,6 +54,12 @@ export { trainLanguageModel, LANGUAGE_MODEL_DEFAULTS } from './train/run-languag
 export type { LanguageModelResult } from './train/run-language-model.js';
 export { evaluateLanguageModel, buildLanguageModelEvalGraph } from './train/evaluate-language-model.js';
 export type { LanguageModelEval } from './train/evaluate-language-model.js';
+export { compareLanguageModels } from './train/compare-language-models.js';
+export type { LanguageModelComparison } from './train/compare-language-models.js';
+export { generateDataFreeWindows, DATA_FREE_GREEDY_TOKENS } from './generate/data-free-samples.js';
+export type { DataFreeOptions } from './generate/data-free-samples.js';
+export { GeneratedWindowSampler, readGeneratedWindows, writeGeneratedWindows, GENERATED_WINDOWS_FILE } from './data/generated-windows.js';
+export type { GeneratedWindows } from './data/generated-windows.js';
 
 // ---- quantization, PTQ, sensitivity, export and evaluation (what qat train --quant / quantize / sensitivity / export / eval run) ----
 export { prepareQat } from './quant/qat.js';

@@ -4,6 +4,8 @@ import { loadDataset, DatasetName } from '../data/index.js';
 import { writeFileAtomic } from '../onnx/atomic-write.js';
 import { layerSensitivity, SENSITIVITY_FILE, suggestMixedPrecision } from '../quant/sensitivity.js';
 import { loadRun } from '../train/run.js';
+import { InputError } from '../validate/schema.js';
+import { isTextData } from '../data/text.js';
 import { displayName } from './terminal.js';
 import { floatOption, intOption, defaultThreads, threadsOption, outputFileOption } from './options.js';
 
@@ -20,6 +22,16 @@ export function sensitivityCommand(): Command {
     .action(async (o) => {
       if (![2, 3, 4, 5, 6, 7, 8].includes(o.bits)) throw new Error(`--bits must be one of 2..8, got ${o.bits}`);
       const ckpt = loadRun(o.from);
+      const quant = ckpt.model.quant;
+      if (quant) {
+        // Quantizing one layer of a model whose layers are all quantized already would measure nothing meaningful.
+        const source = typeof ckpt.config.from === 'string' ? ckpt.config.from : undefined;
+        throw new InputError(
+          `--from: '${o.from}' is already quantized (${quant.method ?? 'qat'} ${quant.preset ?? 'custom'}); sensitivity quantizes an fp32 model one layer at a time: ` +
+            (source ? `pass its fp32 source, --from ${source}` : 'pass an fp32 run (qat train without --quant)'),
+        );
+      }
+      if (isTextData(String(ckpt.config.data))) throw new InputError(`--from: '${o.from}' is a language-model run; qat sensitivity measures image classifiers (test accuracy per layer)`);
       const data = loadDataset((ckpt.config as { data: DatasetName }).data);
       const report = await layerSensitivity(ckpt.model, data.train, data.test, {
         bits: o.bits,

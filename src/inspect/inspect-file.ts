@@ -44,6 +44,20 @@ interface RecipeLayer {
   scale_range?: [number, number];
 }
 
+/** The stored KV cache an LM export records in metadata_props ('qatkit.kv_cache'), tolerant of damaged JSON. */
+function storedKvCacheOf(graph: Graph): InspectReport['kv_cache'] {
+  try {
+    const k = JSON.parse(graph.metadata['qatkit.kv_cache'] ?? 'null');
+    if (!k || typeof k.bits !== 'number' || typeof k.bytesPerToken !== 'number') return undefined;
+    return {
+      bits: k.bits, layout: String(k.layout), ...(typeof k.groupSize === 'number' ? { group_size: k.groupSize } : {}), bytes_per_token: k.bytesPerToken,
+      float32_bytes_per_token: k.floatBytesPerToken, tensors: Array.isArray(k.tensors) ? k.tensors.map((t: { suffix: string; dtype: string; shape: unknown[] }) => `${t.suffix} ${t.dtype} [${t.shape.join(', ')}]`) : [],
+    };
+  } catch {
+    return undefined;
+  }
+}
+
 /** The recipe in metadata_props (qatkit exports and fake-quant files), tolerant of foreign or damaged JSON. */
 function recipe(graph: Graph): { preset?: string; method?: string; calib?: string; config?: { weight?: { bits?: number }; activation?: { bits?: number }; firstLastBits?: number | null }; layers: RecipeLayer[]; notes: Record<string, string> } | undefined {
   const text = graph.metadata[QUANTIZATION_KEY];
@@ -229,6 +243,8 @@ export async function inspectOnnxFile(file: string, options: InspectFileOptions 
       notes.push(`ONNX Runtime could not load the file, so no kernels are shown: ${(e as Error).message.split('\n')[0]}`);
     }
   }
+  const kvCache = storedKvCacheOf(graph);
+  if (kvCache) notes.push(`KV cache stored as ${kvCache.bits}-bit ${kvCache.layout} codes${kvCache.group_size ? ` (key groups of ${kvCache.group_size} tokens, float residual)` : ''}: ${kvCache.bytes_per_token} bytes per token over all layers (float32: ${kvCache.float32_bytes_per_token})`);
   if (kind === 'training-graph') notes.push('a qatkit training graph (ai.qatkit ops): inspect its run directory for scale values, or the run\'s model.onnx');
   return {
     source: path.resolve(file),
@@ -239,6 +255,7 @@ export async function inspectOnnxFile(file: string, options: InspectFileOptions 
     tensors,
     bytes_by_kind: bytesByKind(tensors),
     ...(optimizedCounts ? { optimized_ops: optimizedCounts } : {}),
+    ...(kvCache ? { kv_cache: kvCache } : {}),
     notes,
   };
 }

@@ -63,5 +63,7 @@ export interface InspectReport {
   bytes_by_kind?: Record<TensorKind | 'total', number>;
   /** Exported files: the ops of ORT's optimized model, counted. */
   optimized_ops?: Record<string, number>;
+  /** Language-model exports of --kv-bits runs: the stored cache (export/lm-kv-cache.ts) and its bytes per token. */
+  kv_cache?: { bits: number; layout: string; group_size?: number; bytes_per_token: number; float32_bytes_per_token: number; tensors: string[] };
   notes: string[];
 }

@@ -14,6 +14,7 @@ import { createFileGenerator, createGenerator, generate } from '../../src/genera
 import { decodeModel } from '../../src/onnx/model-io';
 import { DType } from '../../src/ir/dtype';
 import { parseQuantConfig } from '../../src/quant/config-file';
+import { inspectOnnxFile } from '../../src/inspect/inspect-file';
 
 const CONTEXT = 32;
 const PARITY = { windows: 32, prompts: 8, newTokens: 16 };
@@ -62,6 +63,10 @@ for (const [run, format, bits, layout] of [['kivi', 'matmulnbits', 2, 'kivi'], [
     assert.equal(r.kv_cache.bytes_per_token, storedKvCacheLayout({ bits, layout, ...(layout === 'kivi' ? { groupSize: 8 } : {}) }, 2, 16, 1).bytesPerToken);
     assert.equal(r.kv_cache.measured_bytes_per_token, r.kv_cache.bytes_per_token, 'ORT returns exactly that many bytes');
     assert.ok(r.kv_cache.bytes_per_token < r.kv_cache.float32_bytes_per_token / (bits === 8 ? 2.5 : 4), JSON.stringify(r.kv_cache));
+    // qat inspect FILE.onnx shows the stored cache and the same bytes per token.
+    const inspected = await inspectOnnxFile(r.out, { kernels: false });
+    assert.equal(inspected.kv_cache?.bytes_per_token, r.kv_cache.bytes_per_token);
+    assert.ok(inspected.notes.some((n) => n.startsWith(`KV cache stored as ${bits}-bit ${layout} codes`)), inspected.notes.join('\n'));
     const json = readLanguageModelJson(r.out)!;
     assert.equal(json.kvCache?.quantization?.bits, bits);
     assert.equal(json.kvCache?.quantization?.layout, layout);

@@ -60,6 +60,11 @@ export function valueShapes(source: Graph): Map<string, Shape> {
       shape = first?.shape;
       const typeFrom = graph.types.get(node.opType === 'DequantizeLinear' ? node.inputs[1] : node.inputs[2] ?? '');
       dtype = node.opType === 'DequantizeLinear' ? typeFrom?.dtype : (typeFrom?.dtype ?? dtype);
+    } else if (node.opType === 'MatMulIntegerToFloat' || node.opType === 'DynamicQuantizeMatMul') {
+      // com.microsoft: A [..., K] x B [K, N] -> float [..., N] (the type of the scales).
+      const b = graph.types.get(node.inputs[1]);
+      if (first && b && b.shape.length === 2) shape = [...first.shape.slice(0, -1), b.shape[1]];
+      dtype = graph.types.get(node.inputs[2])?.dtype ?? dtype;
     } else if (node.opType === 'MatMulNBits') {
       // com.microsoft MatMulNBits: A [..., K] x B (N x K, packed) -> [..., N].
       const n = attr('N');

@@ -122,6 +122,8 @@ test('qdq (w8a8): uint8 codes with their zero points on MatMulIntegerToFloat; ze
     assert.deepEqual([l.activation?.bits, l.activation?.granularity, l.activation?.scale_source], [8, 'per-token', 'dynamic'], l.name);
     assert.doesNotMatch(l.name, /MatMulInteger/, 'the readable name is the module, not the rewritten node');
   }
+  // The contrib op's shape rule: A [B, T, 32] x B [32, 96] -> [B, T, 96].
+  assert.deepEqual(r.layers.find((l) => l.name === 'blocks.0.attn.qkv')!.output_shape, ['B', 'T', 96]);
   const b = r.bytes_by_kind!;
   assert.ok(b.zero_points > 0 && b.scales > 0, JSON.stringify(b));
   for (const t of r.tensors!.filter((x) => x.kind === 'zero_points')) assert.ok(t.dtype === 'uint8' || t.dtype === 'int8', `${t.name}: ${t.dtype}`);

@@ -2,6 +2,7 @@
 // (QAT, QAT + distillation, QAT + LoRA, LLM-QAT data-free, EfficientQAT), KV-cache columns, b158 from scratch.
 // Usage: node --import tsx bench/llm-table.ts [--quick] [--models gpt,torch] [--fp32 RUN_DIR] [--fp32-steps N]
 //        [--steps N] [--presets w8a8,w4a8-g32,...] [--kv 8,4,2] [--out bench/out/llm-table] [--results bench/results] [--threads 2]
+//        [--reuse-only] (print the table from the rows already in --out, running nothing)
 // Every row runs the real CLI (bin/qat.mjs, what `npx qat` runs) with `--json`, one method per flag; a method whose
 // flag is not in `qat train --help` / `qat quantize --help` is printed "n/a (flag missing)", and a command that
 // fails prints its one-line error: nothing is estimated. Rows already in --out (their JSON written) are reused, so
@@ -26,6 +27,7 @@ const { values } = parseArgs({
     out: { type: 'string' },
     results: { type: 'string', default: 'bench/results' },
     threads: { type: 'string', default: '2' },
+    'reuse-only': { type: 'boolean', default: false },
   },
 });
 const quick = values.quick!;
@@ -46,6 +48,7 @@ interface CliResult { ok: boolean; json?: Record<string, any>; error?: string; s
 /** One CLI command with --json FILE; reused when FILE exists (a finished row of an earlier invocation). */
 function qat(args: string[], jsonFile: string): CliResult {
   if (fs.existsSync(jsonFile)) return { ok: true, json: JSON.parse(fs.readFileSync(jsonFile, 'utf8')), seconds: 0 };
+  if (values['reuse-only']) return { ok: false, error: 'not run (--reuse-only)', seconds: 0 };
   const t0 = performance.now();
   console.error(`$ npx qat ${args.join(' ')}`);
   const r = spawnSync(process.execPath, [QAT_BIN, ...args, '--json', jsonFile], { encoding: 'utf8', env: { ...process.env, CI: '1' } });
@@ -100,7 +103,7 @@ function cell(dir: string, fp32: string, method: Method, preset: string, extra: 
   if (extra.length && !extra.every((a) => !a.startsWith('--') || has(method.kind === 'ptq' ? quantizeHelp : trainHelp, a))) return { note: 'n/a (flag missing)' };
   const run = path.join(dir, `${slug(method.name)}-${preset}${label ? `-${label}` : ''}`);
   const r = qat([...args, ...extra, '--out', run], `${run}.json`);
-  if (!r.ok) return { note: `error: ${r.error}` };
+  if (!r.ok) return { note: r.error!.startsWith("not run") ? r.error : `error: ${r.error}` };
   const e = qat(['eval', '--from', run, '--reference', fp32, '--threads', threads], `${run}.eval.json`);
   return { ppl: r.json!.val_perplexity, kl: e.json?.kl_to_reference, top1: e.json?.top1_agreement, run, msPerStep: r.json!.ms_per_step_median, ...(e.ok ? {} : { note: `eval error: ${e.error}` }) };
 }
@@ -159,7 +162,7 @@ for (const name of values.models!.split(',')) {
   const scratch = (quant: string[], label: string): Cell => {
     const run = path.join(dir, label);
     const r = qat(['train', ...modelArgs, '--data', 'moby-dick', '--steps', String(usedSteps), '--threads', threads, ...quant, '--out', run], `${run}.json`);
-    return r.ok ? { ppl: r.json!.val_perplexity, run, msPerStep: r.json!.ms_per_step_median } : { note: `error: ${r.error}` };
+    return r.ok ? { ppl: r.json!.val_perplexity, run, msPerStep: r.json!.ms_per_step_median } : { note: r.error!.startsWith("not run") ? r.error : `error: ${r.error}` };
   };
   const sameSteps: Cell = values.fp32 && name === 'gpt' ? scratch([], 'fp32-same-steps') : { ppl: t.fp32_ppl, run: fp32 };
   t.b158 = { fp32_same_steps: sameSteps, b158: scratch(['--quant', 'b158'], 'b158-scratch'), steps: usedSteps };

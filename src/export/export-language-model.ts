@@ -100,6 +100,9 @@ function trainingPerplexity(runDir: string): number | null {
 /** int4 (QDQ) files rely on ORT fusing DequantizeLinear -> MatMul into MatMulNBits at this level (0: A stays float). */
 export const INT4_SESSION_CONFIG = { 'session.qdq_matmulnbits_accuracy_level': '0' };
 
+/** 2-bit (ternary) MatMulNBits files run on ORT's lookup-table kernel (T-MAC style, MLAS 'mlas.use_lut_gemm'). */
+export const LUT_GEMM_SESSION_CONFIG = { 'mlas.use_lut_gemm': '1' };
+
 export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExportRunOptions): Promise<LmExportReport> {
   const model = ckpt.model;
   // QAT + LoRA exports the merged model its last phase trained (src/quant/lora.ts); adapters still apart mean the run stopped early.
@@ -116,6 +119,9 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
   const fp32Bytes = fp32Graph === exported.graph ? bytes.byteLength : encodeModel(fp32Graph).byteLength;
   const tensorBytes = { exported: bytesByKind(tensorKinds(exported.graph)), fp32: bytesByKind(tensorKinds(fp32Graph)) };
   const sessionConfig: Record<string, string> = options.format === 'int4' ? { ...INT4_SESSION_CONFIG } : {};
+  // 2-bit MatMulNBits on AVX2 runs ~10x slower than fp32 without ORT's LUT kernel (bench/lm-export.ts); the parity
+  // check below runs the file with it, so the proof covers the kernel that generates.
+  if (options.format === 'matmulnbits' && exported.weights.some((w) => w.storage_bits === 2)) Object.assign(sessionConfig, LUT_GEMM_SESSION_CONFIG);
   const json: LanguageModelJson = {
     ...languageModelJson(model, text.tokenizer, { kvCache: true }),
     context,

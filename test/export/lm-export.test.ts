@@ -43,7 +43,7 @@ before(() => {
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const exportRun = (run: string, format: LmExportFormat, name: string, extra: object = {}): Promise<LmExportReport> =>
-  exportLanguageModelRun(loadRun(runs[run]), { from: runs[run], out: path.join(dir, name, 'model.onnx'), format, threads: 1, parity: PARITY, ...extra });
+  exportLanguageModelRun(loadRun(runs[run]), { from: runs[run], out: path.join(dir, name, 'model.onnx'), json: path.join(dir, name, 'export.json'), format, threads: 1, parity: PARITY, ...extra });
 
 const nodesOf = (file: string): Graph => decodeModel(fs.readFileSync(file));
 
@@ -105,7 +105,8 @@ test('matmulnbits (w4a16-g32): com.microsoft MatMulNBits bits 4, block 32, accur
   const table = g.initializers.get(gather[0].inputs[0])!;
   const tableBytes = Math.ceil(table.size / 2);
   const codes = 2 * exported.weights + table.size;
-  assert.equal(fp32.weights / exported.weights, 8, JSON.stringify(r.tensor_bytes));
+  // The fp32 file stores the tied table once (an embedding); the export's head reads its own copy of the codes.
+  assert.equal(fp32.weights / (exported.weights - tableBytes), 8, JSON.stringify(r.tensor_bytes));
   assert.equal((8 * (exported.weights + tableBytes + exported.scales)) / codes, 5, JSON.stringify(r.tensor_bytes));
   assert.equal(exported.norms, fp32.norms);
 });
@@ -176,6 +177,10 @@ test('w3a16-g32 ships 3-bit codes in 4-bit MatMulNBits blocks; b158 as bits 2 (c
   assert.ok(w3.parity.passed, w3.parity.failures.join('; '));
   const b = await exportRun('b158', 'matmulnbits', 'b158-nbits');
   assert.ok(b.parity.passed, b.parity.failures.join('; '));
+  // 2-bit weights run on ORT's LUT kernel, which the parity check ran too; model.json carries the option.
+  assert.deepEqual(b.session_config, { 'mlas.use_lut_gemm': '1' });
+  assert.deepEqual(readLanguageModelJson(b.out)!.sessionConfig, { 'mlas.use_lut_gemm': '1' });
+  assert.deepEqual(w3.session_config, {});
   const g = nodesOf(b.out);
   const n = g.nodes.find((x) => x.opType === 'MatMulNBits' && x.name.startsWith('blocks.0.mlp.fc'))!;
   assert.equal(n.attrs.bits.value, 2);
@@ -203,4 +208,24 @@ test('qat export --from LM_RUN refuses an image format and an fp32 run as int4, 
   assert.notEqual(b.status, 0);
   assert.match(b.stderr, /no quantized weights/);
   assert.ok(!fs.existsSync(path.join(dir, 'x.onnx')));
+});
+
+test('every export JSON written above records its proof: val perplexity of the file against the run model and training, top-1 agreement, greedy common prefix', () => {
+  const reports = fs.readdirSync(dir).map((d) => path.join(dir, d, 'export.json')).filter((f) => fs.existsSync(f));
+  const formats = new Set<string>();
+  for (const file of reports) {
+    const r = readJson(file) as LmExportReport;
+    formats.add(r.format);
+    const p = r.parity;
+    assert.ok(p.passed && p.failures.length === 0, `${file}: ${p.failures}`);
+    assert.ok(p.exported_val_perplexity > 1 && p.reference_val_perplexity > 1, file);
+    assert.ok(p.perplexity_relative_difference <= 0.005, `${file}: ${p.perplexity_relative_difference}`);
+    assert.ok(p.top1_agreement >= 0.99 && p.top1_positions === PARITY.windows * CONTEXT, `${file}: ${p.top1_agreement} over ${p.top1_positions}`);
+    assert.equal(p.greedy.prompts, PARITY.prompts);
+    assert.ok(p.greedy.mean_common_prefix >= 0.75 * PARITY.newTokens, `${file}: ${p.greedy.mean_common_prefix}`);
+    // Training's own figure (the run's metrics.json), not only the re-measured reference.
+    assert.equal(typeof r.training_val_perplexity, 'number', file);
+    assert.ok(r.exported_vs_training_relative_difference! <= 0.005, `${file}: file ${p.exported_val_perplexity} vs training ${r.training_val_perplexity}`);
+  }
+  assert.deepEqual([...formats].sort(), ['fp32', 'int4', 'matmulnbits', 'qdq']);
 });

@@ -10,6 +10,7 @@ import { Emitter, pruneDead } from './emitter.js';
 import { fetchValues } from './fetch-values.js';
 import { weightCodes } from './weight-codes.js';
 import { emitWeightCodes, fitsInt4, packedLayout, scaleDimsOf, WeightStorage } from './weight-storage.js';
+import { InputError } from '../validate/schema.js';
 
 export const EXPORT_FORMATS = ['qdq', 'int4', 'packed'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -183,7 +184,9 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
   const activations = new Map<string, ActivationQ>();
   for (const q of quant.quantizers.filter((x) => x.role === 'activation')) {
     const spec = q.spec;
-    if (spec.granularity.kind !== 'per-tensor') throw new Error(`export: activation '${q.tensor}' uses ${spec.granularity.kind} (dynamic) quantization; static QDQ export needs per-tensor activations`);
+    // Dynamic activation scales (per token, absmax) are computed at run time; the CNN formats' QuantizeLinear
+    // nodes carry constants, so such a run trains but cannot export: say so and what would.
+    if (spec.granularity.kind !== 'per-tensor') throw new InputError(`export: activation '${q.tensor}' uses ${spec.granularity.kind} (dynamic) quantization; none of the image export formats (${EXPORT_FORMATS.join(', ')}) takes it: they store one static scale per activation tensor. Retrain with a static activation method (--quant-config activation.method minmax, lsq, lsq+ or pact, granularity per-tensor); the run's model.onnx keeps it as a float simulation`);
     if (spec.bits > 8) throw new Error(`export: activation '${q.tensor}' has ${spec.bits} bits; export supports up to 8`);
     let scale: number;
     let zero: number;
@@ -201,7 +204,7 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
       zero = roundHalfEven(data32(values.get(q.zeroPoint), `zero point '${q.zeroPoint}'`)[0]);
       [lo, hi] = [Math.fround((qmin - zero) * scale), Math.fround((qmax - zero) * scale)];
     } else {
-      throw new Error(`export: activation '${q.tensor}' uses method '${spec.method}', which has no static scale; valid for export: minmax, lsq, lsq+, pact`);
+      throw new InputError(`export: activation '${q.tensor}' uses method '${spec.method}', which has no static scale; none of the image export formats (${EXPORT_FORMATS.join(', ')}) takes it: they store one static scale per activation tensor. Retrain with a static activation method (--quant-config activation.method minmax, lsq, lsq+ or pact, granularity per-tensor); the run's model.onnx keeps it as a float simulation`);
     }
     const type = spec.signed ? DType.INT8 : DType.UINT8;
     const [tmin, tmax] = spec.signed ? [-128, 127] : [0, 255];

@@ -12,7 +12,7 @@ import '../../src/quant';
 import { DEFAULT_TRAIN_CONFIG, train, TrainConfig } from '../../src/train/run';
 import { quantizeRun } from '../../src/train/ptq-run';
 import { runCorpusCase } from '../helpers/run-qat';
-import { fp32Run, qatRun, tmpDir } from './helpers';
+import { fp32Run, PER_GROUP_CONFIG, qatRun, tmpDir } from './helpers';
 
 const LM: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, model: 'gpt', data: 'moby-dick', layers: 1, heads: 2, dim: 32, context: 16, steps: 2, batch: 4, lr: 3e-3, threads: 1, evalEvery: 0, checkpointEvery: 0, warmupSteps: 1 };
 let dir = '';
@@ -22,6 +22,8 @@ before(async () => {
   dir = tmpDir('misuse');
   runs.fp32 = await fp32Run(dir);
   runs.qat = await qatRun(runs.fp32, dir, 'qat', 'w4a4');
+  // Trains (BitLinear-style absmax inputs are dynamic) but no image export format stores a dynamic scale.
+  runs.absmax = await qatRun(runs.fp32, dir, 'absmax', { ...PER_GROUP_CONFIG, weight: { bits: 4, method: 'lsq', granularity: 'per-channel' }, activation: { bits: 8, method: 'absmax', granularity: 'per-tensor' } });
   runs.ptq = path.join(dir, 'ptq');
   await quantizeRun({ from: runs.fp32, quant: 'w4a4', calib: 'minmax', calibBatches: 1, threads: 1 }, runs.ptq);
   runs.lm = path.join(dir, 'lm');
@@ -66,4 +68,16 @@ test('qat export --format qdq of a weight-only LM run: refused, naming the forma
   assert.equal(r.code, 1);
   assert.match(oneLine(r.stderr), /--format matmulnbits/);
   assert.ok(!fs.existsSync(out));
+});
+
+test('qat export of an image run with dynamic (absmax) activations: refused in one line naming the formats and what to retrain with', async () => {
+  for (const format of ['qdq', 'int4']) {
+    const out = path.join(dir, `absmax-${format}.onnx`);
+    const r = await runCorpusCase(['export', '--from', runs.absmax, '--format', format, '--out', out]);
+    assert.equal(r.code, 1, r.stdout);
+    const line = oneLine(r.stderr);
+    assert.match(line, /method 'absmax', which has no static scale; none of the image export formats \(qdq, int4, packed\) takes it/);
+    assert.match(line, /activation\.method minmax, lsq, lsq\+ or pact/);
+    assert.ok(!fs.existsSync(out));
+  }
 });

@@ -95,6 +95,13 @@ const VARIANTS: Variant[] = [
   { name: 'ternary-qdq', preset: 'b158', format: 'qdq', kernel: 'MatMulIntegerToFloat u8u8 (ternary codes as int8)' },
 ];
 
+/** The accuracy_level 0 variant with the same weight codes as `v`, where `v` only changes the kernel. */
+function exactOf(v: Variant): string | undefined {
+  if (v.name === 'ternary-nbits2-lut' || v.name === 'ternary-nbits2-a4') return 'ternary-nbits2';
+  if (v.name === 'int4-a4') return 'matmulnbits';
+  return undefined;
+}
+
 function positiveInt(flag: string, v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new Error(`${flag}: expected an integer >= 1, got '${v}'`);
@@ -270,6 +277,8 @@ runMain(async () => {
           implied_gb_per_second: (b.bytesPerToken * decodeTps) / 1e9,
           fraction_of_copy_bandwidth: (b.bytesPerToken * decodeTps) / bandwidth,
           greedy_tokens_equal_fp32: tokens[i].filter((t, j) => t === tokens[0][j]).length,
+          // A variant that changes only the kernel (LUT, accuracy_level 4) against the exact kernel on the same codes.
+          ...(exactOf(b.variant) ? { greedy_tokens_equal_exact_kernel: { variant: exactOf(b.variant)!, tokens: tokens[i].filter((t, j) => t === tokens[built.findIndex((x) => x.variant.name === exactOf(b.variant))][j]).length } } : {}),
           ...(b.fusion ? { fusion: b.fusion } : {}),
         };
       });

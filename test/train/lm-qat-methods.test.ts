@@ -226,3 +226,19 @@ test('EfficientQAT run: Block-AP block by block (MSE to the fp32 block, only tha
   differ(end, after4, 'blocks.1.mlp.fc.weight/quant_scale');
   same(end, fp32, 'wte.weight');
 });
+
+test('method flags are refused where they would be ignored, naming the flag and what is needed', async () => {
+  const { checkApplicableFlags } = await import('../../src/cli/train-flags');
+  const { planTrain } = await import('../../src/train/run');
+  const check = (o: Record<string, unknown>) => () => checkApplicableFlags({ data: 'moby-dick', model: 'gpt', ...o }, (k) => k in o);
+  assert.throws(check({ loraRank: 4 }), /--lora-rank does not apply without --quant/);
+  assert.throws(check({ quant: 'w4a8-g32', loraAlpha: 8 }), /--lora-alpha does not apply without --lora-rank/);
+  assert.throws(check({ quant: 'w4a8-g32', blockApSteps: 2 }), /--block-ap-steps does not apply without --method efficientqat/);
+  assert.throws(check({ quant: 'w4a8-g32', method: 'efficientqat', loraRank: 4 }), /choose one method/);
+  assert.throws(() => checkApplicableFlags({ data: 'mnist', model: 'lenet', quant: 'w4a4', loraRank: 4 }, (k) => ['quant', 'loraRank'].includes(k)), /--lora-rank does not apply to image data/);
+  const from = await fp32Run();
+  const qat = { ...TINY, model: 'lenet', data: 'mnist', from, quant: 'w4a8-g32', steps: 4 } as TrainConfig;
+  await assert.rejects(planTrain({ ...qat, lora: { rank: 4, mergeSteps: 4 } }, path.join(tmp(), 'x')), /--lora-merge-steps 4 must be smaller than --steps 4/);
+  await assert.rejects(planTrain({ ...qat, method: 'efficientqat', blockApSteps: 4 }, path.join(tmp(), 'y')), /leave no E2E-QP step within --steps 4/);
+  await assert.rejects(planTrain({ ...TINY, lora: { rank: 4 }, quant: 'w4a8-g32' }, path.join(tmp(), 'z')), /--lora-rank needs --from LM_RUN/);
+});

@@ -2,8 +2,8 @@
  * The language-model PTQ methods (src/quant/ptq-methods): AWQ/SmoothQuant scale folding keeps the float function,
  * AWQ's layer-group output error is at or below RTN's, GPTQ beats RTN in validation loss at 3 and 2 bits, a PTQ
  * model's fake-quant forward is QAT's at the same scales bit for bit, the frozen weights sit on their own grid,
- * and the methods run on the zoo gpt/llama and on imported PyTorch decoders. One tiny gpt (1 block, width 32,
- * context 32) is trained briefly on Moby Dick and shared.
+ * and the methods run on the zoo gpt/llama and on imported PyTorch decoders. One small gpt (2 blocks, width 64,
+ * context 64, 400 steps) is trained briefly on Moby Dick and shared.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,7 +23,8 @@ import { scaleLayout } from '../../src/quant/prepare';
 import { fetchValues } from '../../src/export/fetch-values';
 import { loadTextData, TokenStream } from '../../src/data/text';
 import { evaluateLanguageModel } from '../../src/train/evaluate-language-model';
-import { DEFAULT_TRAIN_CONFIG, loadRun, train } from '../../src/train/run';
+import { loadRun } from '../../src/train/run';
+import { runCorpusCase } from '../helpers/run-qat';
 import { applyInputScales, scaleGroups } from '../../src/quant/ptq-methods/input-scales';
 import { linearTargets, storedIndex } from '../../src/quant/ptq-methods/layer-targets';
 import { fixWeightQuantizers } from '../../src/quant/ptq-methods/fixed-scales';
@@ -31,7 +32,7 @@ import { quantizeAtScales, weightGrid } from '../../src/quant/ptq-methods/weight
 import { CalibrationBatch } from '../../src/quant/ptq-methods/layer-inputs';
 import { calibrationWindows, quantizeLanguageModelPtq } from '../../src/quant/ptq-methods/language-model-ptq';
 
-const CONTEXT = 32;
+const CONTEXT = 64;
 let work = '';
 let trained: Model;
 let calib: CalibrationBatch[];
@@ -41,7 +42,9 @@ const lmConfig = (preset: string) => presetConfig(preset, 'language-model');
 before(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-ptq-methods-'));
   const run = path.join(work, 'fp32');
-  await train({ ...DEFAULT_TRAIN_CONFIG, model: 'gpt', data: 'moby-dick', layers: 1, heads: 2, dim: 32, context: CONTEXT, steps: 150, batch: 16, lr: 3e-3, threads: 1, evalEvery: 0, checkpointEvery: 0 }, run);
+  // The command line, so the language-model training defaults apply (the library's are the image ones).
+  const r = await runCorpusCase(['train', '--model', 'gpt', '--data', 'moby-dick', '--layers', '2', '--heads', '4', '--dim', '64', '--context', String(CONTEXT), '--batch', '16', '--steps', '400', '--eval-every', '0', '--threads', '1', '--out', run]);
+  assert.equal(r.code, 0, r.stderr);
   trained = loadRun(run).model;
   calib = calibrationWindows(trained, text.train, 32, CONTEXT);
 });
@@ -155,11 +158,11 @@ test("AWQ's output MSE on each layer group is at or below RTN's (ONNX Runtime, o
 });
 
 test('GPTQ has a lower validation loss than RTN at 3 and 2 bits (groups of 32) on a briefly trained gpt', async () => {
-  const val = { ...text.val, tokens: text.val.tokens.subarray(0, 40000) };
+  const windows = calibrationWindows(trained, text.train, 128, CONTEXT); // the CLI's default
   for (const preset of ['w3a16-g32', 'w2a16-g32']) {
-    const gptq = await quantizeLanguageModelPtq(trained, lmConfig(preset), calib, { method: 'gptq', preset, threads: 1 });
+    const gptq = await quantizeLanguageModelPtq(trained, lmConfig(preset), windows, { method: 'gptq', preset, threads: 1 });
     const rtn = await quantizeLanguageModelPtq(trained, lmConfig(preset), calib, { method: 'rtn', preset, threads: 1 });
-    const [g, r] = [await evaluateLanguageModel(gptq.model, val, CONTEXT, { threads: 1 }), await evaluateLanguageModel(rtn.model, val, CONTEXT, { threads: 1 })];
+    const [g, r] = [await evaluateLanguageModel(gptq.model, text.val, CONTEXT, { threads: 1 }), await evaluateLanguageModel(rtn.model, text.val, CONTEXT, { threads: 1 })];
     assert.ok(g.val_loss < r.val_loss, `${preset}: GPTQ ${g.val_loss} vs RTN ${r.val_loss}`);
     // Each layer's own reconstruction error is below RTN's as well.
     for (const l of gptq.layers) assert.ok(l.error! <= l.rtn_error!, `${preset} ${l.tensor}: ${l.error} > ${l.rtn_error}`);

@@ -140,6 +140,9 @@ function ancestors(graph: Graph, value: string): Set<string> {
   return seen;
 }
 
+const tiedSkipped = (targets: LinearTarget[]): SkippedWeight[] =>
+  targets.filter((t) => t.tied).map((t) => ({ tensor: t.tensor, reason: 'tied embedding / LM head (kept at RTN: one table for both)' }));
+
 const setMatrix = (graph: Graph, t: LinearTarget, m: ArrayLike<number>) => {
   const stored = graph.initializers.get(t.tensor)!;
   graph.initializers.set(t.tensor, new Tensor(stored.dtype, stored.dims, storedFromMatrix(t, m)));
@@ -152,10 +155,13 @@ const setMatrix = (graph: Graph, t: LinearTarget, m: ArrayLike<number>) => {
  * which every earlier target already holds its GPTQ weights and every weight the method skips (token embeddings)
  * its RTN values, so each layer corrects the error of the quantized layers before it. Activations stay float
  * while the Hessians are collected (GPTQ is weight-only; an a8 preset adds its per-token quantizers afterwards).
- * A tied embedding/LM head is one set of codes: GPTQ runs on it with the head's Hessian, last.
+ * A tied embedding/LM head stays at RTN, as the reference leaves embeddings and head unquantized.
  */
-async function gptq(fp32: Model, config: QatConfig, preset: string, targets: LinearTarget[], calib: CalibrationBatch[], o: { actOrder: boolean; threads: number; log: (line: string) => void }): Promise<LmPtqResult> {
+async function gptq(fp32: Model, config: QatConfig, preset: string, all: LinearTarget[], calib: CalibrationBatch[], o: { actOrder: boolean; threads: number; log: (line: string) => void }): Promise<LmPtqResult> {
   const rtn = prepareLanguageModelQat(fp32, config, preset);
+  // A tied table also feeds the embedding, whose error the head's Hessian does not weigh: it stays at RTN
+  // (docs/decisions.md: GPTQ on it with the head's Hessian lost to RTN at 4 and 3 bits).
+  const targets = all.filter((t) => !t.tied);
   const current = fp32.graph.clone();
   const targetTensors = new Set(targets.map((t) => t.tensor));
   const others = rtn.quant!.quantizers.filter((q) => q.role === 'weight' && !targetTensors.has(q.tensor));
@@ -193,7 +199,7 @@ async function gptq(fp32: Model, config: QatConfig, preset: string, targets: Lin
       pending.splice(pending.indexOf(g), 1);
     }
   }
-  return { model: fixWeightQuantizers(rtn, fixes), layers, skipped: [] };
+  return { model: fixWeightQuantizers(rtn, fixes), layers, skipped: tiedSkipped(all) };
 }
 
 /**
@@ -263,5 +269,5 @@ async function inputScaled(fp32: Model, config: QatConfig, preset: string, metho
     const r = roundToNearest(w, t.rows, t.cols, weightGrid(t.spec, t.cols, `weight '${t.tensor}'`));
     info.get(t.tensor)!.rtn_error = reconstructionError(w, r.values, t.rows, t.cols, st.gram!);
   }
-  return { model: fixWeightQuantizers(base, fixes), float: current, layers: searched.map((t) => info.get(t.tensor)!), skipped: targets.filter((t) => t.tied).map((t) => ({ tensor: t.tensor, reason: 'tied embedding / LM head (kept at RTN: one table for both)' })) };
+  return { model: fixWeightQuantizers(base, fixes), float: current, layers: searched.map((t) => info.get(t.tensor)!), skipped: tiedSkipped(targets) };
 }

@@ -66,6 +66,8 @@ export function modelReport(model: Model, values: Map<string, Tensor> = new Map(
       else if (!activation && layer.node.opType !== 'Gather' && lm && quant.config.activation.bits >= 16) row.note = 'inputs stay float (a16)';
       // Per-row zero points: no ORT kernel takes them (MatMulIntegerToFloat / MatMulNBits quantize symmetrically).
       else if (activation && activation.spec.granularity.kind === 'per-token' && !activation.spec.symmetric) row.note = 'asymmetric per-token inputs: simulated in float ops (no ORT integer kernel takes per-row zero points)';
+      // Image exports store one constant scale per activation (QuantizeLinear); a dynamic one trains but cannot export.
+      else if (activation && !lm && (activation.spec.method === 'absmax' || activation.spec.granularity.kind === 'per-token')) row.note = 'dynamic input scale: trains, but no image export format (qdq, int4, packed) takes it; use minmax, lsq, lsq+ or pact to export';
     });
     const tied = quant.quantizers.filter((q) => q.role === 'weight' && q.layers.length > 1);
     for (const t of tied) notes.push(`'${t.tensor}' is one quantized tensor for ${t.layers.join(' and ')} (tied)`);

@@ -12,6 +12,8 @@ import '../../src/quant';
 import { DEFAULT_TRAIN_CONFIG, train, TrainConfig } from '../../src/train/run';
 import { quantizeRun } from '../../src/train/ptq-run';
 import { runCorpusCase } from '../helpers/run-qat';
+import { loadRun } from '../../src/train/run';
+import { modelReport } from '../../src/inspect/inspect-model';
 import { fp32Run, PER_GROUP_CONFIG, qatRun, tmpDir } from './helpers';
 
 const LM: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, model: 'gpt', data: 'moby-dick', layers: 1, heads: 2, dim: 32, context: 16, steps: 2, batch: 4, lr: 3e-3, threads: 1, evalEvery: 0, checkpointEvery: 0, warmupSteps: 1 };
@@ -80,4 +82,8 @@ test('qat export of an image run with dynamic (absmax) activations: refused in o
     assert.match(line, /activation\.method minmax, lsq, lsq\+ or pact/);
     assert.ok(!fs.existsSync(out));
   }
+  // The layer table qat train prints says so before training: every layer with a dynamic input scale.
+  const rows = modelReport(loadRun(runs.absmax).model).layers.filter((l) => l.activation?.method === 'absmax');
+  assert.ok(rows.length > 0);
+  for (const l of rows) assert.match(l.note ?? '', /no image export format \(qdq, int4, packed\) takes it/, l.name);
 });

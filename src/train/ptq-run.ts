@@ -159,10 +159,10 @@ async function quantizeLanguageModelRun(config: PtqRunConfig, source: Checkpoint
   const context = (saved.context as number | undefined) ?? source.model.lm?.context ?? 128;
   const qat = config.quantConfig ?? presetConfig(config.quant, 'language-model');
   const method = config.ptqMethod ?? 'rtn';
+  checkMethodFitsPreset(method, qat, config.quant); // before any work
   const windows = method === 'rtn' ? 0 : config.calibWindows ?? DEFAULT_CALIB_WINDOWS;
   const seed = (saved.seed as number | undefined) ?? 0;
   const started = Date.now();
-  checkMethodFitsPreset(method, qat, config.quant); // before any work
   const calib = windows ? calibrationWindows(source.model, text.train, windows, context, seed) : [];
   if (windows) log(`${method}: ${windows} calibration windows of ${context} tokens from the training split`);
   const kv = runKvCache(config);

@@ -25,8 +25,16 @@ export interface CreateGeneratorOptions {
 export async function createGenerator(model: Model, options: CreateGeneratorOptions = {}): Promise<TokenGenerator> {
   if (model.task !== 'language-model' || !model.lm) throw new Error(`model '${model.name}' is not a language model (int64 token ids [B, T] -> logits [B, T, V])`);
   const kvCache = options.kvCache ?? true;
-  if (kvCache && model.lm.arch) return KvCacheGenerator.fromModel(model, options);
-  const reason = !kvCache ? '--no-kv-cache' : `model '${model.name}' is not a zoo transformer, so it has no KV-cache decoder form here`;
+  // The zoo decoder form (transformerDecoder) is built from the float parameters; only the KV-cache quantizers are
+  // re-inserted into it. A run with weight or activation quantizers therefore generates from its own fake-quant
+  // graph, so the text is what the quantized model computes; `qat export` writes its integer KV-cache decoder.
+  const quantized = (model.quant?.quantizers.length ?? 0) > 0 || model.quant?.lora !== undefined;
+  if (kvCache && model.lm.arch && !quantized) return KvCacheGenerator.fromModel(model, options);
+  const reason = !kvCache
+    ? '--no-kv-cache'
+    : quantized
+      ? `run '${model.name}' is quantized: generating with its fake-quant model by full recompute (exact; \`qat export\` writes its KV-cache decoder)`
+      : `model '${model.name}' is not a zoo transformer, so it has no KV-cache decoder form here`;
   return RecomputeGenerator.fromModel(model, { threads: options.threads, reason, context: options.context });
 }
 

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomDecoder, maxLogitDiff } from '../helpers/tiny-decoder';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -33,20 +34,8 @@ const builders = { gpt, llama };
  * A small random model whose parameters are rescaled to N(0, 0.3^2): at the zoo's init (std 0.02) every logit is
  * near 0 and any two forward passes agree to 1e-4 whatever they compute.
  */
-function tinyModel(kind: keyof typeof builders): Model {
-  const model = builders[kind]({ vocabSize: VOCAB, layers: 2, heads: 2, dim: 32, context: CONTEXT, seed: 1 });
-  const rng = new Rng(7);
-  for (const p of model.params) {
-    const t = model.graph.initializers.get(p)!;
-    model.graph.initializers.set(p, new Tensor(DType.FLOAT, t.dims, Float32Array.from({ length: t.size }, () => 0.3 * rng.normal())));
-  }
-  return model;
-}
-
-function maxAbsDiff(a: NextTokenLogits, b: NextTokenLogits): number {
-  assert.deepEqual([a.rows, a.vocab], [b.rows, b.vocab]);
-  return a.data.reduce((m, v, i) => Math.max(m, Math.abs(v - b.data[i])), 0);
-}
+const tinyModel = (kind: keyof typeof builders): Model => randomDecoder(kind, VOCAB, CONTEXT);
+const maxAbsDiff = maxLogitDiff;
 
 function spread(l: NextTokenLogits): number {
   return Math.max(...l.data) - Math.min(...l.data);

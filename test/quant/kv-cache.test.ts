@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomDecoder, maxLogitDiff } from '../helpers/tiny-decoder';
+import { runQuantizerOp } from '../helpers/quantizer-op-run';
 import '../../src/ops';
 import '../../src/quant';
 import { differentiate } from '../../src/autodiff/grad';
@@ -28,21 +30,7 @@ function minMaxQuantize(values: number[], bits: number): number[] {
 }
 
 /** y = op(x) on [1, 1, T, D] and dx of loss = sum(y * w). */
-async function run(opType: string, dims: number[], x: number[], attrs: Record<string, number>) {
-  const g = new Graph();
-  const b = new GraphBuilder(g);
-  const xi = b.input('x', DType.FLOAT, dims);
-  const y = b.op1(opType, [xi], attrs, { domain: QATKIT });
-  const w = x.map((_, i) => 1 + i * 0.25);
-  const loss = b.sumAll(b.mul(y, b.constant(Tensor.float(dims, w))));
-  const grads = differentiate(g, { loss, wrt: [xi] });
-  b.output(y);
-  const dx = b.output(b.identity(grads.get(xi)!));
-  const s = await Session.create(g, { threads: 1 });
-  const r = await s.run({ x: toOrtTensor(Tensor.float(dims, x)) });
-  await s.release();
-  return { y: Array.from(r[y].data as Float32Array), dx: Array.from(r[dx].data as Float32Array), w };
-}
+const run = (opType: string, dims: number[], x: number[], attrs: Record<string, number>) => runQuantizerOp(opType, dims, x, attrs, 0.25);
 
 const close = (a: number[], b: number[], tol: number, what: string) => a.forEach((v, i) => assert.ok(Math.abs(v - b[i]) <= tol, `${what} [${i}]: ${v} vs ${b[i]}`));
 
@@ -142,19 +130,8 @@ const VOCAB = 40;
 const builders = { gpt, llama };
 
 /** Parameters rescaled to N(0, 0.3^2) so logits vary by more than the tolerance (see test/generate). */
-function tiny(kind: keyof typeof builders, context: number): Model {
-  const model = builders[kind]({ vocabSize: VOCAB, layers: 2, heads: 2, dim: 32, context, seed: 1 });
-  const rng = new Rng(7);
-  for (const p of model.params) {
-    const t = model.graph.initializers.get(p)!;
-    model.graph.initializers.set(p, new Tensor(DType.FLOAT, t.dims, Float32Array.from({ length: t.size }, () => 0.3 * rng.normal())));
-  }
-  return model;
-}
-
-function maxAbsDiff(a: NextTokenLogits, b: NextTokenLogits): number {
-  return a.data.reduce((m, v, i) => Math.max(m, Math.abs(v - b.data[i])), 0);
-}
+const tiny = (kind: keyof typeof builders, context: number): Model => randomDecoder(kind, VOCAB, context);
+const maxAbsDiff = maxLogitDiff;
 
 const CASES: [keyof typeof builders, KvCacheQuant][] = [
   ['gpt', { bits: 4, layout: 'per-token' }],

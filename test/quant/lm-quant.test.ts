@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { runQuantizerOp } from '../helpers/quantizer-op-run';
 import * as ort from 'onnxruntime-node';
 import '../../src/ops';
 import '../../src/quant';
@@ -18,20 +19,7 @@ import { LM_PRESETS, presetConfig } from '../../src/quant/presets';
 import { Model } from '../../src/models/model';
 
 /** op(x) on [rows, cols]; loss = sum(y * w) so the gradient of x is dy = w where the STE passes. */
-async function run(opType: string, dims: number[], x: number[], attrs: Record<string, number>) {
-  const g = new Graph();
-  const b = new GraphBuilder(g);
-  const xi = b.input('x', DType.FLOAT, dims);
-  const y = b.op1(opType, [xi], attrs, { domain: QATKIT });
-  const w = x.map((_, i) => 1 + i * 0.5);
-  const loss = b.sumAll(b.mul(y, b.constant(Tensor.float(dims, w))));
-  const grads = differentiate(g, { loss, wrt: [xi] });
-  b.output(y);
-  const dx = b.output(b.identity(grads.get(xi)!));
-  const s = await Session.create(g, { threads: 1 });
-  const r = await s.run({ x: toOrtTensor(Tensor.float(dims, x)) });
-  return { y: Array.from(r[y].data as Float32Array), dx: Array.from(r[dx].data as Float32Array), w };
-}
+const run = (opType: string, dims: number[], x: number[], attrs: Record<string, number>) => runQuantizerOp(opType, dims, x, attrs, 0.5);
 
 test('AbsmaxQuantize per token: s = max|row| / 127 per row, ties to even', async () => {
   // Row 0: absmax 127 -> s = 1: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2, -2.5 -> -2. Row 1: absmax 12.7 -> s = 0.1.

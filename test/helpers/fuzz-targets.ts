@@ -95,7 +95,8 @@ const ONNX_MUTATIONS: Record<string, OnnxMutation> = {
   },
   nanValue: (m, p, v) => {
     const t = at(m.graph!.initializer!, p);
-    if (t.dataType !== 1 || !t.rawData?.length) return;
+    // An earlier mutation of the same case (rawLength) may have left bytes that are no whole float32.
+    if (t.dataType !== 1 || !t.rawData?.length || t.rawData.length % 4) return;
     const a = new Float32Array(new Uint8Array(t.rawData).buffer);
     a[Math.abs(v) % a.length] = [NaN, Infinity, -Infinity, -1][Math.abs(v) % 4];
     t.rawData = new Uint8Array(a.buffer);

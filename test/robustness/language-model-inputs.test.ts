@@ -95,7 +95,6 @@ test('qat train --from an LM run: presets, flags and source runs that do not fit
     [['train', '--from', '{lm}', '--quant', 'w4a16-g32', '--dim', '16', '--out', '{out}'], /--dim does not apply with --from/, 2],
     [['train', '--from', '{lm}', '--quant', 'w4a16-g32', '--epochs', '3', '--out', '{out}'], /--epochs does not apply to language-model runs \(the --from run's data moby-dick is text\)/, 2],
     [['train', '--from', '{lm}', '--quant', 'w4a16-g32', '--calib-batches', '3', '--out', '{out}'], /--calib-batches does not apply to language-model runs/, 2],
-    [['train', '--from', '{lm}', '--quant', 'w4a16-g32', '--distill', '--out', '{out}'], /--distill does not apply to language-model runs/, 2],
     [['train', '--from', '{image}', '--quant', 'w4a16-g32', '--out', '{out}'], /'w4a16-g32' is a language-model preset \(text --data\); valid for image models: /, 1],
     [['train', '--out', '{lm}', '--resume', '--quant', 'w8a8'], /--quant does not apply with --resume/, 2],
   ]);
@@ -116,7 +115,7 @@ test('qat train --from an LM run: quant configs are read as language-model confi
 
 test('qat quantize --from an LM run: calibration flags, image presets and quantized sources are refused', async () => {
   await allRefused([
-    [['quantize', '--from', '{lm}', '--quant', 'w4a16-g32', '--calib', 'kl', '--out', '{out}'], /--calib does not apply to language-model runs \(.* is trained on text\): their RTN baseline takes min\/max weight scales and dynamic per-token activations/, 2],
+    [['quantize', '--from', '{lm}', '--quant', 'w4a16-g32', '--calib', 'kl', '--out', '{out}'], /--calib does not apply to language-model runs \(.* is trained on text\): their activations are dynamic \(per token\); calibrate GPTQ\/AWQ\/SmoothQuant with --method/, 2],
     [['quantize', '--from', '{lm}', '--quant', 'w4a16-g32', '--calib-batches', '4', '--out', '{out}'], /--calib-batches does not apply to language-model runs/, 2],
     [['quantize', '--from', '{lm}', '--quant', 'w4a4', '--out', '{out}'], /'w4a4' is not a language-model preset/, 1],
     [['quantize', '--from', '{qat}', '--quant', 'w4a16-g32', '--out', '{out}'], /is a quantization-aware run \(qat w4a16-g32\); PTQ needs an fp32 run/, 1],

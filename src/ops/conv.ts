@@ -160,7 +160,7 @@ function convWeightGradientWithPatches(b: GraphBuilder, input: string, outGrad: 
 /**
  * Σ over axis 0 of x [N, ...]. With N known, as ones[1, N] x x[N, rest]: ORT's MatMul takes about half the time
  * of its ReduceSum over the leading axis (LeNet's [128, 64, 288] per-sample weight gradients: 0.15 vs 0.26-0.33
- * ms, bench/out micro-benchmark, session 3). Equal up to float summation order.
+ * ms, bench/out micro-benchmark, 2026-11-30, machine B of docs/benchmarks.md). Equal up to float summation order.
  */
 function sumOverBatch(b: GraphBuilder, x: string): string {
   const [n, ...rest] = b.shape(x);

@@ -159,7 +159,7 @@ export function momentsOfUnscaled(b: GraphBuilder, mean: string, variance: strin
 /**
  * Batch mean and biased variance ([1,C,1,...]) as E[x] and E[x*x] - mean^2. E[x*x] is a Mul and a ReduceMean:
  * ORT's ReduceSumSquare over the batch and spatial axes took ~3x as long for LeNet's [128,64,14,14]
- * (0.63-0.81 ms against 0.24-0.30 ms, bench/out micro-benchmark, session 3), though it writes nothing.
+ * (0.63-0.81 ms against 0.24-0.30 ms, bench/out micro-benchmark, 2026-11-30, machine B of docs/benchmarks.md), though it writes nothing.
  */
 function batchMoments(b: GraphBuilder, x: string, axes: number[]) {
   const mean = b.reduceMean(x, axes, true);

@@ -1,4 +1,5 @@
 import cliProgress from 'cli-progress';
+import type { RunHooks } from '../train/run.js';
 
 /** Progress on a TTY (a bar with loss, accuracy, steps/s); plain log lines otherwise or under CI. */
 export class Progress {
@@ -49,4 +50,26 @@ export class Progress {
   stop(): void {
     this.bar?.stop();
   }
+}
+
+/**
+ * The training hooks that drive `progress`: the bar starts at the run's first step and shows loss, a moving average
+ * of the batches' accuracy and tokens/s. StepInfo.correct counts the batch's correct predictions (language models:
+ * per window position); the run's own batch divides it, also when a resumed run's batch is not the command line's.
+ */
+export function progressHooks(progress: Progress, log: (line: string) => void): RunHooks {
+  let batch = 1;
+  let accuracyEma = 0;
+  return {
+    onStart: ({ totalSteps, startStep, batch: runBatch }) => {
+      batch = runBatch;
+      progress.start(totalSteps, startStep);
+    },
+    onStep: (s) => {
+      const accuracy = s.correct / batch;
+      accuracyEma = accuracyEma === 0 ? accuracy : 0.95 * accuracyEma + 0.05 * accuracy;
+      progress.update(s.step, s.totalSteps, { loss: s.loss, acc: accuracyEma, tokensPerSecond: s.metrics.tokens_per_second });
+    },
+    log,
+  };
 }

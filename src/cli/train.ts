@@ -17,7 +17,7 @@ import { loadCheckpoint } from '../train/checkpoint.js';
 import { TRANSFORMER_DEFAULTS } from '../models/transformers.js';
 import { PRESETS, PresetTask } from '../quant/presets.js';
 import { loadQuantConfigFile, nameQuantConfig } from '../quant/config-file.js';
-import { Progress } from './progress.js';
+import { Progress, progressHooks } from './progress.js';
 import { KIVI_GROUP_SIZE, KV_LAYOUTS } from '../quant/kv-cache.js';
 import { LANGUAGE_MODEL_DISTILL_DEFAULTS } from '../train/lm-distill.js';
 import { formatInspectReport } from '../inspect/format-table.js';
@@ -188,8 +188,6 @@ export async function runTrainCommand(o: Record<string, any>, label = 'train', e
     return { dry_run: true, ...plan } as unknown as TrainResult;
   }
   const progress = new Progress(label);
-  let correctEma = 0;
-  let batch = config.batch;
   const stop = stopOnSignals(label);
   let result: TrainResult;
   try {
@@ -198,18 +196,7 @@ export async function runTrainCommand(o: Record<string, any>, label = 'train', e
       signal: stop.signal,
       maxThreads: maxThreads(),
       hooks: {
-        onStart: ({ totalSteps, startStep, batch: runBatch }) => {
-          batch = runBatch;
-          progress.start(totalSteps, startStep);
-        },
-        onStep: (s) => {
-          // s.correct counts the batch's correct predictions (language models: per window position); the run's
-          // own batch divides it, also when a resumed run's batch is not the command line's default.
-          const accuracy = s.correct / batch;
-          correctEma = correctEma === 0 ? accuracy : 0.95 * correctEma + 0.05 * accuracy;
-          progress.update(s.step, s.totalSteps, { loss: s.loss, acc: correctEma, tokensPerSecond: s.metrics.tokens_per_second });
-        },
-        log: (line) => console.error(`${label}: ${line}`),
+        ...progressHooks(progress, (line) => console.error(`${label}: ${line}`)),
         onLayerTable: (report) => {
           for (const line of formatInspectReport(report, { compact: true })) console.log(line);
         },

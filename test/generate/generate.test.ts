@@ -7,8 +7,6 @@ import path from 'node:path';
 import '../../src/ops';
 import { gpt, llama, transformerDecoder } from '../../src/models/transformers';
 import { Model } from '../../src/models/model';
-import { Tensor } from '../../src/ir/tensor';
-import { DType } from '../../src/ir/dtype';
 import { Rng } from '../../src/train/rng';
 import { saveModel } from '../../src/onnx/model-io';
 import { bytesTokenizer } from '../../src/data/tokenizers/index';

@@ -22,3 +22,10 @@ export async function runCorpusCase(argv: string[]): Promise<{ code: number; std
     else process.env.CI = previous;
   }
 }
+
+/** Runs `qat argv...` in process for a fixture; a failure throws with the command and its stderr. Returns stdout. */
+export async function runQatOk(argv: string[]): Promise<string> {
+  const r = await runCorpusCase(argv);
+  if (r.code !== 0) throw new Error(`qat ${argv.join(' ')} failed: ${r.stderr}`);
+  return r.stdout;
+}

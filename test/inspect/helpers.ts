@@ -52,3 +52,8 @@ export async function qatRun(from: string, dir: string, name: string, quant: str
   await train({ ...DEFAULT_TRAIN_CONFIG, ...SHORT, from, ...q, calibBatches: 1, bnFreezeStep: 2 }, out);
   return out;
 }
+
+/** A 1-block gpt on Moby Dick trained for `steps` steps: the language-model run of the inspect tests. */
+export function tinyLanguageModelConfig(steps: number): TrainConfig {
+  return { ...DEFAULT_TRAIN_CONFIG, model: 'gpt', data: 'moby-dick', layers: 1, heads: 2, dim: 32, context: 16, steps, batch: 4, lr: 3e-3, threads: 1, evalEvery: 0, checkpointEvery: 0, warmupSteps: 1 };
+}

@@ -9,14 +9,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import '../../src/ops';
 import '../../src/quant';
-import { DEFAULT_TRAIN_CONFIG, train, TrainConfig } from '../../src/train/run';
+import { train, TrainConfig } from '../../src/train/run';
 import { quantizeRun } from '../../src/train/ptq-run';
 import { runCorpusCase } from '../helpers/run-qat';
 import { loadRun } from '../../src/train/run';
 import { modelReport } from '../../src/inspect/inspect-model';
-import { fp32Run, PER_GROUP_CONFIG, qatRun, tmpDir } from './helpers';
+import { fp32Run, PER_GROUP_CONFIG, qatRun, tmpDir, tinyLanguageModelConfig } from './helpers';
 
-const LM: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, model: 'gpt', data: 'moby-dick', layers: 1, heads: 2, dim: 32, context: 16, steps: 2, batch: 4, lr: 3e-3, threads: 1, evalEvery: 0, checkpointEvery: 0, warmupSteps: 1 };
+const LM: TrainConfig = tinyLanguageModelConfig(2);
 let dir = '';
 const runs: Record<string, string> = {};
 

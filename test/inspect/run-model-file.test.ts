@@ -11,7 +11,7 @@ import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import '../../src/ops';
 import '../../src/quant';
-import { DEFAULT_TRAIN_CONFIG, loadRun, train, TrainConfig } from '../../src/train/run';
+import { loadRun, train, TrainConfig } from '../../src/train/run';
 import { quantizeRun } from '../../src/train/ptq-run';
 import { buildEvalGraph } from '../../src/train/step-graph';
 import { Session } from '../../src/runtime/session';
@@ -19,9 +19,9 @@ import { loadModel } from '../../src/onnx/model-io';
 import { inspectPath } from '../../src/inspect/inspect-path';
 import { FAKE_QUANT_KEY, QUANTIZATION_KEY } from '../../src/inspect/inspect-file';
 import { Rng } from '../../src/train/rng';
-import { fp32Run, qatRun, tmpDir } from './helpers';
+import { fp32Run, qatRun, tmpDir, tinyLanguageModelConfig } from './helpers';
 
-const LM: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, model: 'gpt', data: 'moby-dick', layers: 1, heads: 2, dim: 32, context: 16, steps: 4, batch: 4, lr: 3e-3, threads: 1, evalEvery: 0, checkpointEvery: 0, warmupSteps: 1 };
+const LM: TrainConfig = tinyLanguageModelConfig(4);
 let dir = '';
 const runs: Record<string, string> = {};
 

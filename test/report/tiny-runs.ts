@@ -9,7 +9,7 @@ import path from 'node:path';
 import { presetConfig } from '../../src/quant/presets';
 import { quantizeRun } from '../../src/train/ptq-run';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
-import { runCorpusCase } from '../helpers/run-qat';
+import { runQatOk } from '../helpers/run-qat';
 import { tinyModel } from '../helpers/tiny-model';
 
 export interface ImageRuns {
@@ -22,10 +22,7 @@ export interface ImageRuns {
   exportFile: string;
 }
 
-async function cli(argv: string[]): Promise<void> {
-  const r = await runCorpusCase(argv);
-  if (r.code !== 0) throw new Error(`qat ${argv.join(' ')} failed: ${r.stderr}`);
-}
+const cli = runQatOk;
 
 /**
  * fp32 (12 steps, test accuracy every 6), QAT with 4-bit weights on both layers (the presets keep the first and

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { runCorpusCase } from '../helpers/run-qat';
+import { runQatOk } from '../helpers/run-qat';
 
 export interface LanguageModelFixture {
   dir: string;
@@ -18,11 +18,7 @@ export interface LanguageModelFixture {
   matmulnbits: string;
 }
 
-async function cli(argv: string[]): Promise<string> {
-  const r = await runCorpusCase(argv);
-  if (r.code !== 0) throw new Error(`qat ${argv.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
-}
+const cli = runQatOk;
 
 export async function buildLanguageModelFixture(dir: string): Promise<LanguageModelFixture> {
   fs.mkdirSync(dir, { recursive: true });

@@ -135,7 +135,8 @@ export const mutatedCheckpointHeader = fc.array(fc.record({ path: fc.constantFro
     const keys = e.path.split('.');
     let o: any = parts.header;
     for (const k of keys.slice(0, -1)) o = o !== null && typeof o === 'object' ? o[k] : undefined;
-    if (o !== null && typeof o === 'object') {
+    // An edit that replaced a parent by an array can reach that array's `length`: skip it, it is not a header field.
+    if (o !== null && typeof o === 'object' && !(Array.isArray(o) && keys.at(-1) === 'length')) {
       if (e.value === undefined) delete o[keys.at(-1)!];
       else o[keys.at(-1)!] = e.value;
     }

@@ -8,9 +8,14 @@
  * trainer's step 50 and after its last step: it must stay flat. Compare ratios, not absolute times
  * (bench/README.md).
  *
- *   node --import tsx bench/gpt-step.ts [--models gpt,llama] [--rounds 30] [--per-round 2] [--warmup 5] [--threads 2] [--json FILE]
+ *   node --import tsx bench/gpt-step.ts [--models gpt,llama] [--rounds 30] [--per-round 2] [--warmup 5] [--threads 2] [--profile STEPS] [--json FILE]
+ *
+ * --profile N: afterwards N steps of a separate trainer under ORT's profiler, kernel time per step by op type; the
+ * GEMM kernels' share is the floor of ours / PyTorch at ORT's GEMM speed.
  */
+import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { loadTextData, WindowSampler } from '../src/data/text';
 import { attrInt, Graph } from '../src/ir/graph';
 import { parameterCount } from '../src/models/model';
@@ -49,12 +54,12 @@ function gemmFlops(graph: Graph): number {
 }
 
 /** Our trainer for `name`, configured as `qat train --model NAME --data moby-dick`, with its batch source. */
-async function setUpOurs(name: ModelName, threads: number) {
+async function setUpOurs(name: ModelName, threads: number, profilePrefix?: string) {
   const text = loadTextData(DATA, 'bytes');
   const model = MODELS[name]({ vocabSize: text.vocabSize, context: CONTEXT, seed: 0 });
   const d = LANGUAGE_MODEL_DEFAULTS;
   const optimizer = { ...defaultOptimizer('adamw'), beta2: d.beta2, weightDecay: d.weightDecay, clipNorm: d.clipNorm };
-  const trainer = await Trainer.create(model, { batchSize: BATCH, classes: 0, sequenceLength: CONTEXT, optimizer, threads });
+  const trainer = await Trainer.create(model, { batchSize: BATCH, classes: 0, sequenceLength: CONTEXT, optimizer, threads, profilePrefix });
   const sampler = new WindowSampler(text.train, { batch: BATCH, context: CONTEXT, seed: 0 });
   const rss: { step: number; mb: number }[] = [];
   // Timed as the CLI times a step (src/train/run-language-model.ts): drawing the windows and the ORT run.
@@ -74,12 +79,62 @@ async function setUpOurs(name: ModelName, threads: number) {
     parameters: parameterCount(model),
     nodes: trainer.step.graph.nodes.length,
     gflop: gemmFlops(trainer.step.graph) / 1e9,
+    endProfiling: () => trainer.endProfiling(),
     finish: async () => {
       rss.push({ step: trainer.stepCount, mb: mb(process.memoryUsage().rss) });
       await trainer.release();
       return rss;
     },
   };
+}
+
+/** ORT's matrix-product kernels: what bounds the step (the rest is elementwise work, reductions and copies). */
+const GEMM_KERNELS = new Set(['MatMul', 'FusedMatMul', 'Gemm']);
+
+interface StepProfile {
+  steps: number;
+  /** ORT's model_run time per step and kernel time per step by op type (ms), largest first. */
+  run_ms: number;
+  kernel_ms: number;
+  gemm_ms: number;
+  by_op: { op: string; ms: number }[];
+}
+
+/**
+ * Kernel time per step by op type from ORT's profiler, on a separate trainer (profiling slows the run, so these
+ * steps are not the timed ones): `warmup` steps, then `steps` profiled ones. The GEMM kernels' time is the floor
+ * of our step while the GEMMs run at ORT's speed: ours / PyTorch cannot fall below gemm_ms / PyTorch's step.
+ */
+async function profileOurs(name: ModelName, threads: number, warmup: number, steps: number): Promise<StepProfile> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-gpt-profile-'));
+  try {
+    const ours = await setUpOurs(name, threads, path.join(dir, 'step'));
+    await ours.steps(warmup + steps);
+    ours.endProfiling();
+    await ours.finish();
+    const file = fs.readdirSync(dir).find((f) => f.startsWith('step') && f.endsWith('.json'));
+    if (!file) throw new Error(`ORT wrote no profile under ${dir}`);
+    const events = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as { cat: string; name: string; ts: number; dur: number; args?: { op_name?: string } }[];
+    const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => a.ts - b.ts);
+    if (runs.length < warmup + steps) throw new Error(`profile has ${runs.length} runs, expected ${warmup + steps}`);
+    const from = runs[warmup].ts;
+    const perOp = new Map<string, number>();
+    for (const e of events) {
+      if (e.cat !== 'Node' || !e.name.endsWith('_kernel_time') || e.ts < from || !e.args?.op_name) continue;
+      perOp.set(e.args.op_name, (perOp.get(e.args.op_name) ?? 0) + e.dur);
+    }
+    const ms = (us: number) => us / 1000 / steps;
+    const byOp = [...perOp].map(([op, us]) => ({ op, ms: ms(us) })).sort((a, b) => b.ms - a.ms);
+    return {
+      steps,
+      run_ms: ms(runs.slice(warmup).reduce((t, e) => t + e.dur, 0)),
+      kernel_ms: byOp.reduce((t, o) => t + o.ms, 0),
+      gemm_ms: byOp.filter((o) => GEMM_KERNELS.has(o.op)).reduce((t, o) => t + o.ms, 0),
+      by_op: byOp,
+    };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 interface ModelResult {
@@ -93,6 +148,7 @@ interface ModelResult {
   roundRatios: number[];
   rss: { step: number; mb: number }[];
   loadavg: number[];
+  profile?: StepProfile;
 }
 
 interface ReadyPeer {
@@ -146,6 +202,7 @@ async function main(): Promise<void> {
     'per-round': { type: 'string', default: '2' },
     models: { type: 'string', default: 'gpt' },
     warmup: { type: 'string', default: '5' },
+    profile: { type: 'string', default: '0' },
   });
   const count = (flag: string) => {
     const n = Number(values[flag]);
@@ -162,7 +219,13 @@ async function main(): Promise<void> {
   );
   const skipped = torchAvailable() ? undefined : TORCH_MISSING;
   const out: ModelResult[] = [];
-  for (const name of names as ModelName[]) out.push(await benchModel(name, rounds, perRound, warmup, threads, skipped));
+  const profileSteps = Number(values.profile);
+  if (!Number.isInteger(profileSteps) || profileSteps < 0) throw new Error(`--profile: expected a step count >= 0, got '${values.profile}'`);
+  for (const name of names as ModelName[]) {
+    const result = await benchModel(name, rounds, perRound, warmup, threads, skipped);
+    if (profileSteps > 0) result.profile = await profileOurs(name, threads, warmup, profileSteps);
+    out.push(result);
+  }
 
   console.log('');
   const rows = [['', 'median ms/step', 'p90 ms/step']];
@@ -183,6 +246,16 @@ async function main(): Promise<void> {
       const goal = m.name === 'gpt' ? ` (goal <= ${GOAL_VS_TORCH}: ${ratio <= GOAL_VS_TORCH ? 'met' : 'NOT met'})` : '';
       console.log(`${m.name}: ours/PyTorch ${ratio.toFixed(2)}${goal}; median of the ${m.roundRatios.length} rounds' ratios ${median(m.roundRatios).toFixed(2)}`);
     }
+  }
+  for (const m of out) {
+    const p = m.profile;
+    if (!p) continue;
+    const top = p.by_op.slice(0, 8).map((o) => `${o.op} ${fmt(o.ms)}`).join(', ');
+    console.log(
+      `${m.name}: ORT profile of ${p.steps} steps (a separate trainer): model_run ${fmt(p.run_ms)} ms/step, kernels ${fmt(p.kernel_ms)}; ` +
+        `GEMM kernels (MatMul, FusedMatMul, Gemm) ${fmt(p.gemm_ms)} ms/step (${((100 * p.gemm_ms) / p.kernel_ms).toFixed(0)}% of kernel time, the attention products included); by op: ${top}`,
+    );
+    if (m.torch) console.log(`${m.name}: GEMM floor: our GEMM kernels alone are ${(p.gemm_ms / m.torch.ms_median).toFixed(2)}x PyTorch's whole step; everything else is ${((p.kernel_ms - p.gemm_ms) / m.torch.ms_median).toFixed(2)}x`);
   }
   if (skipped) console.log(skipped);
   const loadAfter = os.loadavg();
@@ -209,6 +282,7 @@ async function main(): Promise<void> {
         round_ratios: m.roundRatios,
         rss_mb: m.rss,
         loadavg: m.loadavg,
+        ...(m.profile ? { profile: m.profile } : {}),
       })),
       goal_vs_torch: GOAL_VS_TORCH,
       omp_wait_policy: PEER_OMP_WAIT_POLICY,

@@ -42,6 +42,35 @@ function extraOptions(sessionConfig = {}) {
   return extra;
 }
 
+/**
+ * Every cache tensor of the decoder: past_key_values.{i}.* inputs with their present.{i}.* outputs (model.json's
+ * kvCache patterns). A float cache is key and value [1, heads, P, headSize] per layer; a cache stored quantized
+ * (qat export of a --kv-bits run) has uint8 codes and float32 scales (and KIVI's float residual) per layer, each
+ * [1, heads, P, width] with heads and width declared by the graph. The prefill feeds each at length 0.
+ */
+function cacheTensors(session, c) {
+  const pastPrefix = c.kvCache.pastKey.split('{i}')[0];
+  const presentPrefix = c.kvCache.presentKey.split('{i}')[0];
+  const metadata = new Map((session.inputMetadata ?? []).map((m) => [m.name, m]));
+  const tensors = [];
+  for (const past of session.inputNames) {
+    if (!past.startsWith(pastPrefix) || !/^\d+\./.test(past.slice(pastPrefix.length))) continue;
+    const present = presentPrefix + past.slice(pastPrefix.length);
+    if (!session.outputNames.includes(present)) throw new Error(`decoder graph: cache input '${past}' has no '${present}' output`);
+    const m = metadata.get(past);
+    const shape = m?.isTensor ? m.shape : [];
+    const type = m?.isTensor ? m.type : 'float32';
+    if (type !== 'float32' && type !== 'uint8') throw new Error(`decoder graph: cache input '${past}' is ${type}; the page feeds float32 or uint8 caches`);
+    // A float key or value may leave its widths symbolic: model.json's heads and headSize then.
+    const floatCache = type === 'float32' && /\.(key|value)$/.test(past);
+    const heads = typeof shape[1] === 'number' ? shape[1] : c.heads;
+    const width = typeof shape[3] === 'number' ? shape[3] : floatCache ? c.headSize : undefined;
+    if (!heads || !width) throw new Error(`decoder graph: cache input '${past}' has shape [${shape.join(', ')}]; its heads and width must be fixed`);
+    tensors.push({ past, present, type, emptyDims: [1, heads, 0, width] });
+  }
+  return tensors;
+}
+
 export class LmGenerator {
   /** `model`: a catalog entry of /api/models ("languageModels": url, config = model.json). */
   static async create(ort, model) {
@@ -66,16 +95,8 @@ export class LmGenerator {
     this.keepOnSlide = Math.max(1, Math.floor(c.context / 2));
     this.tokenizer = new BytesTokenizer(c.endOfText);
     this.vocabLimit = Math.min(this.tokenizer.vocabSize, c.vocabSize);
-    const name = (pattern, i) => pattern.replace('{i}', String(i));
-    const pastKey = new RegExp(`^${c.kvCache.pastKey.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace('\\{i\\}', '\\d+')}$`);
-    const layers = session.inputNames.filter((n) => pastKey.test(n)).length;
-    this.layers = Array.from({ length: layers }, (_, i) => ({
-      pastKey: name(c.kvCache.pastKey, i),
-      pastValue: name(c.kvCache.pastValue, i),
-      presentKey: name(c.kvCache.presentKey, i),
-      presentValue: name(c.kvCache.presentValue, i),
-    }));
-    if (!layers || !c.heads || !c.headSize) throw new Error(`${model.file}: model.json and the graph name no KV cache (past inputs ${c.kvCache.pastKey}, heads, headSize)`);
+    this.cache = cacheTensors(session, c);
+    if (!this.cache.length || !c.heads || !c.headSize) throw new Error(`${model.file}: model.json and the graph name no KV cache (past inputs ${c.kvCache.pastKey}, heads, headSize)`);
   }
 
   int64(values, dims) {
@@ -91,15 +112,8 @@ export class LmGenerator {
       [c.inputs.positionIds]: this.int64(Array.from({ length: t }, (_, i) => pastLength + i), [1, t]),
       [c.inputs.attentionMask]: this.int64(new Array(pastLength + t).fill(1), [1, pastLength + t]),
     };
-    for (const l of this.layers) {
-      if (pastLength === 0) {
-        const empty = () => new this.ort.Tensor('float32', new Float32Array(0), [1, c.heads, 0, c.headSize]);
-        feeds[l.pastKey] = empty();
-        feeds[l.pastValue] = empty();
-      } else {
-        feeds[l.pastKey] = this.past[l.presentKey];
-        feeds[l.pastValue] = this.past[l.presentValue];
-      }
+    for (const t of this.cache) {
+      feeds[t.past] = pastLength === 0 ? new this.ort.Tensor(t.type, t.type === 'uint8' ? new Uint8Array(0) : new Float32Array(0), t.emptyDims) : this.past[t.present];
     }
     const out = await this.session.run(feeds);
     this.past = out;

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { exportRun } from '../export/export-run.js';
 import { exportLanguageModelRun, LmExportReport } from '../export/export-language-model.js';
 import { EMBEDDING_MODES, LM_EXPORT_FORMATS, LmExportFormat } from '../export/lm-decoder.js';
+import { NBITS_BLOCK_SIZES } from '../export/lm-weight-codes.js';
 import { EXPORT_FORMATS, WEIGHT_TYPES } from '../export/qdq.js';
 import { loadRun } from '../train/run.js';
 import { InputError } from '../validate/schema.js';
@@ -41,6 +42,7 @@ export function exportCommand(): Command {
     .option('--weight-type <type>', `8-bit weight storage: ${WEIGHT_TYPES.join(', ')} (uint8 is exact on every x86 CPU)`, choiceOption('--weight-type', WEIGHT_TYPES), 'uint8')
     .option('--limit <n>', 'test samples for the parity check (default: all)', intOption('--limit', 1))
     .option('--embeddings <mode>', `language models: token embeddings ${EMBEDDING_MODES.join(' or ')} (int4 stores them as int4 blocks)`, choiceOption('--embeddings', EMBEDDING_MODES), 'quantized')
+    .option('--block-size <n>', `language models: MatMulNBits block of per-channel and per-tensor weights (w8a8, b158): ${NBITS_BLOCK_SIZES.join(', ')}; a narrower layer takes the widest that divides it (default 256; grouped weights keep their trained group)`, choiceOption('--block-size', NBITS_BLOCK_SIZES.map(String)))
     .option('--allow-float', 'language models, int4: write the file even when ONNX Runtime runs some weight MatMuls in float')
     .option('--parity-windows <n>', 'language models: validation windows for the top-1 agreement (default: all)', intOption('--parity-windows', 1))
     .option('--parity-prompts <n>', 'language models: prompts for the greedy-continuation check', intOption('--parity-prompts', 1), 64)
@@ -54,7 +56,7 @@ export function exportCommand(): Command {
           throw new InputError(`--format ${format}: '${o.from}' is a language-model run; its formats are ${LM_EXPORT_FORMATS.join(', ')}`);
         }
         const r = await exportLanguageModelRun(ckpt, {
-          from: o.from, out: o.out, json: o.json, format: format as LmExportFormat, embeddings: o.embeddings, noVerify: !o.verify, allowFloat: Boolean(o.allowFloat), threads: o.threads,
+          from: o.from, out: o.out, json: o.json, format: format as LmExportFormat, embeddings: o.embeddings, ...(o.blockSize ? { blockSize: Number(o.blockSize) } : {}), noVerify: !o.verify, allowFloat: Boolean(o.allowFloat), threads: o.threads,
           parity: { windows: o.parityWindows, prompts: o.parityPrompts, newTokens: o.parityTokens },
         });
         printLanguageModelExport(r);

@@ -27,6 +27,8 @@ export interface LmExportRunOptions {
   json?: string;
   format: LmExportFormat;
   embeddings?: EmbeddingMode;
+  /** MatMulNBits block of per-channel / per-tensor weights (the widest of 16..256 dividing each layer, at most this). */
+  blockSize?: number;
   /** Write the model even when a parity bound is missed (the figures are still measured and reported). */
   noVerify?: boolean;
   /** int4: accept weight MatMuls that ORT did not fuse into MatMulNBits (they run in float). */
@@ -113,7 +115,7 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
   const tokenizerName = (ckpt.config.tokenizer as TokenizerName | undefined) ?? 'bytes';
   const context = (ckpt.config.context as number | undefined) ?? model.lm!.context;
   const text = loadTextData(data, tokenizerName);
-  const exported = await buildLanguageModelDecoder(model, { format: options.format, embeddings: options.embeddings, threads: options.threads });
+  const exported = await buildLanguageModelDecoder(model, { format: options.format, embeddings: options.embeddings, blockSize: options.blockSize, threads: options.threads });
   const bytes = encodeModel(exported.graph);
   const fp32Graph = options.format === 'fp32' && !model.quant ? exported.graph : transformerDecoder(model).graph;
   const fp32Bytes = fp32Graph === exported.graph ? bytes.byteLength : encodeModel(fp32Graph).byteLength;

@@ -19,6 +19,7 @@ import { Graph, Node, topologicalOrder } from '../ir/graph.js';
 import { Tensor } from '../ir/tensor.js';
 import { Model } from '../models/model.js';
 import { transformerDecoder } from '../models/transformers.js';
+import { decoderNames } from '../models/transformer-builder.js';
 import { QATKIT } from '../quant/fake-quantize-op.js';
 import { Quantizer } from '../quant/prepare.js';
 import { lowerCustomOps } from '../runtime/lower.js';
@@ -192,13 +193,16 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
     for (const layer of q.layers) {
       const node = nodeNamed(graph, layer);
       if (node.opType === 'Gather') {
-        if (format === 'int4' && options.embeddings !== 'float') {
+        // The token table names the export's embeddings; a position table (int8 rows) is one more quantized Gather.
+        const tokens = node.inputs[1] === decoderNames.inputIds;
+        if (format === 'int4' && options.embeddings !== 'float' && storageBits(w) <= 4) {
           node.inputs[0] = emitInt4Dequantize(em, w, 'nk', '/embedding');
           kernels.push('DequantizeLinear -> Gather');
-          embeddings = 'int4 DequantizeLinear -> Gather';
+          if (tokens) embeddings = 'int4 DequantizeLinear -> Gather';
         } else if (format !== 'fp32' && options.embeddings !== 'float') {
-          embeddings = emitQuantizedEmbedding(em, node, w);
-          kernels.push(embeddings);
+          const kernel = emitQuantizedEmbedding(em, node, w);
+          kernels.push(kernel);
+          if (tokens) embeddings = kernel;
         } else {
           node.inputs[0] = em.initializer(`${q.tensor}/float`, dequantized);
           kernels.push('Gather (float)');

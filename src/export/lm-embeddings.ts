@@ -1,5 +1,5 @@
 /**
- * Quantized token embeddings of a language-model export, read by the Gather that looks tokens up:
+ * Quantized embedding tables of a language-model export (tokens, and learned positions), read by their Gather:
  * - codes of at most 4 bits: com.microsoft.GatherBlockQuantized (docs/ContribOperators.md) over the INT4 table
  *   [V, C] with scales [V, C / block] (gather_axis 0, quantize_axis 1, zero point 0): only the looked-up rows
  *   are dequantized;
@@ -32,7 +32,7 @@ export function emitQuantizedEmbedding(em: Emitter, node: Node, w: BlockedWeight
     return 'GatherBlockQuantized (int4)';
   }
   if (w.granularity === 'group') {
-    throw new InputError(`export: token table '${w.tensor}' has ${w.bits}-bit codes in groups of ${w.blockSize}; quantized embeddings take at most 4-bit groups or 8-bit rows (pass --embeddings float)`);
+    throw new InputError(`export: embedding table '${w.tensor}' has ${w.bits}-bit codes in groups of ${w.blockSize}; quantized embeddings take at most 4-bit groups or 8-bit rows (pass --embeddings float)`);
   }
   const scales = new Float32Array(w.n);
   for (let row = 0; row < w.n; row++) scales[row] = w.scales[row * blocks];

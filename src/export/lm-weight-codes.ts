@@ -71,6 +71,9 @@ export function blockedWeightCodes(q: Quantizer, values: Map<string, Tensor>, la
     if (!NBITS_BLOCK_SIZES.includes(g.size)) {
       throw new InputError(`export: weight '${q.tensor}' has groups of ${g.size}; MatMulNBits blocks are ${NBITS_BLOCK_SIZES.join(', ')} (train with --quant-config groupSize one of those)`);
     }
+    if (maxBlock !== undefined && maxBlock !== g.size) {
+      throw new InputError(`--block-size ${maxBlock}: weight '${q.tensor}' was trained in groups of ${g.size}, which are its blocks; --block-size sets the blocks of per-channel and per-tensor weights (w8a8, b158); drop it, or train with groupSize ${maxBlock}`);
+    }
     blockSize = g.size;
     granularity = 'group';
   } else if (g.kind === 'per-channel' || g.kind === 'per-tensor') {

@@ -55,6 +55,8 @@ export interface ActivationStats {
 }
 
 const COMPUTE_OPS = new Set(['Conv', 'Gemm', 'MatMul']);
+/** The weight role of a language model's learned position table: symmetric int8 per row (per position). */
+export const POSITION_TABLE_ROLE: RoleSpec = { bits: 8, method: 'minmax', granularity: 'per-channel', symmetric: true };
 /** Ops that move or select values without changing them: a quantized input stays on the grid. */
 const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Identity', 'Transpose', 'Squeeze', 'Unsqueeze']);
 
@@ -106,19 +108,26 @@ export function planQuantization(model: Model, config: QatConfig): QuantPlan {
     const perm = p.attrs.perm;
     return perm && perm.kind === 'ints' && perm.value.join() === '1,0' ? p.inputs[0] : undefined;
   };
+  // A learned position table (GPT-2's wpe [context, C]) is a Gather of a parameter by positions, not by the token ids.
+  const isPositionTable = (n: Node): boolean =>
+    languageModel && n.opType === 'Gather' && params.has(n.inputs[0]) && n.inputs[1] !== model.input && attrInt(n, 'axis', 0) === 0 && graph.typeOf(n.inputs[0]).shape.length === 2;
   const weightOf = (n: Node): string | undefined => {
-    if (n.opType === 'Gather') return languageModel && params.has(n.inputs[0]) && n.inputs[1] === model.input ? n.inputs[0] : undefined;
+    if (n.opType === 'Gather') return languageModel && params.has(n.inputs[0]) && (n.inputs[1] === model.input || isPositionTable(n)) ? n.inputs[0] : undefined;
     if (!COMPUTE_OPS.has(n.opType) || !n.inputs[1]) return undefined;
     return isWeight(n.inputs[1]) ? n.inputs[1] : transposedParam(n.inputs[1]);
   };
   const compute = order.filter((n) => weightOf(n) !== undefined);
-  const first = compute[0]?.name;
+  // firstLastBits means the token embedding / first Linear and the head, never the position table.
+  const first = compute.find((n) => !isPositionTable(n))?.name;
   const last = compute.at(-1)?.name;
   checkOverrides(config.overrides, compute, model.name);
   const overrideFor = (name: string): LayerOverride | undefined => config.overrides.find((o) => globMatch(o.match, name));
   const roleFor = (node: Node, role: 'weight' | 'activation'): RoleSpec | undefined => {
     const o = overrideFor(node.name);
     if (o?.skip) return undefined;
+    // Position tables are quantized per row at 8 bits whatever the preset (a few kB; at 4 bits or ternary the
+    // positions blur), so exports store them as int8 rows (DequantizeLinear -> Gather); an override still rules.
+    if (role === 'weight' && isPositionTable(node)) return { ...POSITION_TABLE_ROLE, ...(o?.weight ?? {}) };
     let r: RoleSpec = { ...config[role], ...(o?.[role] ?? {}) };
     if (config.firstLastBits && (node.name === first || node.name === last) && !o?.[role]?.bits) {
       r = { ...r, bits: Math.max(r.bits, config.firstLastBits), method: r.bits >= config.firstLastBits ? r.method : 'minmax', granularity: role === 'weight' ? 'per-channel' : 'per-tensor' };

@@ -14,6 +14,8 @@ export interface SessionOptions {
   optimizedModelFilePath?: string;
   /** Lower with ORT's com.microsoft ops where they are faster (float32 only; training sessions). */
   contribOps?: boolean;
+  /** ORT's profiler: each node's kernel time, written as JSON under this file prefix by `endProfiling()` (benchmarks). */
+  profilePrefix?: string;
 }
 
 /** An ONNX Runtime session over one of our graphs (custom ops lowered first). */
@@ -36,6 +38,7 @@ export class Session {
       // thread that runs the graph (training steps 7-12% faster without it, bench/qat-step in alternating runs).
       extra: { session: { intra_op: { allow_spinning: options.spin ? '1' : '0' } } },
       ...(options.optimizedModelFilePath ? { optimizedModelFilePath: options.optimizedModelFilePath } : {}),
+      ...(options.profilePrefix ? { enableProfiling: true, profileFilePrefix: options.profilePrefix } : {}),
     });
     return new Session(inner, lowered);
   }

@@ -13,6 +13,8 @@ export interface TrainerOptions extends TrainStepOptions {
   threads?: number;
   /** Batch size of the evaluation session. */
   evalBatchSize?: number;
+  /** Profile the training-step session with ORT's profiler (bench/gpt-step.ts --profile); see Session's option. */
+  profilePrefix?: string;
 }
 
 export interface StepResult {
@@ -78,7 +80,7 @@ export class Trainer {
     // training step it only wraps MaxPool, Resize and the constant im2col convs in layout reorders (full-size
     // copies); without it the LeNet step ran 12-18% faster (bench/qat-step, alternating runs), and the GPT step 20%
     // (issue 10). contribOps: com.microsoft FusedMatMul for transposed operands (src/runtime/lower.ts).
-    const trainSession = await Session.create(step.graph, { threads: options.threads ?? 2, optimization: 'extended', contribOps: true });
+    const trainSession = await Session.create(step.graph, { threads: options.threads ?? 2, optimization: 'extended', contribOps: true, profilePrefix: options.profilePrefix });
     const evalGraph = model.task === 'language-model' ? buildLanguageModelEvalGraph(model) : buildEvalGraph(model);
     initializersToInputs(evalGraph, [...model.params, ...model.runningStats, ...(model.observerStats ?? [])]);
     const evalSession = await Session.create(evalGraph, { threads: options.threads ?? 2 });
@@ -186,6 +188,11 @@ export class Trainer {
       if (c.kind !== 'optimizer') feeds[c.input] = this.front[i];
     });
     return feeds;
+  }
+
+  /** Ends ORT's profiling of the step session (created with profilePrefix): the JSON file appears under the prefix. */
+  endProfiling(): void {
+    this.trainSession.inner.endProfiling();
   }
 
   async release(): Promise<void> {

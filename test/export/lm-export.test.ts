@@ -105,9 +105,16 @@ test('matmulnbits (w4a16-g32): com.microsoft MatMulNBits bits 4, block 32, accur
   const table = g.initializers.get(gather[0].inputs[0])!;
   const tableBytes = Math.ceil(table.size / 2);
   const codes = 2 * exported.weights + table.size;
+  // The position table: int8 rows with one scale per position, looked up through a standard DequantizeLinear.
+  const positions = g.nodes.find((n) => n.opType === 'DequantizeLinear' && g.initializers.get(n.inputs[0])?.dtype === DType.INT8)!;
+  assert.deepEqual(g.initializers.get(positions.inputs[0])!.dims, [CONTEXT, 32]);
+  assert.deepEqual(g.initializers.get(positions.inputs[1])!.dims, [CONTEXT]);
+  assert.equal(g.nodes.find((n) => n.inputs[0] === positions.outputs[0])!.opType, 'Gather');
+  assert.equal(exported.embeddings, tableBytes + CONTEXT * 32, JSON.stringify(r.tensor_bytes));
+  assert.equal(fp32.embeddings, 4 * (256 + CONTEXT) * 32); // float32 token and position tables
   // The fp32 file stores the tied table once (an embedding); the export's head reads its own copy of the codes.
   assert.equal(fp32.weights / (exported.weights - tableBytes), 8, JSON.stringify(r.tensor_bytes));
-  assert.equal((8 * (exported.weights + tableBytes + exported.scales)) / codes, 5, JSON.stringify(r.tensor_bytes));
+  assert.equal((8 * (exported.weights + tableBytes + exported.scales - 4 * CONTEXT)) / codes, 5, JSON.stringify(r.tensor_bytes));
   assert.equal(exported.norms, fp32.norms);
 });
 
@@ -154,7 +161,10 @@ test('int4 (w4a16-g32): INT4 DequantizeLinear (axis 0, block_size 32, opset 21) 
   const g = nodesOf(r.out);
   assert.equal(g.opsets[''], 21);
   assert.ok(g.nodes.every((n) => n.domain === ''), 'standard ONNX only');
-  const dq = g.nodes.filter((n) => n.opType === 'DequantizeLinear');
+  const dq = g.nodes.filter((n) => n.opType === 'DequantizeLinear' && g.initializers.get(n.inputs[0])!.dtype !== DType.INT8);
+  // The position table is int8 rows (per-axis DequantizeLinear -> Gather), the one 8-bit tensor of the file.
+  const positions = g.nodes.filter((n) => n.opType === 'DequantizeLinear' && g.initializers.get(n.inputs[0])!.dtype === DType.INT8);
+  assert.deepEqual(positions.map((n) => [g.initializers.get(n.inputs[0])!.dims, n.attrs.axis?.value]), [[[CONTEXT, 32], 0]]);
   for (const n of dq) {
     assert.equal(n.attrs.block_size.value, 32);
     assert.equal(g.initializers.get(n.inputs[0])!.dtype, 22 /* INT4 */);
@@ -173,7 +183,9 @@ test('int4 (w4a16-g32): INT4 DequantizeLinear (axis 0, block_size 32, opset 21) 
 
 test('w3a16-g32 ships 3-bit codes in 4-bit MatMulNBits blocks; b158 as bits 2 (codes 1, 2, 3 around zero point 2); both equal to their fake-quant models', async () => {
   const w3 = await exportRun('w3a16-g32', 'matmulnbits', 'w3-nbits');
-  assert.ok(w3.weights.every((w) => w.bits === 3 && w.storage_bits === 4));
+  const [positions, rest] = [w3.weights.filter((w) => w.tensor === 'wpe.weight'), w3.weights.filter((w) => w.tensor !== 'wpe.weight')];
+  assert.ok(rest.length === 5 && rest.every((w) => w.bits === 3 && w.storage_bits === 4), JSON.stringify(w3.weights));
+  assert.deepEqual(positions.map((w) => [w.bits, w.storage_bits, w.granularity]), [[8, 8, 'channel']]);
   assert.ok(w3.parity.passed, w3.parity.failures.join('; '));
   const b = await exportRun('b158', 'matmulnbits', 'b158-nbits');
   assert.ok(b.parity.passed, b.parity.failures.join('; '));
@@ -189,6 +201,22 @@ test('w3a16-g32 ships 3-bit codes in 4-bit MatMulNBits blocks; b158 as bits 2 (c
   for (const byte of packed) for (let j = 0; j < 4; j++) codes.add((byte >> (2 * j)) & 3);
   assert.deepEqual([...codes].sort(), [1, 2, 3]);
   assert.ok(b.activations.length > 0 && b.activations.every((a) => a.spec.includes('RMSNorm')), JSON.stringify(b.activations));
+});
+
+test('--block-size sets the MatMulNBits blocks of per-tensor ternary weights (more scales, same codes); a grouped run keeps its group', async () => {
+  const wide = await exportRun('b158', 'matmulnbits', 'b158-nbits-widest');
+  const narrow = await exportRun('b158', 'matmulnbits', 'b158-nbits-16', { blockSize: 16 });
+  const blocks = (r: LmExportReport) => nodesOf(r.out).nodes.filter((n) => n.opType === 'MatMulNBits').map((n) => n.attrs.block_size.value);
+  assert.ok(blocks(narrow).every((b) => b === 16), String(blocks(narrow)));
+  // By default each layer takes the widest block dividing its input width (32, and 128 for the MLP's projection).
+  assert.deepEqual([...new Set(blocks(wide))].sort(), [128, 32]);
+  assert.equal(narrow.tensor_bytes.exported.weights, wide.tensor_bytes.exported.weights);
+  assert.ok(narrow.tensor_bytes.exported.scales > wide.tensor_bytes.exported.scales, JSON.stringify([narrow.tensor_bytes, wide.tensor_bytes]));
+  assert.ok(narrow.parity.passed, narrow.parity.failures.join('; '));
+  await assert.rejects(exportRun('w4a16-g32', 'matmulnbits', 'w4-nbits-128', { blockSize: 64 }), /--block-size 64: weight '[^']+' was trained in groups of 32/);
+  const r = qat('export', '--from', runs.b158, '--format', 'matmulnbits', '--block-size', '48', '--out', path.join(dir, 'x.onnx'));
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /--block-size must be one of 16, 32, 64, 128, 256, got '48'/);
 });
 
 test('the parity check fails a file that is not the run model: the fp32 file against the w4a16 fake-quant model', async () => {

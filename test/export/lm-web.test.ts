@@ -29,7 +29,9 @@ const CONTEXT = 48;
 const PROMPTS = ['Call me Ishmael. Some', 'It is a way I have of', 'whenever I find myself', 'The whale, the whale!'].map((p) => Array.from(Buffer.from(p.padEnd(16).slice(0, 16))));
 const NEW_TOKENS = 32; // 16 + 32 tokens: the context exactly full
 let dir = '';
-const files: Partial<Record<LmExportFormat, string>> = {};
+/** Exports by name: the formats, and matmulnbits of runs trained with a quantized KV cache (kv4, kv2kivi). */
+const files: Record<string, string> = {};
+const KV_RUNS = { kv4: ['--kv-bits', '4'], kv2kivi: ['--kv-bits', '2', '--kv-layout', 'kivi'] };
 
 before(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-lm-web-'));
@@ -40,12 +42,19 @@ before(() => {
   const w4 = path.join(dir, 'w4');
   r = qat('train', '--from', fp32, '--quant', 'w4a16-g32', '--steps', '8', '--batch', '8', '--eval-every', '0', '--out', w4);
   assert.equal(r.status, 0, r.stderr);
+  const exports: [string, LmExportFormat, string][] = [['fp32', 'fp32', fp32], ['int4', 'int4', w4], ['matmulnbits', 'matmulnbits', w4]];
+  for (const [name, kv] of Object.entries(KV_RUNS)) {
+    const run = path.join(dir, name);
+    r = qat('train', '--from', fp32, '--quant', 'w4a16-g32', ...kv, '--steps', '8', '--batch', '8', '--eval-every', '0', '--out', run);
+    assert.equal(r.status, 0, r.stderr);
+    exports.push([name, 'matmulnbits', run]);
+  }
   const parity = { windows: 16, prompts: 4, newTokens: 8 };
   return (async () => {
-    for (const [format, run] of [['fp32', fp32], ['int4', w4], ['matmulnbits', w4]] as const) {
-      const out = path.join(dir, format, 'model.onnx');
+    for (const [name, format, run] of exports) {
+      const out = path.join(dir, name, 'model.onnx');
       await exportLanguageModelRun(loadRun(run), { from: run, out, format, threads: 1, parity });
-      files[format] = out;
+      files[name] = out;
     }
   })();
 });
@@ -99,10 +108,12 @@ async function greedyOnNode(file: string, json: LanguageModelJson): Promise<numb
   }
 }
 
-const cases: { format: LmExportFormat; ops: string }[] = [
+const cases: { format: string; ops: string }[] = [
   { format: 'fp32', ops: 'MatMul' },
   { format: 'int4', ops: 'DequantizeLinear' },
   { format: 'matmulnbits', ops: 'MatMulNBits' },
+  { format: 'kv4', ops: 'MatMulNBits' },
+  { format: 'kv2kivi', ops: 'MatMulNBits' },
 ];
 
 for (const { format, ops } of cases) {
@@ -120,3 +131,24 @@ for (const { format, ops } of cases) {
     assert.ok(new Set(node.flat()).size >= 4, `tokens: ${[...new Set(node.flat())]}`);
   });
 }
+
+test("the page's generator (web/lm.js) on onnxruntime-web feeds a cache stored quantized (kv4 per-token, kv2 KIVI) and gives qat generate's greedy tokens", async () => {
+  const { LmGenerator } = await import('../../web/lm.js');
+  for (const name of Object.keys(KV_RUNS)) {
+    const file = files[name];
+    const json = readLanguageModelJson(file)!;
+    const inputs = (await ortNode.InferenceSession.create(file)).inputMetadata;
+    assert.ok(inputs.some((m) => m.isTensor && m.name === 'past_key_values.0.key' && m.type === 'uint8'), `${name}: the cache is stored as uint8 codes`);
+    const node = await greedyOnNode(file, json);
+    const web = await ortWeb.InferenceSession.create(new Uint8Array(fs.readFileSync(file)), webOptions(json));
+    const page = new LmGenerator(ortWeb, { file, config: json }, web);
+    try {
+      for (let r = 0; r < PROMPTS.length; r++) {
+        const out = await page.generate(Buffer.from(PROMPTS[r]).toString('latin1'), NEW_TOKENS);
+        assert.deepEqual(out.ids, node[r], `${name}, prompt ${r}: page ${out.ids} vs node ${node[r]}`);
+      }
+    } finally {
+      await page.release();
+    }
+  }
+});

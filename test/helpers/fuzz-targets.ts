@@ -138,7 +138,8 @@ export const mutatedCheckpointHeader = fc.array(fc.record({ path: fc.constantFro
     // An edit that replaced a parent by an array can reach that array's `length`: skip it, it is not a header field.
     if (o !== null && typeof o === 'object' && !(Array.isArray(o) && keys.at(-1) === 'length')) {
       if (e.value === undefined) delete o[keys.at(-1)!];
-      else o[keys.at(-1)!] = e.value;
+      // A copy: fast-check hands out one instance of each constant, which two edits could nest into itself.
+      else o[keys.at(-1)!] = structuredClone(e.value);
     }
   }
   return joinCheckpoint(parts);

@@ -71,8 +71,20 @@ test('gpt w4a16-g32: every MatMul weight and the tied table quantized once (one 
   const matmuls = m.graph.nodes.filter((n) => n.opType === 'MatMul' && m.params.includes(n.inputs[1])).map((n) => n.inputs[1]);
   assert.equal(matmuls.length, 4); // qkv, proj, fc, mlp.proj
   for (const w of matmuls) assert.ok(plan.weights.some((x) => x.tensor === w && x.spec.bits === 4), w);
-  assert.equal(plan.weights.length, 5);
+  // The learned position table: int8 per row (per position) whatever the preset.
+  const wpe = plan.weights.filter((w) => w.tensor === 'wpe.weight');
+  assert.deepEqual(wpe.map((w) => [w.layers, w.spec.bits, w.spec.granularity, w.spec.symmetric]), [[['wpe'], 8, { kind: 'per-channel', axis: 0 }, true]]);
+  assert.equal(plan.weights.length, 6);
   assert.equal(plan.activations.size, 0); // a16: activations stay float
+});
+
+test('the position table follows a quant-config override; firstLastBits still means the token embedding and the head', () => {
+  const config = { ...presetConfig('w4a16-g32', 'language-model'), overrides: [{ match: 'wpe', weight: { bits: 4 } }] };
+  const plan = planQuantization(tiny('gpt'), config);
+  assert.equal(plan.weights.find((w) => w.tensor === 'wpe.weight')!.spec.bits, 4);
+  const wide = planQuantization(tiny('gpt'), { ...presetConfig('w2a16-g32', 'language-model'), firstLastBits: 8 });
+  const bitsOf = (t: string) => wide.weights.find((w) => w.tensor === t)!.spec.bits;
+  assert.deepEqual([bitsOf('wte.weight'), bitsOf('wpe.weight'), bitsOf('blocks.0.attn.qkv.weight')], [8, 8, 2]);
 });
 
 test('LM presets: no layer stays at 8 bits by position; w4a8-g32 quantizes every Linear input per token', () => {

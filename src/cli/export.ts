@@ -3,7 +3,8 @@ import { exportRun } from '../export/export-run.js';
 import { exportLanguageModelRun, LmExportReport } from '../export/export-language-model.js';
 import { EMBEDDING_MODES, LM_EXPORT_FORMATS, LmExportFormat } from '../export/lm-decoder.js';
 import { NBITS_BLOCK_SIZES } from '../export/lm-weight-codes.js';
-import { EXPORT_FORMATS, WEIGHT_TYPES } from '../export/qdq.js';
+import { EXPORT_FORMATS } from '../export/qdq.js';
+import { WEIGHT_TYPE_CHOICES } from '../export/weight-type.js';
 import { loadRun } from '../train/run.js';
 import { InputError } from '../validate/schema.js';
 import { displayName } from './terminal.js';
@@ -39,7 +40,7 @@ export function exportCommand(): Command {
     .requiredOption('--out <file.onnx>', 'where to write the model', outputFileOption('--out', '.onnx'))
     .option('--json <file.json>', 'write the export report (sizes, parity) as JSON', outputFileOption('--json', '.json'))
     .option('--no-verify', 'write the model even when parity with the fake-quant model fails')
-    .option('--weight-type <type>', `8-bit weight storage: ${WEIGHT_TYPES.join(', ')} (uint8 is exact on every x86 CPU)`, choiceOption('--weight-type', WEIGHT_TYPES), 'uint8')
+    .option('--weight-type <type>', `8-bit weight storage: ${WEIGHT_TYPE_CHOICES.join(', ')} (auto: int8 where this CPU's u8s8 kernels are exact, VNNI or ARM dot product; else uint8, exact on every CPU)`, choiceOption('--weight-type', WEIGHT_TYPE_CHOICES), 'auto')
     .option('--limit <n>', 'test samples for the parity check (default: all)', intOption('--limit', 1))
     .option('--embeddings <mode>', `language models: token embeddings ${EMBEDDING_MODES.join(' or ')} (int4 stores them as int4 blocks)`, choiceOption('--embeddings', EMBEDDING_MODES), 'quantized')
     .option('--block-size <n>', `language models: MatMulNBits block of per-channel and per-tensor weights (w8a8, b158): ${NBITS_BLOCK_SIZES.join(', ')}; a narrower layer takes the widest that divides it (default 256; grouped weights keep their trained group)`, choiceOption('--block-size', NBITS_BLOCK_SIZES.map(String)))
@@ -67,7 +68,7 @@ export function exportCommand(): Command {
       const r = await exportRun({ from: o.from, out: o.out, json: o.json, format, noVerify: !o.verify, weightType: o.weightType, limit: o.limit, threads: o.threads });
       const p = r.parity;
       console.log(
-        `${r.format}: ${r.out} (${r.file_bytes} bytes; weights ${r.weight_ratio.toFixed(2)}x smaller than fp32); ` +
+        `${r.format}: ${r.out} (${r.file_bytes} bytes; weights ${r.weight_ratio.toFixed(2)}x smaller than fp32${r.format === 'qdq' ? `, 8-bit codes as ${r.weight_type}: ${r.weight_type_reason}` : ''}); ` +
           `agreement ${(p.argmax_agreement * 100).toFixed(2)}%, accuracy ${(p.exported_accuracy * 100).toFixed(2)}% vs ${(p.qat_accuracy * 100).toFixed(2)}% fake-quant, ` +
           `max |logit diff| ${p.max_abs_logit_difference.toPrecision(3)}${r.verified ? '' : ' (not verified)'}`,
       );

@@ -5,8 +5,11 @@ import { loadRun } from '../train/run.js';
 import { checkIntegerReference, IntegerCheckReport } from './integer-check.js';
 import { assertParity, checkParity, ParityReport } from './parity.js';
 import { ExportedLayer, ExportFormat, exportQdq, ExportOptions } from './qdq.js';
+import { resolveWeightType, WeightTypeChoice } from './weight-type.js';
 
-export interface ExportRunOptions extends ExportOptions {
+export interface ExportRunOptions extends Omit<ExportOptions, 'weightType'> {
+  /** 8-bit weight storage; 'auto' (the default): int8 where this CPU's u8s8 kernels are exact, else uint8 (weight-type.ts). */
+  weightType?: WeightTypeChoice;
   from: string;
   out: string;
   json?: string;
@@ -30,12 +33,16 @@ export interface ExportReport {
   /** The integer reference evaluator against ORT's integer kernels (qdq format; others are skipped). */
   integer_reference: IntegerCheckReport;
   layers: ExportedLayer[];
+  /** The storage of 8-bit weight codes and why it was chosen. */
+  weight_type: 'uint8' | 'int8';
+  weight_type_reason: string;
 }
 
 /** `qat export`: a run's QAT checkpoint -> deployable ONNX, checked against the fake-quant model. */
 export async function exportRun(options: ExportRunOptions): Promise<ExportReport> {
   const ckpt = loadRun(options.from);
-  const result = await exportQdq(ckpt.model, options);
+  const weightType = resolveWeightType(options.weightType);
+  const result = await exportQdq(ckpt.model, { ...options, weightType: weightType.type });
   const dataName = (ckpt.config.data as DatasetName | undefined) ?? 'mnist';
   const test = loadDataset(dataName).test;
   const parity = await checkParity(ckpt.model, result.graph, test, { threads: options.threads, limit: options.limit });
@@ -61,6 +68,8 @@ export async function exportRun(options: ExportRunOptions): Promise<ExportReport
     parity,
     integer_reference: integer,
     layers: result.layers,
+    weight_type: weightType.type,
+    weight_type_reason: weightType.reason,
   };
   if (options.json) writeFileAtomic(options.json, JSON.stringify(report, null, 2) + '\n');
   return report;

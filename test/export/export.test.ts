@@ -15,6 +15,7 @@ import { evaluateModel } from '../../src/train/evaluate';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
 import { evaluateOnnxFile } from '../../src/export/evaluate-file';
 import { exportRun } from '../../src/export/export-run';
+import { exactWeightType } from '../../src/export/weight-type';
 import { assertParity, checkParity } from '../../src/export/parity';
 import { exportQdq, ExportResult } from '../../src/export/qdq';
 import { Model } from '../../src/models/model';
@@ -130,6 +131,11 @@ test('exportRun writes the model and the JSON report; evaluateOnnxFile reproduce
   assert.equal(written.parity.samples, 2000);
   assert.equal(written.verified, true);
   assert.equal(written.file_bytes, fs.statSync(out).size);
+  // --weight-type auto (the default) picks the storage this CPU runs exactly, says why, and stores the codes so.
+  const auto = exactWeightType();
+  assert.deepEqual([written.weight_type, written.weight_type_reason], [auto.type, auto.reason]);
+  const stored = decodeModel(fs.readFileSync(out)).initializers.get('fc0.weight/int8') ?? decodeModel(fs.readFileSync(out)).initializers.get('fc0.weight/uint8');
+  assert.equal(stored?.dtype, auto.type === 'int8' ? DType.INT8 : DType.UINT8);
   assert.equal(fs.readdirSync(tmp).filter((f) => f.endsWith('.tmp')).length, 0);
   // The integer reference evaluator ran against ORT's integer kernels on the first test images.
   const integer = written.integer_reference;

@@ -240,7 +240,8 @@ async function main(): Promise<void> {
   console.log('');
   for (const m of out) {
     const [first, last] = [m.rss[0], m.rss.at(-1)!];
-    console.log(`${m.name}: RSS ${fmt(first.mb)} MB after step ${first.step}, ${fmt(last.mb)} MB after step ${last.step} (ratio ${(last.mb / first.mb).toFixed(3)})`);
+    if (m.rss.length < 2) console.log(`${m.name}: RSS ${fmt(last.mb)} MB after step ${last.step}; the flatness check needs more than ${RSS_EARLY_STEP} steps (more --rounds)`);
+    else console.log(`${m.name}: RSS ${fmt(first.mb)} MB after step ${first.step}, ${fmt(last.mb)} MB after step ${last.step} (ratio ${(last.mb / first.mb).toFixed(3)})`);
     if (m.torch) {
       const ratio = m.ours.ms_median / m.torch.ms_median;
       const goal = m.name === 'gpt' ? ` (goal <= ${GOAL_VS_TORCH}: ${ratio <= GOAL_VS_TORCH ? 'met' : 'NOT met'})` : '';

@@ -54,7 +54,7 @@ function tensorShape(session: ort.InferenceSession, name: string): readonly (num
 }
 
 /**
- * The layout of a session's graph. input_ids and logits are taken by name, else the first input and output;
+ * The layout of the graph an ONNX Runtime InferenceSession runs. input_ids and logits are taken by name, else the first input and output;
  * past_key_values.{i}.key/value with present.{i}.key/value for i = 0..L-1 make a KV-cache decoder.
  * `cache` supplies heads and headSize where the graph leaves them symbolic (a model.json beside the file).
  */
@@ -171,7 +171,7 @@ export function emptyPast(layout: DecoderLayout, rows: number): Record<string, o
 }
 
 /**
- * The vocabulary of a session's logits: model.json's, else the last dim the graph declares for them, else
+ * The vocabulary of an InferenceSession's logits: model.json's, else the last dim the graph declares for them, else
  * the width of the logits of one token (id 0) run through it.
  */
 export async function vocabularyOf(session: ort.InferenceSession, layout: DecoderLayout, declared?: number): Promise<number> {

@@ -1,4 +1,4 @@
-import { Graph } from '../ir/graph.js';
+import { attrInt, Graph, Node } from '../ir/graph.js';
 
 /** What a model predicts: a class per image, or the next token at every position of a token sequence. */
 export type ModelTask = 'classification' | 'language-model';
@@ -59,4 +59,12 @@ export interface Model {
 
 export function parameterCount(model: Model): number {
   return model.params.reduce((n, p) => n + (model.graph.initializers.get(p)?.size ?? 0), 0);
+}
+
+/**
+ * A learned position table's lookup (GPT-2's wpe [positions, C], nn.Embedding of arange or position_ids): a Gather
+ * along axis 0 of a 2-D table by indices other than the token ids `ids`. `tableRank`: the rank of input 0.
+ */
+export function isPositionTableGather(n: Node, tableRank: number, ids: string): boolean {
+  return n.opType === 'Gather' && tableRank === 2 && n.inputs[1] !== ids && attrInt(n, 'axis', 0) === 0;
 }

@@ -1,11 +1,11 @@
 import fs from 'node:fs';
 import { GraphBuilder } from '../ir/builder.js';
 import { DType, dtypeName } from '../ir/dtype.js';
-import { attrInt, Graph } from '../ir/graph.js';
+import { Graph } from '../ir/graph.js';
 import { inferTypes } from '../ir/infer.js';
 import { Tensor } from '../ir/tensor.js';
 import { classifyInitializers, importModel } from '../onnx/import.js';
-import { Model } from './model.js';
+import { isPositionTableGather, Model } from './model.js';
 import { InputError } from '../validate/schema.js';
 import { zooModel, ZOO_MODELS } from './zoo.js';
 
@@ -163,7 +163,7 @@ function positionCapacity(graph: Graph, ids: string): number | undefined {
   for (const n of graph.nodes) {
     const table = graph.initializers.get(n.inputs[0]);
     if (!table) continue;
-    if (n.opType === 'Gather' && table.dims.length === 2 && n.inputs[1] !== ids && attrInt(n, 'axis', 0) === 0) found.push(table.dims[0]);
+    if (isPositionTableGather(n, table.dims.length, ids)) found.push(table.dims[0]);
     if (n.opType === 'Slice' && table.dims.length === 3 && table.dims[0] === 1) {
       const axes = n.inputs[3] ? graph.initializers.get(n.inputs[3])?.toNumbers() : [0];
       if (axes && axes.length === 1 && (axes[0] === 1 || axes[0] === -2)) found.push(table.dims[1]);

@@ -1,7 +1,7 @@
 import { GraphBuilder } from '../ir/builder.js';
 import { attrInt, Graph, Node, topologicalOrder } from '../ir/graph.js';
 import { Tensor } from '../ir/tensor.js';
-import { Model } from '../models/model.js';
+import { isPositionTableGather, Model } from '../models/model.js';
 import './index.js';
 import { QATKIT } from './fake-quantize-op.js';
 import { foldBatchNormForQat, FoldedConv } from './fold-batchnorm.js';
@@ -110,7 +110,7 @@ export function planQuantization(model: Model, config: QatConfig): QuantPlan {
   };
   // A learned position table (GPT-2's wpe [context, C]) is a Gather of a parameter by positions, not by the token ids.
   const isPositionTable = (n: Node): boolean =>
-    languageModel && n.opType === 'Gather' && params.has(n.inputs[0]) && n.inputs[1] !== model.input && attrInt(n, 'axis', 0) === 0 && graph.typeOf(n.inputs[0]).shape.length === 2;
+    languageModel && n.opType === 'Gather' && params.has(n.inputs[0]) && isPositionTableGather(n, graph.typeOf(n.inputs[0]).shape.length, model.input);
   const weightOf = (n: Node): string | undefined => {
     if (n.opType === 'Gather') return languageModel && params.has(n.inputs[0]) && (n.inputs[1] === model.input || isPositionTable(n)) ? n.inputs[0] : undefined;
     if (!COMPUTE_OPS.has(n.opType) || !n.inputs[1]) return undefined;

@@ -13,7 +13,7 @@ export interface TrainerOptions extends TrainStepOptions {
   threads?: number;
   /** Batch size of the evaluation session. */
   evalBatchSize?: number;
-  /** Profile the training-step session with ORT's profiler (bench/gpt-step.ts --profile); see Session's option. */
+  /** Run ORT's profiler on the training step's InferenceSession (bench/gpt-step.ts --profile); see SessionOptions.profilePrefix. */
   profilePrefix?: string;
 }
 

@@ -137,7 +137,9 @@ test("the page's generator (web/lm.js) on onnxruntime-web feeds a cache stored q
   for (const name of Object.keys(KV_RUNS)) {
     const file = files[name];
     const json = readLanguageModelJson(file)!;
-    const inputs = (await ortNode.InferenceSession.create(file)).inputMetadata;
+    const probe = await ortNode.InferenceSession.create(file);
+    const inputs = probe.inputMetadata;
+    await probe.release();
     assert.ok(inputs.some((m) => m.isTensor && m.name === 'past_key_values.0.key' && m.type === 'uint8'), `${name}: the cache is stored as uint8 codes`);
     const node = await greedyOnNode(file, json);
     const web = await ortWeb.InferenceSession.create(new Uint8Array(fs.readFileSync(file)), webOptions(json));

@@ -222,7 +222,7 @@ test('checkIntegerReference (qat export) reports a model outside the evaluator\'
 
 test('lenet w4a4: the exporter\'s Clip to the 4-bit grid runs in the evaluator (clamp at requantization), codes within one step of ORT\'s', async () => {
   const dir = path.join(tmp, 'w4a4');
-  // A small lr: from scratch, 20 steps at 1e-3 can push a tiny LSQ scale below zero (see the closing note of session 2).
+  // A small lr: from scratch, 20 steps at 1e-3 can push a tiny LSQ scale below zero, so this fixture trains at 1e-4.
   await train({ ...DEFAULT_TRAIN_CONFIG, model: 'lenet', quant: 'w4a4', steps: 20, batch: 32, lr: 1e-4 }, dir);
   const w4 = loadCheckpoint(path.join(dir, 'checkpoint.qat')).model;
   const graph = (await exportQdq(w4)).graph;

@@ -35,6 +35,14 @@ async function killWhen(args: string[], dir: string, when: (dir: string, started
     const names = fs.existsSync(dir) ? fs.readdirSync(dir) : [];
     tempSeen = names.some((n) => TEMP.test(n));
     if (when(dir, Date.now() - t0)) {
+      // Freeze the run first, so the files checked are the ones the kill interrupts (a checkpoint write seen a
+      // moment ago may have finished since); if the moment has passed, let it go on and wait for the next one.
+      child.kill('SIGSTOP');
+      if (!when(dir, Date.now() - t0)) {
+        child.kill('SIGCONT');
+        await sleep(0);
+        continue;
+      }
       tempSeen = fs.existsSync(dir) && fs.readdirSync(dir).some((n) => TEMP.test(n));
       child.kill('SIGKILL');
       await exited;

@@ -63,7 +63,9 @@ async function timeAlternating(sessions: ort.InferenceSession[], batch: number, 
 }
 
 const session = (bytes: Uint8Array) =>
-  ort.InferenceSession.create(bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', logSeverityLevel: 3 });
+  ort.InferenceSession.create(bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', logSeverityLevel: 3,
+    // As qatkit's own sessions: idle workers sleep, so one session's spinning pool does not steal the cores of the next.
+    extra: { session: { intra_op: { allow_spinning: '0' } } } });
 
 const rows: Record<string, number | string>[] = [];
 for (const name of values.models!.split(',')) {

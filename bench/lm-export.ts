@@ -3,7 +3,7 @@
  * exported KV-cache decoders, every format timed in alternation in one process so that the ratios against fp32
  * are taken under the same load.
  *
- *   node --import tsx bench/lm-export.ts [--models default,25m] [--rounds 3] [--threads 2] [--prefill-reps 3]
+ *   node --import tsx bench/lm-export.ts [--models default,25m] [--rounds 3] [--threads 2] [--prefill-reps 9]
  *     [--json bench/results/lm-export.json]
  *
  * Models: gpt with a bytes vocabulary and context 128, randomly initialised (the cost of a token does not depend
@@ -14,18 +14,20 @@
  * - int4: w4a16-g32 as INT4 DequantizeLinear -> MatMul, fused by ORT into MatMulNBits (accuracy_level 0);
  * - matmulnbits: w4a16-g32 as MatMulNBits written directly (bits 4, block 32, accuracy_level 0); int4-a4: the
  *   same weights at accuracy_level 4 (what a w4a8 model trained with per-token-per-block activations runs);
- * - w8a8-qdq: w8a8 on MatMulIntegerToFloat (u8u8, per-token activation scales);
+ * - w8a8-qdq: w8a8 on MatMulIntegerToFloat (per-token activation scales; weights stored as `qat export`'s
+ *   --weight-type auto picks on this CPU: int8 (u8s8) with VNNI/AMX, else uint8 (u8u8));
  * - w8a8-nbits8: 8-bit per-channel weights as MatMulNBits bits 8, block 256, accuracy_level 4 (the kernel
  *   quantizes A to int8 per row per block itself, so no activation quantizer is in the graph);
  * - ternary-nbits2: b158 as MatMulNBits bits 2 (codes {1, 2, 3} around zero point 2), block 256, accuracy_level 0;
  *   ternary-nbits2-a4: the same file at accuracy_level 4; ternary-nbits2-lut: accuracy_level 0 with ORT's
- *   LUT kernel (session option mlas.use_lut_gemm = 1, T-MAC style); ternary-qdq: b158 codes as int8 on
- *   MatMulIntegerToFloat.
+ *   LUT kernel (session option mlas.use_lut_gemm = 1, T-MAC style); ternary-qdq: b158 codes on
+ *   MatMulIntegerToFloat (same weight storage).
  * Decode: batch 1, a 64-token prompt (prefill), then 64 new tokens, the context 128 exactly full; decode tokens/s
  * counts the 63 single-token steps after the prompt's logits. The variants take turns token by token. Prefill:
  * 8 x 128 tokens from an empty cache, the variants in turn, --prefill-reps times each. Sizes: the whole encoded
  * file and its initializer bytes per tensor kind (src/inspect/tensor-kinds.ts), against fp32; ternary also at
- * blocks 32 and 128 (the per-tensor scale repeated per block). Bytes read per decode token: the weights, scales
+ * blocks 32 and 128 (the per-tensor scale repeated per block), as the b158 preset stores it (token table and head
+ * int8 rows) and with those ternary too (sizes only). Bytes read per decode token: the weights, scales
  * and norms every token reads (the token and position tables contribute one row, left out); GB/s implied =
  * bytes per token x decode tokens/s, against this machine's copy bandwidth (a 256 MB Float32Array copied with
  * TypedArray.set, read + write bytes, best of 5).
@@ -43,6 +45,7 @@ import { argmax } from '../src/generate/index';
 import { KvCacheGenerator } from '../src/generate/kv-cache-generator';
 import { buildLanguageModelDecoder, LmExportFormat } from '../src/export/lm-decoder';
 import { INT4_SESSION_CONFIG } from '../src/export/export-language-model';
+import { resolveWeightType } from '../src/export/weight-type';
 import { checkFusion, FusionReport } from '../src/export/lm-fusion-check';
 import { bytesByKind, tensorKinds } from '../src/inspect/tensor-kinds';
 import { Graph } from '../src/ir/graph';
@@ -82,17 +85,21 @@ interface Variant {
 /** 8-bit per-channel weights with float activations: MatMulNBits accuracy_level 4 quantizes A itself. */
 const W8_WEIGHT_ONLY: QatConfig = { ...presetConfig('w8a8', 'language-model'), activation: { bits: 16, method: 'absmax', granularity: 'per-token' } };
 
+/** The qdq variants' weight storage: what `qat export --weight-type auto` picks on this CPU. */
+const QDQ_WEIGHTS = resolveWeightType('auto');
+const QDQ_KERNEL = `MatMulIntegerToFloat ${QDQ_WEIGHTS.type === 'int8' ? 'u8s8' : 'u8u8'}`;
+
 const VARIANTS: Variant[] = [
   { name: 'fp32', preset: null, format: 'fp32', kernel: 'MatMul (fp32)' },
   { name: 'int4', preset: 'w4a16-g32', format: 'int4', sessionConfig: INT4_SESSION_CONFIG, kernel: 'INT4 DQ -> MatMul fused to MatMulNBits bits 4 g32, accuracy_level 0' },
   { name: 'matmulnbits', preset: 'w4a16-g32', format: 'matmulnbits', kernel: 'MatMulNBits bits 4 g32, accuracy_level 0' },
   { name: 'int4-a4', preset: 'w4a16-g32', format: 'matmulnbits', accuracyLevel: 4, kernel: 'MatMulNBits bits 4 g32, accuracy_level 4 (int8 A per row per block)' },
-  { name: 'w8a8-qdq', preset: 'w8a8', format: 'qdq', kernel: 'MatMulIntegerToFloat u8u8, per-token scales' },
+  { name: 'w8a8-qdq', preset: 'w8a8', format: 'qdq', kernel: `${QDQ_KERNEL}, per-token scales` },
   { name: 'w8a8-nbits8', preset: 'w8-weights', config: W8_WEIGHT_ONLY, format: 'matmulnbits', accuracyLevel: 4, kernel: 'MatMulNBits bits 8 block 256, accuracy_level 4 (int8 A per row per block)' },
   { name: 'ternary-nbits2', preset: 'b158', format: 'matmulnbits', kernel: 'MatMulNBits bits 2 block 256, accuracy_level 0' },
   { name: 'ternary-nbits2-a4', preset: 'b158', format: 'matmulnbits', accuracyLevel: 4, kernel: 'MatMulNBits bits 2 block 256, accuracy_level 4' },
   { name: 'ternary-nbits2-lut', preset: 'b158', format: 'matmulnbits', sameFileAs: 'ternary-nbits2', sessionConfig: { 'mlas.use_lut_gemm': '1' }, kernel: 'MatMulNBits bits 2 block 256, LUT GEMM (mlas.use_lut_gemm)' },
-  { name: 'ternary-qdq', preset: 'b158', format: 'qdq', kernel: 'MatMulIntegerToFloat u8u8 (ternary codes as int8)' },
+  { name: 'ternary-qdq', preset: 'b158', format: 'qdq', kernel: `${QDQ_KERNEL} (ternary codes)` },
 ];
 
 /** The accuracy_level 0 variant with the same weight codes as `v`, where `v` only changes the kernel. */
@@ -143,7 +150,7 @@ interface Built {
   generator: KvCacheGenerator;
 }
 
-async function build(fp32: Model, name: ModelName, dir: string, threads: number): Promise<{ built: Built[]; ternaryBlocks: Record<string, number> }> {
+async function build(fp32: Model, name: ModelName, dir: string, threads: number): Promise<{ built: Built[]; ternaryBlocks: Record<string, number>; allTernaryBlocks: Record<string, number> }> {
   const prepared = new Map<string, Model>();
   const modelFor = (v: Variant): Model => {
     if (!v.preset) return fp32;
@@ -155,7 +162,7 @@ async function build(fp32: Model, name: ModelName, dir: string, threads: number)
   for (const v of VARIANTS) {
     let f = v.sameFileAs ? files.get(v.sameFileAs) : undefined;
     if (!f) {
-      const exported = await buildLanguageModelDecoder(modelFor(v), { format: v.format, threads });
+      const exported = await buildLanguageModelDecoder(modelFor(v), { format: v.format, threads, ...(v.format === 'qdq' ? { weightType: QDQ_WEIGHTS.type } : {}) });
       if (v.accuracyLevel !== undefined) withAccuracyLevel(exported.graph, v.accuracyLevel);
       const bytes = encodeModel(exported.graph);
       const file = path.join(dir, `${name}-${v.name}.onnx`);
@@ -173,12 +180,18 @@ async function build(fp32: Model, name: ModelName, dir: string, threads: number)
     console.log(`${name} ${v.name}: ${(f.bytes / 1e6).toFixed(2)} MB${fusion ? `, ORT runs ${fusion.matmul_nbits} MatMulNBits (levels ${fusion.accuracy_levels.join(',') || '-'}), ${fusion.integer_matmuls} integer MatMuls, ${fusion.float_matmuls.length} float weight MatMuls` : ''}`);
   }
   // Ternary's size at narrower blocks (its one per-tensor scale repeated per block: what g32 / g128 would cost).
+  // The b158 preset keeps the token table and head as int8 rows (as BitNet); `allTernary` ternarizes them too.
+  const b158 = presetConfig('b158', 'language-model');
+  const allTernary = prepareLanguageModelQat(fp32, { ...b158, tokenLayers: undefined }, 'b158');
   const ternaryBlocks: Record<string, number> = {};
+  const allTernaryBlocks: Record<string, number> = {};
   for (const block of [32, 128, 256]) {
-    const exported = await buildLanguageModelDecoder(prepared.get('b158')!, { format: 'matmulnbits', threads, blockSize: block });
-    ternaryBlocks[String(block)] = encodeModel(exported.graph).byteLength;
+    for (const [sizes, model] of [[ternaryBlocks, prepared.get('b158')!], [allTernaryBlocks, allTernary]] as const) {
+      const exported = await buildLanguageModelDecoder(model, { format: 'matmulnbits', threads, blockSize: block });
+      sizes[String(block)] = encodeModel(exported.graph).byteLength;
+    }
   }
-  return { built, ternaryBlocks };
+  return { built, ternaryBlocks, allTernaryBlocks };
 }
 
 /** One decode round: every variant prefills the prompt, then they take turns token by token. */
@@ -223,7 +236,7 @@ runMain(async () => {
       models: { type: 'string', default: 'default,25m' },
       rounds: { type: 'string', default: '3' },
       threads: { type: 'string', default: '2' },
-      'prefill-reps': { type: 'string', default: '3' },
+      'prefill-reps': { type: 'string', default: '9' },
       json: { type: 'string', default: 'bench/results/lm-export.json' },
     },
   });
@@ -235,6 +248,7 @@ runMain(async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-bench-lm-export-'));
   const bandwidth = copyBandwidth();
   console.log(`copy bandwidth: ${(bandwidth / 1e9).toFixed(1)} GB/s (read + write, 256 MB Float32Array.set, best of 5)`);
+  console.log(`qdq weight codes: ${QDQ_WEIGHTS.type} (${QDQ_WEIGHTS.reason})`);
   const results: Record<string, unknown> = {};
   const loadBefore = os.loadavg();
   try {
@@ -242,7 +256,7 @@ runMain(async () => {
       const fp32 = gpt({ vocabSize: 256, ...MODELS[name], context: CONTEXT, seed: 0 });
       const parameters = parameterCount(fp32);
       console.log(`\n${name}: gpt ${MODELS[name].layers} layers, width ${MODELS[name].dim}, ${MODELS[name].heads} heads, context ${CONTEXT}, vocabulary 256, ${(parameters / 1e6).toFixed(2)}M parameters`);
-      const { built, ternaryBlocks } = await build(fp32, name, dir, threads);
+      const { built, ternaryBlocks, allTernaryBlocks } = await build(fp32, name, dir, threads);
       // A fixed prompt: the bytes of a sentence, repeated to 64 tokens.
       const text = Buffer.from('Call me Ishmael. Some years ago, never mind how long precisely, having little or no money. ');
       const prompt = Array.from(text.subarray(0, PROMPT_TOKENS));
@@ -304,8 +318,12 @@ runMain(async () => {
           (100 * r.fraction_of_copy_bandwidth).toFixed(1),
         ]),
       ]);
-      const ternarySizes = Object.fromEntries(Object.entries(ternaryBlocks).map(([b, bytes]) => [b, { file_bytes: bytes, size_ratio_vs_fp32: base.file_bytes / bytes }]));
-      console.log(`ternary (MatMulNBits bits 2) size vs fp32 by block: ${Object.entries(ternarySizes).map(([b, s]) => `${b}: ${s.size_ratio_vs_fp32.toFixed(2)}x`).join(', ')}`);
+      const sizesOf = (blocks: Record<string, number>) => Object.fromEntries(Object.entries(blocks).map(([b, bytes]) => [b, { file_bytes: bytes, size_ratio_vs_fp32: base.file_bytes / bytes }]));
+      const ternarySizes = sizesOf(ternaryBlocks);
+      const allTernarySizes = sizesOf(allTernaryBlocks);
+      const line = (sizes: typeof ternarySizes) => Object.entries(sizes).map(([b, s]) => `${b}: ${s.size_ratio_vs_fp32.toFixed(2)}x`).join(', ');
+      console.log(`ternary (MatMulNBits bits 2; b158's table and head int8 rows) size vs fp32 by block: ${line(ternarySizes)}`);
+      console.log(`ternary with the table and head ternary too (tokenLayers off) by block: ${line(allTernarySizes)}`);
       const get = (v: string) => withRatios.find((r) => r.variant === v)!;
       const best8 = [get('w8a8-qdq'), get('w8a8-nbits8')].sort((a, b) => b.decode_tokens_per_second - a.decode_tokens_per_second)[0];
       const bestTernary = withRatios.filter((r) => r.variant.startsWith('ternary')).sort((a, b) => b.decode_tokens_per_second - a.decode_tokens_per_second)[0];
@@ -324,6 +342,7 @@ runMain(async () => {
         loadavg_at_start: modelLoad,
         rows: withRatios,
         ternary_sizes_by_block: ternarySizes,
+        all_ternary_sizes_by_block: allTernarySizes,
         fastest_8bit_decode: best8.variant,
         fastest_ternary_decode: bestTernary.variant,
         targets,
@@ -340,6 +359,7 @@ runMain(async () => {
     command: `node --import tsx bench/lm-export.ts ${process.argv.slice(2).join(' ')}`.trim(),
     cpu: os.cpus()[0]?.model,
     cores: os.cpus().length,
+    qdq_weight_type: QDQ_WEIGHTS,
     threads,
     rounds,
     prefill_reps: prefillReps,

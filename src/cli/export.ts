@@ -19,6 +19,7 @@ function printLanguageModelExport(r: LmExportReport): void {
     `${r.format}: ${r.out} (${r.file_bytes} bytes, ${r.size_ratio_vs_fp32.toFixed(2)}x smaller than the fp32 decoder's ${r.fp32_file_bytes}); ` +
       `${r.weights.length ? `weights ${bits}-bit, ` : ''}embeddings ${r.embeddings}; model.json: ${r.model_json}`,
   );
+  if (r.weight_type) console.log(`8-bit weight codes as ${r.weight_type}: ${r.weight_type_reason}`);
   if (r.fusion) console.log(`ORT's optimized model: ${r.fusion.matmul_nbits} MatMulNBits (accuracy_level ${r.fusion.accuracy_levels.join(', ') || '-'}), ${r.fusion.float_matmuls.length} weight MatMuls in float`);
   console.log(
     `val_perplexity ${p.exported_val_perplexity.toFixed(4)} (ORT, exported) vs ${p.reference_val_perplexity.toFixed(4)} (${p.reference}), ${(p.perplexity_relative_difference * 100).toFixed(3)}% apart; ` +
@@ -40,7 +41,7 @@ export function exportCommand(): Command {
     .requiredOption('--out <file.onnx>', 'where to write the model', outputFileOption('--out', '.onnx'))
     .option('--json <file.json>', 'write the export report (sizes, parity) as JSON', outputFileOption('--json', '.json'))
     .option('--no-verify', 'write the model even when parity with the fake-quant model fails')
-    .option('--weight-type <type>', `8-bit weight storage: ${WEIGHT_TYPE_CHOICES.join(', ')} (auto: int8 where this CPU's u8s8 kernels are exact, VNNI or ARM dot product; else uint8, exact on every CPU)`, choiceOption('--weight-type', WEIGHT_TYPE_CHOICES), 'auto')
+    .option('--weight-type <type>', `8-bit weight storage (image qdq, language-model qdq): ${WEIGHT_TYPE_CHOICES.join(', ')} (auto: int8 where this CPU's u8s8 kernels are exact, VNNI or ARM dot product; else uint8, exact on every CPU)`, choiceOption('--weight-type', WEIGHT_TYPE_CHOICES), 'auto')
     .option('--limit <n>', 'test samples for the parity check (default: all)', intOption('--limit', 1))
     .option('--embeddings <mode>', `language models: token embeddings ${EMBEDDING_MODES.join(' or ')} (int4 stores them as int4 blocks)`, choiceOption('--embeddings', EMBEDDING_MODES), 'quantized')
     .option('--block-size <n>', `language models: MatMulNBits block of per-channel and per-tensor weights (w8a8, b158): ${NBITS_BLOCK_SIZES.join(', ')}; a narrower layer takes the widest that divides it (default 256; grouped weights keep their trained group)`, choiceOption('--block-size', NBITS_BLOCK_SIZES.map(String)))
@@ -57,7 +58,7 @@ export function exportCommand(): Command {
           throw new InputError(`--format ${format}: '${o.from}' is a language-model run; its formats are ${LM_EXPORT_FORMATS.join(', ')}`);
         }
         const r = await exportLanguageModelRun(ckpt, {
-          from: o.from, out: o.out, json: o.json, format: format as LmExportFormat, embeddings: o.embeddings, ...(o.blockSize ? { blockSize: Number(o.blockSize) } : {}), noVerify: !o.verify, allowFloat: Boolean(o.allowFloat), threads: o.threads,
+          from: o.from, out: o.out, json: o.json, format: format as LmExportFormat, embeddings: o.embeddings, ...(o.blockSize ? { blockSize: Number(o.blockSize) } : {}), noVerify: !o.verify, allowFloat: Boolean(o.allowFloat), threads: o.threads, weightType: o.weightType,
           parity: { windows: o.parityWindows, prompts: o.parityPrompts, newTokens: o.parityTokens },
         });
         printLanguageModelExport(r);

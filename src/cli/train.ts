@@ -12,6 +12,7 @@ import { planTrain } from '../train/run.js';
 import { EXIT } from './run-cli.js';
 import { isTextData, TEXT_DATASETS } from '../data/text.js';
 import { TOKENIZER_NAMES } from '../data/tokenizers/index.js';
+import { B158_SCRATCH_LR } from '../train/lm-phases.js';
 import { DEFAULT_GENERATED_SAMPLES, LANGUAGE_MODEL_DEFAULTS, LANGUAGE_MODEL_QAT_DEFAULTS, LanguageModelResult } from '../train/run-language-model.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { TRANSFORMER_DEFAULTS } from '../models/transformers.js';
@@ -31,7 +32,7 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--steps <n>', 'stop after N steps in all, then evaluate', intOption('--steps', 1))
     .option('--batch <n>', 'batch size', intOption('--batch', 1), d.batch)
     .option('--optimizer <name>', `${OPTIMIZERS.join(', ')}`, choiceOption('--optimizer', OPTIMIZERS), d.optimizer)
-    .option('--lr <x>', 'peak learning rate', floatOption('--lr', { min: 0, exclusiveMin: true }), d.lr)
+    .option('--lr <x>', `peak learning rate (language models: 3e-3; --from QAT 3e-4; b158 from scratch ${B158_SCRATCH_LR})`, floatOption('--lr', { min: 0, exclusiveMin: true }), d.lr)
     .option('--weight-decay <x>', 'weight decay (default: 0.01 for adamw, 5e-4 for sgd)', floatOption('--weight-decay', { min: 0 }))
     .option('--schedule <name>', `${SCHEDULES.join(', ')}`, choiceOption('--schedule', SCHEDULES), d.schedule)
     .option('--warmup-steps <n>', 'linear warmup steps', intOption('--warmup-steps', 0), d.warmupSteps)
@@ -166,7 +167,10 @@ export async function runTrainCommand(o: Record<string, any>, label = 'train', e
   if (sourceText) config = withLanguageModelDefaults(config, given, LANGUAGE_MODEL_QAT_DEFAULTS);
   // --distill on a language model: KL alone at T = 1 unless the flags say otherwise (lm-distill.ts).
   if (sourceText && config.distill) config.distill = { weight: given('distillWeight') ? config.distill.weight : LANGUAGE_MODEL_DISTILL_DEFAULTS.weight, temperature: given('distillTemperature') ? config.distill.temperature : LANGUAGE_MODEL_DISTILL_DEFAULTS.temperature };
-  else if (isTextData(config.data) && !o.resume) config = withLanguageModelDefaults(config, given);
+  else if (isTextData(config.data) && !o.resume) {
+    config = withLanguageModelDefaults(config, given);
+    if (config.quant === 'b158' && !given('lr')) config.lr = B158_SCRATCH_LR;
+  }
   if (o.resume) {
     // A resumed run keeps its saved config; only what checkApplicableFlags allows may be given again.
     const keep = (flag: string, value: unknown) => (given(flag) ? value : undefined);

@@ -20,6 +20,7 @@ import { checkFusion, FusionReport } from './lm-fusion-check.js';
 import { measureCacheBytesPerToken } from './lm-kv-cache.js';
 import { buildLanguageModelDecoder, EmbeddingMode, LmDecoderExport, LmExportFormat } from './lm-decoder.js';
 import { checkLanguageModelParity, LmParityOptions, LmParityReport } from './lm-parity.js';
+import { resolveWeightType, WeightTypeChoice } from './weight-type.js';
 
 export interface LmExportRunOptions {
   from: string;
@@ -35,6 +36,8 @@ export interface LmExportRunOptions {
   allowFloat?: boolean;
   threads?: number;
   parity?: LmParityOptions;
+  /** qdq: 8-bit weight storage (weight-type.ts; default auto: int8 where this CPU's u8s8 kernels are exact). */
+  weightType?: WeightTypeChoice;
 }
 
 export interface LmExportReport {
@@ -57,6 +60,9 @@ export interface LmExportReport {
   embeddings: LmDecoderExport['embeddings'];
   activations: LmDecoderExport['activations'];
   accuracy_level: number;
+  /** qdq: how the 8-bit weight codes are stored and why (weight-type.ts); null for the other formats. */
+  weight_type: 'uint8' | 'int8' | null;
+  weight_type_reason: string | null;
   /** ONNX Runtime session config entries the file needs (also in model.json; qat eval / generate set them). */
   session_config: Record<string, string>;
   /** KV cache: float32 [batch, heads, sequence, head_size] per layer for keys and values. */
@@ -115,7 +121,8 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
   const tokenizerName = (ckpt.config.tokenizer as TokenizerName | undefined) ?? 'bytes';
   const context = (ckpt.config.context as number | undefined) ?? model.lm!.context;
   const text = loadTextData(data, tokenizerName);
-  const exported = await buildLanguageModelDecoder(model, { format: options.format, embeddings: options.embeddings, blockSize: options.blockSize, threads: options.threads });
+  const weightType = options.format === 'qdq' ? resolveWeightType(options.weightType) : null;
+  const exported = await buildLanguageModelDecoder(model, { format: options.format, embeddings: options.embeddings, blockSize: options.blockSize, threads: options.threads, ...(weightType ? { weightType: weightType.type } : {}) });
   const bytes = encodeModel(exported.graph);
   const fp32Graph = options.format === 'fp32' && !model.quant ? exported.graph : transformerDecoder(model).graph;
   const fp32Bytes = fp32Graph === exported.graph ? bytes.byteLength : encodeModel(fp32Graph).byteLength;
@@ -188,6 +195,8 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
       embeddings: exported.embeddings,
       activations: exported.activations,
       accuracy_level: exported.accuracy_level,
+      weight_type: weightType?.type ?? null,
+      weight_type_reason: weightType?.reason ?? null,
       session_config: sessionConfig,
       kv_cache: stored
         ? {

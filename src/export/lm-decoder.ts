@@ -46,6 +46,8 @@ export interface LmExportOptions {
   threads?: number;
   /** Per-channel / per-tensor weights (w8a8, b158): the widest block their repeated scale is stored in (default 256). */
   blockSize?: number;
+  /** qdq: 8-bit weight codes as uint8 around 128 (u8u8 kernels, exact everywhere; the default) or int8 (u8s8: exact with VNNI/AMX). */
+  weightType?: 'uint8' | 'int8';
 }
 
 /** One quantized weight of the export: how it is stored and which kernel reads it. */
@@ -222,8 +224,9 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
         if (!found) {
           throw new InputError(`--format qdq: layer '${layer}' has no 8-bit per-token activation quantizer at its input; qdq runs int8 x int8 products (train with --quant w8a8 or b158), export weight-only runs with --format matmulnbits`);
         }
-        emitIntegerMatMul(em, node, tokenCodes.of(found.quantizer), w, table ? '/lm_head' : '', found.perHead ? model.lm.arch.heads : undefined);
-        kernels.push('MatMulIntegerToFloat (u8u8)');
+        const weightType = options.weightType ?? 'uint8';
+        emitIntegerMatMul(em, node, tokenCodes.of(found.quantizer), w, table ? '/lm_head' : '', weightType, found.perHead ? model.lm.arch.heads : undefined);
+        kernels.push(`MatMulIntegerToFloat (${weightType === 'int8' ? 'u8s8' : 'u8u8'})`);
       } else {
         const at = graph.nodes.indexOf(node);
         graph.nodes.splice(at, 1);
@@ -236,7 +239,8 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
   pruneDead(graph);
   graph.nodes = topologicalOrder(graph);
   const lowered = lowerCustomOps(graph);
-  if (format === 'int4') {
+  // int4: blocked DequantizeLinear; qdq: blocked (per-token) QuantizeLinear; both opset 21.
+  if (format === 'int4' || format === 'qdq') {
     const lem = new Emitter(lowered);
     reduceAxesToInputs(lowered, lem);
     lowered.opsets[''] = 21;

@@ -5,10 +5,12 @@
  * com.microsoft.MatMulIntegerToFloat (docs/ContribOperators.md), which scales each row by its own a_scale
  * ([..., 1], the per-token scale) and each column by b_scale ([N], the per-channel weight scale).
  *
- * Both operands go in as uint8 around the zero point 128 (u = q + 128, scalar zero points): on x86 without
- * AVX-VNNI, MLAS's u8s8 kernel sums pairs of u8 x s8 products in int16 with saturation (vpmaddubsw), which is not
- * exact for full-range int8 weights, and its s8s8 kernel has no AVX2 path (measured: ~10x slower than u8u8);
- * u8u8 widens to int16 before multiplying and is exact. Measured in docs/benchmarks.md (issue 12).
+ * The activation codes go in as uint8 around the zero point 128 (u = q + 128). The weight codes are stored as the
+ * export's weight type (weight-type.ts): uint8 around 128 (u8u8: MLAS widens to int16 before multiplying, exact on
+ * every CPU), or int8 with zero point 0 (u8s8: exact only with VNNI / AMX or ARM dot products; on AVX2 MLAS sums
+ * pairs of u8 x s8 products in int16 with saturation, vpmaddubsw). Where u8s8 is exact it is the faster kernel
+ * (1.45x fp32 at prefill against u8u8's 0.79x on an AMX CPU, docs/export-formats.md). MLAS's s8s8 kernel has no
+ * AVX2 path (measured ~10x slower than u8u8), so the activations stay uint8.
  */
 import { DType } from '../ir/dtype.js';
 import { Graph, Node } from '../ir/graph.js';
@@ -55,8 +57,18 @@ export class TokenCodes {
     const c = (name: string, v: number) => em.initializer(`${x}/${name}`, Tensor.float([], [v]));
     const absmax = em.node('ReduceMax', [em.node('Abs', [x])], { axes: [-1], keepdims: 1 });
     const scale = em.node('Div', [em.node('Max', [absmax, c('epsilon', 1e-8)]), c('qmax', 127)], {}, undefined, `${x}/token_scale`);
-    const q = em.node('Clip', [em.node('Round', [em.node('Div', [x, scale])]), c('qmin_code', -128), c('qmax_code', 127)]);
-    const codes = em.node('Cast', [em.node('Add', [q, c('offset', 128)])], { to: DType.UINT8 }, undefined, `${x}/token_codes`);
+    const width = em.graph.typeOf(x).shape.at(-1);
+    let codes: string;
+    if (typeof width === 'number') {
+      // One blocked QuantizeLinear (opset 21, a block = the whole row): saturate(round_half_even(x / s) + 128), the
+      // same values as Div -> Round -> Clip(-128, 127) -> Add 128 -> Cast, in one pass over the activations.
+      // A blocked zero point has the scale's shape ([..., 1]: the token count is known only at run time).
+      const zero = em.node('Expand', [em.initializer(`${x}/code_zero_point`, new Tensor(DType.UINT8, [], Uint8Array.of(128))), em.node('Shape', [scale])]);
+      codes = em.node('QuantizeLinear', [x, scale, zero], { axis: -1, block_size: width }, undefined, `${x}/token_codes`);
+    } else {
+      const q = em.node('Clip', [em.node('Round', [em.node('Div', [x, scale])]), c('qmin_code', -128), c('qmax_code', 127)]);
+      codes = em.node('Cast', [em.node('Add', [q, c('offset', 128)])], { to: DType.UINT8 }, undefined, `${x}/token_codes`);
+    }
     const out = { codes, scale };
     this.made.set(x, out);
     return out;
@@ -69,30 +81,33 @@ export class TokenCodes {
  * `heads` (per-head activation scales, codes [B, H, T, K / H]), the weight goes in as [H, K / H, N], each head's
  * product is scaled by its own rows' scales, and the heads are summed (ReduceSum over axis 1).
  */
-export function emitIntegerMatMul(em: Emitter, node: Node, activation: { codes: string; scale: string }, w: BlockedWeightCodes, suffix: string, heads?: number): void {
+export function emitIntegerMatMul(em: Emitter, node: Node, activation: { codes: string; scale: string }, w: BlockedWeightCodes, suffix: string, weightType: 'uint8' | 'int8', heads?: number): void {
   if (w.granularity === 'group') {
     throw new InputError(`--format qdq: weight '${w.tensor}' is quantized in groups of ${w.blockSize}; MatMulIntegerToFloat takes one scale per output feature (w8a8, b158); export grouped weights with --format matmulnbits`);
   }
   const blocks = w.k / w.blockSize;
-  const b = new Uint8Array(w.k * w.n);
+  const signed = weightType === 'int8';
+  const b = signed ? new Int8Array(w.k * w.n) : new Uint8Array(w.k * w.n);
+  const offset = signed ? 0 : 128;
   const scales = new Float32Array(w.n);
   for (let row = 0; row < w.n; row++) {
     scales[row] = w.scales[row * blocks];
     for (let col = 0; col < w.k; col++) {
       const code = w.codes[row * w.k + col];
       if (code < -128 || code > 127) throw new Error(`export: weight '${w.tensor}' code ${code} does not fit int8`);
-      b[col * w.n + row] = code + 128;
+      b[col * w.n + row] = code + offset;
     }
   }
   const tag = `${w.tensor}${suffix}`;
   if (heads !== undefined && w.k % heads !== 0) throw new Error(`export: weight '${w.tensor}' has ${w.k} input features, not divisible by ${heads} heads`);
   const dims = heads === undefined ? [w.k, w.n] : [heads, w.k / heads, w.n];
-  const weight = em.initializer(`${tag}/uint8`, new Tensor(DType.UINT8, dims, b));
+  const weight = em.initializer(`${tag}/${weightType}`, new Tensor(signed ? DType.INT8 : DType.UINT8, dims, b));
   const weightScale = em.initializer(`${tag}/scales`, new Tensor(DType.FLOAT, [w.n], scales));
   const zero = em.initializer(`${tag}/zero_point`, new Tensor(DType.UINT8, [], Uint8Array.of(128)));
+  const weightZero = signed ? em.initializer(`${tag}/weight_zero_point`, new Tensor(DType.INT8, [], Int8Array.of(0))) : zero;
   const graph = em.graph;
   graph.nodes.splice(graph.nodes.indexOf(node), 1);
-  const out = em.node('MatMulIntegerToFloat', [activation.codes, weight, activation.scale, weightScale, zero, zero], {}, heads === undefined ? node.outputs[0] : undefined, `${node.name}Integer`);
+  const out = em.node('MatMulIntegerToFloat', [activation.codes, weight, activation.scale, weightScale, zero, weightZero], {}, heads === undefined ? node.outputs[0] : undefined, `${node.name}Integer`);
   graph.nodes.at(-1)!.domain = MS_DOMAIN;
   graph.opsets[MS_DOMAIN] = 1;
   if (heads !== undefined) em.node('ReduceSum', [out, em.initializer(`${tag}/head_axis`, Tensor.int64([1], [1]))], { keepdims: 0 }, node.outputs[0], `${node.name}Heads`);

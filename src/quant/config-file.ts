@@ -49,6 +49,12 @@ export const kvCacheSchema = z.strictObject({
   groupSize: intIn(1, MAX_GROUP_SIZE).optional(),
 }, { error: `must be a JSON object { "bits": 8 | 4 | 2, "layout"?: ${KV_LAYOUTS.map((l) => `"${l}"`).join(' | ')}, "groupSize"?: tokens per KIVI key group (default ${KIVI_GROUP_SIZE}) }` });
 
+/** "tokenLayers": roles of a language model's token embedding and LM head, merged over the preset's (presets.ts). */
+const tokenLayersSchema = z.strictObject({
+  weight: roleSchema.optional(),
+  activation: roleSchema.optional(),
+}, { error: 'must be a JSON object { "weight"?: ..., "activation"?: ... } (the token embedding and LM head)' });
+
 /** The --quant-config file: see loadQuantConfigFile. */
 export const quantConfigFileSchema = z.strictObject({
   preset: oneOf(PRESETS).optional(),
@@ -59,6 +65,7 @@ export const quantConfigFileSchema = z.strictObject({
   // torch's averaging_constant: the weight of the new batch's range; 0 would never move, above 1 overshoots.
   observerMomentum: numberIn(0, 1, { exclusiveMin: true }).optional(),
   overrides: z.array(overrideSchema, { error: 'must be an array of { "match": ..., "weight"?: ..., "activation"?: ..., "skip"?: ... }' }).max(10000).optional(),
+  tokenLayers: z.union([tokenLayersSchema, z.null()]).optional(),
   kvCache: kvCacheSchema.optional(),
 }, { error: 'must be a JSON object' });
 
@@ -79,6 +86,7 @@ export const qatConfigSchema = z.strictObject({
   foldBatchNorm: bool(),
   observerMomentum: numberIn(0, 1, { exclusiveMin: true }),
   overrides: z.array(overrideSchema).max(10000),
+  tokenLayers: tokenLayersSchema.optional(),
   kvCache: kvCacheSchema.optional(),
 });
 
@@ -133,6 +141,8 @@ export function parseQuantConfig(raw: unknown, source: string, preset?: string, 
     foldBatchNorm: obj.foldBatchNorm ?? base.foldBatchNorm,
     observerMomentum: obj.observerMomentum ?? base.observerMomentum,
     overrides: [...base.overrides, ...overrides],
+    // null: the token embedding and head follow the roles above (b158 with a ternary table, say).
+    ...(obj.tokenLayers === null ? { tokenLayers: undefined } : obj.tokenLayers ? { tokenLayers: obj.tokenLayers } : {}),
     ...(obj.kvCache ? { kvCache: { bits: obj.kvCache.bits, layout: obj.kvCache.layout ?? 'per-token', ...(obj.kvCache.groupSize !== undefined ? { groupSize: obj.kvCache.groupSize } : {}) } } : {}),
   };
   if (obj.kvCache && task !== 'language-model') throw new InputError(`${where}: kvCache: KV-cache quantization applies to language models (text --data); this run trains an image model, which has no KV cache`);

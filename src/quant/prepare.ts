@@ -128,7 +128,8 @@ export function planQuantization(model: Model, config: QatConfig): QuantPlan {
     // Position tables are quantized per row at 8 bits whatever the preset (a few kB; at 4 bits or ternary the
     // positions blur), so exports store them as int8 rows (DequantizeLinear -> Gather); an override still rules.
     if (role === 'weight' && isPositionTable(node)) return { ...POSITION_TABLE_ROLE, ...(o?.weight ?? {}) };
-    let r: RoleSpec = { ...config[role], ...(o?.[role] ?? {}) };
+    const tokenLayer = languageModel && config.tokenLayers && (node.name === first || node.name === last) ? config.tokenLayers[role] : undefined;
+    let r: RoleSpec = { ...config[role], ...(tokenLayer ?? {}), ...(o?.[role] ?? {}) };
     if (config.firstLastBits && (node.name === first || node.name === last) && !o?.[role]?.bits) {
       r = { ...r, bits: Math.max(r.bits, config.firstLastBits), method: r.bits >= config.firstLastBits ? r.method : 'minmax', granularity: role === 'weight' ? 'per-channel' : 'per-tensor' };
     }

@@ -33,6 +33,13 @@ export interface QatConfig {
   /** Moving-average observer constant (torch's averaging_constant). */
   observerMomentum: number;
   overrides: LayerOverride[];
+  /**
+   * Language models: the roles of the token embedding and the LM head (the first and last weight layers; a tied
+   * head is the embedding's one weight), merged over the preset's roles; a layer override still rules. BitNet
+   * b1.58 keeps these two in high precision (Wang et al. 2023, BitNet section 2: the output distribution is
+   * sampled in high precision), so its preset stores them as int8 rows.
+   */
+  tokenLayers?: { weight?: Partial<RoleSpec>; activation?: Partial<RoleSpec> };
   /** Language models: the KV cache fake-quantized as it is written (quant/kv-cache.ts); --kv-bits sets it too. */
   kvCache?: KvCacheQuant;
 }
@@ -68,8 +75,15 @@ function languageModelPreset(name: string): QatConfig {
     case 'w3a16-g32': return { ...lmBase, weight: groupWeight(3, 32), activation: tokenAct(16) };
     case 'w2a16-g32': return { ...lmBase, weight: groupWeight(2, 32), activation: tokenAct(16) };
     // BitNet b1.58: absmean ternary weights, one scale per tensor as the paper; per-token absmax int8 activations
-    // behind a parameter-free RMSNorm inside each BitLinear.
-    case 'b158': return { ...lmBase, weight: { bits: 2, method: 'ternary', granularity: 'per-tensor' }, activation: tokenAct(8, { rmsNorm: true }) };
+    // behind a parameter-free RMSNorm inside each BitLinear. The embedding and head are not BitLinears: int8 rows
+    // and int8 per-token inputs (the printed layer table shows it).
+    case 'b158':
+      return {
+        ...lmBase,
+        weight: { bits: 2, method: 'ternary', granularity: 'per-tensor' },
+        activation: tokenAct(8, { rmsNorm: true }),
+        tokenLayers: { weight: { bits: 8, method: 'minmax', granularity: 'per-channel' }, activation: { rmsNorm: false } },
+      };
     default:
       throw new Error(`--quant: '${name}' is not a language-model preset; valid for language models: ${LM_PRESETS.join(', ')}${(CNN_PRESETS as readonly string[]).includes(name) ? ` ('${name}' is an image-model preset)` : ''}`);
   }

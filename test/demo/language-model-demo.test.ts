@@ -55,7 +55,7 @@ test('each file perplexity is the file run by ONNX Runtime on the validation tex
     if (f.format !== 'fp32') assert.ok(f.size_ratio_vs_fp32! > 1, f.path);
   }
   assert.match(summary.rows.find((r) => r.setting === 'w4a8-g32' && r.method === 'QAT')!.files[0].storage, /^weights 4-bit in 4-bit blocks of 32 .*MatMulNBits/);
-  assert.match(summary.rows.find((r) => r.setting === 'b158' && r.method === 'QAT')!.files[0].storage, /^weights ternary in 2-bit blocks/);
+  assert.match(summary.rows.find((r) => r.setting === 'b158' && r.method === 'QAT')!.files[0].storage, /^weights 8-bit in 8-bit blocks of \d+ \(2 tensors\), ternary in 2-bit blocks/);
 });
 
 test('every model has a sample continuing the same prompt, printed side by side under the table', () => {

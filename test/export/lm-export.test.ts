@@ -16,6 +16,7 @@ import { readLanguageModelJson } from '../../src/generate/model-json';
 import { loadTextData } from '../../src/data/text';
 import { Graph } from '../../src/ir/graph';
 import { DType } from '../../src/ir/dtype';
+import { exactWeightType } from '../../src/export/weight-type';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const qat = (...args: string[]) => spawnSync(process.execPath, [path.join(root, 'bin/qat.mjs'), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, CI: '1' } });
@@ -130,12 +131,14 @@ test('--embeddings float keeps the table in float32 (the head still reads its ow
 });
 
 test('qdq (w8a8): every weight MatMul is MatMulIntegerToFloat over uint8 codes with per-token scales, equal to the fake-quant model', async () => {
-  const r = await exportRun('w8a8', 'qdq', 'w8-qdq');
+  const r = await exportRun('w8a8', 'qdq', 'w8-qdq', { weightType: 'uint8' });
+  assert.equal(r.weight_type, 'uint8');
   const g = nodesOf(r.out);
   const integer = g.nodes.filter((n) => n.opType === 'MatMulIntegerToFloat');
   assert.equal(integer.length, 5);
   for (const n of integer) {
     assert.equal(g.initializers.get(n.inputs[1])!.dtype, DType.UINT8);
+    assert.equal(g.initializers.get(n.inputs[5])!.data[0], 128);
     assert.equal(g.initializers.get(n.inputs[3])!.dims.length, 1, 'one weight scale per output feature');
     assert.ok(!g.initializers.has(n.inputs[2]), 'activation scales are computed per token');
   }
@@ -147,6 +150,33 @@ test('qdq (w8a8): every weight MatMul is MatMulIntegerToFloat over uint8 codes w
   assert.ok(r.parity.perplexity_relative_difference < 1e-4, String(r.parity.perplexity_relative_difference));
   assert.ok(r.parity.top1_agreement > 0.999, String(r.parity.top1_agreement));
   assert.ok(r.weights.every((w) => w.kernels.every((k) => k.startsWith('MatMulIntegerToFloat') || k.includes('Gather'))), JSON.stringify(r.weights));
+});
+
+test('qdq --weight-type: auto follows the CPU; int8 codes (zero point 0, u8s8 kernels) hold the same values and, where u8s8 is exact, the same perplexity', async () => {
+  const auto = exactWeightType();
+  const r = await exportRun('w8a8', 'qdq', 'w8-qdq-auto');
+  assert.equal(r.weight_type, auto.type);
+  assert.equal(r.weight_type_reason, auto.reason);
+  // int8 storage: without VNNI/AMX ORT's u8s8 kernel saturates, so parity is checked only where it is exact.
+  const s = await exportRun('w8a8', 'qdq', 'w8-qdq-int8', { weightType: 'int8', noVerify: auto.type !== 'int8' });
+  const u = nodesOf(path.join(dir, 'w8-qdq', 'model.onnx'));
+  const g = nodesOf(s.out);
+  const integer = g.nodes.filter((n) => n.opType === 'MatMulIntegerToFloat');
+  assert.equal(integer.length, 5);
+  const uIntegers = u.nodes.filter((n) => n.opType === 'MatMulIntegerToFloat');
+  for (const [i, n] of integer.entries()) {
+    const codes = g.initializers.get(n.inputs[1])!;
+    assert.equal(codes.dtype, DType.INT8);
+    assert.equal(g.initializers.get(n.inputs[5])!.dtype, DType.INT8);
+    assert.equal(g.initializers.get(n.inputs[5])!.data[0], 0);
+    const shifted = u.initializers.get(uIntegers[i].inputs[1])!.data as Uint8Array;
+    assert.ok((codes.data as Int8Array).every((c, j) => c === shifted[j] - 128), `weight codes of '${n.name}' differ from the uint8 file's`);
+  }
+  assert.ok(s.weights.every((w) => w.kernels.every((k) => k === 'MatMulIntegerToFloat (u8s8)' || k.includes('Gather'))), JSON.stringify(s.weights));
+  if (auto.type === 'int8') {
+    assert.ok(s.parity.passed, s.parity.failures.join('; '));
+    assert.ok(s.parity.perplexity_relative_difference < 1e-4, String(s.parity.perplexity_relative_difference));
+  }
 });
 
 test('qdq runs ternary (b158) codes as int8 too; a weight-only run is refused naming matmulnbits', async () => {
@@ -200,7 +230,11 @@ test('w3a16-g32 ships 3-bit codes in 4-bit MatMulNBits blocks; b158 as bits 2 (c
   const codes = new Set<number>();
   for (const byte of packed) for (let j = 0; j < 4; j++) codes.add((byte >> (2 * j)) & 3);
   assert.deepEqual([...codes].sort(), [1, 2, 3]);
-  assert.ok(b.activations.length > 0 && b.activations.every((a) => a.spec.includes('RMSNorm')), JSON.stringify(b.activations));
+  // BitLinear inputs carry their RMSNorm; the head (not a BitLinear in BitNet) reads int8 rows with a plain int8 input.
+  const [headInput, bitLinearInputs] = [b.activations.filter((a) => a.layers.some((l) => l.startsWith('lm_head'))), b.activations.filter((a) => !a.layers.some((l) => l.startsWith('lm_head')))];
+  assert.ok(bitLinearInputs.length > 0 && bitLinearInputs.every((a) => a.spec.includes('RMSNorm')), JSON.stringify(b.activations));
+  assert.ok(headInput.length === 1 && !headInput[0].spec.includes('RMSNorm'), JSON.stringify(headInput));
+  assert.deepEqual(b.weights.filter((w) => w.tensor === 'wte.weight').map((w) => [w.bits, w.storage_bits]), [[8, 8]]);
 });
 
 test('--block-size sets the MatMulNBits blocks of per-tensor ternary weights (more scales, same codes); a grouped run keeps its group', async () => {

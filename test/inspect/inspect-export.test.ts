@@ -13,6 +13,7 @@ import '../../src/quant';
 import { DEFAULT_TRAIN_CONFIG, loadRun, train, TrainConfig } from '../../src/train/run';
 import { exportLanguageModelRun } from '../../src/export/export-language-model';
 import { LmExportFormat } from '../../src/export/lm-decoder';
+import { exactWeightType } from '../../src/export/weight-type';
 import { inspectPath } from '../../src/inspect/inspect-path';
 import { formatInspectReport } from '../../src/inspect/format-table';
 import { inspectJson, INSPECT_SCHEMA } from '../../src/inspect/report-json';
@@ -107,11 +108,11 @@ test('matmulnbits: packed uint8 blocks on MatMulNBits (accuracy_level 0), the ta
   assert.ok(text.includes(`ONNX Runtime's optimized model runs ${integer} of ${r.layers.length} layers on integer kernels`), text.join('\n'));
 });
 
-test('qdq (w8a8): uint8 codes with their zero points on MatMulIntegerToFloat; zero points counted apart from scales', () => {
+test('qdq (w8a8): 8-bit codes (the CPU\'s --weight-type auto) with their zero points on MatMulIntegerToFloat; zero points counted apart from scales', () => {
   const r = reports.qdq;
   for (const l of matmuls(r)) {
     assert.equal(l.op, 'MatMulIntegerToFloat', l.name);
-    assert.equal(l.storage?.dtype, 'uint8', l.name);
+    assert.equal(l.storage?.dtype, exactWeightType().type, l.name);
     assert.equal(l.storage!.weight_bytes, elements(l), l.name);
     assert.equal(l.kernel?.op, 'com.microsoft.MatMulIntegerToFloat', l.name);
     assert.equal(l.kernel?.integer, true, l.name);

@@ -96,6 +96,24 @@ test('LM presets: no layer stays at 8 bits by position; w4a8-g32 quantizes every
   assert.ok([...plan.activations.values()].some((a) => a.layers.length === 2));
 });
 
+test('b158: BitLinear layers ternary behind an RMSNorm; the embedding and head (BitNet keeps them high precision) int8 rows and int8 plain per-token inputs; an override still rules', () => {
+  for (const [name, tables] of [['gpt', ['wte.weight']], ['llama', ['embed_tokens.weight', 'lm_head.weight']]] as const) {
+    const plan = planQuantization(tiny(name), presetConfig('b158', 'language-model'));
+    const edge = new Set<string>(tables);
+    for (const w of plan.weights) {
+      if (edge.has(w.tensor) || w.tensor.includes('wpe')) assert.deepEqual([w.spec.bits, w.spec.method, w.spec.granularity.kind], [8, 'minmax', 'per-channel'], `${name} ${w.tensor}`);
+      else assert.deepEqual([w.spec.method, w.spec.granularity.kind], ['ternary', 'per-tensor'], `${name} ${w.tensor}`);
+    }
+    const acts = [...plan.activations.values()] as { layers: string[]; rmsNorm?: boolean; spec: { bits: number } }[];
+    const headAct = acts.filter((a) => a.layers.some((l) => l.startsWith('lm_head')));
+    assert.equal(headAct.length, 1, name);
+    assert.ok(!headAct[0].rmsNorm && headAct[0].spec.bits === 8, `${name}: the head's input is a plain int8 per-token quantizer`);
+    assert.ok(acts.filter((a) => a !== headAct[0]).every((a) => a.rmsNorm), `${name}: every BitLinear input has its RMSNorm`);
+  }
+  const ternaryTable = planQuantization(tiny('gpt'), { ...presetConfig('b158', 'language-model'), overrides: [{ match: 'wte', weight: { bits: 2, method: 'ternary', granularity: 'per-tensor' } }] });
+  assert.equal(ternaryTable.weights.find((w) => w.tensor === 'wte.weight')!.spec.method, 'ternary');
+});
+
 test('a width not divisible by the group is refused naming the layer, its width and the valid groups', () => {
   const m = gpt({ vocabSize: 64, layers: 1, heads: 2, dim: 48, context: 8, seed: 1 });
   assert.throws(() => planQuantization(m, presetConfig('w4a16-g32', 'language-model')), /layer 'wte' has input width 48 .*groupSize 32; valid groups for it: 16/);

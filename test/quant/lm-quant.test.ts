@@ -11,6 +11,7 @@ import { gpt, llama } from '../../src/models/transformers';
 import { planQuantization } from '../../src/quant/prepare';
 import { prepareLanguageModelQat } from '../../src/quant/qat';
 import { LM_PRESETS, presetConfig } from '../../src/quant/presets';
+import { parseQuantConfig } from '../../src/quant/config-file';
 import { Model } from '../../src/models/model';
 
 /** op(x) on [rows, cols]; loss = sum(y * w) so the gradient of x is dy = w where the STE passes. */
@@ -112,6 +113,12 @@ test('b158: BitLinear layers ternary behind an RMSNorm; the embedding and head (
   }
   const ternaryTable = planQuantization(tiny('gpt'), { ...presetConfig('b158', 'language-model'), overrides: [{ match: 'wte', weight: { bits: 2, method: 'ternary', granularity: 'per-tensor' } }] });
   assert.equal(ternaryTable.weights.find((w) => w.tensor === 'wte.weight')!.spec.method, 'ternary');
+  // --quant-config: "tokenLayers": null ternarizes the table with the rest; a partial object merges over the preset's.
+  const allTernary = parseQuantConfig({ preset: 'b158', tokenLayers: null }, 'q.json', undefined, 'language-model');
+  assert.equal(planQuantization(tiny('gpt'), allTernary).weights.find((w) => w.tensor === 'wte.weight')!.spec.method, 'ternary');
+  const table4 = parseQuantConfig({ preset: 'b158', tokenLayers: { weight: { bits: 4, method: 'lsq', granularity: 'per-group', groupSize: 32 } } }, 'q.json', undefined, 'language-model');
+  assert.deepEqual(planQuantization(tiny('gpt'), table4).weights.find((w) => w.tensor === 'wte.weight')!.spec.granularity, { kind: 'per-group', axis: 1, size: 32 });
+  assert.throws(() => parseQuantConfig({ preset: 'b158', tokenLayers: { wieght: {} } }, 'q.json', undefined, 'language-model'), /q\.json: tokenLayers\.wieght: unknown key/);
 });
 
 test('a width not divisible by the group is refused naming the layer, its width and the valid groups', () => {

@@ -107,6 +107,7 @@ export function storeQuantizedKvCache(graph: Graph, kv: KvCacheQuant, arch: { he
   const f = (v: number) => b.constant(v);
   const producers = graph.producers();
   const cores = attentionCores(graph);
+  if (cores.some((c) => c.keyLayout !== 'bhtd')) throw new Error('export: the decoder transposes keys from [B, T, H, D]; a stored KV cache needs keys [B, H, T, D]');
   const dims = (x: string, axis: number) => b.op1('Gather', [b.shapeOf(x), b.ints([axis])], { axis: 0 });
   const typed = (op: string, inputs: string[], shape: Shape, dtype = DType.FLOAT, attrs = {}) => b.op1(op, inputs, attrs, { types: [{ dtype, shape }] });
 

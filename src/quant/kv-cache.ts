@@ -97,6 +97,19 @@ export interface AttentionCore {
   scores: Node;
   keyTranspose: Node;
   probsValue: Node;
+  /** The layout of the keyTranspose's input: [B, H, T, D], or [B, T, H, D] (an imported PyTorch decoder). */
+  keyLayout: 'bhtd' | 'bthd';
+}
+
+/** Ops that may sit between q k^T and its Softmax: the mask (Add, Where) and the 1/sqrt(d) scale (Mul, Div). */
+const SCORE_PASS_THROUGH = new Set(['Add', 'Where', 'Mul', 'Div']);
+
+/** Whether `v` is q k^T, or reaches it through the ops above (at most 4): the operand the walk follows. */
+function leadsToScores(v: string, producers: Map<string, Node>, depth = 0): boolean {
+  const p = producers.get(v);
+  if (!p) return false;
+  if (p.opType === 'MatMul') return producers.get(p.inputs[1])?.opType === 'Transpose';
+  return depth < 4 && SCORE_PASS_THROUGH.has(p.opType) && p.inputs.some((x) => leadsToScores(x, producers, depth + 1));
 }
 
 export function attentionCores(graph: Graph): AttentionCore[] {
@@ -107,19 +120,26 @@ export function attentionCores(graph: Graph): AttentionCore[] {
     if (softmax.opType !== 'Softmax' || softmax.domain !== '') continue;
     const pv = (consumers.get(softmax.outputs[0]) ?? []).find((n) => n.opType === 'MatMul' && n.inputs[0] === softmax.outputs[0]);
     if (!pv) continue;
+    // Between q k^T and the Softmax: an additive mask (zoo models), or what torch.onnx.export writes for
+    // `(q @ k.transpose(-2, -1)) * scale` then `masked_fill(mask, -inf)`: Mul / Div by the scale, Where(mask, -inf, .).
     let scoresValue = softmax.inputs[0];
-    const add = producers.get(scoresValue);
-    if (add?.opType === 'Add') {
-      const i = add.inputs.findIndex((v) => producers.get(v)?.opType === 'MatMul');
-      if (i < 0) continue;
-      scoresValue = add.inputs[i];
+    for (let hops = 0; hops < 4; hops++) {
+      const p = producers.get(scoresValue);
+      if (!p || !SCORE_PASS_THROUGH.has(p.opType)) break;
+      const candidates = p.opType === 'Where' ? p.inputs.slice(1) : p.opType === 'Div' ? p.inputs.slice(0, 1) : p.inputs;
+      const next = candidates.find((v) => leadsToScores(v, producers));
+      if (next === undefined) break;
+      scoresValue = next;
     }
     const scores = producers.get(scoresValue);
     if (!scores || scores.opType !== 'MatMul') continue;
     const kt = producers.get(scores.inputs[1]);
     const perm = kt?.opType === 'Transpose' ? attrInts(kt, 'perm', undefined) : undefined;
-    if (!kt || perm?.join() !== '0,1,3,2') continue;
-    cores.push({ scores, keyTranspose: kt, probsValue: pv });
+    // 0,1,3,2: k^T of keys [B, H, T, D] (zoo models); 0,2,3,1: torch.onnx.export folds `k.view(B, T, H, D)
+    // .transpose(1, 2)` and `.transpose(-2, -1)` into one Transpose of [B, T, H, D].
+    const keyLayout = perm?.join() === '0,1,3,2' ? 'bhtd' : perm?.join() === '0,2,3,1' ? 'bthd' : undefined;
+    if (!kt || !keyLayout) continue;
+    cores.push({ scores, keyTranspose: kt, probsValue: pv, keyLayout });
   }
   return cores;
 }
@@ -139,6 +159,12 @@ export function insertKvCacheQuantizers(graph: Graph, kv: KvCacheQuant): number 
   const consumers = graph.consumers();
   const group = kv.groupSize ?? KIVI_GROUP_SIZE;
   cores.forEach((core, layer) => {
+    if (core.keyLayout === 'bthd') {
+      // Keys to [B, H, T, D] first, so both layouts quantize (and KIVI groups) along the token axis 2.
+      core.keyTranspose.inputs[0] = b.transpose(core.keyTranspose.inputs[0], [0, 2, 1, 3]);
+      core.keyTranspose.attrs.perm = { kind: 'ints', value: [0, 1, 3, 2] };
+      core.keyLayout = 'bhtd';
+    }
     const k = core.keyTranspose.inputs[0];
     const v = core.probsValue.inputs[1];
     const vq = b.op1('TokenMinMaxQuantize', [v], { bits: kv.bits }, { domain: QATKIT, name: `${PREFIX}${layer}/value` });

@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import path from 'node:path';
 import assert from 'node:assert/strict';
 import { randomDecoder, maxLogitDiff } from '../helpers/tiny-decoder';
 import { runQuantizerOp } from '../helpers/quantizer-op-run';
@@ -15,7 +16,8 @@ import { QATKIT, roundHalfEven } from '../../src/quant';
 import { gpt, llama } from '../../src/models/transformers';
 import { Model } from '../../src/models/model';
 import { Rng } from '../../src/train/rng';
-import { checkKvCacheQuant, insertKvCacheQuantizers, kvCacheQuantOf, KvCacheQuant, withKvCacheQuantization } from '../../src/quant/kv-cache';
+import { checkKvCacheQuant, insertKvCacheQuantizers, kvCacheQuantOf, KvCacheQuant, kvDescription, withKvCacheQuantization } from '../../src/quant/kv-cache';
+import { importForTraining } from '../../src/models/resolve';
 import { KvCacheGenerator, RecomputeGenerator } from '../../src/generate/index';
 import type { NextTokenLogits } from '../../src/generate/index';
 
@@ -124,6 +126,30 @@ test('KV options are checked: bits 8/4/2, layouts per-token and kivi, refused tw
   assert.deepEqual(kvCacheQuantOf(m.graph), { bits: 4, layout: 'kivi', groupSize: 8 });
   assert.throws(() => insertKvCacheQuantizers(m.graph, { bits: 8, layout: 'per-token' }), /quantized already \(kv4 KIVI/);
   assert.throws(() => insertKvCacheQuantizers(new Graph(), { bits: 8, layout: 'per-token' }), /no attention found/);
+});
+
+const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures');
+
+test("an imported PyTorch decoder's attention takes the KV quantizers: NanoGpt's scale Mul and masked_fill Where(mask, -inf) sit between q k^T and the Softmax", async () => {
+  const model = importForTraining(path.join(FIXTURES, 'torch_nanogpt.onnx'));
+  const layers = model.graph.nodes.filter((n) => n.opType === 'Softmax').length;
+  assert.ok(layers >= 1);
+  const logitsOf = async (m: Model) => {
+    const session = await Session.create(m.graph, { threads: 1 });
+    const ids = new Tensor(DType.INT64, [2, 16], BigInt64Array.from({ length: 32 }, (_, i) => BigInt((i * 7) % 64)));
+    const out = await session.run({ [m.input]: toOrtTensor(ids) });
+    await session.release();
+    return Array.from(out[m.graph.outputs[0].name].data as Float32Array);
+  };
+  const float = await logitsOf(model);
+  for (const [kv, far] of [[{ bits: 8, layout: 'per-token' }, false], [{ bits: 2, layout: 'per-token' }, true], [{ bits: 2, layout: 'kivi', groupSize: 4 }, true]] as [KvCacheQuant, boolean][]) {
+    const q = withKvCacheQuantization(model, kv);
+    const quantizers = q.graph.nodes.filter((n) => n.name.startsWith('kv_quant/') && (n.name.endsWith('/key') || n.name.endsWith('/value')));
+    assert.equal(quantizers.length, 2 * layers, `${kvDescription(kv)}: a key and a value quantizer per attention`);
+    const diff = Math.max(...(await logitsOf(q)).map((v, i) => Math.abs(v - float[i])));
+    if (far) assert.ok(diff > 1e-3, `${kvDescription(kv)} moved the logits by only ${diff}`);
+    else assert.ok(diff > 0 && diff < 0.05, `kv8 moved the logits by ${diff}`);
+  }
 });
 
 const VOCAB = 40;

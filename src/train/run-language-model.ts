@@ -152,7 +152,12 @@ function checkLanguageModelConfig(c: TrainConfig): void {
 /** The quantization config of a language-model run: --quant-config, or --quant read as a language-model preset. */
 export function languageModelQatConfig(c: TrainConfig): QatConfig | undefined {
   if (!c.quant && !c.quantConfig) return undefined;
-  return c.quantConfig ?? presetConfig(c.quant!, 'language-model');
+  const config = c.quantConfig ?? presetConfig(c.quant!, 'language-model');
+  // EfficientQAT trains the weights' step sizes (Block-AP with the weights, then E2E-QP alone): min/max weight
+  // scales (w8a8) become LSQ step sizes, which start at the same min/max scale (Chen et al. 2024 quantize every
+  // bit-width with learnable step sizes). Ternary (b158) has no uniform grid and stays refused.
+  if (c.method === 'efficientqat' && config.weight.method === 'minmax') return { ...config, weight: { ...config.weight, method: 'lsq' } };
+  return config;
 }
 
 /**

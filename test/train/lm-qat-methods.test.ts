@@ -227,6 +227,19 @@ test('EfficientQAT run: Block-AP block by block (MSE to the fp32 block, only tha
   same(end, fp32, 'wte.weight');
 });
 
+test('EfficientQAT on w8a8 trains LSQ step sizes in place of the min/max weight scales; other methods keep the preset', async () => {
+  const { languageModelQatConfig } = await import('../../src/train/run-language-model');
+  const { stepSizeModel } = await import('../../src/train/efficient-qat');
+  const { gpt } = await import('../../src/models/transformers');
+  const { prepareLanguageModelQat } = await import('../../src/quant/qat');
+  const w8 = (method?: string) => languageModelQatConfig({ ...TINY, quant: 'w8a8', ...(method ? { method } : {}) } as TrainConfig)!;
+  assert.deepEqual([w8('efficientqat').weight.method, w8('efficientqat').weight.bits, w8('efficientqat').activation.method], ['lsq', 8, 'absmax']);
+  assert.equal(w8().weight.method, 'minmax');
+  assert.equal(languageModelQatConfig({ ...TINY, quant: 'b158', method: 'efficientqat' } as TrainConfig)!.weight.method, 'ternary');
+  const e2e = stepSizeModel(prepareLanguageModelQat(gpt({ vocabSize: 64, layers: 1, heads: 2, dim: 32, context: 16, seed: 0 }), w8('efficientqat'), 'w8a8'));
+  assert.ok(e2e.params.length > 0, 'w8a8 under efficientqat has step sizes to train');
+});
+
 test('method flags are refused where they would be ignored, naming the flag and what is needed', async () => {
   const { checkApplicableFlags } = await import('../../src/cli/train-flags');
   const { planTrain } = await import('../../src/train/run');

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { exportQdq, ExportFormat } from '../src/export/qdq';
+import { fileSessionOptions } from '../src/generate/generator';
 import { resolveModel } from '../src/models/resolve';
 import { encodeModel } from '../src/onnx/model-io';
 import { lowerCustomOps } from '../src/runtime/lower';
@@ -62,10 +63,9 @@ async function timeAlternating(sessions: ort.InferenceSession[], batch: number, 
   return times.map(median);
 }
 
-const session = (bytes: Uint8Array) =>
-  ort.InferenceSession.create(bytes, { intraOpNumThreads: threads, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', logSeverityLevel: 3,
-    // As qatkit's own sessions: idle workers sleep, so one session's spinning pool does not steal the cores of the next.
-    extra: { session: { intra_op: { allow_spinning: '0' } } } });
+// The options `qat eval` runs exported files with (idle workers sleep, so the alternating sessions do not spin on
+// each other's cores).
+const session = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, fileSessionOptions(threads));
 
 const rows: Record<string, number | string>[] = [];
 for (const name of values.models!.split(',')) {

@@ -33,6 +33,13 @@ export function languageModelExportDir(schedule: LanguageModelDemoSchedule, pres
   return preset === format ? `${schedule.model}-${format}` : `${schedule.model}-${preset}-${format}`;
 }
 
+/** Which 2-bit kernel the file runs on, with the LUT kernel's top-1 where the parity check turned it down. */
+function lutGemmLabel(lut: LmExportReport['lut_gemm']): string {
+  if (lut.used) return "ORT's LUT kernel (mlas.use_lut_gemm)";
+  if (lut.rejected) return `the exact kernel (the LUT kernel missed the parity bounds: top-1 ${(lut.rejected.top1_agreement * 100).toFixed(2)}%)`;
+  return 'the exact kernel';
+}
+
 /**
  * How a decoder file stores its weights, from the export's own weight list and ORT's optimized model, e.g.
  * "weights 4-bit in int4 blocks of 32 (5 tensors); embeddings int4 DequantizeLinear -> Gather; ORT runs 5 MatMulNBits".
@@ -48,7 +55,8 @@ export function decoderStorageLabel(r: LmExportReport): string {
   const weights = [...kinds].map(([k, n]) => `${k} (${n} tensor${n === 1 ? '' : 's'})`).join(', ');
   const acts = r.activations.length ? `activations ${[...new Set(r.activations.map((a) => a.spec))].join(', ')} as float ops` : 'float activations';
   const kernels = r.fusion ? `; ORT runs ${r.fusion.matmul_nbits} MatMulNBits (accuracy_level ${r.fusion.accuracy_levels.join(', ') || r.accuracy_level}: float A), ${r.fusion.float_matmuls.length} weight MatMuls in float` : '';
-  return `weights ${weights}; embeddings ${r.embeddings}; ${acts}${kernels}`;
+  const lut = r.lut_gemm.eligible ? `; 2-bit blocks on ${lutGemmLabel(r.lut_gemm)}` : '';
+  return `weights ${weights}; embeddings ${r.embeddings}; ${acts}${kernels}${lut}`;
 }
 
 export async function runLanguageModelDemo(schedule: LanguageModelDemoSchedule, options: DemoOptions): Promise<DemoSummary> {

@@ -21,6 +21,12 @@ import { measureCacheBytesPerToken } from './lm-kv-cache.js';
 import { buildLanguageModelDecoder, EmbeddingMode, LmDecoderExport, LmExportFormat } from './lm-decoder.js';
 import { checkLanguageModelParity, LmParityOptions, LmParityReport } from './lm-parity.js';
 import { resolveWeightType, WeightTypeChoice } from './weight-type.js';
+import { chooseLutGemm, LutGemmChoice, LutGemmMode } from './lut-kernel.js';
+
+/** `json` (which has no session config yet) with `config` as its session config, when it has entries. */
+function withSessionConfig(json: LanguageModelJson, config: Record<string, string>): LanguageModelJson {
+  return Object.keys(config).length ? { ...json, sessionConfig: config } : json;
+}
 
 export interface LmExportRunOptions {
   from: string;
@@ -38,6 +44,8 @@ export interface LmExportRunOptions {
   parity?: LmParityOptions;
   /** qdq: 8-bit weight storage (weight-type.ts; default auto: int8 where this CPU's u8s8 kernels are exact). */
   weightType?: WeightTypeChoice;
+  /** 2-bit MatMulNBits: ORT's LUT kernel where it passes parity (auto, the default), always (on) or never (off). */
+  lutGemm?: LutGemmMode;
 }
 
 export interface LmExportReport {
@@ -65,6 +73,8 @@ export interface LmExportReport {
   weight_type_reason: string | null;
   /** ONNX Runtime session config entries the file needs (also in model.json; qat eval / generate set them). */
   session_config: Record<string, string>;
+  /** Whether 2-bit weights run on ORT's LUT kernel, and why (lut-kernel.ts). */
+  lut_gemm: LutGemmChoice;
   /** KV cache: float32 [batch, heads, sequence, head_size] per layer for keys and values. */
   /**
    * KV cache per token over all layers: float32 [batch, heads, sequence, head_size] keys and values, or (a --kv-bits
@@ -108,9 +118,6 @@ function trainingPerplexity(runDir: string): number | null {
 /** int4 (QDQ) files rely on ORT fusing DequantizeLinear -> MatMul into MatMulNBits at this level (0: A stays float). */
 export const INT4_SESSION_CONFIG = { 'session.qdq_matmulnbits_accuracy_level': '0' };
 
-/** 2-bit (ternary) MatMulNBits files run on ORT's lookup-table kernel (T-MAC style, MLAS 'mlas.use_lut_gemm'). */
-export const LUT_GEMM_SESSION_CONFIG = { 'mlas.use_lut_gemm': '1' };
-
 export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExportRunOptions): Promise<LmExportReport> {
   const model = ckpt.model;
   // QAT + LoRA exports the merged model its last phase trained (src/quant/lora.ts); adapters still apart mean the run stopped early.
@@ -127,14 +134,11 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
   const fp32Graph = options.format === 'fp32' && !model.quant ? exported.graph : transformerDecoder(model).graph;
   const fp32Bytes = fp32Graph === exported.graph ? bytes.byteLength : encodeModel(fp32Graph).byteLength;
   const tensorBytes = { exported: bytesByKind(tensorKinds(exported.graph)), fp32: bytesByKind(tensorKinds(fp32Graph)) };
-  const sessionConfig: Record<string, string> = options.format === 'int4' ? { ...INT4_SESSION_CONFIG } : {};
-  // 2-bit MatMulNBits on AVX2 runs ~10x slower than fp32 without ORT's LUT kernel (bench/lm-export.ts); the parity
-  // check below runs the file with it, so the proof covers the kernel that generates.
-  if (options.format === 'matmulnbits' && exported.weights.some((w) => w.storage_bits === 2)) Object.assign(sessionConfig, LUT_GEMM_SESSION_CONFIG);
+  const baseSessionConfig: Record<string, string> = options.format === 'int4' ? { ...INT4_SESSION_CONFIG } : {};
+  const lutEligible = options.format === 'matmulnbits' && exported.weights.some((w) => w.storage_bits === 2);
   const json: LanguageModelJson = {
     ...languageModelJson(model, text.tokenizer, { kvCache: true }),
     context,
-    ...(Object.keys(sessionConfig).length ? { sessionConfig } : {}),
     ...(model.quant
       ? {
           quantization: {
@@ -158,7 +162,7 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
     fs.writeFileSync(staged, bytes);
     let fusion: FusionReport | undefined;
     if (options.format !== 'fp32') {
-      fusion = await checkFusion(staged, sessionConfig);
+      fusion = await checkFusion(staged, baseSessionConfig);
       if (fusion.float_matmuls.length > 0 && !options.allowFloat) {
         throw new InputError(`--format ${options.format}: ONNX Runtime left ${fusion.float_matmuls.length} weight MatMul(s) in float instead of MatMulNBits (${fusion.float_matmuls.slice(0, 5).join(', ')}); pass --allow-float to write it anyway`);
       }
@@ -166,9 +170,14 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
         throw new Error(`--format ${options.format}: ORT's optimized model runs MatMulNBits at accuracy_level ${fusion.accuracy_levels.join(', ')}, not ${exported.accuracy_level}`);
       }
     }
-    const parity = await checkLanguageModelParity(model, staged, text.val, context, json, { threads: options.threads, ...options.parity });
+    // 2-bit weights: the parity check picks the kernel (lut-kernel.ts), so the proof covers the one that generates.
+    const { sessionConfig, parity, lut } = await chooseLutGemm(options.lutGemm ?? 'auto', lutEligible, baseSessionConfig, (config) =>
+      checkLanguageModelParity(model, staged, text.val, context, withSessionConfig(json, config), { threads: options.threads, ...options.parity }),
+    );
+    if (Object.keys(sessionConfig).length) json.sessionConfig = sessionConfig;
     if (!parity.passed && !options.noVerify) {
-      throw new InputError(`export ${options.format} of '${options.from}' is not equal to the run's model: ${parity.failures.join('; ')}; nothing was written (pass --no-verify to write it anyway)`);
+      const hint = lut.used && lut.mode === 'on' ? '; --lut-gemm auto falls back to the exact 2-bit kernel' : '';
+      throw new InputError(`export ${options.format} of '${options.from}' is not equal to the run's model: ${parity.failures.join('; ')}; nothing was written (pass --no-verify to write it anyway${hint})`);
     }
     writeFileAtomic(options.out, bytes);
     const modelJson = writeLanguageModelJson(options.out, json);
@@ -198,6 +207,7 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
       weight_type: weightType?.type ?? null,
       weight_type_reason: weightType?.reason ?? null,
       session_config: sessionConfig,
+      lut_gemm: lut,
       kv_cache: stored
         ? {
             bits: stored.bits,

@@ -27,9 +27,9 @@ import { InputError } from '../validate/schema.js';
 import { Emitter, pruneDead } from './emitter.js';
 import { fetchValues } from './fetch-values.js';
 import { BlockedWeightCodes, blockedWeightCodes, dequantizeBlocked } from './lm-weight-codes.js';
-import { emitQuantizedEmbedding } from './lm-embeddings.js';
+import { emitQuantizedEmbedding, emitSharedNBitsEmbedding } from './lm-embeddings.js';
 import { emitIntegerMatMul, tokenQuantizerOf, TokenCodes } from './lm-integer-matmul.js';
-import { emitMatMulNBits, storageBits } from './matmul-nbits.js';
+import { emitMatMulNBits, matMulNBitsInitializers, storageBits } from './matmul-nbits.js';
 import { packInt4 } from './weight-storage.js';
 import { kvCacheQuantOf } from '../quant/kv-cache.js';
 import { StoredKvCache, storeQuantizedKvCache } from './lm-kv-cache.js';
@@ -192,6 +192,9 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
     const w = blockedWeightCodes(q, values, table ? 'nk' : 'kn', options.blockSize);
     const kernels: string[] = [];
     const dequantized = new Tensor(DType.FLOAT, table ? [w.n, w.k] : [w.k, w.n], dequantizeBlocked(w));
+    // matmulnbits: a tied table and its head read one copy of the codes (the head's MatMulNBits B and scales).
+    const tied = format === 'matmulnbits' && table && options.embeddings !== 'float' && q.layers.some((l) => nodeNamed(graph, l).opType === 'MatMul');
+    const shared = tied ? matMulNBitsInitializers(em, w, `${q.tensor}/lm_head`) : undefined;
     for (const layer of q.layers) {
       const node = nodeNamed(graph, layer);
       if (node.opType === 'Gather') {
@@ -201,6 +204,10 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
           node.inputs[0] = emitInt4Dequantize(em, w, 'nk', '/embedding');
           kernels.push('DequantizeLinear -> Gather');
           if (tokens) embeddings = 'int4 DequantizeLinear -> Gather';
+        } else if (shared) {
+          const kernel = emitSharedNBitsEmbedding(em, node, w, shared);
+          kernels.push(kernel);
+          if (tokens) embeddings = kernel;
         } else if (format !== 'fp32' && options.embeddings !== 'float') {
           const kernel = emitQuantizedEmbedding(em, node, w);
           kernels.push(kernel);
@@ -230,7 +237,7 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
       } else {
         const at = graph.nodes.indexOf(node);
         graph.nodes.splice(at, 1);
-        emitMatMulNBits(em, node.inputs[0], w, { accuracyLevel: 0, name: `${layer}NBits`, output: node.outputs[0], suffix: table ? '/lm_head' : '' });
+        emitMatMulNBits(em, node.inputs[0], w, { accuracyLevel: 0, name: `${layer}NBits`, output: node.outputs[0], suffix: table ? '/lm_head' : '', initializers: shared });
         kernels.push('MatMulNBits');
       }
     }

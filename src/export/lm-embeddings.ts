@@ -14,8 +14,26 @@ import { MS_DOMAIN } from '../runtime/lower.js';
 import { InputError } from '../validate/schema.js';
 import { Emitter } from './emitter.js';
 import { BlockedWeightCodes } from './lm-weight-codes.js';
-import { storageBits } from './matmul-nbits.js';
+import { MatMulNBitsInitializers, storageBits } from './matmul-nbits.js';
 import { packInt4 } from './weight-storage.js';
+
+/**
+ * A tied token table in a `matmulnbits` file: the Gather reads the head's own MatMulNBits codes and scales, so the
+ * table is stored once. GatherBlockQuantized over uint8 data follows MatMulNBits' conventions (ORT's
+ * contrib_ops/cpu/quantization/gather_block_quantized.cc: codes packed low bits first, default zero point
+ * 2^(bits - 1), scales [N, blocks]); B [N, blocks, blob] is the same bytes as [N, blocks * blob], a Reshape.
+ */
+export function emitSharedNBitsEmbedding(em: Emitter, node: Node, w: BlockedWeightCodes, init: MatMulNBitsInitializers): string {
+  const graph = em.graph;
+  const shape = em.initializer(`${w.tensor}/embedding_rows_shape`, Tensor.int64([2], [w.n, (w.k * init.bits) / 8]));
+  const rows = em.node('Reshape', [init.b, shape], {}, undefined, `${w.tensor}/embedding_rows`);
+  const at = graph.nodes.indexOf(node);
+  graph.nodes.splice(at, 1);
+  em.node('GatherBlockQuantized', [rows, node.inputs[1], init.scales], { gather_axis: 0, quantize_axis: 1, block_size: w.blockSize, bits: init.bits }, node.outputs[0], node.name);
+  graph.nodes.at(-1)!.domain = MS_DOMAIN;
+  graph.opsets[MS_DOMAIN] = 1;
+  return `GatherBlockQuantized (uint8, ${init.bits}-bit codes shared with the head's MatMulNBits)`;
+}
 
 /** Rewrites Gather `node` (table, ids) to read `w`'s codes; returns the kernel label for the report. */
 export function emitQuantizedEmbedding(em: Emitter, node: Node, w: BlockedWeightCodes): string {

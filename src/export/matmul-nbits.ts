@@ -37,14 +37,34 @@ export function packMatMulNBits(w: BlockedWeightCodes, bits: 2 | 4 | 8): Uint8Ar
   return out;
 }
 
-/** Emits MatMulNBits(x, B, scales) for `w` and returns its output (named `output` when given). */
-export function emitMatMulNBits(em: Emitter, x: string, w: BlockedWeightCodes, options: { accuracyLevel: 0 | 1 | 4; name: string; output?: string; suffix?: string }): string {
+/** The initializers of one MatMulNBits weight: B (uint8 [N, blocks, blob]) and scales (float [N, blocks]). */
+export interface MatMulNBitsInitializers {
+  b: string;
+  scales: string;
+  bits: 2 | 4 | 8;
+}
+
+/** Adds `w`'s B and scales initializers (named after `tag`) to the graph. */
+export function matMulNBitsInitializers(em: Emitter, w: BlockedWeightCodes, tag: string): MatMulNBitsInitializers {
   const bits = storageBits(w);
   const blocks = w.k / w.blockSize;
-  const tag = `${w.tensor}${options.suffix ?? ''}`;
   const b = em.initializer(`${tag}/nbits_${bits}`, new Tensor(DType.UINT8, [w.n, blocks, (w.blockSize * bits) / 8], packMatMulNBits(w, bits)));
-  const s = em.initializer(`${tag}/nbits_scales`, new Tensor(DType.FLOAT, [w.n, blocks], w.scales));
-  const out = em.node('MatMulNBits', [x, b, s], { K: w.k, N: w.n, bits, block_size: w.blockSize, accuracy_level: options.accuracyLevel }, options.output, options.name);
+  const scales = em.initializer(`${tag}/nbits_scales`, new Tensor(DType.FLOAT, [w.n, blocks], w.scales));
+  return { b, scales, bits };
+}
+
+/**
+ * Emits MatMulNBits(x, B, scales) for `w` and returns its output (named `output` when given); `initializers`
+ * reuses B and scales already in the graph (a tied table's, shared with its Gather: lm-embeddings.ts).
+ */
+export function emitMatMulNBits(
+  em: Emitter,
+  x: string,
+  w: BlockedWeightCodes,
+  options: { accuracyLevel: 0 | 1 | 4; name: string; output?: string; suffix?: string; initializers?: MatMulNBitsInitializers },
+): string {
+  const init = options.initializers ?? matMulNBitsInitializers(em, w, `${w.tensor}${options.suffix ?? ''}`);
+  const out = em.node('MatMulNBits', [x, init.b, init.scales], { K: w.k, N: w.n, bits: init.bits, block_size: w.blockSize, accuracy_level: options.accuracyLevel }, options.output, options.name);
   em.graph.nodes.at(-1)!.domain = MS_DOMAIN;
   em.graph.opsets[MS_DOMAIN] = 1;
   return out;

@@ -94,27 +94,30 @@ test('matmulnbits (w4a16-g32): com.microsoft MatMulNBits bits 4, block 32, accur
   assert.ok(r.parity.passed, r.parity.failures.join('; '));
   assert.ok(r.parity.perplexity_relative_difference < 1e-4, String(r.parity.perplexity_relative_difference));
   assert.ok(r.file_bytes < r.fp32_file_bytes);
-  // The tied table is looked up from its int4 codes: GatherBlockQuantized, scales per 32 channels.
+  // The tied table is looked up from the head's own 4-bit codes and scales (stored once): GatherBlockQuantized over
+  // a Reshape of the head's MatMulNBits B, with its scales per 32 channels.
   const gather = g.nodes.filter((n) => n.opType === 'GatherBlockQuantized');
   assert.equal(gather.length, 1);
-  assert.equal(g.initializers.get(gather[0].inputs[0])!.dtype, 22 /* INT4 */);
-  assert.equal(gather[0].attrs.block_size.value, 32);
-  assert.equal(r.embeddings, 'GatherBlockQuantized (int4)');
-  // Bytes per tensor kind: MatMul weights as 4-bit codes (8x fewer bytes than float32), plus one float32 scale
-  // per 32 codes: 5 bits per quantized weight, the table's codes included.
+  const head = nbits.find((n) => n.inputs[1].startsWith('wte.weight'))!;
+  const rows = g.nodes.find((n) => n.outputs[0] === gather[0].inputs[0])!;
+  assert.deepEqual([rows.opType, rows.inputs[0], gather[0].inputs[2]], ['Reshape', head.inputs[1], head.inputs[2]]);
+  assert.equal(g.initializers.get(head.inputs[1])!.dtype, DType.UINT8);
+  assert.deepEqual([gather[0].attrs.block_size.value, gather[0].attrs.bits.value], [32, 4]);
+  assert.match(r.embeddings, /GatherBlockQuantized \(uint8, 4-bit codes shared with the head's MatMulNBits\)/);
+  // Bytes per tensor kind: MatMul weights as 4-bit codes (8x fewer bytes than float32), the table's once (counted as
+  // embeddings, with the Reshape's int64 [2] shape), plus one float32 scale per 32 codes: 5 bits per quantized weight.
   const { exported, fp32 } = r.tensor_bytes;
-  const table = g.initializers.get(gather[0].inputs[0])!;
-  const tableBytes = Math.ceil(table.size / 2);
-  const codes = 2 * exported.weights + table.size;
+  const tableBytes = (256 * 32) / 2;
+  const codes = 2 * (exported.weights + tableBytes);
   // The position table: int8 rows with one scale per position, looked up through a standard DequantizeLinear.
   const positions = g.nodes.find((n) => n.opType === 'DequantizeLinear' && g.initializers.get(n.inputs[0])?.dtype === DType.INT8)!;
   assert.deepEqual(g.initializers.get(positions.inputs[0])!.dims, [CONTEXT, 32]);
   assert.deepEqual(g.initializers.get(positions.inputs[1])!.dims, [CONTEXT]);
   assert.equal(g.nodes.find((n) => n.inputs[0] === positions.outputs[0])!.opType, 'Gather');
-  assert.equal(exported.embeddings, tableBytes + CONTEXT * 32, JSON.stringify(r.tensor_bytes));
+  assert.equal(exported.embeddings, tableBytes + 16 + CONTEXT * 32, JSON.stringify(r.tensor_bytes));
   assert.equal(fp32.embeddings, 4 * (256 + CONTEXT) * 32); // float32 token and position tables
-  // The fp32 file stores the tied table once (an embedding); the export's head reads its own copy of the codes.
-  assert.equal(fp32.weights / (exported.weights - tableBytes), 8, JSON.stringify(r.tensor_bytes));
+  // The fp32 file stores the tied table once (an embedding), and so does the export (in the head's MatMulNBits).
+  assert.equal(fp32.weights / exported.weights, 8, JSON.stringify(r.tensor_bytes));
   assert.equal((8 * (exported.weights + tableBytes + exported.scales - 4 * CONTEXT)) / codes, 5, JSON.stringify(r.tensor_bytes));
   assert.equal(exported.norms, fp32.norms);
 });
@@ -219,10 +222,15 @@ test('w3a16-g32 ships 3-bit codes in 4-bit MatMulNBits blocks; b158 as bits 2 (c
   assert.ok(w3.parity.passed, w3.parity.failures.join('; '));
   const b = await exportRun('b158', 'matmulnbits', 'b158-nbits');
   assert.ok(b.parity.passed, b.parity.failures.join('; '));
-  // 2-bit weights run on ORT's LUT kernel, which the parity check ran too; model.json carries the option.
+  // 2-bit weights run on ORT's LUT kernel where the parity check passed on it; model.json carries the option.
+  assert.deepEqual([b.lut_gemm.eligible, b.lut_gemm.used, b.lut_gemm.mode], [true, true, 'auto'], JSON.stringify(b.lut_gemm));
   assert.deepEqual(b.session_config, { 'mlas.use_lut_gemm': '1' });
   assert.deepEqual(readLanguageModelJson(b.out)!.sessionConfig, { 'mlas.use_lut_gemm': '1' });
   assert.deepEqual(w3.session_config, {});
+  assert.equal(w3.lut_gemm.eligible, false);
+  const exact = await exportRun('b158', 'matmulnbits', 'b158-nbits-exact', { lutGemm: 'off' });
+  assert.ok(exact.parity.passed && !exact.lut_gemm.used, JSON.stringify(exact.lut_gemm));
+  assert.equal(readLanguageModelJson(exact.out)!.sessionConfig, undefined);
   const g = nodesOf(b.out);
   const n = g.nodes.find((x) => x.opType === 'MatMulNBits' && x.name.startsWith('blocks.0.mlp.fc'))!;
   assert.equal(n.attrs.bits.value, 2);

@@ -174,19 +174,19 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
     const { sessionConfig, parity, lut } = await chooseLutGemm(options.lutGemm ?? 'auto', lutEligible, baseSessionConfig, (config) =>
       checkLanguageModelParity(model, staged, text.val, context, withSessionConfig(json, config), { threads: options.threads, ...options.parity }),
     );
-    if (Object.keys(sessionConfig).length) json.sessionConfig = sessionConfig;
+    const shipped = withSessionConfig(json, sessionConfig);
     if (!parity.passed && !options.noVerify) {
-      const hint = lut.used && lut.mode === 'on' ? '; --lut-gemm auto falls back to the exact 2-bit kernel' : '';
+      const hint = lut.mode === 'on' ? '; --lut-gemm auto falls back to the exact 2-bit kernel' : '';
       throw new InputError(`export ${options.format} of '${options.from}' is not equal to the run's model: ${parity.failures.join('; ')}; nothing was written (pass --no-verify to write it anyway${hint})`);
     }
     writeFileAtomic(options.out, bytes);
-    const modelJson = writeLanguageModelJson(options.out, json);
+    const modelJson = writeLanguageModelJson(options.out, shipped);
     const trained = trainingPerplexity(options.from);
     const kvBytes = arch.layers * 2 * arch.dim * 4;
     const stored = exported.kvCache;
     // KIVI: a whole number of groups (no residual) within the context.
     const measuredTokens = stored ? (stored.groupSize && context >= stored.groupSize ? context - (context % stored.groupSize) : context) : 0;
-    const measured = stored ? await measureCacheBytesPerToken(staged, json, measuredTokens, options.threads) : undefined;
+    const measured = stored ? await measureCacheBytesPerToken(staged, shipped, measuredTokens, options.threads) : undefined;
     const report: LmExportReport = {
       format: options.format,
       from: options.from,

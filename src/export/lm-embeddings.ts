@@ -17,6 +17,15 @@ import { BlockedWeightCodes } from './lm-weight-codes.js';
 import { MatMulNBitsInitializers, storageBits } from './matmul-nbits.js';
 import { packInt4 } from './weight-storage.js';
 
+/** Replaces Gather `node` (table, ids) by com.microsoft GatherBlockQuantized(data, ids, scales) over rows (axis 0) quantized along axis 1. */
+function replaceWithGatherBlockQuantized(em: Emitter, node: Node, data: string, scales: string, attrs: { block_size: number; bits?: number }): void {
+  const graph = em.graph;
+  graph.nodes.splice(graph.nodes.indexOf(node), 1);
+  em.node('GatherBlockQuantized', [data, node.inputs[1], scales], { gather_axis: 0, quantize_axis: 1, ...attrs }, node.outputs[0], node.name);
+  graph.nodes.at(-1)!.domain = MS_DOMAIN;
+  graph.opsets[MS_DOMAIN] = 1;
+}
+
 /**
  * A tied token table in a `matmulnbits` file: the Gather reads the head's own MatMulNBits codes and scales, so the
  * table is stored once. GatherBlockQuantized over uint8 data follows MatMulNBits' conventions (ORT's
@@ -24,29 +33,19 @@ import { packInt4 } from './weight-storage.js';
  * 2^(bits - 1), scales [N, blocks]); B [N, blocks, blob] is the same bytes as [N, blocks * blob], a Reshape.
  */
 export function emitSharedNBitsEmbedding(em: Emitter, node: Node, w: BlockedWeightCodes, init: MatMulNBitsInitializers): string {
-  const graph = em.graph;
   const shape = em.initializer(`${w.tensor}/embedding_rows_shape`, Tensor.int64([2], [w.n, (w.k * init.bits) / 8]));
   const rows = em.node('Reshape', [init.b, shape], {}, undefined, `${w.tensor}/embedding_rows`);
-  const at = graph.nodes.indexOf(node);
-  graph.nodes.splice(at, 1);
-  em.node('GatherBlockQuantized', [rows, node.inputs[1], init.scales], { gather_axis: 0, quantize_axis: 1, block_size: w.blockSize, bits: init.bits }, node.outputs[0], node.name);
-  graph.nodes.at(-1)!.domain = MS_DOMAIN;
-  graph.opsets[MS_DOMAIN] = 1;
+  replaceWithGatherBlockQuantized(em, node, rows, init.scales, { block_size: w.blockSize, bits: init.bits });
   return `GatherBlockQuantized (uint8, ${init.bits}-bit codes shared with the head's MatMulNBits)`;
 }
 
 /** Rewrites Gather `node` (table, ids) to read `w`'s codes; returns the kernel label for the report. */
 export function emitQuantizedEmbedding(em: Emitter, node: Node, w: BlockedWeightCodes): string {
-  const graph = em.graph;
   const blocks = w.k / w.blockSize;
   if (storageBits(w) <= 4) {
     const data = em.initializer(`${w.tensor}/embedding_int4`, new Tensor(DType.INT4, [w.n, w.k], packInt4(w.codes)));
     const scales = em.initializer(`${w.tensor}/embedding_scales`, new Tensor(DType.FLOAT, [w.n, blocks], w.scales));
-    const at = graph.nodes.indexOf(node);
-    graph.nodes.splice(at, 1);
-    em.node('GatherBlockQuantized', [data, node.inputs[1], scales], { gather_axis: 0, quantize_axis: 1, block_size: w.blockSize }, node.outputs[0], node.name);
-    graph.nodes.at(-1)!.domain = MS_DOMAIN;
-    graph.opsets[MS_DOMAIN] = 1;
+    replaceWithGatherBlockQuantized(em, node, data, scales, { block_size: w.blockSize });
     return 'GatherBlockQuantized (int4)';
   }
   if (w.granularity === 'group') {

@@ -45,11 +45,11 @@ export async function chooseLutGemm(
   base: Record<string, string>,
   checkParity: (sessionConfig: Record<string, string>) => Promise<LmParityReport>,
 ): Promise<LutGemmDecision> {
-  if (!eligible) {
-    if (mode === 'on') throw new InputError(`--lut-gemm on: the file has no 2-bit MatMulNBits weights, the only ones ORT's LUT kernel runs (export a b158 or 2-bit run with --format matmulnbits)`);
-    return { sessionConfig: { ...base }, parity: await checkParity({ ...base }), lut: { mode, eligible, used: false, reason: 'no 2-bit MatMulNBits weights' } };
+  if (!eligible && mode === 'on') throw new InputError(`--lut-gemm on: the file has no 2-bit MatMulNBits weights, the only ones ORT's LUT kernel runs (export a b158 or 2-bit run with --format matmulnbits)`);
+  if (!eligible || mode === 'off') {
+    const reason = eligible ? '--lut-gemm off: the exact 2-bit kernel' : 'no 2-bit MatMulNBits weights';
+    return { sessionConfig: { ...base }, parity: await checkParity({ ...base }), lut: { mode, eligible, used: false, reason } };
   }
-  if (mode === 'off') return { sessionConfig: { ...base }, parity: await checkParity({ ...base }), lut: { mode, eligible, used: false, reason: '--lut-gemm off: the exact 2-bit kernel' } };
   const withLut = { ...base, ...LUT_GEMM_SESSION_CONFIG };
   const lutParity = await checkParity(withLut);
   if (lutParity.passed || mode === 'on') {

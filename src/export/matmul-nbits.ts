@@ -49,8 +49,30 @@ export function matMulNBitsInitializers(em: Emitter, w: BlockedWeightCodes, tag:
   const bits = storageBits(w);
   const blocks = w.k / w.blockSize;
   const b = em.initializer(`${tag}/nbits_${bits}`, new Tensor(DType.UINT8, [w.n, blocks, (w.blockSize * bits) / 8], packMatMulNBits(w, bits)));
-  const scales = em.initializer(`${tag}/nbits_scales`, new Tensor(DType.FLOAT, [w.n, blocks], w.scales));
+  const scales = blockScales(em, `${tag}/nbits_scales`, w.n, blocks, w.scales);
   return { b, scales, bits };
+}
+
+/**
+ * The [N, blocks] scales input, stored no larger than the quantizer's own parameters. A weight with one scale for
+ * the whole tensor (BitNet b1.58's absmean) stores that float once, as ConstantOfShape([N, blocks], value); one
+ * scale per output row (per-channel weights cut into blocks) stores [N, 1] and an Expand. ORT's constant folding
+ * (level 1, before kernels prepack their constant inputs) turns either into the same [N, blocks] initializer, so
+ * MatMulNBits and GatherBlockQuantized run exactly as with stored scales; the file is smaller by one float per
+ * block (23 KB of the default gpt's ternary file at block 128).
+ */
+function blockScales(em: Emitter, name: string, n: number, blocks: number, scales: Float32Array): string {
+  const first = scales[0];
+  const shape = () => em.initializer(`${name}_shape`, Tensor.int64([2], [n, blocks]));
+  if (scales.length > 1 && scales.every((v) => Object.is(v, first))) {
+    return em.node('ConstantOfShape', [shape()], { value: new Tensor(DType.FLOAT, [1], Float32Array.of(first)) }, undefined, name);
+  }
+  const perRow = Float32Array.from({ length: n }, (_, row) => scales[row * blocks]);
+  if (blocks > 1 && scales.every((v, i) => Object.is(v, perRow[Math.floor(i / blocks)]))) {
+    const rows = em.initializer(`${name}_rows`, new Tensor(DType.FLOAT, [n, 1], perRow));
+    return em.node('Expand', [rows, shape()], {}, undefined, name);
+  }
+  return em.initializer(name, new Tensor(DType.FLOAT, [n, blocks], scales));
 }
 
 /**

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { exportRun } from '../export/export-run.js';
 import { exportLanguageModelRun, LmExportReport } from '../export/export-language-model.js';
-import { EMBEDDING_MODES, LM_EXPORT_FORMATS, LmExportFormat } from '../export/lm-decoder.js';
+import { ATTENTION_MODES, EMBEDDING_MODES, LM_EXPORT_FORMATS, LmExportFormat } from '../export/lm-decoder.js';
 import { NBITS_BLOCK_SIZES } from '../export/lm-weight-codes.js';
 import { EXPORT_FORMATS } from '../export/qdq.js';
 import { WEIGHT_TYPE_CHOICES } from '../export/weight-type.js';
@@ -27,6 +27,7 @@ function printLanguageModelExport(r: LmExportReport): void {
       `top-1 agreement ${(p.top1_agreement * 100).toFixed(2)}% over ${p.top1_positions} positions; greedy: mean common prefix ${p.greedy.mean_common_prefix.toFixed(2)} of ${p.greedy.new_tokens} tokens (${p.greedy.prompts} prompts)` +
       `${p.passed ? '' : ` - NOT VERIFIED: ${p.failures.join('; ')}`}`,
   );
+  console.log(`attention: ${r.attention.reason}`);
   if (r.lut_gemm.eligible) console.log(`2-bit kernel: ${r.lut_gemm.used ? "ORT's LUT kernel (mlas.use_lut_gemm)" : 'exact MatMulNBits'}: ${r.lut_gemm.reason}`);
   const kv = r.kv_cache;
   const kvText = kv.layout
@@ -48,6 +49,7 @@ export function exportCommand(): Command {
     .option('--embeddings <mode>', `language models: token embeddings ${EMBEDDING_MODES.join(' or ')} (int4 stores them as int4 blocks)`, choiceOption('--embeddings', EMBEDDING_MODES), 'quantized')
     .option('--block-size <n>', `language models: MatMulNBits block of per-channel and per-tensor weights (w8a8, b158): ${NBITS_BLOCK_SIZES.join(', ')}; a narrower layer takes the widest that divides it (default 256; grouped weights keep their trained group)`, choiceOption('--block-size', NBITS_BLOCK_SIZES.map(String)))
     .option('--lut-gemm <mode>', `language models, 2-bit matmulnbits: ORT's LUT kernel (fast, rounds activations to int8 tables): ${LUT_GEMM_MODES.join(', ')} (auto: where the file passes parity on it, else the exact 2-bit kernel)`, choiceOption('--lut-gemm', LUT_GEMM_MODES), 'auto')
+    .option('--attention <mode>', `language models: ${ATTENTION_MODES.join(', ')} (auto: one com.microsoft GroupQueryAttention per layer, the faster decoder, except in int4 files (standard ONNX) and runs that quantize their KV cache or per-head activations; ops: standard ONNX ops)`, choiceOption('--attention', ATTENTION_MODES), 'auto')
     .option('--allow-float', 'language models, int4: write the file even when ONNX Runtime runs some weight MatMuls in float')
     .option('--parity-windows <n>', 'language models: validation windows for the top-1 agreement (default: all)', intOption('--parity-windows', 1))
     .option('--parity-prompts <n>', 'language models: prompts for the greedy-continuation check', intOption('--parity-prompts', 1), 64)
@@ -61,7 +63,7 @@ export function exportCommand(): Command {
           throw new InputError(`--format ${format}: '${o.from}' is a language-model run; its formats are ${LM_EXPORT_FORMATS.join(', ')}`);
         }
         const r = await exportLanguageModelRun(ckpt, {
-          from: o.from, out: o.out, json: o.json, format: format as LmExportFormat, embeddings: o.embeddings, ...(o.blockSize ? { blockSize: Number(o.blockSize) } : {}), noVerify: !o.verify, allowFloat: Boolean(o.allowFloat), threads: o.threads, weightType: o.weightType, lutGemm: o.lutGemm,
+          from: o.from, out: o.out, json: o.json, format: format as LmExportFormat, embeddings: o.embeddings, ...(o.blockSize ? { blockSize: Number(o.blockSize) } : {}), noVerify: !o.verify, allowFloat: Boolean(o.allowFloat), threads: o.threads, weightType: o.weightType, lutGemm: o.lutGemm, attention: o.attention,
           parity: { windows: o.parityWindows, prompts: o.parityPrompts, newTokens: o.parityTokens },
         });
         printLanguageModelExport(r);

@@ -18,7 +18,7 @@ import { InputError } from '../validate/schema.js';
 import { METRICS_FILE } from '../train/run-lifecycle.js';
 import { checkFusion, FusionReport } from './lm-fusion-check.js';
 import { measureCacheBytesPerToken } from './lm-kv-cache.js';
-import { buildLanguageModelDecoder, EmbeddingMode, LmDecoderExport, LmExportFormat } from './lm-decoder.js';
+import { AttentionMode, buildLanguageModelDecoder, EmbeddingMode, LmDecoderExport, LmExportFormat } from './lm-decoder.js';
 import { checkLanguageModelParity, LmParityOptions, LmParityReport } from './lm-parity.js';
 import { resolveWeightType, WeightTypeChoice } from './weight-type.js';
 import { chooseLutGemm, LutGemmChoice, LutGemmMode } from './lut-kernel.js';
@@ -46,6 +46,8 @@ export interface LmExportRunOptions {
   weightType?: WeightTypeChoice;
   /** 2-bit MatMulNBits: ORT's LUT kernel where it passes parity (auto, the default), always (on) or never (off). */
   lutGemm?: LutGemmMode;
+  /** Decoder attention: GroupQueryAttention where the run allows it (auto, the default), always (fused) or never (ops). */
+  attention?: AttentionMode;
 }
 
 export interface LmExportReport {
@@ -75,6 +77,8 @@ export interface LmExportReport {
   session_config: Record<string, string>;
   /** Whether 2-bit weights run on ORT's LUT kernel, and why (lut-kernel.ts). */
   lut_gemm: LutGemmChoice;
+  /** How the decoder computes attention (fused GroupQueryAttention or standard ops), and why (lm-decoder.ts chooseAttention). */
+  attention: LmDecoderExport['attention'];
   /** KV cache: float32 [batch, heads, sequence, head_size] per layer for keys and values. */
   /**
    * KV cache per token over all layers: float32 [batch, heads, sequence, head_size] keys and values, or (a --kv-bits
@@ -129,9 +133,9 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
   const context = (ckpt.config.context as number | undefined) ?? model.lm!.context;
   const text = loadTextData(data, tokenizerName);
   const weightType = options.format === 'qdq' ? resolveWeightType(options.weightType) : null;
-  const exported = await buildLanguageModelDecoder(model, { format: options.format, embeddings: options.embeddings, blockSize: options.blockSize, threads: options.threads, ...(weightType ? { weightType: weightType.type } : {}) });
+  const exported = await buildLanguageModelDecoder(model, { format: options.format, embeddings: options.embeddings, blockSize: options.blockSize, threads: options.threads, attention: options.attention, ...(weightType ? { weightType: weightType.type } : {}) });
   const bytes = encodeModel(exported.graph);
-  const fp32Graph = options.format === 'fp32' && !model.quant ? exported.graph : transformerDecoder(model).graph;
+  const fp32Graph = options.format === 'fp32' && !model.quant ? exported.graph : transformerDecoder(model, exported.attention.used).graph;
   const fp32Bytes = fp32Graph === exported.graph ? bytes.byteLength : encodeModel(fp32Graph).byteLength;
   const tensorBytes = { exported: bytesByKind(tensorKinds(exported.graph)), fp32: bytesByKind(tensorKinds(fp32Graph)) };
   const baseSessionConfig: Record<string, string> = options.format === 'int4' ? { ...INT4_SESSION_CONFIG } : {};
@@ -208,6 +212,7 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
       weight_type_reason: weightType?.reason ?? null,
       session_config: sessionConfig,
       lut_gemm: lut,
+      attention: exported.attention,
       kv_cache: stored
         ? {
             bits: stored.bits,

@@ -19,7 +19,7 @@ import { Graph, Node, topologicalOrder } from '../ir/graph.js';
 import { Tensor } from '../ir/tensor.js';
 import { Model } from '../models/model.js';
 import { transformerDecoder } from '../models/transformers.js';
-import { decoderNames } from '../models/transformer-builder.js';
+import { DECODER_ATTENTIONS, DecoderAttention, decoderNames } from '../models/transformer-builder.js';
 import { QATKIT } from '../quant/fake-quantize-op.js';
 import { Quantizer } from '../quant/prepare.js';
 import { lowerCustomOps } from '../runtime/lower.js';
@@ -48,7 +48,12 @@ export interface LmExportOptions {
   blockSize?: number;
   /** qdq: 8-bit weight codes as uint8 around 128 (u8u8 kernels, exact everywhere; the default) or int8 (u8s8: exact with VNNI/AMX). */
   weightType?: 'uint8' | 'int8';
+  /** Attention: 'fused' (GroupQueryAttention), 'ops', or 'auto' (the default): fused wherever the run allows it. */
+  attention?: AttentionMode;
 }
+
+export const ATTENTION_MODES = ['auto', ...DECODER_ATTENTIONS] as const;
+export type AttentionMode = (typeof ATTENTION_MODES)[number];
 
 /** One quantized weight of the export: how it is stored and which kernel reads it. */
 export interface LmExportedWeight {
@@ -75,6 +80,8 @@ export interface LmDecoderExport {
   accuracy_level: 0;
   /** A --kv-bits run: the cache stored quantized (lm-kv-cache.ts), its tensors and bytes per token. */
   kvCache?: StoredKvCache;
+  /** How the decoder computes attention, and why. */
+  attention: { mode: AttentionMode; used: DecoderAttention; reason: string };
 }
 
 const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Identity', 'Transpose', 'Squeeze', 'Unsqueeze']);
@@ -166,11 +173,31 @@ function isTable(model: Model, q: Quantizer): boolean {
   return q.layers.some((l) => model.graph.nodes.find((n) => n.name === l)?.opType === 'Gather');
 }
 
+/**
+ * Which attention the decoder gets. The fused op (GroupQueryAttention: one node per layer where the ops form has
+ * about a dozen, and no mask subgraph) is the faster decoder; it cannot hold what the run quantizes inside
+ * attention: a quantized KV cache (stored codes, lm-kv-cache.ts) or activation quantizers on per-head tensors
+ * ([B, H, T, D], e.g. the output projection's input in w8a8 / w4a8 / b158 runs, where each token has one scale
+ * per head). The `int4` format, standard ONNX by definition, keeps the ops unless fused is asked for.
+ */
+export function chooseAttention(model: Model, mode: AttentionMode = 'auto', format: LmExportFormat = 'fp32'): LmDecoderExport['attention'] {
+  const blockers: string[] = [];
+  if (kvCacheQuantOf(model.graph)) blockers.push('the run quantizes its KV cache (--kv-bits)');
+  const perHead = (model.quant?.quantizers ?? []).filter((q) => q.role === 'activation' && model.graph.typeOf(q.tensor).shape.length !== 3);
+  if (perHead.length) blockers.push(`activation quantizers inside attention (${perHead.map((q) => q.layers[0]).slice(0, 3).join(', ')})`);
+  if (mode === 'fused' && blockers.length) throw new InputError(`--attention fused: GroupQueryAttention cannot carry ${blockers.join(' and ')}; use --attention ops or auto`);
+  if (mode === 'ops') return { mode, used: 'ops', reason: '--attention ops: standard ONNX ops' };
+  if (blockers.length) return { mode, used: 'ops', reason: `standard ONNX ops: ${blockers.join(' and ')}` };
+  if (mode === 'auto' && format === 'int4') return { mode, used: 'ops', reason: 'standard ONNX ops: the int4 format is standard ONNX throughout (--attention fused adds GroupQueryAttention)' };
+  return { mode, used: 'fused', reason: 'com.microsoft GroupQueryAttention, one per layer' };
+}
+
 /** Builds the exported decoder of `model` (a language-model run's model, fp32 or QAT) in `options.format`. */
 export async function buildLanguageModelDecoder(model: Model, options: LmExportOptions): Promise<LmDecoderExport> {
   if (model.task !== 'language-model' || !model.lm?.arch) throw new InputError(`export: model '${model.name}' is not a zoo transformer (gpt, llama); only those have a KV-cache decoder form`);
   const format = options.format;
-  const decoder = transformerDecoder(model);
+  const attention = chooseAttention(model, options.attention, format);
+  const decoder = transformerDecoder(model, attention.used);
   const graph = decoder.graph;
   const kvQuant = kvCacheQuantOf(model.graph);
   const arch = model.lm.arch;
@@ -256,9 +283,10 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
     'qatkit.format': format,
     'qatkit.model': model.name,
     'qatkit.quantization': JSON.stringify({ preset: quant?.preset ?? null, weights, activations }),
+    'qatkit.attention': attention.used,
     ...(kvCache ? { 'qatkit.kv_cache': JSON.stringify(kvCache) } : {}),
   };
-  return { graph: lowered, format, weights, embeddings, activations, accuracy_level: 0, ...(kvCache ? { kvCache } : {}) };
+  return { graph: lowered, format, weights, embeddings, activations, accuracy_level: 0, attention, ...(kvCache ? { kvCache } : {}) };
 }
 
 function transpose2d(t: Tensor): Tensor {

@@ -23,9 +23,17 @@ export const decoderNames = {
   presentValue: (layer: number) => `present.${layer}.value`,
 };
 
+/**
+ * How a decoder computes attention: 'ops' as standard ONNX ops (Concat of the cache, MatMul, Softmax: the training
+ * graph's own ops, which quantizers inside attention and a quantized cache rewrite), or 'fused' as one
+ * com.microsoft GroupQueryAttention per layer (ORT contrib op) over the packed qkv projection.
+ */
+export const DECODER_ATTENTIONS = ['ops', 'fused'] as const;
+export type DecoderAttention = (typeof DECODER_ATTENTIONS)[number];
+
 export interface TransformerBuilderOptions {
   /** Build the generation form: position_ids, attention_mask [B, P+T] and past/present key-value tensors. */
-  decoder?: { layers: number; heads: number; headSize: number };
+  decoder?: { layers: number; heads: number; headSize: number; attention?: DecoderAttention };
 }
 
 export interface AttentionOptions {
@@ -58,6 +66,7 @@ export class TransformerBuilder extends ModelBuilder {
   private positions?: string;
   private maskCache?: string;
   private ropeTables?: { cos: string; sin: string };
+  private cacheLengths?: { seqlensK: string; total: string };
   private readonly decoder?: TransformerBuilderOptions['decoder'];
   readonly caches: LayerCache[] = [];
   readonly positionIds?: string;
@@ -244,6 +253,11 @@ export class TransformerBuilder extends ModelBuilder {
     if (c % h !== 0) throw new Error(`attention '${name}': width ${c} is not divisible by ${h} heads`);
     const d = c / h;
     const qkv = this.dense(3 * c, { x, name: `${name}.qkv`, bias: opts.bias ?? true });
+    if (this.decoder?.attention === 'fused') {
+      const cache = this.caches[opts.layer ?? 0];
+      if (!cache) throw new Error(`attention '${name}': decoder form needs a layer index below ${this.caches.length}`);
+      return this.dense(c, { x: this.fusedAttention(qkv, cache, h, d, opts.rope ?? false, name), name: `${name}.proj`, bias: opts.bias ?? true, std: opts.outputStd });
+    }
     const parts = b.op('Split', [qkv, b.ints([c, c, c])], { axis: -1 }, { outputs: 3 });
     const heads = (v: string) => b.transpose(b.reshape(v, [0, 0, h, d]), [0, 2, 1, 3]);
     let [q, k, v] = parts.map(heads);
@@ -265,6 +279,48 @@ export class TransformerBuilder extends ModelBuilder {
     const probs = b.op1('Softmax', [scores], { axis: -1 }, { name: `${name}/softmax` });
     const merged = b.reshape(b.transpose(b.matmul(probs, v), [0, 2, 1, 3]), [0, 0, c]);
     return this.dense(c, { x: merged, name: `${name}.proj`, bias: opts.bias ?? true, std: opts.outputStd });
+  }
+
+  /**
+   * GroupQueryAttention's cache lengths from attention_mask [B, P+T], once for all layers: seqlens_k = the number
+   * of attended positions minus one per row (int32 [B]) and total_sequence_length = P+T (int32 scalar), as ORT
+   * GenAI's decoders feed them. The op attends causally within the first seqlens_k + 1 positions of each row, so
+   * a batch's padding must be on the right (the generators feed unpadded rows).
+   */
+  private gqaLengths(): { seqlensK: string; total: string } {
+    if (this.cacheLengths) return this.cacheLengths;
+    const b = this.b;
+    const mask = this.attentionMask!;
+    const attended = b.op1('ReduceSum', [mask, b.ints([1])], { keepdims: 0 });
+    const seqlensK = b.op1('Cast', [b.sub(attended, b.constant(1, DType.INT64))], { to: DType.INT32 }, { name: 'attention/seqlens_k' });
+    const total = b.op1('Cast', [b.squeeze(b.op1('Gather', [b.shapeOf(mask), b.ints([1])], { axis: 0 }), [0])], { to: DType.INT32 }, { name: 'attention/total_sequence_length' });
+    this.cacheLengths = { seqlensK, total };
+    return this.cacheLengths;
+  }
+
+  /**
+   * One layer's decoder attention as com.microsoft GroupQueryAttention (ContribOperators.md) on the packed qkv
+   * [B, T, 3C] (q, k, v in the fused projection's order), num_heads = kv_num_heads (multi-head attention),
+   * scale 1/sqrt(D); the rotary embedding (rotate-half: rotary_interleaved 0) from the same cos/sin tables, at
+   * the positions the cache implies (P.. for T new tokens), which are the position_ids the generators feed. Past
+   * and present are [B, H, P, D] and [B, H, P+T, D]: the same inputs and outputs as the 'ops' form.
+   */
+  private fusedAttention(qkv: string, cache: LayerCache, heads: number, headSize: number, rope: boolean, name: string): string {
+    const b = this.b;
+    const { seqlensK, total } = this.gqaLengths();
+    const tables = rope ? this.rotaryTables(headSize) : undefined;
+    const inputs = [qkv, '', '', cache.pastKey, cache.pastValue, seqlensK, total, ...(tables ? [tables.cos, tables.sin] : [])];
+    const shape = b.shape(qkv);
+    const cacheType = { dtype: DType.FLOAT, shape: [shape[0], heads, 'P+T', headSize] };
+    const [out, presentKey, presentValue] = b.op(
+      'GroupQueryAttention',
+      inputs,
+      { num_heads: heads, kv_num_heads: heads, scale: 1 / Math.sqrt(headSize), do_rotary: rope ? 1 : 0, rotary_interleaved: 0 },
+      { domain: 'com.microsoft', name: `${name}/group_query_attention`, outputs: [`${name}/attention_out`, cache.presentKey, cache.presentValue], types: [{ dtype: DType.FLOAT, shape: [shape[0], shape[1], heads * headSize] }, cacheType, cacheType] },
+    );
+    b.output(presentKey);
+    b.output(presentValue);
+    return out;
   }
 
   /** Logits [B, T, V]: MatMul with the token table transposed (tied, one parameter) or with a head of its own. */

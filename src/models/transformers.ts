@@ -1,5 +1,5 @@
 import { Model, TransformerArch } from './model.js';
-import { TransformerBuilder } from './transformer-builder.js';
+import { DecoderAttention, TransformerBuilder } from './transformer-builder.js';
 
 export interface TransformerOptions {
   vocabSize: number;
@@ -10,6 +10,8 @@ export interface TransformerOptions {
   seed?: number;
   /** Build the KV-cache decoder form (generation) instead of the training form. */
   decoder?: boolean;
+  /** The decoder form's attention (default 'ops'; transformer-builder.ts DECODER_ATTENTIONS). */
+  decoderAttention?: DecoderAttention;
 }
 
 export const TRANSFORMER_DEFAULTS = { layers: 4, heads: 4, dim: 128, context: 128 };
@@ -27,7 +29,7 @@ function archOf(kind: TransformerArch['kind'], o: TransformerOptions): Transform
 }
 
 function builderFor(name: string, arch: TransformerArch, o: TransformerOptions): TransformerBuilder {
-  const decoder = o.decoder ? { layers: arch.layers, heads: arch.heads, headSize: arch.dim / arch.heads } : undefined;
+  const decoder = o.decoder ? { layers: arch.layers, heads: arch.heads, headSize: arch.dim / arch.heads, attention: o.decoderAttention } : undefined;
   return new TransformerBuilder(name, { vocabSize: arch.vocabSize, context: arch.context }, o.seed ?? 0, { decoder });
 }
 
@@ -88,11 +90,11 @@ export function llama(o: TransformerOptions): Model {
 }
 
 /** The decoder (KV-cache) form of a zoo transformer, carrying the trained model's parameters. */
-export function transformerDecoder(model: Model): Model {
+export function transformerDecoder(model: Model, attention: DecoderAttention = 'ops'): Model {
   const arch = model.lm?.arch;
   if (!arch) throw new Error(`model '${model.name}' is not a zoo transformer; it generates by full recompute`);
   const build = arch.kind === 'gpt' ? gpt : llama;
-  const decoder = build({ ...arch, decoder: true });
+  const decoder = build({ ...arch, decoder: true, decoderAttention: attention });
   for (const p of decoder.params) {
     const t = model.graph.initializers.get(p);
     if (!t) throw new Error(`model '${model.name}' lacks parameter '${p}' of its ${arch.kind} decoder`);

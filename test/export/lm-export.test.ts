@@ -78,6 +78,9 @@ test('fp32 export: KV-cache decoder in the inference form with model.json; qat g
 test('matmulnbits (w4a16-g32): com.microsoft MatMulNBits bits 4, block 32, accuracy_level 0 for every weight MatMul; equal to the fake-quant model', async () => {
   const r = await exportRun('w4a16-g32', 'matmulnbits', 'w4-nbits');
   const g = nodesOf(r.out);
+  // A weight-only run's decoder computes attention with one GroupQueryAttention per layer (lm-decoder.ts chooseAttention).
+  assert.equal(r.attention.used, 'fused', JSON.stringify(r.attention));
+  assert.equal(g.nodes.filter((n) => n.opType === 'GroupQueryAttention').length, 1);
   const nbits = g.nodes.filter((n) => n.opType === 'MatMulNBits');
   // qkv, attention output, MLP fc and proj, and the tied LM head.
   assert.equal(nbits.length, 5);
@@ -192,6 +195,7 @@ test('qdq runs ternary (b158) codes as int8 too; a weight-only run is refused na
 test('int4 (w4a16-g32): INT4 DequantizeLinear (axis 0, block_size 32, opset 21) with one consumer each, a tied head with its own; ORT fuses all into MatMulNBits at the level model.json sets', async () => {
   const r = await exportRun('w4a16-g32', 'int4', 'w4-int4');
   const g = nodesOf(r.out);
+  assert.equal(r.attention.used, 'ops', JSON.stringify(r.attention));
   assert.equal(g.opsets[''], 21);
   assert.ok(g.nodes.every((n) => n.domain === ''), 'standard ONNX only');
   const dq = g.nodes.filter((n) => n.opType === 'DequantizeLinear' && g.initializers.get(n.inputs[0])!.dtype !== DType.INT8);

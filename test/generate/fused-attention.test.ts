@@ -1,0 +1,76 @@
+// The decoder's fused attention (one com.microsoft GroupQueryAttention per layer) computes what the ops form does,
+// behind the same inputs and outputs, and the export uses it only where the run has nothing inside attention.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import '../../src/ops';
+import '../../src/quant';
+import { gpt, llama, transformerDecoder } from '../../src/models/transformers';
+import { DecoderAttention } from '../../src/models/transformer-builder';
+import { Model } from '../../src/models/model';
+import { Session } from '../../src/runtime/session';
+import { decoderLayoutOf } from '../../src/generate/decoder-layout';
+import { KvCacheGenerator } from '../../src/generate/kv-cache-generator';
+import { chooseAttention } from '../../src/export/lm-decoder';
+import { prepareLanguageModelQat } from '../../src/quant/qat';
+import { presetConfig } from '../../src/quant/presets';
+import { withKvCacheQuantization } from '../../src/quant/kv-cache';
+import { InputError } from '../../src/validate/schema';
+
+const CONTEXT = 16;
+
+/** Logits of every step: a prefill of two 5-token rows, then 20 decode steps (the window slides past 16). */
+async function stepLogits(model: Model, attention: DecoderAttention): Promise<{ logits: Float32Array[]; slides: number }> {
+  const decoder = transformerDecoder(model, attention);
+  const session = await Session.create(decoder.graph, { threads: 1 });
+  const arch = model.lm!.arch!;
+  const layout = decoderLayoutOf(session.inner, { heads: arch.heads, headSize: arch.dim / arch.heads });
+  const gen = new KvCacheGenerator(session.inner, layout, CONTEXT, arch.vocabSize, {}, session);
+  const logits = [Float32Array.from((await gen.start([[1, 2, 3, 4, 5], [60, 7, 33, 2, 9]])).data)];
+  for (let i = 0; i < 20; i++) logits.push(Float32Array.from((await gen.next([(i * 5) % 64, (i * 11 + 3) % 64])).data));
+  const slides = gen.slides;
+  await gen.release();
+  return { logits, slides };
+}
+
+for (const [name, build] of [['gpt', gpt], ['llama (rotary inside the op)', llama]] as const) {
+  test(`${name}: the fused decoder's logits equal the ops decoder's at prefill, decode and after the window slides`, async () => {
+    const model = build({ vocabSize: 64, layers: 2, heads: 2, dim: 32, context: CONTEXT, seed: 5 });
+    const ops = await stepLogits(model, 'ops');
+    const fused = await stepLogits(model, 'fused');
+    assert.ok(ops.slides >= 1 && fused.slides === ops.slides, `slides ${ops.slides} / ${fused.slides}`);
+    let worst = 0;
+    for (let s = 0; s < ops.logits.length; s++) for (let i = 0; i < ops.logits[s].length; i++) worst = Math.max(worst, Math.abs(ops.logits[s][i] - fused.logits[s][i]));
+    assert.ok(worst < 1e-5, `max |ops - fused| = ${worst}`);
+  });
+}
+
+test('the fused decoder has one GroupQueryAttention per layer, no Softmax or cache Concat, and the ops form\'s inputs and outputs', () => {
+  const model = llama({ vocabSize: 64, layers: 3, heads: 2, dim: 32, context: CONTEXT });
+  const [ops, fused] = [transformerDecoder(model, 'ops').graph, transformerDecoder(model, 'fused').graph];
+  const count = (g: typeof ops, op: string) => g.nodes.filter((n) => n.opType === op).length;
+  assert.equal(count(fused, 'GroupQueryAttention'), 3);
+  assert.equal(count(fused, 'Softmax') + count(fused, 'Concat'), 0);
+  assert.ok(count(ops, 'Softmax') === 3 && count(ops, 'GroupQueryAttention') === 0);
+  const io = (g: typeof ops) => [g.inputs.map((v) => `${v.name}:${v.shape.join(',')}`), g.outputs.map((v) => v.name).sort()];
+  assert.deepEqual(io(fused), io(ops));
+});
+
+test('chooseAttention: fused for float and weight-only runs (int4 files only when asked); ops (with the reason) for a quantized KV cache or per-head activation quantizers; --attention fused refuses those', () => {
+  const fp32 = gpt({ vocabSize: 64, layers: 1, heads: 2, dim: 32, context: CONTEXT });
+  assert.equal(chooseAttention(fp32).used, 'fused');
+  assert.equal(chooseAttention(fp32, 'ops').used, 'ops');
+  const w4 = prepareLanguageModelQat(fp32, presetConfig('w4a16-g32', 'language-model'), 'w4a16-g32');
+  assert.equal(chooseAttention(w4, 'auto', 'matmulnbits').used, 'fused');
+  // int4 is standard ONNX throughout unless the fused op is asked for.
+  assert.equal(chooseAttention(w4, 'auto', 'int4').used, 'ops');
+  assert.equal(chooseAttention(w4, 'fused', 'int4').used, 'fused');
+  const kv = withKvCacheQuantization(prepareLanguageModelQat(fp32, presetConfig('w4a16-g32', 'language-model'), 'w4a16-g32'), { bits: 4, layout: 'per-token' });
+  const kvChoice = chooseAttention(kv);
+  assert.equal(kvChoice.used, 'ops');
+  assert.match(kvChoice.reason, /KV cache/);
+  const w8a8 = prepareLanguageModelQat(fp32, presetConfig('w8a8', 'language-model'), 'w8a8');
+  const w8a8Choice = chooseAttention(w8a8);
+  assert.equal(w8a8Choice.used, 'ops');
+  assert.match(w8a8Choice.reason, /inside attention \(blocks\.0\.attn\.proj/);
+  assert.throws(() => chooseAttention(kv, 'fused'), (e: unknown) => e instanceof InputError && /--attention fused: .*KV cache.*--attention ops or auto/.test(e.message));
+});

@@ -170,8 +170,8 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
       if (fusion.float_matmuls.length > 0 && !options.allowFloat) {
         throw new InputError(`--format ${options.format}: ONNX Runtime left ${fusion.float_matmuls.length} weight MatMul(s) in float instead of MatMulNBits (${fusion.float_matmuls.slice(0, 5).join(', ')}); pass --allow-float to write it anyway`);
       }
-      if (fusion.accuracy_levels.some((l) => l !== exported.accuracy_level)) {
-        throw new Error(`--format ${options.format}: ORT's optimized model runs MatMulNBits at accuracy_level ${fusion.accuracy_levels.join(', ')}, not ${exported.accuracy_level}`);
+      if (fusion.accuracy_levels.join() !== exported.accuracy_levels.join()) {
+        throw new Error(`--format ${options.format}: ORT's optimized model runs MatMulNBits at accuracy_level ${fusion.accuracy_levels.join(', ')}, not ${exported.accuracy_levels.join(', ')}`);
       }
     }
     // 2-bit weights: the parity check picks the kernel (lut-kernel.ts), so the proof covers the one that generates.

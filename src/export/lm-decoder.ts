@@ -33,6 +33,7 @@ import { emitMatMulNBits, matMulNBitsInitializers, storageBits } from './matmul-
 import { packInt4 } from './weight-storage.js';
 import { kvCacheQuantOf } from '../quant/kv-cache.js';
 import { StoredKvCache, storeQuantizedKvCache } from './lm-kv-cache.js';
+import { levelFourActivations } from './lm-level4.js';
 
 export const LM_EXPORT_FORMATS = ['fp32', 'int4', 'matmulnbits', 'qdq'] as const;
 export type LmExportFormat = (typeof LM_EXPORT_FORMATS)[number];
@@ -76,8 +77,14 @@ export interface LmDecoderExport {
   embeddings: string;
   /** Activation quantizers carried into the decoder (float ops: their lowering, exactly as trained). */
   activations: { tensor: string; layers: string[]; spec: string }[];
-  /** MatMulNBits accuracy_level written (matmulnbits), or the one ORT's fusion must be told to use (int4). */
-  accuracy_level: 0;
+  /**
+   * MatMulNBits accuracy_level written (matmulnbits: 4 where the run trained the kernel's own per-token-per-block
+   * int8 activations, lm-level4.ts, else 0; the highest when layers differ), or the one ORT's fusion must be told
+   * to use (int4: 0).
+   */
+  accuracy_level: 0 | 4;
+  /** Every accuracy_level the file's MatMulNBits take, ascending. */
+  accuracy_levels: (0 | 4)[];
   /** A --kv-bits run: the cache stored quantized (lm-kv-cache.ts), its tensors and bytes per token. */
   kvCache?: StoredKvCache;
   /** How the decoder computes attention, and why. */
@@ -96,9 +103,14 @@ function nodeNamed(graph: Graph, name: string): Node {
  * Activation quantizers at the same tensors as in training: from the first layer it feeds back through
  * value-preserving ops (what prepare.ts's planQuantization does), every reader rewired to the quantized value.
  */
-function placeActivationQuantizers(graph: Graph, model: Model, em: Emitter): LmDecoderExport['activations'] {
+function placeActivationQuantizers(graph: Graph, model: Model, em: Emitter, inKernel: ReadonlySet<string>): LmDecoderExport['activations'] {
   const placed: LmDecoderExport['activations'] = [];
   for (const a of model.quant!.quantizers.filter((q) => q.role === 'activation')) {
+    if (inKernel.has(a.node)) {
+      const g = a.spec.granularity;
+      placed.push({ tensor: a.tensor, layers: a.layers, spec: `${a.spec.bits}-bit ${a.spec.method} per-token block ${g.kind === 'per-token' ? g.blockSize : '?'} in MatMulNBits (accuracy_level 4)` });
+      continue;
+    }
     const qatNode = model.graph.nodes.find((n) => n.name === a.node)!;
     const producers = graph.producers();
     let source = nodeNamed(graph, a.layers[0]).inputs[0];
@@ -180,11 +192,16 @@ function isTable(model: Model, q: Quantizer): boolean {
  * ([B, H, T, D], e.g. the output projection's input in w8a8 / w4a8 / b158 runs, where each token has one scale
  * per head). The `int4` format, standard ONNX by definition, keeps the ops unless fused is asked for.
  */
-export function chooseAttention(model: Model, mode: AttentionMode = 'auto', format: LmExportFormat = 'fp32'): LmDecoderExport['attention'] {
+export function chooseAttention(model: Model, mode: AttentionMode = 'auto', format: LmExportFormat = 'fp32', inKernel: ReadonlySet<string> = new Set()): LmDecoderExport['attention'] {
   const blockers: string[] = [];
   if (kvCacheQuantOf(model.graph)) blockers.push('the run quantizes its KV cache (--kv-bits)');
-  const perHead = (model.quant?.quantizers ?? []).filter((q) => q.role === 'activation' && model.graph.typeOf(q.tensor).shape.length !== 3);
+  // Quantizers MatMulNBits computes itself at accuracy_level 4 (lm-level4.ts) leave no node in the graph.
+  const perHead = (model.quant?.quantizers ?? []).filter((q) => q.role === 'activation' && !inKernel.has(q.node) && model.graph.typeOf(q.tensor).shape.length !== 3);
   if (perHead.length) blockers.push(`activation quantizers inside attention (${perHead.map((q) => q.layers[0]).slice(0, 3).join(', ')})`);
+  // ORT's CPU kernel (group_query_attention_helper.h) takes head sizes that are multiples of 8.
+  const arch = model.lm?.arch;
+  const headSize = arch ? arch.dim / arch.heads : 0;
+  if (arch && headSize % 8 !== 0) blockers.push(`a head size of ${headSize} (GroupQueryAttention takes multiples of 8)`);
   if (mode === 'fused' && blockers.length) throw new InputError(`--attention fused: GroupQueryAttention cannot carry ${blockers.join(' and ')}; use --attention ops or auto`);
   if (mode === 'ops') return { mode, used: 'ops', reason: '--attention ops: standard ONNX ops' };
   if (blockers.length) return { mode, used: 'ops', reason: `standard ONNX ops: ${blockers.join(' and ')}` };
@@ -196,7 +213,8 @@ export function chooseAttention(model: Model, mode: AttentionMode = 'auto', form
 export async function buildLanguageModelDecoder(model: Model, options: LmExportOptions): Promise<LmDecoderExport> {
   if (model.task !== 'language-model' || !model.lm?.arch) throw new InputError(`export: model '${model.name}' is not a zoo transformer (gpt, llama); only those have a KV-cache decoder form`);
   const format = options.format;
-  const attention = chooseAttention(model, options.attention, format);
+  const level4 = format === 'matmulnbits' ? levelFourActivations(model, options.blockSize) : { quantizers: new Set<string>(), layers: new Set<string>() };
+  const attention = chooseAttention(model, options.attention, format, level4.quantizers);
   const decoder = transformerDecoder(model, attention.used);
   const graph = decoder.graph;
   const kvQuant = kvCacheQuantOf(model.graph);
@@ -208,12 +226,13 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
     throw new InputError(`--format ${format}: run '${model.name}' has no quantized weights; export an fp32 run with --format fp32, or train it with --quant (w4a16-g32, w3a16-g32, w2a16-g32, w4a8-g32, w8a8, b158) first`);
   }
   const em = new Emitter(graph);
-  const activations = quant ? placeActivationQuantizers(graph, model, em) : [];
+  const activations = quant ? placeActivationQuantizers(graph, model, em, level4.quantizers) : [];
   const names = weightQuantizers.flatMap((q) => [q.tensor, q.output, ...(q.scale ? [q.scale] : []), ...(q.zeroPoint ? [q.zeroPoint] : [])]);
   const values = names.length ? await fetchValues(model, names, options.threads) : new Map<string, Tensor>();
   const weights: LmExportedWeight[] = [];
   let embeddings: LmDecoderExport['embeddings'] = 'float';
   const tokenCodes = new TokenCodes(em);
+  const nbitsLevels = new Set<0 | 4>(format === 'int4' ? [0] : []);
   for (const q of weightQuantizers) {
     const table = isTable(model, q);
     const w = blockedWeightCodes(q, values, table ? 'nk' : 'kn', options.blockSize);
@@ -264,7 +283,9 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
       } else {
         const at = graph.nodes.indexOf(node);
         graph.nodes.splice(at, 1);
-        emitMatMulNBits(em, node.inputs[0], w, { accuracyLevel: 0, name: `${layer}NBits`, output: node.outputs[0], suffix: table ? '/lm_head' : '', initializers: shared });
+        const level = level4.layers.has(layer) ? 4 : 0;
+        nbitsLevels.add(level);
+        emitMatMulNBits(em, node.inputs[0], w, { accuracyLevel: level, name: `${layer}NBits`, output: node.outputs[0], suffix: table ? '/lm_head' : '', initializers: shared });
         kernels.push('MatMulNBits');
       }
     }
@@ -286,7 +307,8 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
     'qatkit.attention': attention.used,
     ...(kvCache ? { 'qatkit.kv_cache': JSON.stringify(kvCache) } : {}),
   };
-  return { graph: lowered, format, weights, embeddings, activations, accuracy_level: 0, attention, ...(kvCache ? { kvCache } : {}) };
+  const levels = [...nbitsLevels].sort();
+  return { graph: lowered, format, weights, embeddings, activations, accuracy_level: levels.includes(4) ? 4 : 0, accuracy_levels: levels, attention, ...(kvCache ? { kvCache } : {}) };
 }
 
 function transpose2d(t: Tensor): Tensor {

@@ -45,6 +45,17 @@ function widestBlock(k: number, tensor: string, maxBlock = 256): number {
 }
 
 /**
+ * The MatMulNBits block a weight quantizer's codes are stored in, for a weight of `k` input features: its group,
+ * or (per-channel / per-tensor) the widest block dividing k, at most `maxBlock`; undefined where none fits.
+ */
+export function nbitsBlockSize(q: Quantizer, k: number, maxBlock?: number): number | undefined {
+  const g = q.spec.granularity;
+  if (g.kind === 'per-group') return NBITS_BLOCK_SIZES.includes(g.size) ? g.size : undefined;
+  if (g.kind !== 'per-channel' && g.kind !== 'per-tensor') return undefined;
+  return [...NBITS_BLOCK_SIZES].reverse().find((s) => s <= (maxBlock ?? 256) && k % s === 0);
+}
+
+/**
  * Integer codes of one language-model weight quantizer from the trained values fetched from ONNX Runtime
  * (`values`: the float weight, the fake-quantized weight, and the scale the quantizer used). FakeQuantize weights
  * are quantized offline exactly as its lowering computes in float32 (q = clip(round_half_even(fround(w / s)),

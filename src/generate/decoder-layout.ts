@@ -32,6 +32,12 @@ export interface DecoderLayout {
    * input with its present.{i}.* output, dtype and declared shape (batch first, symbolic lengths start at 0).
    */
   cacheTensors?: CacheTensor[];
+  /**
+   * Fused-attention decoders (models/transformer-builder.ts fusedAttention): per layer, the outputs with the keys
+   * and values a step appends ([batch, tokens, heads x headSize]). Their past inputs also take a buffer longer
+   * than the cache (right-padded), so a generator can keep one preallocated buffer per tensor and fetch only these.
+   */
+  appended?: { key: string; value: string }[];
 }
 
 export interface CacheTensor {
@@ -90,6 +96,8 @@ export function decoderLayoutOf(session: ort.InferenceSession, cache: { heads?: 
     Object.assign(layout, { heads, headSize });
     if (quantized) layout.cacheTensors = quantizedCacheTensors(session, layerCount);
     else checkCacheShapes(session, layout, heads, headSize, declared);
+    const appended = Array.from({ length: layerCount }, (_, i) => ({ key: decoderNames.newKey(i), value: decoderNames.newValue(i) }));
+    if (!quantized && appended.every((a) => outputs.includes(a.key) && outputs.includes(a.value))) layout.appended = appended;
   }
   return layout;
 }

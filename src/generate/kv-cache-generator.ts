@@ -33,6 +33,8 @@ export class KvCacheGenerator implements TokenGenerator {
   readonly mode = 'kv-cache' as const;
   readonly keepOnSlide: number;
   private past: Record<string, ort.Tensor> = {};
+  /** Append mode: one [rows, heads, context, headSize] buffer per cache input (see runAppending). */
+  private buffers?: { rows: number; tensors: Map<string, ort.Tensor> };
   /** Per row: the tokens in the cache (oldest first), then the one being fed. */
   private rows: number[][] = [];
   private slideCount = 0;
@@ -80,6 +82,7 @@ export class KvCacheGenerator implements TokenGenerator {
 
   /** Runs `fresh` tokens per row after the cached `past` ones (their count: the cache length). */
   private async run(fresh: readonly (readonly number[])[], pastLength: number): Promise<NextTokenLogits> {
+    if (this.layout.appended) return this.runAppending(fresh, pastLength);
     const l = this.layout;
     const rows = fresh.length;
     const t = fresh[0].length;
@@ -93,6 +96,50 @@ export class KvCacheGenerator implements TokenGenerator {
     const out = await this.session.run(feeds, [l.logits, ...pairs.map((c) => c.present)]);
     this.past = {};
     for (const c of pairs) this.past[c.past] = out[c.present];
+    return lastPositionLogits(out[l.logits], l.logits);
+  }
+
+  /**
+   * A fused-attention decoder (layout.appended): each cache input is fed one buffer preallocated to the context,
+   * [rows, heads, context, headSize], whose first P rows per head are the cache (GroupQueryAttention reads a
+   * right-padded past), and only the rows the step appends are fetched and copied into the buffers at P.
+   * onnxruntime-node copies every fetched output into a new JS array, so fetching the whole present cache costs a
+   * copy of the cache per token (25M gpt, machine E: about 1 ms of a 2.6 ms int4 token; docs/decisions.md).
+   */
+  private async runAppending(fresh: readonly (readonly number[])[], pastLength: number): Promise<NextTokenLogits> {
+    const l = this.layout;
+    const rows = fresh.length;
+    const t = fresh[0].length;
+    const heads = l.heads!;
+    const headSize = l.headSize!;
+    if (pastLength + t > this.context) throw new Error(`KvCacheGenerator: ${pastLength} cached + ${t} new tokens exceed the context ${this.context}`);
+    if (this.buffers?.rows !== rows) {
+      const tensors = new Map<string, ort.Tensor>();
+      for (const c of l.layers.flatMap((x) => [x.pastKey, x.pastValue])) tensors.set(c, new ort.Tensor('float32', new Float32Array(rows * heads * this.context * headSize), [rows, heads, this.context, headSize]));
+      this.buffers = { rows, tensors };
+    }
+    const buffers = this.buffers.tensors;
+    const feeds: Record<string, ort.Tensor> = {
+      ...Object.fromEntries(buffers),
+      [l.inputIds]: idsTensor(fresh),
+      [l.positionIds!]: positionsTensor(rows, pastLength, t, l.positionIdsSingleRow),
+      [l.attentionMask!]: onesMask(rows, pastLength + t),
+    };
+    const appended = l.appended!;
+    const out = await this.session.run(feeds, [l.logits, ...appended.flatMap((a) => [a.key, a.value])]);
+    const width = heads * headSize;
+    for (const [i, a] of appended.entries()) {
+      for (const [name, past] of [[a.key, l.layers[i].pastKey], [a.value, l.layers[i].pastValue]] as const) {
+        const rowsNew = out[name].data as Float32Array; // [rows, t, heads x headSize]
+        const buffer = buffers.get(past)!.data as Float32Array; // [rows, heads, context, headSize]
+        for (let r = 0; r < rows; r++) {
+          for (let j = 0; j < t; j++) {
+            const from = (r * t + j) * width;
+            for (let h = 0; h < heads; h++) buffer.set(rowsNew.subarray(from + h * headSize, from + (h + 1) * headSize), ((r * heads + h) * this.context + pastLength + j) * headSize);
+          }
+        }
+      }
+    }
     return lastPositionLogits(out[l.logits], l.logits);
   }
 
@@ -117,6 +164,7 @@ export class KvCacheGenerator implements TokenGenerator {
 
   async release(): Promise<void> {
     this.past = {};
+    this.buffers = undefined;
     await (this.owned ?? this.session).release();
   }
 }

@@ -1,6 +1,6 @@
 import { DType } from '../ir/dtype.js';
 import { Tensor } from '../ir/tensor.js';
-import { emitGelu } from '../ops/activation.js';
+import { emitFusableGelu, emitGelu } from '../ops/activation.js';
 import { ModelBuilder, TokenInputSpec } from './builder.js';
 import { Model, TransformerArch } from './model.js';
 
@@ -21,6 +21,9 @@ export const decoderNames = {
   pastValue: (layer: number) => `past_key_values.${layer}.value`,
   presentKey: (layer: number) => `present.${layer}.key`,
   presentValue: (layer: number) => `present.${layer}.value`,
+  /** Fused-attention decoders: the keys and values a step appends, [B, T, heads x head_size]. */
+  newKey: (layer: number) => `new_key_values.${layer}.key`,
+  newValue: (layer: number) => `new_key_values.${layer}.value`,
 };
 
 /**
@@ -160,8 +163,9 @@ export class TransformerBuilder extends ModelBuilder {
     return y;
   }
 
+  /** Exact (erf) GELU; the decoder form (inference only) in the form ORT fuses into one Gelu kernel. */
   gelu(x = this.current): string {
-    this.current = emitGelu(this.b, x, 'none');
+    this.current = this.decoder ? emitFusableGelu(this.b, x) : emitGelu(this.b, x, 'none');
     return this.current;
   }
 
@@ -193,19 +197,20 @@ export class TransformerBuilder extends ModelBuilder {
   }
 
   /**
-   * Rotary embedding of x [B, H, T, D] in the rotate-half layout (GPT-NeoX, Hugging Face Llama): with
-   * x = [x1, x2] along D, out = [x1 cos - x2 sin, x2 cos + x1 sin] at each token's position.
+   * Rotary embedding of x [B, H, T, D] (or [B, T, H, D] with `tokensFirst`) in the rotate-half layout (GPT-NeoX,
+   * Hugging Face Llama): with x = [x1, x2] along D, out = [x1 cos - x2 sin, x2 cos + x1 sin] at each token's position.
    */
-  rope(x: string, name: string): string {
+  rope(x: string, name: string, tokensFirst = false): string {
     const b = this.b;
     const d = b.shape(x).at(-1) as number;
     if (d % 2 !== 0) throw new Error(`rope: head size ${d} must be even`);
     const tables = this.rotaryTables(d);
     const pos = this.queryPositions();
-    // [T, D/2] (training form) or [B, 1, T, D/2] (decoder form), broadcasting over heads.
+    // [T, D/2] (training form) or [B, 1, T, D/2] / [B, T, 1, D/2] (decoder form), broadcasting over heads.
     const pick = (table: string) => {
       const g = b.op1('Gather', [table, pos], { axis: 0 });
-      return this.positionIds ? b.unsqueeze(g, [1]) : g;
+      if (tokensFirst && !this.positionIds) throw new Error('rope: the tokens-first layout is the decoder form\'s');
+      return this.positionIds ? b.unsqueeze(g, [tokensFirst ? 2 : 1]) : g;
     };
     const [cos, sin] = [pick(tables.cos), pick(tables.sin)];
     const [x1, x2] = b.op('Split', [x, b.ints([d / 2, d / 2])], { axis: -1 }, { outputs: 2 });
@@ -256,7 +261,7 @@ export class TransformerBuilder extends ModelBuilder {
     if (this.decoder?.attention === 'fused') {
       const cache = this.caches[opts.layer ?? 0];
       if (!cache) throw new Error(`attention '${name}': decoder form needs a layer index below ${this.caches.length}`);
-      return this.dense(c, { x: this.fusedAttention(qkv, cache, h, d, opts.rope ?? false, name), name: `${name}.proj`, bias: opts.bias ?? true, std: opts.outputStd });
+      return this.dense(c, { x: this.fusedAttention(qkv, cache, h, d, opts.rope ?? false, name, opts.layer ?? 0), name: `${name}.proj`, bias: opts.bias ?? true, std: opts.outputStd });
     }
     const parts = b.op('Split', [qkv, b.ints([c, c, c])], { axis: -1 }, { outputs: 3 });
     const heads = (v: string) => b.transpose(b.reshape(v, [0, 0, h, d]), [0, 2, 1, 3]);
@@ -299,24 +304,36 @@ export class TransformerBuilder extends ModelBuilder {
   }
 
   /**
-   * One layer's decoder attention as com.microsoft GroupQueryAttention (ContribOperators.md) on the packed qkv
-   * [B, T, 3C] (q, k, v in the fused projection's order), num_heads = kv_num_heads (multi-head attention),
-   * scale 1/sqrt(D); the rotary embedding (rotate-half: rotary_interleaved 0) from the same cos/sin tables, at
-   * the positions the cache implies (P.. for T new tokens), which are the position_ids the generators feed. Past
-   * and present are [B, H, P, D] and [B, H, P+T, D]: the same inputs and outputs as the 'ops' form.
+   * One layer's decoder attention as com.microsoft GroupQueryAttention (ContribOperators.md) on q, k, v [B, T, C]
+   * split from the fused projection, num_heads = kv_num_heads (multi-head attention), scale 1/sqrt(D); llama's
+   * rotary embedding is applied to q and k before the op by the training graph's own ops (in [B, T, H, D]), so
+   * the keys the step appends are graph values. Past and present are [B, H, P, D] and [B, H, P+T, D], the inputs
+   * and outputs of the 'ops' form; the op also accepts a past buffer longer than P (a cache preallocated to the
+   * context, right-padded: it reads the first P rows of each head, P = seqlens_k + 1 - T). The keys and values
+   * this step appends are outputs too (new_key_values.{i}.key/value, [B, T, C]), so a generator can keep such a
+   * buffer and fetch only them, instead of the whole present cache (kv-cache-generator.ts).
    */
-  private fusedAttention(qkv: string, cache: LayerCache, heads: number, headSize: number, rope: boolean, name: string): string {
+  private fusedAttention(qkv: string, cache: LayerCache, heads: number, headSize: number, rope: boolean, name: string, layer: number): string {
     const b = this.b;
+    const c = heads * headSize;
     const { seqlensK, total } = this.gqaLengths();
-    const tables = rope ? this.rotaryTables(headSize) : undefined;
-    const inputs = [qkv, '', '', cache.pastKey, cache.pastValue, seqlensK, total, ...(tables ? [tables.cos, tables.sin] : [])];
+    let [q, k, v] = b.op('Split', [qkv, b.ints([c, c, c])], { axis: -1 }, { outputs: 3 });
+    if (rope) {
+      const rotate = (x: string, tag: string) => b.reshape(this.rope(b.reshape(x, [0, 0, heads, headSize]), `${name}/rope_${tag}`, true), [0, 0, c]);
+      q = rotate(q, 'q');
+      k = rotate(k, 'k');
+    }
+    k = b.op1('Identity', [k], {}, { outputs: [decoderNames.newKey(layer)] });
+    v = b.op1('Identity', [v], {}, { outputs: [decoderNames.newValue(layer)] });
+    b.output(k);
+    b.output(v);
     const shape = b.shape(qkv);
     const cacheType = { dtype: DType.FLOAT, shape: [shape[0], heads, 'P+T', headSize] };
     const [out, presentKey, presentValue] = b.op(
       'GroupQueryAttention',
-      inputs,
-      { num_heads: heads, kv_num_heads: heads, scale: 1 / Math.sqrt(headSize), do_rotary: rope ? 1 : 0, rotary_interleaved: 0 },
-      { domain: 'com.microsoft', name: `${name}/group_query_attention`, outputs: [`${name}/attention_out`, cache.presentKey, cache.presentValue], types: [{ dtype: DType.FLOAT, shape: [shape[0], shape[1], heads * headSize] }, cacheType, cacheType] },
+      [q, k, v, cache.pastKey, cache.pastValue, seqlensK, total],
+      { num_heads: heads, kv_num_heads: heads, scale: 1 / Math.sqrt(headSize) },
+      { domain: 'com.microsoft', name: `${name}/group_query_attention`, outputs: [`${name}/attention_out`, cache.presentKey, cache.presentValue], types: [{ dtype: DType.FLOAT, shape: [shape[0], shape[1], c] }, cacheType, cacheType] },
     );
     b.output(presentKey);
     b.output(presentValue);

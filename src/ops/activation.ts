@@ -60,6 +60,16 @@ export function emitGelu(b: GraphBuilder, v: string, approximation: GeluApproxim
   return b.op1('Mul', [halfX, b.add(inner, one)], {}, out ? { outputs: [out] } : {});
 }
 
+/**
+ * Exact GELU as PyTorch exports it, 0.5 x (1 + erf(x / sqrt(2))) with a Div: the form ONNX Runtime's GeluFusion
+ * matches (onnxruntime/core/optimizer/gelu_fusion.cc), so an inference graph runs one Gelu kernel instead of five
+ * nodes. x / sqrt(2) and x * sqrt(1/2) (emitGelu, the form training's passes expect) differ by at most an ulp.
+ */
+export function emitFusableGelu(b: GraphBuilder, v: string): string {
+  const inner = b.op1('Erf', [b.op1('Div', [v, b.scalarLike(Math.SQRT2, v)])]);
+  return b.mul(b.mul(v, b.scalarLike(0.5, v)), b.add(inner, b.scalarLike(1, v)));
+}
+
 /** d GELU / dx. Exact: Phi(x) + x phi(x). Tanh form: 0.5 (1 + t) + 0.5 x (1 - t^2) du/dx. */
 function geluDerivative(b: GraphBuilder, v: string, approximation: GeluApproximation): string {
   const half = b.scalarLike(0.5, v);

@@ -39,6 +39,13 @@ before(() => {
     r = qat('train', '--from', runs.fp32, '--quant', preset, '--steps', '8', '--batch', '8', '--eval-every', '0', '--out', runs[preset]);
     assert.equal(r.status, 0, r.stderr);
   }
+  // w4a8 with the int8 activations MatMulNBits computes at accuracy_level 4: per token, per block of the weight
+  // group (16 here: the tiny model's heads are 16 wide, and the attention output is quantized per head).
+  const blocked = path.join(dir, 'w4a8-blocked.json');
+  fs.writeFileSync(blocked, JSON.stringify({ preset: 'w4a8-g32', weight: { groupSize: 16 }, activation: { groupSize: 16 } }));
+  runs.w4a8blocked = path.join(dir, 'w4a8-blocked');
+  r = qat('train', '--from', runs.fp32, '--quant-config', blocked, '--steps', '8', '--batch', '8', '--eval-every', '0', '--out', runs.w4a8blocked);
+  assert.equal(r.status, 0, r.stderr);
 });
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -123,6 +130,20 @@ test('matmulnbits (w4a16-g32): com.microsoft MatMulNBits bits 4, block 32, accur
   assert.equal(fp32.weights / exported.weights, 8, JSON.stringify(r.tensor_bytes));
   assert.equal((8 * (exported.weights + tableBytes + exported.scales - 4 * CONTEXT)) / codes, 5, JSON.stringify(r.tensor_bytes));
   assert.equal(exported.norms, fp32.norms);
+});
+
+test('w4a8 trained with per-token-per-block int8 activations: MatMulNBits accuracy_level 4 computes them (no quantizer nodes left), with fused attention; equal to the fake-quant model', async () => {
+  const r = await exportRun('w4a8blocked', 'matmulnbits', 'w4a8-level4');
+  const g = nodesOf(r.out);
+  const nbits = g.nodes.filter((n) => n.opType === 'MatMulNBits');
+  assert.equal(nbits.length, 5);
+  assert.ok(nbits.every((n) => n.attrs.accuracy_level.value === 4), nbits.map((n) => `${n.name}:${n.attrs.accuracy_level.value}`).join(' '));
+  assert.deepEqual([r.accuracy_level, r.fusion!.accuracy_levels], [4, [4]]);
+  assert.equal(g.nodes.filter((n) => n.opType === 'ReduceMax' || n.opType === 'Round').length, 0, 'no activation quantizer ops');
+  assert.ok(r.activations.length === 5 && r.activations.every((a) => /in MatMulNBits \(accuracy_level 4\)/.test(a.spec)), JSON.stringify(r.activations));
+  // The attention output's per-head quantizer is the kernel's too, so nothing blocks the fused attention.
+  assert.equal(r.attention.used, 'fused', JSON.stringify(r.attention));
+  assert.ok(r.parity.passed, r.parity.failures.join('; '));
 });
 
 test('--embeddings float keeps the table in float32 (the head still reads its own int4 codes)', async () => {

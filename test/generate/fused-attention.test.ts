@@ -24,6 +24,8 @@ async function stepLogits(model: Model, attention: DecoderAttention): Promise<{ 
   const session = await Session.create(decoder.graph, { threads: 1 });
   const arch = model.lm!.arch!;
   const layout = decoderLayoutOf(session.inner, { heads: arch.heads, headSize: arch.dim / arch.heads });
+  // The fused decoder runs in append mode (one preallocated buffer per cache tensor, only new rows fetched).
+  assert.equal(Boolean(layout.appended), attention === 'fused');
   const gen = new KvCacheGenerator(session.inner, layout, CONTEXT, arch.vocabSize, {}, session);
   const logits = [Float32Array.from((await gen.start([[1, 2, 3, 4, 5], [60, 7, 33, 2, 9]])).data)];
   for (let i = 0; i < 20; i++) logits.push(Float32Array.from((await gen.next([(i * 5) % 64, (i * 11 + 3) % 64])).data));
@@ -44,15 +46,18 @@ for (const [name, build] of [['gpt', gpt], ['llama (rotary inside the op)', llam
   });
 }
 
-test('the fused decoder has one GroupQueryAttention per layer, no Softmax or cache Concat, and the ops form\'s inputs and outputs', () => {
+test('the fused decoder has one GroupQueryAttention per layer and no Softmax or cache Concat; the ops form\'s inputs and outputs, plus the appended keys and values', () => {
   const model = llama({ vocabSize: 64, layers: 3, heads: 2, dim: 32, context: CONTEXT });
   const [ops, fused] = [transformerDecoder(model, 'ops').graph, transformerDecoder(model, 'fused').graph];
   const count = (g: typeof ops, op: string) => g.nodes.filter((n) => n.opType === op).length;
   assert.equal(count(fused, 'GroupQueryAttention'), 3);
-  assert.equal(count(fused, 'Softmax') + count(fused, 'Concat'), 0);
+  assert.equal(count(fused, 'Softmax'), 0);
+  assert.ok(fused.nodes.filter((n) => n.opType === 'Concat').every((n) => !n.inputs.some((i) => i.startsWith('past_key_values'))));
   assert.ok(count(ops, 'Softmax') === 3 && count(ops, 'GroupQueryAttention') === 0);
-  const io = (g: typeof ops) => [g.inputs.map((v) => `${v.name}:${v.shape.join(',')}`), g.outputs.map((v) => v.name).sort()];
-  assert.deepEqual(io(fused), io(ops));
+  const inputs = (g: typeof ops) => g.inputs.map((v) => `${v.name}:${v.shape.join(',')}`);
+  assert.deepEqual(inputs(fused), inputs(ops));
+  const appended = [0, 1, 2].flatMap((i) => [`new_key_values.${i}.key`, `new_key_values.${i}.value`]);
+  assert.deepEqual(fused.outputs.map((v) => v.name).sort(), [...ops.outputs.map((v) => v.name), ...appended].sort());
 });
 
 test('chooseAttention: fused for float and weight-only runs (int4 files only when asked); ops (with the reason) for a quantized KV cache or per-head activation quantizers; --attention fused refuses those', () => {
@@ -72,5 +77,8 @@ test('chooseAttention: fused for float and weight-only runs (int4 files only whe
   const w8a8Choice = chooseAttention(w8a8);
   assert.equal(w8a8Choice.used, 'ops');
   assert.match(w8a8Choice.reason, /inside attention \(blocks\.0\.attn\.proj/);
+  const oddHeads = chooseAttention(llama({ vocabSize: 64, layers: 1, heads: 8, dim: 32, context: CONTEXT }));
+  assert.equal(oddHeads.used, 'ops');
+  assert.match(oddHeads.reason, /head size of 4 \(GroupQueryAttention takes multiples of 8\)/);
   assert.throws(() => chooseAttention(kv, 'fused'), (e: unknown) => e instanceof InputError && /--attention fused: .*KV cache.*--attention ops or auto/.test(e.message));
 });

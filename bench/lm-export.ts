@@ -12,8 +12,10 @@
  * training steps: the trained codes would have the same layout) and exported by buildLanguageModelDecoder:
  * - fp32: float MatMul;
  * - int4: w4a16-g32 as INT4 DequantizeLinear -> MatMul, fused by ORT into MatMulNBits (accuracy_level 0);
- * - matmulnbits: w4a16-g32 as MatMulNBits written directly (bits 4, block 32, accuracy_level 0); int4-a4: the
- *   same weights at accuracy_level 4 (what a w4a8 model trained with per-token-per-block activations runs);
+ * - matmulnbits: w4a16-g32 as MatMulNBits written directly (bits 4, block 32, accuracy_level 0); int4-a4: w4a8-g32
+ *   with per-token-per-block int8 activations (block 32), which the export runs at accuracy_level 4;
+ * - fp32-ops, int4-a4-ops: the same files with attention as standard ONNX ops (the others as `qat export` picks:
+ *   fused GroupQueryAttention where the run allows it, lm-decoder.ts chooseAttention);
  * - w8a8-qdq: w8a8 on MatMulIntegerToFloat (per-token activation scales; weights stored as `qat export`'s
  *   --weight-type auto picks on this CPU: int8 (u8s8) with VNNI/AMX, else uint8 (u8u8));
  * - w8a8-nbits8: 8-bit per-channel weights as MatMulNBits bits 8, block 256, accuracy_level 4 (the kernel
@@ -88,6 +90,9 @@ interface Variant {
 /** 8-bit per-channel weights with float activations: MatMulNBits accuracy_level 4 quantizes A itself. */
 const W8_WEIGHT_ONLY: QatConfig = { ...presetConfig('w8a8', 'language-model'), activation: { bits: 16, method: 'absmax', granularity: 'per-token' } };
 
+/** w4a8-g32 with per-token-per-block int8 activations (block = the weight group): the export runs them at MatMulNBits accuracy_level 4 (lm-level4.ts). */
+const W4A8_BLOCKED: QatConfig = { ...presetConfig('w4a8-g32', 'language-model'), activation: { ...presetConfig('w4a8-g32', 'language-model').activation, groupSize: 32 } };
+
 /** The qdq variants' weight storage: what `qat export --weight-type auto` picks on this CPU. */
 const QDQ_WEIGHTS = resolveWeightType('auto');
 const QDQ_KERNEL = `MatMulIntegerToFloat ${QDQ_WEIGHTS.type === 'int8' ? 'u8s8' : 'u8u8'}`;
@@ -96,9 +101,9 @@ const VARIANTS: Variant[] = [
   { name: 'fp32', preset: null, format: 'fp32', kernel: 'MatMul (fp32)' },
   { name: 'int4', preset: 'w4a16-g32', format: 'int4', sessionConfig: INT4_SESSION_CONFIG, kernel: 'INT4 DQ -> MatMul fused to MatMulNBits bits 4 g32, accuracy_level 0' },
   { name: 'matmulnbits', preset: 'w4a16-g32', format: 'matmulnbits', kernel: 'MatMulNBits bits 4 g32, accuracy_level 0' },
-  { name: 'int4-a4', preset: 'w4a16-g32', format: 'matmulnbits', accuracyLevel: 4, kernel: 'MatMulNBits bits 4 g32, accuracy_level 4 (int8 A per row per block)' },
+  { name: 'int4-a4', preset: 'w4a8-g32-blocked', config: W4A8_BLOCKED, format: 'matmulnbits', kernel: 'MatMulNBits bits 4 g32, accuracy_level 4 (w4a8: int8 A per row per block, as trained)' },
   { name: 'fp32-ops', preset: null, format: 'fp32', attention: 'ops', kernel: 'MatMul (fp32), attention as ONNX ops' },
-  { name: 'int4-a4-ops', preset: 'w4a16-g32', format: 'matmulnbits', accuracyLevel: 4, attention: 'ops', kernel: 'MatMulNBits bits 4 g32, accuracy_level 4, attention as ONNX ops' },
+  { name: 'int4-a4-ops', preset: 'w4a8-g32-blocked', config: W4A8_BLOCKED, format: 'matmulnbits', attention: 'ops', kernel: 'MatMulNBits bits 4 g32, accuracy_level 4, attention as ONNX ops' },
   { name: 'w8a8-qdq', preset: 'w8a8', format: 'qdq', kernel: `${QDQ_KERNEL}, per-token scales` },
   { name: 'w8a8-nbits8', preset: 'w8-weights', config: W8_WEIGHT_ONLY, format: 'matmulnbits', accuracyLevel: 4, kernel: 'MatMulNBits bits 8 block 256, accuracy_level 4 (int8 A per row per block)' },
   { name: 'ternary-nbits2', preset: 'b158', format: 'matmulnbits', kernel: 'MatMulNBits bits 2 block 256, accuracy_level 0' },
@@ -110,7 +115,6 @@ const VARIANTS: Variant[] = [
 /** The accuracy_level 0 variant with the same weight codes as `v`, where `v` only changes the kernel. */
 function exactOf(v: Variant): string | undefined {
   if (v.name === 'ternary-nbits2-lut' || v.name === 'ternary-nbits2-a4') return 'ternary-nbits2';
-  if (v.name === 'int4-a4') return 'matmulnbits';
   return undefined;
 }
 

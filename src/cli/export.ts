@@ -28,6 +28,8 @@ function printLanguageModelExport(r: LmExportReport): void {
       `${p.passed ? '' : ` - NOT VERIFIED: ${p.failures.join('; ')}`}`,
   );
   console.log(`attention: ${r.attention.reason}`);
+  const ir = r.integer_reference;
+  if (ir) console.log(`integer reference (TypeScript, ${ir.windows} x ${ir.tokens_per_window} tokens): ${Object.entries(ir.layers).map(([op, n]) => `${n} ${op}`).join(', ')} ${ir.passed ? 'reproduce' : 'DIFFER from'} ORT's outputs (worst relative difference ${ir.worst_relative_difference.toExponential(1)}${ir.layers.QuantizeLinear ? `, codes within ${ir.worst_code_difference}` : ''})${ir.first_mismatch ? `, first at ${ir.first_mismatch.node}` : ''}`);
   if (r.lut_gemm.eligible) console.log(`2-bit kernel: ${r.lut_gemm.used ? "ORT's LUT kernel (mlas.use_lut_gemm)" : 'exact MatMulNBits'}: ${r.lut_gemm.reason}`);
   const kv = r.kv_cache;
   const kvText = kv.layout

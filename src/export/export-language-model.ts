@@ -22,6 +22,7 @@ import { AttentionMode, buildLanguageModelDecoder, EmbeddingMode, LmDecoderExpor
 import { checkLanguageModelParity, LmParityOptions, LmParityReport } from './lm-parity.js';
 import { resolveWeightType, WeightTypeChoice } from './weight-type.js';
 import { chooseLutGemm, LutGemmChoice, LutGemmMode } from './lut-kernel.js';
+import { checkLanguageModelIntegerLayers, LmIntegerReport } from './lm-integer-check.js';
 
 /** `json` (which has no session config yet) with `config` as its session config, when it has entries. */
 function withSessionConfig(json: LanguageModelJson, config: Record<string, string>): LanguageModelJson {
@@ -99,6 +100,8 @@ export interface LmExportReport {
   };
   fusion?: FusionReport;
   parity: LmParityReport;
+  /** The integer layers recomputed in TypeScript against ORT, layer by layer (lm-integer-check.ts); absent for fp32. */
+  integer_reference?: LmIntegerReport;
   /**
    * The run's final val_perplexity as training measured it (RUN_DIR/metrics.json; null without one) and the
    * file's relative difference from it: the proof against the figure the run reported, beside parity's
@@ -183,6 +186,12 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
       const hint = lut.mode === 'on' ? '; --lut-gemm auto falls back to the exact 2-bit kernel' : '';
       throw new InputError(`export ${options.format} of '${options.from}' is not equal to the run's model: ${parity.failures.join('; ')}; nothing was written (pass --no-verify to write it anyway${hint})`);
     }
+    // Every integer layer recomputed from its codes in TypeScript against ORT's own (lm-integer-check.ts).
+    const integer = options.format === 'fp32' ? undefined : await checkLanguageModelIntegerLayers(exported.graph, text.val, sessionConfig, { heads: arch.heads, headSize: arch.dim / arch.heads, context }, { threads: options.threads });
+    if (integer && !integer.passed && !options.noVerify) {
+      const m = integer.first_mismatch!;
+      throw new InputError(`export ${options.format} of '${options.from}': the integer reference differs from ONNX Runtime first at ${m.opType} '${m.node}' (${m.compute === 'codes' ? `codes ${m.maxDiff} steps apart` : `relative difference ${m.relativeDiff.toExponential(2)}`}); nothing was written (pass --no-verify to write it anyway)`);
+    }
     writeFileAtomic(options.out, bytes);
     const modelJson = writeLanguageModelJson(options.out, shipped);
     const trained = trainingPerplexity(options.from);
@@ -228,6 +237,7 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
         : { bits: 32, bytes_per_token: kvBytes, float32_bytes_per_token: kvBytes },
       ...(fusion ? { fusion } : {}),
       parity,
+      ...(integer ? { integer_reference: integer } : {}),
       training_val_perplexity: trained,
       exported_vs_training_relative_difference: trained === null ? null : Math.abs(parity.exported_val_perplexity - trained) / trained,
       verified: !options.noVerify,

@@ -174,13 +174,16 @@ function encodeAttr(name: string, a: Attr): OnnxTypes.IAttributeProto {
   }
 }
 
+/** The shape of a value whose rank is not known: encoded with no shape (ONNX: any rank), not as a scalar. */
+export const UNKNOWN_SHAPE: Shape = Object.freeze([]) as unknown as Shape;
+
 function encodeValueInfo(v: ValueInfo): OnnxTypes.IValueInfoProto {
   return {
     name: v.name,
     type: {
       tensorType: {
         elemType: v.dtype,
-        shape: { dim: v.shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+        ...(v.shape === UNKNOWN_SHAPE ? {} : { shape: { dim: v.shape.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } }),
       },
     },
   };

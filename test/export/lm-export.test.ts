@@ -311,7 +311,7 @@ test('qat export --from LM_RUN refuses an image format and an fp32 run as int4, 
   assert.ok(!fs.existsSync(path.join(dir, 'x.onnx')));
 });
 
-test('every export JSON written above records its proof: val perplexity of the file against the run model and training, top-1 agreement, greedy common prefix', () => {
+test('every export JSON written above records its proof: val perplexity of the file against the run model and training, top-1 agreement, greedy common prefix, the integer reference layer by layer', () => {
   const reports = fs.readdirSync(dir).map((d) => path.join(dir, d, 'export.json')).filter((f) => fs.existsSync(f));
   const formats = new Set<string>();
   for (const file of reports) {
@@ -327,6 +327,16 @@ test('every export JSON written above records its proof: val perplexity of the f
     // Training's own figure (the run's metrics.json), not only the re-measured reference.
     assert.equal(typeof r.training_val_perplexity, 'number', file);
     assert.ok(r.exported_vs_training_relative_difference! <= 0.005, `${file}: file ${p.exported_val_perplexity} vs training ${r.training_val_perplexity}`);
+    // Every integer layer recomputed from its codes in TypeScript reproduces ORT's output (not for fp32: none).
+    const ir = r.integer_reference;
+    if (r.format === 'fp32') assert.equal(ir, undefined);
+    else {
+      assert.ok(ir && ir.passed && !ir.first_mismatch, `${file}: ${JSON.stringify(ir)}`);
+      const expected = { int4: 'MatMul', matmulnbits: 'MatMulNBits', qdq: 'MatMulIntegerToFloat' }[r.format as 'int4' | 'matmulnbits' | 'qdq'];
+      assert.ok((ir.layers[expected] ?? 0) >= 5, `${file}: ${JSON.stringify(ir.layers)}`);
+      if (r.format === 'qdq') assert.ok(ir.layers.QuantizeLinear > 0 && ir.worst_code_difference <= 1, file);
+      assert.ok(ir.worst_relative_difference < 2e-3, `${file}: ${ir.worst_relative_difference}`);
+    }
   }
   assert.deepEqual([...formats].sort(), ['fp32', 'int4', 'matmulnbits', 'qdq']);
 });

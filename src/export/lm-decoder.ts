@@ -116,18 +116,24 @@ function placeActivationQuantizers(graph: Graph, model: Model, em: Emitter, inKe
     let source = nodeNamed(graph, a.layers[0]).inputs[0];
     for (let p = producers.get(source); p && PASS_THROUGH.has(p.opType); p = producers.get(source)) source = p.inputs[0];
     const before = graph.nodes.length;
-    let input = source;
+    const viewed = headsView(graph, em, model.graph.typeOf(a.tensor).shape, source, a.tensor);
+    let input = viewed;
     const plan = qatNode.inputs[0] !== a.tensor; // BitLinear's RMSNorm sits between the tensor and the quantizer
     if (plan) {
-      const sq = em.node('Mul', [source, source]);
+      const sq = em.node('Mul', [viewed, viewed]);
       const mean = em.node('ReduceMean', [sq], { axes: [-1], keepdims: 1 });
       const inv = em.node('Reciprocal', [em.node('Sqrt', [em.node('Add', [mean, em.initializer('bitlinear/epsilon', Tensor.float([], [1e-5]))])])]);
-      input = em.node('Mul', [source, inv], {}, undefined, `${a.tensor}/bitlinear_rms_norm`);
-      graph.types.set(input, graph.typeOf(source)); // the quantizer's lowering reads its input's rank
+      input = em.node('Mul', [viewed, inv], {}, undefined, `${a.tensor}/bitlinear_rms_norm`);
+      graph.types.set(input, graph.typeOf(viewed)); // the quantizer's lowering reads its input's rank
     }
-    const out = em.node(qatNode.opType, [input, ...qatNode.inputs.slice(1)], {}, undefined, `${a.tensor}/activation_quant`);
-    graph.types.set(out, graph.typeOf(source));
+    let out = em.node(qatNode.opType, [input, ...qatNode.inputs.slice(1)], {}, undefined, `${a.tensor}/activation_quant`);
+    graph.types.set(out, graph.typeOf(viewed));
     const quantNode = graph.nodes.at(-1)!;
+    if (viewed !== source) {
+      const width = graph.typeOf(source).shape.at(-1) as number;
+      out = em.node('Reshape', [out, em.initializer(`${a.tensor}/merged_shape`, Tensor.int64([3], [0, 0, width]))], {}, undefined, `${a.tensor}/merge_heads`);
+      graph.types.set(out, graph.typeOf(source));
+    }
     quantNode.domain = QATKIT;
     quantNode.attrs = { ...qatNode.attrs };
     for (const extra of qatNode.inputs.slice(1)) {
@@ -141,6 +147,22 @@ function placeActivationQuantizers(graph: Graph, model: Model, em: Emitter, inKe
     placed.push({ tensor: source, layers: a.layers, spec: `${a.spec.bits}-bit ${a.spec.method} ${g.kind}${g.kind === 'per-token' && g.blockSize ? ` block ${g.blockSize}` : ''}${plan ? ' after RMSNorm (BitLinear)' : ''}` });
   }
   return placed;
+}
+
+/**
+ * The decoder value a trained per-head quantizer reads. Training quantized the attention output per head
+ * ([B, H, T, D]) before the heads merged; fused attention returns them merged ([B, T, H x D]). Viewed as
+ * [B, T, H, D], every token and head has the same row of D values, so the quantizer (and BitLinear's norm, both
+ * over the last axis) computes the same groups; the caller merges the result back.
+ */
+function headsView(graph: Graph, em: Emitter, trained: readonly (number | string)[], source: string, tensor: string): string {
+  const shape = graph.typeOf(source).shape;
+  if (trained.length !== 4 || shape.length !== 3) return source;
+  const [heads, headSize] = [trained[1], trained[3]];
+  if (typeof heads !== 'number' || typeof headSize !== 'number') throw new Error(`export: per-head quantizer on '${tensor}' has shape [${trained.join(', ')}]; heads and head size must be known`);
+  const viewed = em.node('Reshape', [source, em.initializer(`${tensor}/heads_shape`, Tensor.int64([4], [0, 0, heads, headSize]))], {}, undefined, `${tensor}/split_heads`);
+  graph.types.set(viewed, { dtype: DType.FLOAT, shape: [shape[0], shape[1], heads, headSize] });
+  return viewed;
 }
 
 /** Codes [K, N] / scales [K / block, N] of a blocked weight, for DequantizeLinear along axis 0 of a MatMul weight. */
@@ -187,17 +209,19 @@ function isTable(model: Model, q: Quantizer): boolean {
 
 /**
  * Which attention the decoder gets. The fused op (GroupQueryAttention: one node per layer where the ops form has
- * about a dozen, and no mask subgraph) is the faster decoder; it cannot hold what the run quantizes inside
- * attention: a quantized KV cache (stored codes, lm-kv-cache.ts) or activation quantizers on per-head tensors
- * ([B, H, T, D], e.g. the output projection's input in w8a8 / w4a8 / b158 runs, where each token has one scale
- * per head). The `int4` format, standard ONNX by definition, keeps the ops unless fused is asked for.
+ * about a dozen, and no mask subgraph) is the faster decoder; it cannot hold a quantized KV cache (stored codes,
+ * lm-kv-cache.ts), nor qdq's integer product over per-head codes ([B, H, T, D]: the output projection's input in
+ * w8a8 / b158 runs, one scale per token per head); per-head quantizers as float ops read a view of its output
+ * (headsView). The `int4` format, standard ONNX by definition, keeps the ops unless fused is asked for.
  */
 export function chooseAttention(model: Model, mode: AttentionMode = 'auto', format: LmExportFormat = 'fp32', inKernel: ReadonlySet<string> = new Set()): LmDecoderExport['attention'] {
   const blockers: string[] = [];
   if (kvCacheQuantOf(model.graph)) blockers.push('the run quantizes its KV cache (--kv-bits)');
   // Quantizers MatMulNBits computes itself at accuracy_level 4 (lm-level4.ts) leave no node in the graph.
-  const perHead = (model.quant?.quantizers ?? []).filter((q) => q.role === 'activation' && !inKernel.has(q.node) && model.graph.typeOf(q.tensor).shape.length !== 3);
-  if (perHead.length) blockers.push(`activation quantizers inside attention (${perHead.map((q) => q.layers[0]).slice(0, 3).join(', ')})`);
+  // Per-head quantizers stay float ops on a [B, T, H, D] view of the fused output (headsView), except in qdq, whose
+  // integer product takes per-head codes [B, H, T, D] (lm-integer-matmul.ts).
+  const perHead = format !== 'qdq' ? [] : (model.quant?.quantizers ?? []).filter((q) => q.role === 'activation' && !inKernel.has(q.node) && model.graph.typeOf(q.tensor).shape.length !== 3);
+  if (perHead.length) blockers.push(`per-head int8 activations for MatMulIntegerToFloat (${perHead.map((q) => q.layers[0]).slice(0, 3).join(', ')})`);
   // ORT's CPU kernel (group_query_attention_helper.h) takes head sizes that are multiples of 8.
   const arch = model.lm?.arch;
   const headSize = arch ? arch.dim / arch.heads : 0;

@@ -60,7 +60,7 @@ test('the fused decoder has one GroupQueryAttention per layer and no Softmax or 
   assert.deepEqual(fused.outputs.map((v) => v.name).sort(), [...ops.outputs.map((v) => v.name), ...appended].sort());
 });
 
-test('chooseAttention: fused for float and weight-only runs (int4 files only when asked); ops (with the reason) for a quantized KV cache or per-head activation quantizers; --attention fused refuses those', () => {
+test('chooseAttention: fused for float and weight-only runs (int4 files only when asked); ops (with the reason) for a quantized KV cache or the per-head codes of qdq; --attention fused refuses those', () => {
   const fp32 = gpt({ vocabSize: 64, layers: 1, heads: 2, dim: 32, context: CONTEXT });
   assert.equal(chooseAttention(fp32).used, 'fused');
   assert.equal(chooseAttention(fp32, 'ops').used, 'ops');
@@ -73,12 +73,37 @@ test('chooseAttention: fused for float and weight-only runs (int4 files only whe
   const kvChoice = chooseAttention(kv);
   assert.equal(kvChoice.used, 'ops');
   assert.match(kvChoice.reason, /KV cache/);
+  // A per-head quantizer (w8a8's, before the output projection) stays float ops on a view of the fused output,
+  // except in qdq, whose integer product takes per-head codes.
   const w8a8 = prepareLanguageModelQat(fp32, presetConfig('w8a8', 'language-model'), 'w8a8');
-  const w8a8Choice = chooseAttention(w8a8);
+  assert.equal(chooseAttention(w8a8, 'auto', 'matmulnbits').used, 'fused');
+  const w8a8Choice = chooseAttention(w8a8, 'auto', 'qdq');
   assert.equal(w8a8Choice.used, 'ops');
-  assert.match(w8a8Choice.reason, /inside attention \(blocks\.0\.attn\.proj/);
+  assert.match(w8a8Choice.reason, /per-head int8 activations for MatMulIntegerToFloat \(blocks\.0\.attn\.proj/);
   const oddHeads = chooseAttention(llama({ vocabSize: 64, layers: 1, heads: 8, dim: 32, context: CONTEXT }));
   assert.equal(oddHeads.used, 'ops');
   assert.match(oddHeads.reason, /head size of 4 \(GroupQueryAttention takes multiples of 8\)/);
   assert.throws(() => chooseAttention(kv, 'fused'), (e: unknown) => e instanceof InputError && /--attention fused: .*KV cache.*--attention ops or auto/.test(e.message));
+});
+
+test('a per-head activation quantizer (b158 BitLinear before the output projection) reads a [B, T, H, D] view of the fused output: the same logits as the ops form', async () => {
+  const { buildLanguageModelDecoder } = await import('../../src/export/lm-decoder');
+  const { encodeModel } = await import('../../src/onnx/model-io');
+  const { fileSessionOptions } = await import('../../src/generate/generator');
+  const ort = await import('onnxruntime-node');
+  const q = prepareLanguageModelQat(gpt({ vocabSize: 64, layers: 2, heads: 2, dim: 32, context: CONTEXT, seed: 4 }), presetConfig('b158', 'language-model'), 'b158');
+  const runs: Float32Array[][] = [];
+  for (const attention of ['ops', 'fused'] as const) {
+    const exported = await buildLanguageModelDecoder(q, { format: 'matmulnbits', threads: 1, attention });
+    assert.equal(exported.attention.used, attention);
+    const session = await ort.InferenceSession.create(encodeModel(exported.graph), fileSessionOptions(1, {}));
+    const gen = new KvCacheGenerator(session, decoderLayoutOf(session, { heads: 2, headSize: 16 }), CONTEXT, 64);
+    const steps = [Float32Array.from((await gen.start([[3, 1, 4, 1, 5]])).data)];
+    for (let i = 0; i < 12; i++) steps.push(Float32Array.from((await gen.next([(i * 7) % 64])).data));
+    runs.push(steps);
+    await gen.release();
+  }
+  let worst = 0;
+  for (let s = 0; s < runs[0].length; s++) for (let i = 0; i < runs[0][s].length; i++) worst = Math.max(worst, Math.abs(runs[0][s][i] - runs[1][s][i]));
+  assert.ok(worst < 1e-5, `max |ops - fused| = ${worst}`);
 });

@@ -158,6 +158,7 @@ export function planQuantization(model: Model, config: QatConfig): QuantPlan {
     // Language models: 16-bit activations (a16) stay float.
     if (languageModel && r.bits >= 16) return;
     const spec = validateSpec(activationSpec(r, nonNegative(v)), `activation '${v}'`);
+    checkActivationBlock(graph, layer, v, spec);
     const prev = activations.get(v);
     if (!prev) activations.set(v, { spec, layers: [layer], ...(r.rmsNorm ? { rmsNorm: true } : {}) });
     else {
@@ -223,6 +224,25 @@ function checkGroups(graph: Graph, node: Node, tensor: string, spec: QuantSpec):
         `valid groups for it: ${valid.length ? valid.join(', ') : 'none of 16..256'} (or any divisor of ${d}, or per-channel)`,
     );
   }
+}
+
+/**
+ * Per-token-per-block activations split each row (the last axis of the quantized tensor) into whole blocks; the
+ * tensor may be narrower than the layer's input (the attention output is quantized per head, D wide), so a block
+ * the row does not divide is refused here, naming the layer, before any training.
+ */
+function checkActivationBlock(graph: Graph, layer: string, tensor: string, spec: QuantSpec): void {
+  const g = spec.granularity;
+  if (g.kind !== 'per-token' || g.blockSize === undefined || !graph.hasValue(tensor)) return;
+  const dims = graph.typeOf(tensor).shape;
+  const width = dims.at(-1);
+  if (typeof width === 'number' && width % g.blockSize === 0) return;
+  const valid = [16, 32, 64, 128, 256].filter((q) => typeof width === 'number' && width % q === 0);
+  const perHead = dims.length === 4 ? ' (the attention output, quantized per head)' : '';
+  throw new QuantConfigError(
+    `quant config: the activation '${tensor}' [${dims}] that layer '${layer}' reads${perHead} has rows of ${width}, not divisible by the activation groupSize ${g.blockSize}; ` +
+      `valid blocks for it: ${valid.length ? valid.join(', ') : 'none of 16..256'} (or per-token without groupSize)`,
+  );
 }
 
 /** Float values of a weight at prepare time (folded weights are W * gamma / sqrt(var + eps)). */

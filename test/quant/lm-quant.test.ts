@@ -126,6 +126,16 @@ test('a width not divisible by the group is refused naming the layer, its width 
   assert.throws(() => planQuantization(m, presetConfig('w4a16-g32', 'language-model')), /layer 'wte' has input width 48 .*groupSize 32; valid groups for it: 16/);
 });
 
+test('a per-token activation block that does not divide the quantized rows is refused when planned, naming the layer (per head: the head size)', () => {
+  const m = gpt({ vocabSize: 64, layers: 1, heads: 2, dim: 32, context: 8, seed: 1 });
+  const base = presetConfig('w4a8-g32', 'language-model');
+  assert.throws(
+    () => planQuantization(m, { ...base, activation: { ...base.activation, groupSize: 32 } }),
+    /layer 'blocks\.0\.attn\.proj\/MatMul' reads \(the attention output, quantized per head\) has rows of 16, not divisible by the activation groupSize 32; valid blocks for it: 16/,
+  );
+  assert.doesNotThrow(() => planQuantization(m, { ...base, activation: { ...base.activation, groupSize: 16 } }));
+});
+
 test('image presets keep their meaning; language-model names are refused for image models', () => {
   assert.equal(presetConfig('w8a8').activation.granularity, 'per-tensor');
   assert.equal(presetConfig('w8a8', 'language-model').activation.granularity, 'per-token');

@@ -52,6 +52,8 @@ import { resolveWeightType } from '../src/export/weight-type';
 import { checkFusion, FusionReport } from '../src/export/lm-fusion-check';
 import { bytesByKind, tensorKinds } from '../src/inspect/tensor-kinds';
 import { Graph } from '../src/ir/graph';
+import { DType } from '../src/ir/dtype';
+import { foldedConstant } from '../src/ir/folded-constant';
 import { gpt } from '../src/models/transformers';
 import { Model } from '../src/models/model';
 import { encodeModel } from '../src/onnx/model-io';
@@ -153,13 +155,15 @@ function withAccuracyLevel(graph: Graph, level: 0 | 4): Graph {
  * matmul-nbits.ts) beyond what it stores: ORT folds them to full [N, blocks] tensors at load, and decode reads those.
  */
 function filledScaleBytes(graph: Graph): number {
-  let bytes = 0;
+  const producers = graph.producers();
   const scaleInputs = new Set(graph.nodes.filter((n) => n.opType === 'MatMulNBits' || n.opType === 'GatherBlockQuantized').map((n) => n.inputs[2]));
-  for (const n of graph.nodes.filter((x) => scaleInputs.has(x.outputs[0]))) {
-    const shapeInput = n.opType === 'ConstantOfShape' ? 0 : n.opType === 'Expand' ? 1 : -1;
-    const shape = shapeInput >= 0 ? graph.initializers.get(n.inputs[shapeInput]) : undefined;
-    const stored = n.opType === 'Expand' ? graph.initializers.get(n.inputs[0]) : undefined;
-    if (shape && (n.opType === 'ConstantOfShape' || stored)) bytes += 4 * (shape.toNumbers().reduce((a, b) => a * b, 1) - (stored?.size ?? 0));
+  let bytes = 0;
+  for (const name of scaleInputs) {
+    const p = producers.get(name);
+    const folded = p ? foldedConstant(graph, producers, name) : undefined;
+    if (!p || !folded) continue;
+    const storedFloats = p.inputs.map((i) => graph.initializers.get(i)).filter((t) => t?.dtype === DType.FLOAT).reduce((a, t) => a + t!.size, 0);
+    bytes += 4 * (folded.size - storedFloats);
   }
   return bytes;
 }

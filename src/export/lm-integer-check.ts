@@ -3,12 +3,10 @@
  * with every integer layer's inputs and output fetched, each layer recomputed from its stored codes in
  * TypeScript (src/reference/integer/lm-layers.ts) and compared, the first layer beyond its tolerance named.
  */
-import * as ort from 'onnxruntime-node';
 import { TokenStream } from '../data/text.js';
 import { decoderLayoutOf, emptyPast } from '../generate/decoder-layout.js';
 import { fileSessionOptions, idsTensor, onesMask, positionsTensor } from '../generate/generator.js';
 import { Graph } from '../ir/graph.js';
-import { encodeModel } from '../onnx/model-io.js';
 import { compareLanguageModelLayers, LmLayerComparison } from '../reference/integer/lm-layers.js';
 import { LUT_GEMM_SESSION_CONFIG } from './lut-kernel.js';
 
@@ -34,17 +32,16 @@ export async function checkLanguageModelIntegerLayers(graph: Graph, stream: Toke
   const lut = Object.keys(LUT_GEMM_SESSION_CONFIG).some((k) => k in sessionConfig);
   const config = Object.fromEntries(Object.entries(sessionConfig).filter(([k]) => !(k in LUT_GEMM_SESSION_CONFIG)));
   const sessionOptions = fileSessionOptions(options.threads ?? 2, config);
-  const probe = await ort.InferenceSession.create(encodeModel(graph), sessionOptions);
-  const layout = decoderLayoutOf(probe, cache);
-  await probe.release();
   const ids = Array.from({ length: windows }, (_, w) => Array.from(stream.tokens.subarray(w * tokens, (w + 1) * tokens)));
-  const feeds: Record<string, ort.Tensor> = {
-    ...emptyPast(layout, windows),
-    [layout.inputIds]: idsTensor(ids),
-    ...(layout.positionIds ? { [layout.positionIds]: positionsTensor(windows, 0, tokens, layout.positionIdsSingleRow) } : {}),
-    ...(layout.attentionMask ? { [layout.attentionMask]: onesMask(windows, tokens) } : {}),
-  };
-  const r = await compareLanguageModelLayers(graph, feeds, sessionOptions);
+  const r = await compareLanguageModelLayers(graph, (session) => {
+    const layout = decoderLayoutOf(session, cache);
+    return {
+      ...emptyPast(layout, windows),
+      [layout.inputIds]: idsTensor(ids),
+      ...(layout.positionIds ? { [layout.positionIds]: positionsTensor(windows, 0, tokens, layout.positionIdsSingleRow) } : {}),
+      ...(layout.attentionMask ? { [layout.attentionMask]: onesMask(windows, tokens) } : {}),
+    };
+  }, sessionOptions);
   const layers: Record<string, number> = {};
   for (const l of r.layers) layers[l.opType] = (layers[l.opType] ?? 0) + 1;
   const floats = r.layers.filter((l) => l.compute !== 'codes');

@@ -179,8 +179,8 @@ export function emptyPast(layout: DecoderLayout, rows: number): Record<string, o
 }
 
 /**
- * The vocabulary of an InferenceSession's logits: model.json's `declared` size when given, else the last dim the
- * graph declares for the logits, else the width of the logits of one token (id 0) run through it.
+ * The vocabulary size of an InferenceSession's logits. In order: model.json's `declared` size; the last dim the
+ * graph declares for the logits; the width of the logits of one token (id 0) run through the session.
  */
 export async function vocabularyOf(session: ort.InferenceSession, layout: DecoderLayout, declared?: number): Promise<number> {
   if (declared !== undefined) return declared;

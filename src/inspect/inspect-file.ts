@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { DType, dtypeName } from '../ir/dtype.js';
 import { attrInt, Graph, Node } from '../ir/graph.js';
-import { Tensor } from '../ir/tensor.js';
+import { foldedConstant } from '../ir/folded-constant.js';
 import { loadModel } from '../onnx/model-io.js';
 import { INTEGER_KERNELS, layerKernels, optimizedModel } from '../export/kernel-report.js';
 import { readLanguageModelJson } from '../generate/model-json.js';
@@ -129,21 +129,12 @@ function dequantizeOf(graph: Graph, producers: Map<string, Node>, value: string)
   return undefined;
 }
 
-/** A scales input as stored: an initializer, or ConstantOfShape's one value (a per-tensor scale; matmul-nbits.ts). */
-function storedScales(graph: Graph, producers: Map<string, Node>, name: string): Tensor | undefined {
-  const init = graph.initializers.get(name);
-  if (init) return init;
-  const p = producers.get(name);
-  const value = p?.opType === 'ConstantOfShape' ? p.attrs.value : undefined;
-  return value?.kind === 'tensor' ? value.value : undefined;
-}
-
 /** Quant columns of one layer of an exported file, from the nodes themselves (QDQ pairs or contrib integer ops). */
 function exportedColumns(graph: Graph, producers: Map<string, Node>, layer: LayerSite): { weight: QuantColumn | null; activation: QuantColumn | null } {
   const n = layer.node;
   const attr = (k: string, d: number) => attrInt(n, k, d);
   if (n.opType === 'MatMulNBits') {
-    const scales = storedScales(graph, producers, n.inputs[2]);
+    const scales = foldedConstant(graph, producers, n.inputs[2]);
     const block = attr('block_size', 32);
     const weight: QuantColumn = { bits: attr('bits', 4), method: 'qdq', granularity: 'per-group', group: block, signed: true, symmetric: !n.inputs[3], scale_source: 'stored', ...(scales ? { scale_range: scaleRange(scales.toNumbers()) } : {}) };
     // accuracy_level 4: int8 compute, activations quantized per row per K-block (absmax / 127) at run time.
@@ -151,7 +142,7 @@ function exportedColumns(graph: Graph, producers: Map<string, Node>, layer: Laye
     return { weight, activation };
   }
   if (n.opType === 'GatherBlockQuantized') {
-    const scales = storedScales(graph, producers, n.inputs[2]);
+    const scales = foldedConstant(graph, producers, n.inputs[2]);
     return { weight: { bits: attr('bits', 4), method: 'qdq', granularity: 'per-group', group: attr('block_size', 128), axis: attr('quantize_axis', 1), signed: true, symmetric: !n.inputs[3], scale_source: 'stored', ...(scales ? { scale_range: scaleRange(scales.toNumbers()) } : {}) }, activation: null };
   }
   if (n.opType === 'MatMulIntegerToFloat' || n.opType === 'DynamicQuantizeMatMul') {

@@ -28,8 +28,8 @@ export const decoderNames = {
 
 /**
  * How a decoder computes attention: 'ops' as standard ONNX ops (Concat of the cache, MatMul, Softmax: the training
- * graph's own ops, which quantizers inside attention and a quantized cache rewrite), or 'fused' as one
- * com.microsoft GroupQueryAttention per layer (ORT contrib op) over the packed qkv projection.
+ * graph's own ops, which a quantized cache and qdq's per-head integer products rewrite), or 'fused' as one
+ * com.microsoft GroupQueryAttention per layer (ORT contrib op) over q, k, v split from the qkv projection.
  */
 export const DECODER_ATTENTIONS = ['ops', 'fused'] as const;
 export type DecoderAttention = (typeof DECODER_ATTENTIONS)[number];
@@ -205,11 +205,11 @@ export class TransformerBuilder extends ModelBuilder {
     const d = b.shape(x).at(-1) as number;
     if (d % 2 !== 0) throw new Error(`rope: head size ${d} must be even`);
     const tables = this.rotaryTables(d);
+    if (tokensFirst && !this.positionIds) throw new Error('rope: the tokens-first layout is the decoder form\'s');
     const pos = this.queryPositions();
     // [T, D/2] (training form) or [B, 1, T, D/2] / [B, T, 1, D/2] (decoder form), broadcasting over heads.
     const pick = (table: string) => {
       const g = b.op1('Gather', [table, pos], { axis: 0 });
-      if (tokensFirst && !this.positionIds) throw new Error('rope: the tokens-first layout is the decoder form\'s');
       return this.positionIds ? b.unsqueeze(g, [tokensFirst ? 2 : 1]) : g;
     };
     const [cos, sin] = [pick(tables.cos), pick(tables.sin)];

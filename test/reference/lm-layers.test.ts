@@ -15,7 +15,6 @@ import { presetConfig } from '../../src/quant/presets';
 import { buildLanguageModelDecoder } from '../../src/export/lm-decoder';
 import { decoderLayoutOf, emptyPast } from '../../src/generate/decoder-layout';
 import { fileSessionOptions, idsTensor, onesMask, positionsTensor } from '../../src/generate/generator';
-import { encodeModel } from '../../src/onnx/model-io';
 import { INT4_SESSION_CONFIG } from '../../src/export/export-language-model';
 
 const nbits = (attrs: Record<string, number>): Node => ({ opType: 'MatMulNBits', domain: 'com.microsoft', name: 'n', inputs: [], outputs: [], attrs: Object.fromEntries(Object.entries(attrs).map(([k, v]) => [k, { kind: 'int', value: v }])) });
@@ -53,11 +52,11 @@ test('GatherBlockQuantized, MatMulIntegerToFloat and a blocked QuantizeLinear in
 test('the comparison names the first layer whose ORT output is not what its codes give: an int4 file run at ORT\'s default fusion level (int8 activations)', async () => {
   const model = prepareLanguageModelQat(gpt({ vocabSize: 64, layers: 1, heads: 2, dim: 32, context: 16, seed: 2 }), presetConfig('w4a16-g32', 'language-model'), 'w4a16-g32');
   const exported = await buildLanguageModelDecoder(model, { format: 'int4', threads: 1 });
-  const session = await ort.InferenceSession.create(encodeModel(exported.graph), fileSessionOptions(1, INT4_SESSION_CONFIG));
-  const layout = decoderLayoutOf(session, {});
-  await session.release();
   const ids = [[1, 5, 9, 13, 17, 21, 25, 29], [2, 4, 6, 8, 10, 12, 14, 16]];
-  const feeds = { ...emptyPast(layout, 2), [layout.inputIds]: idsTensor(ids), [layout.positionIds!]: positionsTensor(2, 0, 8, layout.positionIdsSingleRow), [layout.attentionMask!]: onesMask(2, 8) };
+  const feeds = (session: ort.InferenceSession) => {
+    const layout = decoderLayoutOf(session, {});
+    return { ...emptyPast(layout, 2), [layout.inputIds]: idsTensor(ids), [layout.positionIds!]: positionsTensor(2, 0, 8, layout.positionIdsSingleRow), [layout.attentionMask!]: onesMask(2, 8) };
+  };
   const right = await compareLanguageModelLayers(exported.graph, feeds, fileSessionOptions(1, INT4_SESSION_CONFIG));
   assert.ok(right.passed && right.layers.length >= 5, JSON.stringify(right.firstMismatch));
   // Without the session option model.json carries, ORT fuses DequantizeLinear -> MatMul at accuracy_level 4.

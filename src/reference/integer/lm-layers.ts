@@ -18,6 +18,7 @@ import * as ort from 'onnxruntime-node';
 import { DType } from '../../ir/dtype.js';
 import { attrInt, Graph, Node, topologicalOrder } from '../../ir/graph.js';
 import { Tensor } from '../../ir/tensor.js';
+import { foldedConstant } from '../../ir/folded-constant.js';
 import { encodeModel, UNKNOWN_SHAPE } from '../../onnx/model-io.js';
 import { roundHalfEven } from '../../quant/spec.js';
 import { fromOrtTensor } from '../../runtime/tensors.js';
@@ -44,30 +45,11 @@ export interface LmIntegerComparison {
   passed: boolean;
 }
 
-/** A constant input: an initializer, or one ORT folds from initializers (ConstantOfShape, Expand, Reshape). */
+/** A constant input as ORT folds it (ir/folded-constant.ts); anything else is an error naming it. */
 function constantOf(graph: Graph, producers: Map<string, Node>, name: string): Tensor {
-  const init = graph.initializers.get(name);
-  if (init) return init;
+  const t = foldedConstant(graph, producers, name);
+  if (t) return t;
   const p = producers.get(name);
-  const ints = (n: string) => constantOf(graph, producers, n).toNumbers();
-  if (p?.opType === 'ConstantOfShape' && p.attrs.value?.kind === 'tensor') {
-    const dims = ints(p.inputs[0]);
-    const v = p.attrs.value.value.toNumbers()[0];
-    return new Tensor(DType.FLOAT, dims, new Float32Array(dims.reduce((a, b) => a * b, 1)).fill(v));
-  }
-  if (p?.opType === 'Expand') {
-    // [N, 1] rows expanded to [N, blocks] (matmul-nbits.ts blockScales).
-    const rows = constantOf(graph, producers, p.inputs[0]);
-    const dims = ints(p.inputs[1]);
-    const [n, blocks] = dims;
-    const src = rows.data as Float32Array;
-    if (rows.size !== n) throw new Error(`integer reference: Expand '${p.name}' is not rows [${n}, 1] -> [${n}, ${blocks}]`);
-    return new Tensor(DType.FLOAT, dims, Float32Array.from({ length: n * blocks }, (_, i) => src[Math.floor(i / blocks)]));
-  }
-  if (p?.opType === 'Reshape') {
-    const t = constantOf(graph, producers, p.inputs[0]);
-    return new Tensor(t.dtype, ints(p.inputs[1]), t.data);
-  }
   throw new Error(`integer reference: '${name}' is not a constant the evaluator can read (produced by ${p ? `${p.opType} '${p.name}'` : 'nothing'})`);
 }
 
@@ -276,26 +258,31 @@ function probes(graph: Graph): Probe[] {
 /**
  * Runs the decoder file's graph on ORT (`sessionOptions`: the file's own session config) with every integer
  * layer's inputs and output fetched, recomputes each layer in TypeScript from ORT's inputs, and compares.
+ * `feedsFor` builds the feeds from that session (its inputs are the decoder's).
  */
-export async function compareLanguageModelLayers(graph: Graph, feeds: Record<string, ort.Tensor>, sessionOptions: ort.InferenceSession.SessionOptions): Promise<LmIntegerComparison> {
+export async function compareLanguageModelLayers(graph: Graph, feedsFor: (session: ort.InferenceSession) => Record<string, ort.Tensor>, sessionOptions: ort.InferenceSession.SessionOptions): Promise<LmIntegerComparison> {
   const layers = probes(graph);
-  const wanted = [...new Set(layers.flatMap((p) => p.fetch))];
+  const inputs = new Set(graph.inputs.map((i) => i.name));
+  const fetch = [...new Set(layers.flatMap((p) => p.fetch))].filter((name) => !inputs.has(name));
   const declared = new Set(graph.outputs.map((o) => o.name));
-  const probed = Object.assign(Object.create(Object.getPrototypeOf(graph)), graph) as Graph;
-  // Fetched values' dtypes: float activations and outputs, int64 token ids, uint8 / int8 codes (from their zero point).
+  const producers = graph.producers();
+  // Fetched values' dtypes: float activations and outputs, uint8 / int8 codes (from their zero point).
   const dtypeOf = (name: string): DType => {
     const init = graph.initializers.get(name);
     if (init) return init.dtype;
-    const p = graph.producers().get(name);
+    const p = producers.get(name);
     if (p?.opType === 'QuantizeLinear') return graph.initializers.get(p.inputs[2])?.dtype ?? DType.UINT8;
     if (p?.opType === 'Expand' && graph.initializers.get(p.inputs[0])?.dtype === DType.UINT8) return DType.UINT8;
-    return graph.inputs.find((i) => i.name === name)?.dtype ?? DType.FLOAT;
+    return DType.FLOAT;
   };
-  probed.outputs = [...graph.outputs, ...wanted.filter((w) => !declared.has(w) && !graph.inputs.some((i) => i.name === w)).map((name) => ({ name, dtype: dtypeOf(name), shape: UNKNOWN_SHAPE }))];
+  const probed = Object.assign(Object.create(Object.getPrototypeOf(graph)), graph) as Graph;
+  probed.outputs = [...graph.outputs, ...fetch.filter((w) => !declared.has(w)).map((name) => ({ name, dtype: dtypeOf(name), shape: UNKNOWN_SHAPE }))];
   const session = await ort.InferenceSession.create(encodeModel(probed), sessionOptions);
+  let feeds: Record<string, ort.Tensor>;
   let fetched: ort.InferenceSession.OnnxValueMapType;
   try {
-    fetched = await session.run(feeds, probed.outputs.map((o) => o.name).filter((n) => wanted.includes(n) || declared.has(n)));
+    feeds = feedsFor(session);
+    fetched = await session.run(feeds, fetch);
   } finally {
     await session.release();
   }

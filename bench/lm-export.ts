@@ -95,6 +95,12 @@ const W8_WEIGHT_ONLY: QatConfig = { ...presetConfig('w8a8', 'language-model'), a
 /** w4a8-g32 with per-token-per-block int8 activations (block = the weight group): the export runs them at MatMulNBits accuracy_level 4 (lm-level4.ts). */
 const W4A8_BLOCKED: QatConfig = { ...presetConfig('w4a8-g32', 'language-model'), activation: { ...presetConfig('w4a8-g32', 'language-model').activation, groupSize: 32 } };
 
+/** A 4-bit config at another weight group (torchao's int4 weight-only default is 128); `blocked`: activations per token per block of the same size. */
+function fourBitAt(group: number, blocked: boolean): QatConfig {
+  const preset = presetConfig(blocked ? 'w4a8-g32' : 'w4a16-g32', 'language-model');
+  return { ...preset, weight: { ...preset.weight, groupSize: group }, activation: blocked ? { ...preset.activation, groupSize: group } : preset.activation };
+}
+
 /** The qdq variants' weight storage: what `qat export --weight-type auto` picks on this CPU. */
 const QDQ_WEIGHTS = resolveWeightType('auto');
 const QDQ_KERNEL = `MatMulIntegerToFloat ${QDQ_WEIGHTS.type === 'int8' ? 'u8s8' : 'u8u8'}`;
@@ -104,6 +110,8 @@ const VARIANTS: Variant[] = [
   { name: 'int4', preset: 'w4a16-g32', format: 'int4', sessionConfig: INT4_SESSION_CONFIG, kernel: 'INT4 DQ -> MatMul fused to MatMulNBits bits 4 g32, accuracy_level 0' },
   { name: 'matmulnbits', preset: 'w4a16-g32', format: 'matmulnbits', kernel: 'MatMulNBits bits 4 g32, accuracy_level 0' },
   { name: 'int4-a4', preset: 'w4a8-g32-blocked', config: W4A8_BLOCKED, format: 'matmulnbits', kernel: 'MatMulNBits bits 4 g32, accuracy_level 4 (w4a8: int8 A per row per block, as trained)' },
+  { name: 'matmulnbits-g128', preset: 'w4a16-g128', config: fourBitAt(128, false), format: 'matmulnbits', kernel: 'MatMulNBits bits 4 g128, accuracy_level 0' },
+  { name: 'int4-a4-g128', preset: 'w4a8-g128-blocked', config: fourBitAt(128, true), format: 'matmulnbits', kernel: 'MatMulNBits bits 4 g128, accuracy_level 4 (w4a8: int8 A per row per block of 128, as trained)' },
   { name: 'fp32-ops', preset: null, format: 'fp32', attention: 'ops', kernel: 'MatMul (fp32), attention as ONNX ops' },
   { name: 'int4-a4-ops', preset: 'w4a8-g32-blocked', config: W4A8_BLOCKED, format: 'matmulnbits', attention: 'ops', kernel: 'MatMulNBits bits 4 g32, accuracy_level 4, attention as ONNX ops' },
   { name: 'w8a8-qdq', preset: 'w8a8', format: 'qdq', kernel: `${QDQ_KERNEL}, per-token scales` },
@@ -118,6 +126,16 @@ const VARIANTS: Variant[] = [
 function exactOf(v: Variant): string | undefined {
   if (v.name === 'ternary-nbits2-lut' || v.name === 'ternary-nbits2-a4') return 'ternary-nbits2';
   return undefined;
+}
+
+/** The variants named by --variants (fp32 first: every ratio is against it), or all of them. */
+function selectVariants(list: string | undefined): Variant[] {
+  if (!list) return VARIANTS;
+  const names = new Set(['fp32', ...list.split(',').map((n) => n.trim()).filter(Boolean)]);
+  for (const n of names) if (!VARIANTS.some((v) => v.name === n)) throw new Error(`--variants: unknown variant '${n}'; valid: ${VARIANTS.map((v) => v.name).join(', ')}`);
+  const chosen = VARIANTS.filter((v) => names.has(v.name));
+  for (const v of chosen) if (v.sameFileAs && !names.has(v.sameFileAs)) throw new Error(`--variants: '${v.name}' runs the file of '${v.sameFileAs}'; name both`);
+  return chosen;
 }
 
 function positiveInt(flag: string, v: string): number {
@@ -180,7 +198,7 @@ interface Built {
   generator: KvCacheGenerator;
 }
 
-async function build(fp32: Model, name: ModelName, dir: string, threads: number): Promise<{ built: Built[]; ternaryBlocks: Record<string, number>; allTernaryBlocks: Record<string, number> }> {
+async function build(fp32: Model, name: ModelName, dir: string, threads: number, variants: Variant[]): Promise<{ built: Built[]; ternaryBlocks?: Record<string, number>; allTernaryBlocks?: Record<string, number> }> {
   const prepared = new Map<string, Model>();
   const modelFor = (v: Variant): Model => {
     if (!v.preset) return fp32;
@@ -189,7 +207,7 @@ async function build(fp32: Model, name: ModelName, dir: string, threads: number)
   };
   const built: Built[] = [];
   const files = new Map<string, Omit<Built, 'session' | 'generator' | 'variant' | 'fusion'>>();
-  for (const v of VARIANTS) {
+  for (const v of variants) {
     let f = v.sameFileAs ? files.get(v.sameFileAs) : undefined;
     if (!f) {
       const exported = await buildLanguageModelDecoder(modelFor(v), { format: v.format, threads, attention: v.attention ?? 'auto', ...(v.format === 'qdq' ? { weightType: QDQ_WEIGHTS.type } : {}) });
@@ -209,6 +227,7 @@ async function build(fp32: Model, name: ModelName, dir: string, threads: number)
     built.push({ variant: v, ...f, fusion, session, generator });
     console.log(`${name} ${v.name}: ${(f.bytes / 1e6).toFixed(2)} MB, attention ${f.attention}${fusion ? `, ORT runs ${fusion.matmul_nbits} MatMulNBits (levels ${fusion.accuracy_levels.join(',') || '-'}), ${fusion.integer_matmuls} integer MatMuls, ${fusion.float_matmuls.length} float weight MatMuls` : ''}`);
   }
+  if (!prepared.has('b158')) return { built };
   // Ternary's size at narrower blocks (its one per-tensor scale repeated per block: what g32 / g128 would cost).
   // The b158 preset keeps the token table and head as int8 rows (as BitNet); `allTernary` ternarizes them too.
   const b158 = presetConfig('b158', 'language-model');
@@ -267,6 +286,7 @@ runMain(async () => {
       rounds: { type: 'string', default: '3' },
       threads: { type: 'string', default: '2' },
       'prefill-reps': { type: 'string', default: '9' },
+      variants: { type: 'string' },
       json: { type: 'string', default: 'bench/results/lm-export.json' },
     },
   });
@@ -275,6 +295,7 @@ runMain(async () => {
   const rounds = positiveInt('--rounds', values.rounds!);
   const threads = positiveInt('--threads', values.threads!);
   const prefillReps = positiveInt('--prefill-reps', values['prefill-reps']!);
+  const variants = selectVariants(values.variants);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-bench-lm-export-'));
   const bandwidth = copyBandwidth();
   console.log(`copy bandwidth: ${(bandwidth / 1e9).toFixed(1)} GB/s (read + write, 256 MB Float32Array.set, best of 5)`);
@@ -286,7 +307,7 @@ runMain(async () => {
       const fp32 = gpt({ vocabSize: 256, ...MODELS[name], context: CONTEXT, seed: 0 });
       const parameters = parameterCount(fp32);
       console.log(`\n${name}: gpt ${MODELS[name].layers} layers, width ${MODELS[name].dim}, ${MODELS[name].heads} heads, context ${CONTEXT}, vocabulary 256, ${(parameters / 1e6).toFixed(2)}M parameters`);
-      const { built, ternaryBlocks, allTernaryBlocks } = await build(fp32, name, dir, threads);
+      const { built, ternaryBlocks, allTernaryBlocks } = await build(fp32, name, dir, threads, variants);
       // A fixed prompt: the bytes of a sentence, repeated to 64 tokens.
       const text = Buffer.from('Call me Ishmael. Some years ago, never mind how long precisely, having little or no money. ');
       const prompt = Array.from(text.subarray(0, PROMPT_TOKENS));
@@ -349,6 +370,12 @@ runMain(async () => {
           (100 * r.fraction_of_copy_bandwidth).toFixed(1),
         ]),
       ]);
+      if (variants.length < VARIANTS.length || !ternaryBlocks || !allTernaryBlocks) {
+        // A subset (--variants): the table only; the targets need every variant.
+        results[name] = { model: { kind: 'gpt', ...MODELS[name], context: CONTEXT, vocabSize: 256, parameters }, loadavg_at_start: modelLoad, rows: withRatios };
+        for (const b of built) await b.session.release();
+        continue;
+      }
       const sizesOf = (blocks: Record<string, number>) => Object.fromEntries(Object.entries(blocks).map(([b, bytes]) => [b, { file_bytes: bytes, size_ratio_vs_fp32: base.file_bytes / bytes }]));
       const ternarySizes = sizesOf(ternaryBlocks);
       const allTernarySizes = sizesOf(allTernaryBlocks);
@@ -358,10 +385,13 @@ runMain(async () => {
       const get = (v: string) => withRatios.find((r) => r.variant === v)!;
       const best8 = [get('w8a8-qdq'), get('w8a8-nbits8')].sort((a, b) => b.decode_tokens_per_second - a.decode_tokens_per_second)[0];
       // 4-bit weights: the QDQ file, MatMulNBits at level 0 (a w4a16 run), and at level 4 (a w4a8 run's kernel).
-      const best4 = [get('int4'), get('matmulnbits'), get('int4-a4')].sort((a, b) => b.decode_tokens_per_second - a.decode_tokens_per_second)[0];
+      const fastest = (names: string[]) => names.map(get).sort((a, b) => b.decode_tokens_per_second - a.decode_tokens_per_second)[0];
+      const best4 = fastest(['int4', 'matmulnbits', 'int4-a4', 'matmulnbits-g128', 'int4-a4-g128']);
+      const best4g32 = fastest(['int4', 'matmulnbits', 'int4-a4']);
       const bestTernary = withRatios.filter((r) => r.variant.startsWith('ternary')).sort((a, b) => b.decode_tokens_per_second - a.decode_tokens_per_second)[0];
       const targets = {
         int4_decode_2_5x: { value: best4.decode_speedup_vs_fp32, variant: best4.variant, met: best4.decode_speedup_vs_fp32 >= 2.5 },
+        int4_g32_decode_2_5x: { value: best4g32.decode_speedup_vs_fp32, variant: best4g32.variant, met: best4g32.decode_speedup_vs_fp32 >= 2.5 },
         w8a8_decode_1_5x: { value: best8.decode_speedup_vs_fp32, variant: best8.variant, met: best8.decode_speedup_vs_fp32 >= 1.5 },
         w8a8_prefill_1_5x: { value: Math.max(get('w8a8-qdq').prefill_speedup_vs_fp32, get('w8a8-nbits8').prefill_speedup_vs_fp32), met: Math.max(get('w8a8-qdq').prefill_speedup_vs_fp32, get('w8a8-nbits8').prefill_speedup_vs_fp32) >= 1.5 },
         int4_g32_size: { value: get('int4').size_ratio_vs_fp32, bound: name === '25m' ? 6 : 5, met: get('int4').size_ratio_vs_fp32 >= (name === '25m' ? 6 : 5) },
@@ -369,7 +399,7 @@ runMain(async () => {
         ternary_block128_size_10x: { value: ternarySizes['128'].size_ratio_vs_fp32, met: ternarySizes['128'].size_ratio_vs_fp32 >= 10 },
       };
       console.log(`targets: ${Object.entries(targets).map(([k, t]) => `${k} ${t.value.toFixed(2)}${t.met ? ' met' : ' NOT met'}`).join('; ')}`);
-      console.log(`fastest 4-bit decode: ${best4.variant}; fastest 8-bit decode: ${best8.variant}; fastest ternary decode: ${bestTernary.variant}`);
+      console.log(`fastest 4-bit decode: ${best4.variant} (at g32: ${best4g32.variant}); fastest 8-bit decode: ${best8.variant}; fastest ternary decode: ${bestTernary.variant}`);
       results[name] = {
         model: { kind: 'gpt', ...MODELS[name], context: CONTEXT, vocabSize: 256, parameters, init: 'random (seed 0), QAT-prepared without training' },
         loadavg_at_start: modelLoad,
@@ -377,6 +407,7 @@ runMain(async () => {
         ternary_sizes_by_block: ternarySizes,
         all_ternary_sizes_by_block: allTernarySizes,
         fastest_4bit_decode: best4.variant,
+        fastest_4bit_g32_decode: best4g32.variant,
         fastest_8bit_decode: best8.variant,
         fastest_ternary_decode: bestTernary.variant,
         targets,

@@ -67,6 +67,8 @@ export interface LmExportedWeight {
   granularity: BlockedWeightCodes['granularity'];
   /** What runs each layer: MatMulNBits, DequantizeLinear -> MatMul, DequantizeLinear -> Gather, or float. */
   kernels: string[];
+  /** How a grid that is not plain integers is stored (ParetoQ's SEQ). */
+  grid?: string;
 }
 
 export interface LmDecoderExport {
@@ -313,7 +315,10 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
         kernels.push('MatMulNBits');
       }
     }
-    weights.push({ tensor: q.tensor, layers: q.layers, bits: w.bits, storage_bits: format === 'fp32' ? 32 : format === 'qdq' ? 8 : storageBits(w), block_size: w.blockSize, granularity: w.granularity, kernels });
+    weights.push({
+      tensor: q.tensor, layers: q.layers, bits: w.trainedBits ?? w.bits, storage_bits: format === 'fp32' ? 32 : format === 'qdq' ? 8 : storageBits(w), block_size: w.blockSize, granularity: w.granularity, kernels,
+      ...(w.trainedBits !== undefined ? { grid: `seq: levels (q + 1/2) s stored as odd ${w.bits}-bit codes 2q + 1 at s / 2` } : {}),
+    });
   }
   pruneDead(graph);
   graph.nodes = topologicalOrder(graph);

@@ -1,6 +1,6 @@
 import { Tensor } from '../ir/tensor.js';
 import { Quantizer } from '../quant/prepare.js';
-import { quantRange, roundHalfEven } from '../quant/spec.js';
+import { levelOffset, quantRange, roundHalfEven } from '../quant/spec.js';
 import { InputError } from '../validate/schema.js';
 
 /**
@@ -23,8 +23,15 @@ export interface BlockedWeightCodes {
   scales: Float32Array;
   qmin: number;
   qmax: number;
-  /** Bits of the trained grid (ternary: 2, three levels). */
+  /** Bits of the stored grid (ternary: 2, three levels; SEQ: one more than trained, see trainedBits). */
   bits: number;
+  /**
+   * Set where the stored grid is not the trained one: ParetoQ's SEQ levels (q + 1/2) s are stored as the odd codes
+   * 2q + 1 at scale s / 2, the same float32 values on a plain symmetric grid of one more bit, so every integer
+   * kernel runs them with its default zero point. (MatMulNBits' float zero points would keep 2 bits, but ORT 1.30's
+   * CPU kernels run those on a float fallback 18-50x slower than fp32 MatMul: docs/export-formats.md.)
+   */
+  trainedBits?: number;
   method: Quantizer['spec']['method'];
   /** What the trained quantizer's scales were: the group of the spec, or 'channel' / 'tensor' repeated. */
   granularity: 'group' | 'channel' | 'tensor';
@@ -119,6 +126,7 @@ export function blockedWeightCodes(q: Quantizer, values: Map<string, Tensor>, la
     const s = values.get(q.scale)!.data as Float32Array;
     const z = q.zeroPoint ? (values.get(q.zeroPoint)?.data as Float32Array | undefined) : undefined;
     if (z && z.some((v) => v !== 0)) throw new Error(`export: weight '${q.tensor}' has nonzero zero points; language-model weights are symmetric`);
+    const offset = levelOffset(spec);
     const scaleAt = (row: number, block: number): number => {
       if (g.kind === 'per-tensor') return s[0];
       if (g.kind === 'per-channel') return s[row];
@@ -129,21 +137,29 @@ export function blockedWeightCodes(q: Quantizer, values: Map<string, Tensor>, la
       for (let block = 0; block < blocks; block++) scales[row * blocks + block] = scaleAt(row, block);
       for (let col = 0; col < k; col++) {
         const sc = scales[row * blocks + Math.floor(col / blockSize)];
-        codes[row * k + col] = Math.min(qmax, Math.max(qmin, roundHalfEven(Math.fround(x[at(row, col)] / sc))));
+        const scaled = Math.fround(x[at(row, col)] / sc);
+        codes[row * k + col] = Math.min(qmax, Math.max(qmin, roundHalfEven(offset ? Math.fround(scaled - offset) : scaled)));
       }
     }
+    if (offset) {
+      // SEQ: (q + 1/2) s = (2q + 1) (s / 2) exactly (halving a float32 is exact), one rounding either way.
+      for (let i = 0; i < codes.length; i++) codes[i] = 2 * codes[i] + 1;
+      for (let i = 0; i < scales.length; i++) scales[i] = scales[i] / 2;
+    }
   }
+  const [gridMin, gridMax] = levelOffset(spec) ? [2 * qmin + 1, 2 * qmax + 1] : [qmin, qmax];
   for (let row = 0; row < n; row++) {
     for (let col = 0; col < k; col++) {
       const i = row * k + col;
       const back = Math.fround(codes[i] * scales[row * blocks + Math.floor(col / blockSize)]);
       const want = fq[at(row, col)];
-      if (back !== want || codes[i] < qmin || codes[i] > qmax) {
+      if (back !== want || codes[i] < gridMin || codes[i] > gridMax) {
         throw new Error(`export: weight '${q.tensor}' element [${layout === 'kn' ? `${col}, ${row}` : `${row}, ${col}`}]: code ${codes[i]} dequantizes to ${back}, but the trained model uses ${want} (quantizer '${q.node}')`);
       }
     }
   }
   const bits = spec.method === 'ternary' ? 2 : spec.method === 'binary' ? 1 : spec.bits;
+  if (levelOffset(spec)) return { tensor: q.tensor, layout, n, k, blockSize, codes, scales, qmin: gridMin, qmax: gridMax, bits: bits + 1, trainedBits: bits, method: spec.method, granularity };
   return { tensor: q.tensor, layout, n, k, blockSize, codes, scales, qmin, qmax, bits, method: spec.method, granularity };
 }
 

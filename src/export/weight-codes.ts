@@ -1,7 +1,7 @@
 import { Tensor } from '../ir/tensor.js';
 import { Quantizer } from '../quant/prepare.js';
 import { scaleLayout } from '../quant/prepare.js';
-import { quantRange, roundHalfEven } from '../quant/spec.js';
+import { levelOffset, quantRange, roundHalfEven } from '../quant/spec.js';
 
 /** A weight as an integer model stores it: codes q with w_q = (q - z) * s, per channel along `axis` or per tensor. */
 export interface WeightCodes {
@@ -28,7 +28,7 @@ export interface WeightCodes {
  * to float32 by Math.fround, round half to even, + round(z), clip); for binary / ternary weights, the codes and
  * per-channel scale read back from the quantized values (alpha * {-1, 1} or gamma * {-1, 0, 1}). Either way it
  * then checks that (q - z) * s in float32 reproduces the fake-quantized weight bit for bit, so the deployed
- * weights are the simulated ones.
+ * weights are the simulated ones. SEQ weights (ParetoQ's half-step levels) come back as their odd doubled codes.
  */
 export function weightCodes(q: Quantizer, values: Map<string, Tensor>): WeightCodes {
   const w = values.get(q.tensor)!;
@@ -66,17 +66,25 @@ export function weightCodes(q: Quantizer, values: Map<string, Tensor>): WeightCo
       scale[c] = s[c];
       zeroPoint[c] = roundHalfEven(z.length === 1 ? z[0] : z[c]);
     }
+    const offset = levelOffset(spec);
     for (let i = 0; i < x.length; i++) {
       const c = ch(i);
-      codes[i] = Math.min(qmax, Math.max(qmin, roundHalfEven(Math.fround(x[i] / scale[c])) + zeroPoint[c]));
+      const scaled = Math.fround(x[i] / scale[c]);
+      codes[i] = Math.min(qmax, Math.max(qmin, roundHalfEven(offset ? Math.fround(scaled - offset) : scaled) + zeroPoint[c]));
+    }
+    if (offset) {
+      // SEQ (symmetric, z = 0): (q + 1/2) s = (2q + 1) (s / 2) exactly; the odd codes sit on a plain grid of one more bit.
+      for (let i = 0; i < codes.length; i++) codes[i] = 2 * codes[i] + 1;
+      for (let c = 0; c < channels; c++) scale[c] = scale[c] / 2;
     }
   }
+  const [gridMin, gridMax] = levelOffset(spec) ? [2 * qmin + 1, 2 * qmax + 1] : [qmin, qmax];
   for (let i = 0; i < fq.length; i++) {
     const c = ch(i);
     const back = Math.fround((codes[i] - zeroPoint[c]) * scale[c]);
-    if (back !== fq[i] || codes[i] < qmin || codes[i] > qmax) {
+    if (back !== fq[i] || codes[i] < gridMin || codes[i] > gridMax) {
       throw new Error(`export: weight '${q.tensor}' element ${i}: code ${codes[i]} dequantizes to ${back}, but the trained model uses ${fq[i]} (quantizer '${q.node}')`);
     }
   }
-  return { tensor: q.tensor, dims: [...dims], codes, qmin, qmax, scale, zeroPoint, scaleDims, axis, ...(g.kind === 'per-group' ? { blockSize: g.size } : {}), method: spec.method };
+  return { tensor: q.tensor, dims: [...dims], codes, qmin: gridMin, qmax: gridMax, scale, zeroPoint, scaleDims, axis, ...(g.kind === 'per-group' ? { blockSize: g.size } : {}), method: spec.method };
 }

@@ -18,15 +18,15 @@ export interface PackedLayout {
   levels: number;
   /** Codes per byte. */
   perByte: number;
-  /** Distance between neighbouring codes (2 for binary {-1, +1}). */
+  /** Distance between neighbouring codes (2 for binary {-1, +1} and SEQ's odd codes). */
   step: number;
   qmin: number;
 }
 
 /** The packing of a weight's codes, or undefined where they do not fit 16 levels. */
 export function packedLayout(w: WeightCodes): PackedLayout | undefined {
-  const binary = w.method === 'binary';
-  const step = binary ? 2 : 1;
+  // Binary {-1, +1} and SEQ's odd codes (2q + 1) are every other integer: 2^bits levels, step 2.
+  const step = w.method === 'binary' || w.method === 'seq' ? 2 : 1;
   const levels = (w.qmax - w.qmin) / step + 1;
   if (levels > 16) return undefined;
   let perByte = 1;

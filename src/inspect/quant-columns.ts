@@ -8,7 +8,7 @@ import { QuantColumn } from './report.js';
 
 /** Where a quantizer's scale comes from (QuantColumn.scale_source). */
 export function scaleSource(spec: Pick<QuantSpec, 'method' | 'granularity'>, role: 'weight' | 'activation'): QuantColumn['scale_source'] {
-  if (spec.method === 'lsq' || spec.method === 'lsq+' || spec.method === 'pact') return 'learned';
+  if (spec.method === 'lsq' || spec.method === 'lsq+' || spec.method === 'pact' || spec.method === 'seq') return 'learned';
   if (spec.method === 'binary' || spec.method === 'ternary') return 'rule';
   if (spec.granularity.kind === 'per-token' || spec.method === 'absmax') return 'dynamic';
   return role === 'weight' ? 'weight range' : 'observed';

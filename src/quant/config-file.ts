@@ -159,6 +159,9 @@ export function checkRoles(config: QatConfig, where: string): void {
       // per block of groupSize channels) or minmax; symmetry follows from the method. A value the quantizer would
       // ignore is refused rather than silently dropped.
       const g = role.granularity ?? 'per-tensor';
+      if (role.method === 'seq' || role.method === 'binary' || role.method === 'ternary') {
+        throw new InputError(`${where}: ${key}.method: '${role.method}' is a weight quantizer; activations take minmax, lsq, lsq+, pact or absmax`);
+      }
       if (g === 'per-channel' || g === 'per-group') throw new InputError(`${where}: ${key}.granularity: '${g}' is for weights; activations are 'per-tensor' or 'per-token' (methods absmax, minmax)`);
       if (g === 'per-token' && role.method !== 'absmax' && role.method !== 'minmax') {
         throw new InputError(`${where}: ${key}.granularity: 'per-token' needs method 'absmax' or 'minmax' (dynamic per-token ranges), got method '${role.method}'`);

@@ -8,11 +8,13 @@ export const QATKIT = 'ai.qatkit';
 
 /**
  * ai.qatkit.FakeQuantize(x, scale, zero_point) -> y
- *   q = clip(round(x / s) + round(z), qmin, qmax);  y = (q - round(z)) * s
- * with round half to even (ONNX Round), as ONNX QuantizeLinear followed by DequantizeLinear computes, so the
- * exported QDQ model reproduces the simulation exactly.
+ *   q = clip(round(x / s - o) + round(z), qmin, qmax);  y = (q - round(z) + o) * s
+ * with round half to even (ONNX Round), as ONNX QuantizeLinear followed by DequantizeLinear computes (o = 0), so
+ * the exported QDQ model reproduces the simulation exactly.
  * Attributes: qmin, qmax; axis (per-channel, absent = per-tensor); group_size (per-group along axis);
- * learn_scale (LSQ, Esser et al. 2020), learn_zero_point (LSQ+, Bhalgat et al. 2020), grad_scale (LSQ's g).
+ * learn_scale (LSQ, Esser et al. 2020), learn_zero_point (LSQ+, Bhalgat et al. 2020), grad_scale (LSQ's g);
+ * level_offset o (default 0; 1/2 for ParetoQ's stretched elastic quantizer, whose levels sit half a step off the
+ * integers: spec.ts levelOffset).
  * Scale and zero point get gradients only when learned; otherwise they come from observers and are constants
  * to the backward pass (PyTorch's FakeQuantize treats them as buffers the same way).
  */
@@ -55,8 +57,10 @@ interface Emitted {
   /** qmin - round(z) and qmax - round(z): the clamp range of round(x / s) (scalars or parameter-shaped). */
   lo: string;
   hi: string;
-  /** q - round(z) = clip(round(x / s), lo, hi). */
+  /** q - round(z) = clip(round(x / s - o), lo, hi). */
   clipped: string;
+  /** clipped + o: the level in steps, y = level * s. */
+  level: string;
 }
 
 function isZeroConstant(b: GraphBuilder, v: string): boolean {
@@ -77,7 +81,9 @@ function emitCore(b: GraphBuilder, node: Node, x: string, scale: string, zeroPoi
   const qmax = attrInt(node, 'qmax', 127);
   const xr = lay.xShape ? b.reshape(x, lay.xShape.map((d) => (typeof d === 'number' ? d : -1))) : x;
   const s = lay.paramShape.length ? b.reshape(scale, lay.paramShape) : scale;
-  const scaled = b.div(xr, s);
+  const offset = attrFloat(node, 'level_offset', 0);
+  // SEQ rounds x / s - o; the LSQ gradient below reads scaled = x / s - o too, since (q + o) - x / s = q - scaled.
+  const scaled = offset === 0 ? b.div(xr, s) : b.sub(b.div(xr, s), b.scalarLike(offset, xr));
   const rounded = b.op1('Round', [scaled]);
   let lo: string;
   let hi: string;
@@ -92,7 +98,8 @@ function emitCore(b: GraphBuilder, node: Node, x: string, scale: string, zeroPoi
     [lo, hi] = [b.sub(b.scalarLike(qmin, z), z), b.sub(b.scalarLike(qmax, z), z)];
     clipped = lay.paramShape.length ? b.op1('Max', [b.op1('Min', [rounded, hi]), lo]) : b.op1('Clip', [rounded, lo, hi]);
   }
-  return { layout: lay, xr, s, scaled, rounded, lo, hi, clipped };
+  const level = offset === 0 ? clipped : b.add(clipped, b.scalarLike(offset, clipped));
+  return { layout: lay, xr, s, scaled, rounded, lo, hi, clipped, level };
 }
 
 function restore(b: GraphBuilder, value: string, x: string, lay: Layout, output?: string): string {
@@ -117,9 +124,12 @@ function fakeQuantizeVjp(c: VjpContext): (string | undefined)[] {
   const learnZero = attrInt(node, 'learn_zero_point', 0) === 1;
   const toParam = (g: string, param: string) => b.reshapeLike(b.unbroadcast(g, e.layout.paramShape.length ? e.layout.paramShape : []), param);
   if (learnScale && c.wants(1)) {
-    // LSQ: dy/ds = round(x/s) - x/s inside the range, (qmin - z) below, (qmax - z) above; times g.
+    // LSQ: dy/ds = round(x/s) - x/s inside the range, (qmin - z) below, (qmax - z) above; times g. With a level
+    // offset o the level is (q + o): (q + o) - x/s = q - (x/s - o) inside, and (qmin - z + o) or (qmax - z + o) outside.
     const below = b.less(e.rounded, e.lo);
-    const local = b.where(inside, b.sub(e.rounded, e.scaled), b.where(below, e.lo, e.hi));
+    const offset = attrFloat(node, 'level_offset', 0);
+    const [lo, hi] = offset === 0 ? [e.lo, e.hi] : [b.add(e.lo, b.scalarLike(offset, e.lo)), b.add(e.hi, b.scalarLike(offset, e.hi))];
+    const local = b.where(inside, b.sub(e.rounded, e.scaled), b.where(below, lo, hi));
     const g = b.mul(b.mul(dyr, local), b.scalarLike(attrFloat(node, 'grad_scale', 1), dy));
     grads[1] = toParam(g, scale);
   }
@@ -139,7 +149,7 @@ const fakeQuantize: OpDef = {
   lower: (node, b) => {
     const [x, scale, zeroPoint] = node.inputs;
     const e = emitCore(b, node, x, scale, zeroPoint);
-    restore(b, b.mul(e.clipped, e.s), x, e.layout, node.outputs[0]);
+    restore(b, b.mul(e.level, e.s), x, e.layout, node.outputs[0]);
   },
 };
 

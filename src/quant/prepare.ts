@@ -6,7 +6,7 @@ import './index.js';
 import { QATKIT } from './fake-quantize-op.js';
 import { foldBatchNormForQat, FoldedConv } from './fold-batchnorm.js';
 import { activationSpec, LayerOverride, QatConfig, RoleSpec, weightSpec } from './presets.js';
-import { fakeQuantizeValue, QuantSpec, quantRange, validateSpec, qparamsFromRange } from './spec.js';
+import { fakeQuantizeValue, levelOffset, QuantSpec, quantRange, validateSpec, qparamsFromRange } from './spec.js';
 import { createObserver, isChannelRange } from './observers/index.js';
 import { QuantConfigError } from './config-file.js';
 
@@ -319,7 +319,9 @@ function initialWeightScales(values: Tensor, spec: QuantSpec, layout: ReturnType
  * the least squared rounding error, over qmax. Ratio 1.0 is RTN's min/max scale, so QAT starts at or below RTN's
  * error (at 2-3 bits the searched clip is much better than max|w|).
  */
-function groupMseScales(t: Tensor, layout: ReturnType<typeof scaleLayout>, range: { qmin: number; qmax: number }): number[] {
+function groupMseScales(t: Tensor, layout: ReturnType<typeof scaleLayout>, range: { qmin: number; qmax: number }, offset = 0): number[] {
+  // The outermost level sits at (qmax + o) s; SEQ's ratio 1.0 is ParetoQ's start, alpha = max|w| = (qmax + 2o) s.
+  const top = range.qmax + 2 * offset;
   const n = layout.dims.reduce((p, q) => p * q, 1);
   const members: number[][] = Array.from({ length: n }, () => []);
   const data = t.data as Float32Array;
@@ -327,13 +329,13 @@ function groupMseScales(t: Tensor, layout: ReturnType<typeof scaleLayout>, range
   return members.map((ws) => {
     const absMax = ws.reduce((m, w) => Math.max(m, Math.abs(w)), 0);
     if (absMax <= 1e-12) return 1e-6;
-    let best = absMax / range.qmax;
+    let best = absMax / top;
     let bestErr = Infinity;
     for (let ratio = 1; ratio >= 0.3 - 1e-9; ratio -= 0.05) {
-      const s = (absMax * ratio) / range.qmax;
+      const s = (absMax * ratio) / top;
       let err = 0;
       for (const w of ws) {
-        const d = fakeQuantizeValue(w, s, 0, range.qmin, range.qmax) - w;
+        const d = fakeQuantizeValue(w, s, 0, range.qmin, range.qmax, offset) - w;
         err += d * d;
       }
       if (err < bestErr) [best, bestErr] = [s, err];
@@ -417,11 +419,15 @@ export function applyQuantization(model: Model, plan: QuantPlan, stats: Map<stri
         scale = b.op1('Max', [b.div(absMax, b.scalarLike(qmax, absMax)), b.scalarLike(1e-8, absMax)]);
         output = fq(w.tensor, scale, zero, spec, {});
       } else {
-        const init = spec.granularity.kind === 'per-group' ? groupMseScales(values, layout, quantRange(spec)) : initialWeightScales(values, spec, layout, qmax);
+        // SEQ (ParetoQ): every granularity starts from the searched clip on its own half-step grid.
+        const offset = levelOffset(spec);
+        const init = spec.granularity.kind === 'per-group' || offset !== 0 ? groupMseScales(values, layout, quantRange(spec), offset) : initialWeightScales(values, spec, layout, qmax);
         const raw = learn(`${w.tensor}/quant_scale`, Tensor.float(layout.dims, init));
         learned.push(raw);
         scale = positiveScale(b, raw);
-        output = fq(w.tensor, scale, zero, spec, { learn_scale: 1, grad_scale: 1 / Math.sqrt((values.size / scaleCount) * qmax) });
+        // LSQ's g = 1 / sqrt(n Qp), Qp the top level in steps: qmax, or qmax + 1/2 on SEQ's grid.
+        const gradScale = 1 / Math.sqrt((values.size / scaleCount) * (qmax + offset));
+        output = fq(w.tensor, scale, zero, spec, { learn_scale: 1, grad_scale: gradScale, ...(offset ? { level_offset: offset } : {}) });
       }
     }
     const quantNode = graph.nodes.at(-1)!.name;

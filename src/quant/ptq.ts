@@ -32,9 +32,10 @@ export interface PtqOptions {
  * Methods whose scale QAT learns (LSQ, LSQ+, PACT) have nothing to learn from without training: PTQ uses the
  * min/max scale instead (weights: per-channel max|W| / qmax computed in-graph as QAT's minmax weights do;
  * activations: a frozen observer range). Binary/ternary weights (closed-form mean|W| scales) and absmax
- * activations (a dynamic per-token scale) take no range and stay as they are.
+ * activations (a dynamic per-token scale) take no range and stay as they are. SEQ weights (ParetoQ) are a learned
+ * grid too: their PTQ baseline is RTN on the plain uniform grid of the same bits.
  */
-const LEARNED: readonly ScaleMethod[] = ['lsq', 'lsq+', 'pact'];
+const LEARNED: readonly ScaleMethod[] = ['lsq', 'lsq+', 'pact', 'seq'];
 const toPtqRole = <R extends Partial<RoleSpec>>(r: R): R => (r.method && LEARNED.includes(r.method) ? { ...r, method: 'minmax' } : r);
 
 /** The QAT config with every learned scale replaced by a min/max one: same bit-widths, same placement. */

@@ -21,10 +21,14 @@ export type Granularity =
  * - 'binary': sign(x) * mean|x| per output channel (XNOR-Net / BinaryConnect), clipped STE (BNN).
  * - 'ternary': BitNet b1.58 absmean: round(x / mean|x|) clamped to {-1, 0, 1}, times mean|x|.
  * - 'absmax': dynamic symmetric absmax per token (BitLinear activations).
+ * - 'seq': ParetoQ's stretched elastic quantizer (Liu et al. 2025, "ParetoQ: Scaling Laws in Extremely Low-bit
+ *   LLM Quantization", section 3.2), for weights at 2 to 4 bits: LSQ on a grid of 2^bits levels shifted by half a
+ *   step, so that none sits at zero and the grid is symmetric ({-1.5, -0.5, 0.5, 1.5} s at 2 bits):
+ *   q = clip(round(w / s - 1/2), -2^(b-1), 2^(b-1) - 1), w_q = (q + 1/2) s (see levelOffset).
  * With per-token granularity 'minmax' is dynamic too: each row's own min/max, asymmetric (simulation only: ORT
  * has no integer kernel taking a zero point per row).
  */
-export const SCALE_METHODS = ['minmax', 'lsq', 'lsq+', 'pact', 'binary', 'ternary', 'absmax'] as const;
+export const SCALE_METHODS = ['minmax', 'lsq', 'lsq+', 'pact', 'binary', 'ternary', 'absmax', 'seq'] as const;
 export type ScaleMethod = (typeof SCALE_METHODS)[number];
 
 export const VALID_BITS = [2, 3, 4, 5, 6, 7, 8, 16] as const;
@@ -49,6 +53,14 @@ export function quantRange(spec: Pick<QuantSpec, 'bits' | 'signed' | 'narrowRang
   return { qmin: 0, qmax: 2 ** b - 1 - (spec.narrowRange ? 1 : 0) };
 }
 
+/**
+ * The offset o of a grid's levels in steps: w_q = (q + o) s with integer codes q, rounded as q = round(w / s - o).
+ * 1/2 for ParetoQ's SEQ (its levels are the odd multiples of s / 2), 0 for every other uniform grid.
+ */
+export function levelOffset(spec: Pick<QuantSpec, 'method'>): number {
+  return spec.method === 'seq' ? 0.5 : 0;
+}
+
 /** Checks a spec; `where` names the layer or config path for the error message. */
 export function validateSpec(spec: QuantSpec, where = 'quant spec'): QuantSpec {
   const fail = (field: string, value: unknown, valid: string): never => {
@@ -66,6 +78,9 @@ export function validateSpec(spec: QuantSpec, where = 'quant spec'): QuantSpec {
   if (spec.method === 'pact' && spec.signed) fail('signed', spec.signed, 'false (PACT clips to [0, alpha]: unsigned activations only)');
   if (spec.method === 'pact' && g.kind !== 'per-tensor') fail('granularity', g.kind, "'per-tensor' for PACT");
   if (spec.method === 'lsq+' && spec.symmetric) fail('symmetric', spec.symmetric, 'false (LSQ+ learns a zero point: use lsq for symmetric)');
+  if (spec.method === 'seq' && (spec.bits < 2 || spec.bits > 4)) fail('bits', spec.bits, "2, 3 or 4 for 'seq' (ParetoQ uses it at 2 bits and below; at 3 bits and more LSQ)");
+  if (spec.method === 'seq' && (!spec.signed || !spec.symmetric || spec.narrowRange)) fail('symmetric', spec.symmetric, "true, signed, full range for 'seq' (its grid is symmetric by construction)");
+  if (spec.method === 'seq' && g.kind === 'per-token') fail('granularity', g.kind, "'per-channel', 'per-group' or 'per-tensor' for 'seq' (a weight quantizer)");
   if (spec.method === 'absmax' && !spec.symmetric) fail('symmetric', spec.symmetric, 'true (absmax is symmetric)');
   if (spec.method === 'absmax' && g.kind !== 'per-token' && g.kind !== 'per-tensor') fail('granularity', g.kind, "'per-token' or 'per-tensor' for absmax");
   if (g.kind === 'per-token' && spec.method !== 'absmax' && spec.method !== 'minmax') {
@@ -109,8 +124,8 @@ export function qparamsFromRange(min: number, max: number, spec: Pick<QuantSpec,
   return { scale, zeroPoint };
 }
 
-/** Reference fake quantization of one value (the closed form every lowering is tested against). */
-export function fakeQuantizeValue(x: number, scale: number, zeroPoint: number, qmin: number, qmax: number): number {
-  const q = Math.min(qmax, Math.max(qmin, roundHalfEven(x / scale) + zeroPoint));
-  return (q - zeroPoint) * scale;
+/** Reference fake quantization of one value (the closed form every lowering is tested against); `offset`: levelOffset. */
+export function fakeQuantizeValue(x: number, scale: number, zeroPoint: number, qmin: number, qmax: number, offset = 0): number {
+  const q = Math.min(qmax, Math.max(qmin, roundHalfEven(x / scale - offset) + zeroPoint));
+  return (q - zeroPoint + offset) * scale;
 }

@@ -16,7 +16,7 @@ import * as ort from 'onnxruntime-node';
 import { Graph, Node } from '../ir/graph.js';
 import { Model } from '../models/model.js';
 import { Quantizer, scaleLayout } from '../quant/prepare.js';
-import { quantRange, roundHalfEven } from '../quant/spec.js';
+import { levelOffset, quantRange, roundHalfEven } from '../quant/spec.js';
 import { Session } from '../runtime/session.js';
 import { InputError } from '../validate/schema.js';
 import { buildEvalGraph } from './step-graph.js';
@@ -43,25 +43,28 @@ export interface WeightSample {
   index: (i: number) => number;
   qmin: number;
   qmax: number;
+  /** Level offset of the grid (spec.ts levelOffset: 1/2 for SEQ), 0 when absent. */
+  offset?: number;
 }
 
-/** Integer codes clip(round(w / s) + round(z)) as QuantizeLinear computes them (round half to even). */
+/** Integer codes clip(round(w / s - o) + round(z)) as FakeQuantize computes them (round half to even). */
 export function weightCodes(s: WeightSample): Int32Array {
   const codes = new Int32Array(s.weight.length);
   for (let i = 0; i < codes.length; i++) {
     const j = s.index(i);
     const z = roundHalfEven(s.zeroPoint.length === 1 ? s.zeroPoint[0] : s.zeroPoint[j]);
-    codes[i] = Math.min(s.qmax, Math.max(s.qmin, roundHalfEven(Math.fround(s.weight[i] / s.scale[j])) + z));
+    const scaled = Math.fround(s.weight[i] / s.scale[j]);
+    codes[i] = Math.min(s.qmax, Math.max(s.qmin, roundHalfEven(s.offset ? Math.fround(scaled - s.offset) : scaled) + z));
   }
   return codes;
 }
 
-/** Fraction of weights outside the grid's reach (w/s + z beyond [qmin - 1/2, qmax + 1/2]). */
+/** Fraction of weights outside the grid's reach (w/s - o + z beyond [qmin - 1/2, qmax + 1/2]). */
 export function clippedFraction(s: WeightSample): number {
   let n = 0;
   for (let i = 0; i < s.weight.length; i++) {
     const j = s.index(i);
-    const u = s.weight[i] / s.scale[j] + (s.zeroPoint.length === 1 ? s.zeroPoint[0] : s.zeroPoint[j]);
+    const u = s.weight[i] / s.scale[j] - (s.offset ?? 0) + (s.zeroPoint.length === 1 ? s.zeroPoint[0] : s.zeroPoint[j]);
     if (u < s.qmin - 0.5 || u > s.qmax + 0.5) n++;
   }
   return n / s.weight.length;
@@ -166,7 +169,7 @@ export class QuantHealthProbe {
     return this.quantizers.map((z) => {
       const { qmin, qmax } = quantRange(z.spec);
       const dims = this.graph.typeOf(z.tensor).shape as number[];
-      return { node: z.node, layer: z.layers[0], weight: get(z.tensor), scale: get(z.scale!), zeroPoint: get(z.zeroPoint!), index: scaleLayout(dims, z.spec).index, qmin, qmax };
+      return { node: z.node, layer: z.layers[0], weight: get(z.tensor), scale: get(z.scale!), zeroPoint: get(z.zeroPoint!), index: scaleLayout(dims, z.spec).index, qmin, qmax, offset: levelOffset(z.spec) };
     });
   }
 

@@ -19,6 +19,7 @@ import { exactWeightType } from '../../src/export/weight-type';
 import { assertParity, checkParity } from '../../src/export/parity';
 import { exportQdq, ExportResult } from '../../src/export/qdq';
 import { Model } from '../../src/models/model';
+import { presetConfig } from '../../src/quant/presets';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qat-export-'));
 const runs: Record<string, { dir: string; model: Model }> = {};
@@ -33,6 +34,10 @@ before(async () => {
     await train({ ...DEFAULT_TRAIN_CONFIG, model: 'lenet', quant, steps: 30, batch: 32 }, dir);
     runs[quant] = { dir, model: loadCheckpoint(path.join(dir, 'checkpoint.qat')).model };
   }
+  // ParetoQ's stretched elastic quantizer: 2-bit weights on half-step levels (first and last layers at 8 bits).
+  const seq = path.join(tmp, 'seq');
+  await train({ ...DEFAULT_TRAIN_CONFIG, model: 'lenet', quantConfig: { ...presetConfig('w2a8'), weight: { bits: 2, method: 'seq', granularity: 'per-channel' } }, steps: 30, batch: 32 }, seq);
+  runs.seq = { dir: seq, model: loadCheckpoint(path.join(seq, 'checkpoint.qat')).model };
 });
 
 async function optimizedOps(graph: Graph): Promise<string[]> {
@@ -121,6 +126,18 @@ test('packed (ternary): 5 codes per byte, unpacked in the graph (ORT folds it an
   assert.ok(optimized.includes('com.microsoft.QLinearConv'), optimized.join(' '));
   const p = await checkParity(model, r.graph, test10k(), { limit: 3000 });
   assert.ok(p.argmax_agreement >= 0.998 && p.accuracy_difference_points <= 0.2, JSON.stringify(p));
+});
+
+test('SEQ 2-bit weights (ParetoQ): odd codes 2q + 1 at s / 2 in qdq and int4, four levels packed 4 per byte; parity each', async () => {
+  const model = runs.seq.model;
+  for (const format of ['qdq', 'int4', 'packed'] as const) {
+    const r = await exportQdq(model, { format });
+    const p = await checkParity(model, r.graph, test10k(), { limit: 2000 });
+    assert.ok(p.argmax_agreement >= 0.998 && p.accuracy_difference_points <= 0.2, `${format}: ${JSON.stringify(p)}`);
+    if (format !== 'packed') continue;
+    const fc0 = r.graph.initializers.get('fc0.weight/packed')!;
+    assert.equal(fc0.size, Math.ceil((128 * 3136) / 4));
+  }
 });
 
 test('exportRun writes the model and the JSON report; evaluateOnnxFile reproduces the parity accuracy from the file', async () => {

@@ -46,6 +46,12 @@ before(() => {
   runs.w4a8blocked = path.join(dir, 'w4a8-blocked');
   r = qat('train', '--from', runs.fp32, '--quant-config', blocked, '--steps', '8', '--batch', '8', '--eval-every', '0', '--out', runs.w4a8blocked);
   assert.equal(r.status, 0, r.stderr);
+  // ParetoQ's stretched elastic quantizer at 2 bits (half-integer levels).
+  const seq = path.join(dir, 'w2-seq.json');
+  fs.writeFileSync(seq, JSON.stringify({ preset: 'w2a16-g32', weight: { method: 'seq' } }));
+  runs.seq = path.join(dir, 'w2-seq');
+  r = qat('train', '--from', runs.fp32, '--quant-config', seq, '--steps', '8', '--batch', '8', '--eval-every', '0', '--out', runs.seq);
+  assert.equal(r.status, 0, r.stderr);
 });
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -268,6 +274,23 @@ test('w3a16-g32 ships 3-bit codes in 4-bit MatMulNBits blocks; b158 as bits 2 (c
   assert.ok(bitLinearInputs.length > 0 && bitLinearInputs.every((a) => a.spec.includes('RMSNorm')), JSON.stringify(b.activations));
   assert.ok(headInput.length === 1 && !headInput[0].spec.includes('RMSNorm'), JSON.stringify(headInput));
   assert.deepEqual(b.weights.filter((w) => w.tensor === 'wte.weight').map((w) => [w.bits, w.storage_bits]), [[8, 8]]);
+});
+
+test('SEQ (ParetoQ 2-bit): its levels (q + 1/2) s ship as odd 4-bit codes 2q + 1 at s / 2, in MatMulNBits and in INT4 DequantizeLinear; equal to the fake-quant model', async () => {
+  for (const format of ['matmulnbits', 'int4'] as const) {
+    const r = await exportRun('seq', format, `seq-${format}`);
+    const rest = r.weights.filter((w) => w.tensor !== 'wpe.weight');
+    assert.ok(rest.length === 5 && rest.every((w) => w.bits === 2 && w.storage_bits === 4 && /seq/.test(w.grid ?? '')), JSON.stringify(r.weights));
+    assert.ok(r.parity.passed, r.parity.failures.join('; '));
+    assert.ok(r.integer_reference?.passed, JSON.stringify(r.integer_reference));
+    if (format !== 'matmulnbits') continue;
+    const g = nodesOf(r.out);
+    const n = g.nodes.find((x) => x.opType === 'MatMulNBits' && x.name.startsWith('blocks.0.mlp.fc'))!;
+    assert.equal(n.attrs.bits.value, 4);
+    const codes = new Set<number>();
+    for (const byte of g.initializers.get(n.inputs[1])!.data as Uint8Array) for (const u of [byte & 15, byte >> 4]) codes.add(u - 8);
+    assert.ok([...codes].every((q) => [-3, -1, 1, 3].includes(q)), `codes ${[...codes]}`);
+  }
 });
 
 test('--block-size sets the MatMulNBits blocks of per-tensor ternary weights (same codes, each scale stored once); a grouped run keeps its group', async () => {

@@ -88,6 +88,34 @@ test('LSQ scale gradient: (round(x/s) - x/s) inside, qmin or qmax outside, times
   near(grads[1], [g * local.reduce((acc, l, i) => acc + l * weights[i], 0)], 1e-5);
 });
 
+test('SEQ (ParetoQ, level_offset 1/2): 2-bit levels {-1.5, -0.5, 0.5, 1.5} s, ties to even, clamped', async () => {
+  const s = 0.25;
+  // x / s: -3 (clamped), -1.2, -0.5 (tie: -1 -> level -0.5), 0 (tie: -0.5 rounds to 0 -> level 0.5), 0.3, 1.5 (tie: 1 -> level 1.5), 2 (tie 1.5 -> 2, clamped), 9
+  const x = [-0.75, -0.3, -0.125, 0, 0.075, 0.375, 0.5, 2.25];
+  const { y } = await run('FakeQuantize', [{ name: 'x', dims: [8], values: x }, { name: 's', dims: [], values: [s] }, { name: 'z', dims: [], values: [0] }], { qmin: -2, qmax: 1, level_offset: 0.5 });
+  near(y, [-1.5, -1.5, -0.5, 0.5, 0.5, 1.5, 1.5, 1.5].map((l) => l * s));
+  near(y, x.map((v) => f(fakeQuantizeValue(v, s, 0, -2, 1, 0.5))));
+  // No level at zero, and the grid is symmetric: the sign of x flips the level exactly (away from ties).
+  const sym = [0.01, 0.2, 0.3, 0.45, 0.6];
+  const { y: pos } = await run('FakeQuantize', [{ name: 'x', dims: [5], values: sym }, { name: 's', dims: [], values: [s] }, { name: 'z', dims: [], values: [0] }], { qmin: -2, qmax: 1, level_offset: 0.5 });
+  const { y: neg } = await run('FakeQuantize', [{ name: 'x', dims: [5], values: sym.map((v) => -v) }, { name: 's', dims: [], values: [s] }, { name: 'z', dims: [], values: [0] }], { qmin: -2, qmax: 1, level_offset: 0.5 });
+  near(neg, pos.map((v) => -v));
+  assert.ok(pos.every((v) => v !== 0));
+});
+
+test('SEQ gradients: STE inside the stretched range |x / s| < 2, LSQ scale gradient (level - x/s) inside and +-1.5 outside', async () => {
+  const s = 0.5, g = 0.25;
+  const x = [-1.2, -0.6, 0.1, 0.7, 0.95, 1.1]; // x / s: -2.4, -1.2, 0.2, 1.4, 1.9, 2.2
+  const { grads, weights } = await run('FakeQuantize', [{ name: 'x', dims: [6], values: x }, { name: 's', dims: [], values: [s] }, { name: 'z', dims: [], values: [0] }], { qmin: -2, qmax: 1, level_offset: 0.5, learn_scale: 1, grad_scale: g });
+  near(grads[0], [0, weights[1], weights[2], weights[3], weights[4], 0]);
+  const local = x.map((v) => {
+    const t = f(f(v) / f(s));
+    const q = roundHalfEven(f(t - 0.5));
+    return q < -2 ? -1.5 : q > 1 ? 1.5 : q + 0.5 - t;
+  });
+  near(grads[1], [g * local.reduce((acc, l, i) => acc + l * weights[i], 0)], 1e-5);
+});
+
 test('LSQ+ zero-point gradient is -s where clipped and 0 inside', async () => {
   const x = [-3, 0.1, 3];
   const s = 0.5;

@@ -88,7 +88,7 @@ const qatMethod = (name: string, flag: string | undefined, extra: string[], help
 const QAT_METHODS: Method[] = [
   qatMethod('QAT', undefined, []),
   qatMethod('QAT + distill', '--distill', ['--distill']),
-  qatMethod('QAT + LoRA', '--lora-rank', ['--lora-rank', '16']),
+  qatMethod('QAT + LoRA', '--lora-rank', ['--lora-rank', '32']),
   qatMethod('LLM-QAT data-free', '--distill-data', ['--distill-data', 'generated']),
   { ...qatMethod('EfficientQAT', '--method', ['--method', 'efficientqat']), available: () => (has(trainHelp, '--method') && /efficientqat/.test(trainHelp) ? undefined : 'n/a (flag missing)') },
 ];

@@ -4,7 +4,10 @@
  * are taken under the same load.
  *
  *   node --import tsx bench/lm-export.ts [--models default,25m] [--rounds 3] [--threads 2] [--prefill-reps 9]
- *     [--json bench/results/lm-export.json]
+ *     [--variants fp32,int4-a4,...] [--json bench/results/lm-export.json]
+ *
+ * --variants times a subset (fp32 is always in: every ratio is against it) and prints the table only; the
+ * targets and the ternary sizes by block need every variant.
  *
  * Models: gpt with a bytes vocabulary and context 128, randomly initialised (the cost of a token does not depend
  * on the weights): `default` (4 layers, width 128, 0.84M parameters) and `25m` (8 layers, width 512, 4 heads,
@@ -14,6 +17,8 @@
  * - int4: w4a16-g32 as INT4 DequantizeLinear -> MatMul, fused by ORT into MatMulNBits (accuracy_level 0);
  * - matmulnbits: w4a16-g32 as MatMulNBits written directly (bits 4, block 32, accuracy_level 0); int4-a4: w4a8-g32
  *   with per-token-per-block int8 activations (block 32), which the export runs at accuracy_level 4;
+ * - matmulnbits-g128, int4-a4-g128: the same two at weight group (and activation block) 128, torchao's int4
+ *   weight-only default group; fewer scales per weight, so fewer per-block steps in the kernel;
  * - fp32-ops, int4-a4-ops: the same files with attention as standard ONNX ops (the others as `qat export` picks:
  *   fused GroupQueryAttention where the run allows it, lm-decoder.ts chooseAttention);
  * - w8a8-qdq: w8a8 on MatMulIntegerToFloat (per-token activation scales; weights stored as `qat export`'s
@@ -99,6 +104,19 @@ const W4A8_BLOCKED: QatConfig = { ...presetConfig('w4a8-g32', 'language-model'),
 function fourBitAt(group: number, blocked: boolean): QatConfig {
   const preset = presetConfig(blocked ? 'w4a8-g32' : 'w4a16-g32', 'language-model');
   return { ...preset, weight: { ...preset.weight, groupSize: group }, activation: blocked ? { ...preset.activation, groupSize: group } : preset.activation };
+}
+
+/**
+ * A per-token-per-block config whose block is wider than a head: the attention output is quantized per head
+ * (rows of one head's width), so the output projection takes blocks of the head size (weights and inputs alike,
+ * so that it still runs at accuracy_level 4). The default gpt's heads are 32 wide; the 25M one's 128.
+ */
+function narrowBlocksForHeads(config: QatConfig, model: Model): QatConfig {
+  const arch = model.lm!.arch!;
+  const head = arch.dim / arch.heads;
+  const block = config.activation.groupSize;
+  if (block === undefined || block <= head) return config;
+  return { ...config, overrides: [...config.overrides, { match: '*attn.proj*', weight: { groupSize: head }, activation: { groupSize: head } }] };
 }
 
 /** The qdq variants' weight storage: what `qat export --weight-type auto` picks on this CPU. */
@@ -202,7 +220,7 @@ async function build(fp32: Model, name: ModelName, dir: string, threads: number,
   const prepared = new Map<string, Model>();
   const modelFor = (v: Variant): Model => {
     if (!v.preset) return fp32;
-    if (!prepared.has(v.preset)) prepared.set(v.preset, prepareLanguageModelQat(fp32, v.config ?? presetConfig(v.preset, 'language-model'), v.preset));
+    if (!prepared.has(v.preset)) prepared.set(v.preset, prepareLanguageModelQat(fp32, narrowBlocksForHeads(v.config ?? presetConfig(v.preset, 'language-model'), fp32), v.preset));
     return prepared.get(v.preset)!;
   };
   const built: Built[] = [];

@@ -73,7 +73,9 @@ function languageModelPreset(name: string): QatConfig {
     case 'w4a16-g32': return { ...lmBase, weight: groupWeight(4, 32), activation: tokenAct(16) };
     case 'w4a8-g32': return { ...lmBase, weight: groupWeight(4, 32), activation: tokenAct(8) };
     case 'w3a16-g32': return { ...lmBase, weight: groupWeight(3, 32), activation: tokenAct(16) };
-    case 'w2a16-g32': return { ...lmBase, weight: groupWeight(2, 32), activation: tokenAct(16) };
+    // 2 bits: ParetoQ's stretched elastic quantizer (SEQ), which ParetoQ and the LM table (docs/decisions.md) find
+    // better than LSQ at 2 bits; from 3 bits LSQ.
+    case 'w2a16-g32': return { ...lmBase, weight: { ...groupWeight(2, 32), method: 'seq' }, activation: tokenAct(16) };
     // BitNet b1.58: absmean ternary weights, one scale per tensor as the paper; per-token absmax int8 activations
     // behind a parameter-free RMSNorm inside each BitLinear. The embedding and head are not BitLinears: int8 rows
     // and int8 per-token inputs (the printed layer table shows it).

@@ -8,7 +8,9 @@ import { Tensor } from '../../src/ir/tensor';
 import { Session } from '../../src/runtime/session';
 import { roundHalfEven } from '../../src/quant';
 import { gpt, llama } from '../../src/models/transformers';
-import { planQuantization } from '../../src/quant/prepare';
+import { planQuantization, scaleLayout } from '../../src/quant/prepare';
+import { fetchValues } from '../../src/export/fetch-values';
+import { weightCodes } from '../../src/train/quant-health';
 import { prepareLanguageModelQat } from '../../src/quant/qat';
 import { LM_PRESETS, presetConfig } from '../../src/quant/presets';
 import { parseQuantConfig } from '../../src/quant/config-file';
@@ -134,6 +136,42 @@ test('a per-token activation block that does not divide the quantized rows is re
     /layer 'blocks\.0\.attn\.proj\/MatMul' reads \(the attention output, quantized per head\) has rows of 16, not divisible by the activation groupSize 32; valid blocks for it: 16/,
   );
   assert.doesNotThrow(() => planQuantization(m, { ...base, activation: { ...base.activation, groupSize: 16 } }));
+});
+
+test('w2a16-g32 is ParetoQ SEQ: FakeQuantize with level_offset 1/2, every weight on the odd multiples of s / 2 (no zero level), scales from the clip search on that grid', async () => {
+  const m = gpt({ vocabSize: 64, layers: 1, heads: 2, dim: 32, context: 8, seed: 1 });
+  const q = prepareLanguageModelQat(m, presetConfig('w2a16-g32', 'language-model'), 'w2a16-g32');
+  const weights = q.quant!.quantizers.filter((z) => z.role === 'weight' && z.spec.bits === 2);
+  assert.ok(weights.length === 5 && weights.every((z) => z.spec.method === 'seq'), weights.map((z) => `${z.tensor}:${z.spec.method}`).join());
+  const nodes = q.graph.nodes.filter((n) => weights.some((z) => z.node === n.name));
+  assert.ok(nodes.every((n) => n.opType === 'FakeQuantize' && n.attrs.level_offset?.value === 0.5 && n.attrs.qmin.value === -2 && n.attrs.qmax.value === 1));
+  const values = await fetchValues(q, weights.flatMap((z) => [z.output, z.scale!]), 1);
+  for (const z of weights) {
+    const wq = values.get(z.output)!.data as Float32Array;
+    const s = values.get(z.scale!)!.data as Float32Array;
+    const layout = scaleLayout(q.graph.typeOf(z.tensor).shape as number[], z.spec);
+    const w = m.graph.initializers.get(z.tensor)!.data as Float32Array;
+    for (let i = 0; i < wq.length; i++) {
+      const level = (2 * wq[i]) / s[layout.index(i)];
+      assert.ok([-3, -1, 1, 3].some((l) => Math.abs(level - l) < 1e-5), `${z.tensor}[${i}]: ${wq[i]} is not an odd multiple of s / 2 (s ${s[layout.index(i)]})`);
+    }
+    // The start is a searched clip of max|w| on SEQ's grid: at most ParetoQ's alpha = max|w| (s = max|w| / 2), at least 0.3 of it.
+    const maxAbs = new Float64Array(s.length);
+    for (let i = 0; i < w.length; i++) maxAbs[layout.index(i)] = Math.max(maxAbs[layout.index(i)], Math.abs(w[i]));
+    for (let j = 0; j < s.length; j++) assert.ok(s[j] <= (maxAbs[j] / 2) * (1 + 1e-6) && s[j] >= (0.3 * maxAbs[j]) / 2 - 1e-7, `${z.tensor} scale ${j}: ${s[j]} vs max|w| ${maxAbs[j]}`);
+  }
+  // Quant health counts SEQ's codes on its own grid: the codes of the start are the ones the quantizer used.
+  const z = weights[0];
+  const layout = scaleLayout(q.graph.typeOf(z.tensor).shape as number[], z.spec);
+  const sample = { node: z.node, layer: z.layers[0], weight: m.graph.initializers.get(z.tensor)!.data as Float32Array, scale: values.get(z.scale!)!.data as Float32Array, zeroPoint: new Float32Array(1), index: layout.index, qmin: -2, qmax: 1, offset: 0.5 };
+  const codes = weightCodes(sample);
+  const wq = values.get(z.output)!.data as Float32Array;
+  codes.forEach((c, i) => assert.ok(Math.abs((c + 0.5) * sample.scale[layout.index(i)] - wq[i]) < 1e-6, `code ${c} at ${i}`));
+});
+
+test("'seq' is refused for activations and outside 2..4 bits, naming the key", () => {
+  assert.throws(() => parseQuantConfig({ preset: 'w4a8-g32', activation: { method: 'seq' } }, 'cfg.json', undefined, 'language-model'), /cfg\.json: activation\.method: 'seq' is a weight quantizer/);
+  assert.throws(() => parseQuantConfig({ preset: 'w4a16-g32', weight: { method: 'seq', bits: 8 } }, 'cfg.json', undefined, 'language-model'), /weight: bits = 8 is invalid; valid: 2, 3 or 4 for 'seq'/);
 });
 
 test('image presets keep their meaning; language-model names are refused for image models', () => {

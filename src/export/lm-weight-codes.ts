@@ -2,6 +2,7 @@ import { Tensor } from '../ir/tensor.js';
 import { Quantizer } from '../quant/prepare.js';
 import { levelOffset, quantRange, roundHalfEven } from '../quant/spec.js';
 import { InputError } from '../validate/schema.js';
+import { toOddCodes } from './weight-codes.js';
 
 /**
  * A language-model weight as a blocked integer matrix in MatMulNBits orientation: `n` output features (rows),
@@ -141,11 +142,7 @@ export function blockedWeightCodes(q: Quantizer, values: Map<string, Tensor>, la
         codes[row * k + col] = Math.min(qmax, Math.max(qmin, roundHalfEven(offset ? Math.fround(scaled - offset) : scaled)));
       }
     }
-    if (offset) {
-      // SEQ: (q + 1/2) s = (2q + 1) (s / 2) exactly (halving a float32 is exact), one rounding either way.
-      for (let i = 0; i < codes.length; i++) codes[i] = 2 * codes[i] + 1;
-      for (let i = 0; i < scales.length; i++) scales[i] = scales[i] / 2;
-    }
+    if (offset) toOddCodes(codes, scales);
   }
   const [gridMin, gridMax] = levelOffset(spec) ? [2 * qmin + 1, 2 * qmax + 1] : [qmin, qmax];
   for (let row = 0; row < n; row++) {

@@ -3,6 +3,15 @@ import { Quantizer } from '../quant/prepare.js';
 import { scaleLayout } from '../quant/prepare.js';
 import { levelOffset, quantRange, roundHalfEven } from '../quant/spec.js';
 
+/**
+ * SEQ codes (symmetric, z = 0) rewritten in place as their odd doubles: (q + 1/2) s = (2q + 1) (s / 2) exactly
+ * (halving a float32 is exact, and both products round once), so the levels sit on a plain grid of one more bit.
+ */
+export function toOddCodes(codes: Int32Array, scales: Float32Array): void {
+  for (let i = 0; i < codes.length; i++) codes[i] = 2 * codes[i] + 1;
+  for (let i = 0; i < scales.length; i++) scales[i] = scales[i] / 2;
+}
+
 /** A weight as an integer model stores it: codes q with w_q = (q - z) * s, per channel along `axis` or per tensor. */
 export interface WeightCodes {
   tensor: string;
@@ -72,11 +81,7 @@ export function weightCodes(q: Quantizer, values: Map<string, Tensor>): WeightCo
       const scaled = Math.fround(x[i] / scale[c]);
       codes[i] = Math.min(qmax, Math.max(qmin, roundHalfEven(offset ? Math.fround(scaled - offset) : scaled) + zeroPoint[c]));
     }
-    if (offset) {
-      // SEQ (symmetric, z = 0): (q + 1/2) s = (2q + 1) (s / 2) exactly; the odd codes sit on a plain grid of one more bit.
-      for (let i = 0; i < codes.length; i++) codes[i] = 2 * codes[i] + 1;
-      for (let c = 0; c < channels; c++) scale[c] = scale[c] / 2;
-    }
+    if (offset) toOddCodes(codes, scale);
   }
   const [gridMin, gridMax] = levelOffset(spec) ? [2 * qmin + 1, 2 * qmax + 1] : [qmin, qmax];
   for (let i = 0; i < fq.length; i++) {

@@ -75,7 +75,7 @@ export function addTrainOptions(cmd: Command): Command {
     .option('--resume', 'continue the run in --out from its checkpoint (its saved config; only --epochs, --steps, --threads, --from, --checkpoint-every may change)')
     .option('--dry-run', 'check every input (flags, model, data, quant config, --from, --out) and print what would run; write nothing')
     .option('--kv-bits <n>', 'language models: fake-quantize the KV cache as it is written, 8, 4 or 2 bits (with --quant, or alone with --from)', choiceOption('--kv-bits', ['8', '4', '2'] as const))
-    .option('--kv-layout <layout>', `with --kv-bits: ${KV_LAYOUTS.join(', ')} (per-token: LLM-QAT, keys and values per token; kivi: keys per channel in groups of ${KIVI_GROUP_SIZE} tokens, values per token)`, choiceOption('--kv-layout', KV_LAYOUTS))
+    .option('--kv-layout <layout>', `with --kv-bits: ${KV_LAYOUTS.join(', ')} (per-token: LLM-QAT, keys and values per token; kivi: keys per channel in groups of ${KIVI_GROUP_SIZE} tokens, values per token, the unfinished group in float)`, choiceOption('--kv-layout', KV_LAYOUTS))
     .option('--json <file.json>', 'write the metrics as JSON to this file', outputFileOption('--json', '.json'));
 }
 

@@ -5,11 +5,12 @@
  *   little-end first (code j of a byte at bits j*b .. j*b+b-1), the order ONNX's INT4/UINT4 tensors use;
  * - per-token (keys and values alike; LLM-QAT, Liu et al. 2023, sec. 3.2): scale float32 [B, H, P, 1] and zero
  *   point uint8 [B, H, P, 1] per written row;
- * - KIVI keys (Liu et al. 2024): codes of the complete groups only (P a multiple of G), scale float32 and zero
- *   point uint8 [B, H, P / G, D] per group and channel, and the unfinished group in float32 [B, H, R, D] (R < G),
- *   quantized into the codes when its G-th token arrives. Values per token, as above.
+ * - KIVI (Liu et al. 2024): codes of the complete groups of G tokens only (P a multiple of G); keys with scale
+ *   float32 and zero point uint8 [B, H, P / G, D] per group and channel, values per token as above; the unfinished
+ *   group of keys and of values in float32 [B, H, R, D] (R < G: KIVI's full-precision residual), quantized into
+ *   the codes when its G-th token arrives.
  * Per layer i the decoder takes past_key_values.{i}.{key,value} (the codes) and .{key,value}_scale,
- * .{key,value}_zero_point, .key_residual (KIVI) and returns the same names under present.{i}.*.
+ * .{key,value}_zero_point, .{key,value}_residual (KIVI) and returns the same names under present.{i}.*.
  *
  * The quantizer is the training graph's, op for op (TokenMinMaxQuantize / KvGroupQuantize: range widened to 0,
  * S = (max - min) / (2^bits - 1), Z = round(-min / S), q = clip(round(x / S), -Z, qmax - Z)); the codes are q + Z and
@@ -24,7 +25,7 @@ import { DType } from '../ir/dtype.js';
 import { Graph, Shape, topologicalOrder } from '../ir/graph.js';
 import { Tensor } from '../ir/tensor.js';
 import { decoderNames } from '../models/transformer-builder.js';
-import { attentionCores, KIVI_GROUP_SIZE, KvCacheQuant, mixKiviScores } from '../quant/kv-cache.js';
+import { attentionCores, KIVI_GROUP_SIZE, KvCacheQuant, mixKiviScores, mixKiviValues } from '../quant/kv-cache.js';
 import { InputError } from '../validate/schema.js';
 
 /** One stored cache tensor of layer i: past_key_values.{i}.{suffix} in, present.{i}.{suffix} out. */
@@ -43,7 +44,7 @@ export interface StoredKvCache {
   tensors: StoredCacheTensor[];
   /** Bytes one cached token adds over all layers (KIVI: group scales amortised over their G tokens). */
   bytesPerToken: number;
-  /** KIVI: the most bytes the float residual holds over all layers ((G - 1) tokens), on top of bytesPerToken x tokens. */
+  /** KIVI: the most bytes the float residuals (keys and values) hold over all layers ((G - 1) tokens), on top of bytesPerToken x tokens. */
   residualBytesMax?: number;
   /** The same cache in float32: 2 x layers x heads x headSize x 4. */
   floatBytesPerToken: number;
@@ -59,18 +60,20 @@ export const cacheName = {
 export function storedKvCacheLayout(kv: KvCacheQuant, heads: number, headSize: number, layers: number): StoredKvCache {
   const packed = (headSize * kv.bits) / 8;
   const g = kv.groupSize ?? KIVI_GROUP_SIZE;
-  const perToken = (name: string): StoredCacheTensor[] => [
-    { suffix: name, dtype: 'uint8', shape: ['B', heads, 'P', packed] },
-    { suffix: `${name}_scale`, dtype: 'float32', shape: ['B', heads, 'P', 1] },
-    { suffix: `${name}_zero_point`, dtype: 'uint8', shape: ['B', heads, 'P', 1] },
-  ];
   const kivi = kv.layout === 'kivi';
+  const stored = kivi ? 'P_quantized' : 'P';
+  const perToken = (name: string): StoredCacheTensor[] => [
+    { suffix: name, dtype: 'uint8', shape: ['B', heads, stored, packed] },
+    { suffix: `${name}_scale`, dtype: 'float32', shape: ['B', heads, stored, 1] },
+    { suffix: `${name}_zero_point`, dtype: 'uint8', shape: ['B', heads, stored, 1] },
+  ];
+  const residual = (name: string): StoredCacheTensor => ({ suffix: `${name}_residual`, dtype: 'float32', shape: ['B', heads, 'P_residual', headSize] });
   const keys: StoredCacheTensor[] = kivi
     ? [
         { suffix: 'key', dtype: 'uint8', shape: ['B', heads, 'P_quantized', packed] },
         { suffix: 'key_scale', dtype: 'float32', shape: ['B', heads, 'P_groups', headSize] },
         { suffix: 'key_zero_point', dtype: 'uint8', shape: ['B', heads, 'P_groups', headSize] },
-        { suffix: 'key_residual', dtype: 'float32', shape: ['B', heads, 'P_residual', headSize] },
+        residual('key'),
       ]
     : perToken('key');
   const rowBytes = packed + 4 + 1;
@@ -79,9 +82,9 @@ export function storedKvCacheLayout(kv: KvCacheQuant, heads: number, headSize: n
     bits: kv.bits,
     layout: kv.layout,
     ...(kivi ? { groupSize: g } : {}),
-    tensors: [...keys, ...perToken('value')],
+    tensors: [...keys, ...perToken('value'), ...(kivi ? [residual('value')] : [])],
     bytesPerToken: layers * heads * (keyBytes + rowBytes),
-    ...(kivi ? { residualBytesMax: layers * heads * (g - 1) * headSize * 4 } : {}),
+    ...(kivi ? { residualBytesMax: 2 * layers * heads * (g - 1) * headSize * 4 } : {}),
     floatBytesPerToken: layers * heads * headSize * 4 * 2,
   };
 }
@@ -163,21 +166,46 @@ export function storeQuantizedKvCache(graph: Graph, kv: KvCacheQuant, arch: { he
 
   for (let layer = 0; layer < layers; layer++) {
     const inputs = Object.fromEntries(layout.tensors.map((t) => [t.suffix, setInput(cacheName.past(layer, t.suffix), dtypeOf(t), t.shape)]));
-    const rows: Shape = ['B', heads, 'T', d];
     const all: Shape = ['B', heads, 'P+T', d];
 
-    /** Per-token storage of `name` ('key' or 'value'): returns the dequantized cache [B, H, P+T, D]. */
-    const perToken = (name: string, fresh: string) => {
+    /**
+     * Per-token storage of `name` ('key' or 'value'): its rows `fresh` [B, H, n, D] quantized and appended to the
+     * stored ones; returns everything stored, dequantized [B, H, stored, D].
+     */
+    const perToken = (name: string, fresh: string, n: string, stored: string) => {
       const { s, z, codes } = quantize(fresh, 3);
       const present = {
-        codes: typed('Concat', [inputs[name], pack(codes, rows)], spec(name).shape.map((x) => (x === 'P' ? 'P+T' : x)), DType.UINT8, { axis: 2 }),
-        scale: typed('Concat', [inputs[`${name}_scale`], s], ['B', heads, 'P+T', 1], DType.FLOAT, { axis: 2 }),
-        zero: typed('Concat', [inputs[`${name}_zero_point`], u8(z, ['B', heads, 'T', 1])], ['B', heads, 'P+T', 1], DType.UINT8, { axis: 2 }),
+        codes: typed('Concat', [inputs[name], pack(codes, ['B', heads, n, d])], ['B', heads, stored, d / per], DType.UINT8, { axis: 2 }),
+        scale: typed('Concat', [inputs[`${name}_scale`], s], ['B', heads, stored, 1], DType.FLOAT, { axis: 2 }),
+        zero: typed('Concat', [inputs[`${name}_zero_point`], u8(z, ['B', heads, n, 1])], ['B', heads, stored, 1], DType.UINT8, { axis: 2 }),
       };
       setOutput(present.codes, cacheName.present(layer, name));
       setOutput(present.scale, cacheName.present(layer, `${name}_scale`));
       setOutput(present.zero, cacheName.present(layer, `${name}_zero_point`));
-      return b.mul(b.sub(unpack(present.codes, all), toFloat(present.zero, ['B', heads, 'P+T', 1])), present.scale);
+      return b.mul(b.sub(unpack(present.codes, ['B', heads, stored, d]), toFloat(present.zero, ['B', heads, stored, 1])), present.scale);
+    };
+
+    /** KIVI: the float residual of `name` and the new rows; their complete groups are to be stored, the rest is the next residual. */
+    const splitGroups = (name: string, fresh: string) => {
+      const pending = typed('Concat', [inputs[`${name}_residual`], fresh], ['B', heads, 'R+T', d], DType.FLOAT, { axis: 2 });
+      const n = dims(pending, 2);
+      const full = b.mul(b.div(n, b.constant(group, DType.INT64, [1])), b.constant(group, DType.INT64, [1]));
+      const complete = typed('Slice', [pending, b.ints([0]), full, b.ints([2])], ['B', heads, 'F', d]);
+      const tail = typed('Slice', [pending, full, n, b.ints([2])], ['B', heads, 'R2', d]);
+      setOutput(tail, cacheName.present(layer, `${name}_residual`));
+      return { pending, complete, tail };
+    };
+
+    /**
+     * What a KIVI attention reads of `name`, given everything stored dequantized [B, H, P_quantized, D]: quantized,
+     * the stored groups (earlier ones and any completed now) then the new residual; float, the same positions with
+     * every row not stored before this step in float (the past groups, then the residual and new rows). Only the
+     * queries of a residual's own group read its rows, in float, so the residual stands in for both.
+     */
+    const kiviReads = (name: string, stored: string, split: { pending: string; tail: string }) => {
+      const quantized = typed('Concat', [stored, split.tail], all, DType.FLOAT, { axis: 2 });
+      const pastStored = typed('Slice', [stored, b.ints([0]), dims(inputs[name], 2), b.ints([2])], ['B', heads, 'P_quantized', d]);
+      return { quantized, float: typed('Concat', [pastStored, split.pending], all, DType.FLOAT, { axis: 2 }) };
     };
 
     const concatOf = (presentName: string) => {
@@ -195,20 +223,17 @@ export function storeQuantizedKvCache(graph: Graph, kv: KvCacheQuant, arch: { he
     const core = cores.find((c) => c.keyTranspose.inputs[0] === oldKey);
     if (!core) throw new Error(`export: no attention reads '${oldKey}'`);
 
-    const values = perToken('value', freshValue);
     let keys: string;
-    if (kv.layout === 'per-token') keys = perToken('key', freshKey);
-    else {
-      // KIVI: the residual and the new keys; their complete groups join the codes, the rest is the next residual.
-      const pending = typed('Concat', [inputs.key_residual, freshKey], ['B', heads, 'R+T', d], DType.FLOAT, { axis: 2 });
-      const n = dims(pending, 2);
-      const g = b.constant(group, DType.INT64, [1]);
-      const full = b.mul(b.div(n, g), g);
-      const head = typed('Slice', [pending, b.ints([0]), full, b.ints([2])], ['B', heads, 'F', d]);
-      const tail = typed('Slice', [pending, full, n, b.ints([2])], ['B', heads, 'R2', d]);
-      const grouped = typed('Reshape', [head, b.ints([0, 0, -1, group, d])], ['B', heads, 'F/G', group, d]);
+    let values: string;
+    if (kv.layout === 'per-token') {
+      values = perToken('value', freshValue, 'T', 'P+T');
+      keys = perToken('key', freshKey, 'T', 'P+T');
+    } else {
+      // KIVI keys: the complete groups quantized per group and channel.
+      const keySplit = splitGroups('key', freshKey);
+      const grouped = typed('Reshape', [keySplit.complete, b.ints([0, 0, -1, group, d])], ['B', heads, 'F/G', group, d]);
       const { s, z, codes } = quantize(grouped, 3);
-      const flat = typed('Reshape', [codes, b.shapeOf(head)], ['B', heads, 'F', d]);
+      const flat = typed('Reshape', [codes, b.shapeOf(keySplit.complete)], ['B', heads, 'F', d]);
       const groupShape: Shape = ['B', heads, 'F/G', d];
       const present = {
         codes: typed('Concat', [inputs.key, pack(flat, ['B', heads, 'F', d])], ['B', heads, 'P_quantized', d / per], DType.UINT8, { axis: 2 }),
@@ -218,21 +243,21 @@ export function storeQuantizedKvCache(graph: Graph, kv: KvCacheQuant, arch: { he
       setOutput(present.codes, cacheName.present(layer, 'key'));
       setOutput(present.scale, cacheName.present(layer, 'key_scale'));
       setOutput(present.zero, cacheName.present(layer, 'key_zero_point'));
-      setOutput(tail, cacheName.present(layer, 'key_residual'));
       // Every complete group dequantized: (code - Z) * S per group and channel.
       const codesAll = unpack(present.codes, ['B', heads, 'P_quantized', d]);
       const byGroup = typed('Reshape', [codesAll, b.ints([0, 0, -1, group, d])], ['B', heads, 'P_groups', group, d]);
       const zf = b.unsqueeze(toFloat(present.zero, ['B', heads, 'P_groups', d]), [3]);
       const deq = b.mul(b.sub(byGroup, zf), b.unsqueeze(present.scale, [3]));
-      const quantized = typed('Reshape', [deq, b.shapeOf(codesAll)], ['B', heads, 'P_quantized', d]);
-      // What attention reads: groups quantized (earlier ones and any completed now) + the new residual, and the
-      // same positions with every not-yet-stored key in float (the past groups, then residual and new keys).
-      keys = typed('Concat', [quantized, tail], all, DType.FLOAT, { axis: 2 });
-      const pastTokens = dims(inputs.key, 2);
-      const pastQuantized = typed('Slice', [quantized, b.ints([0]), pastTokens, b.ints([2])], ['B', heads, 'P_quantized', d]);
-      const floatKeys = typed('Concat', [pastQuantized, pending], all, DType.FLOAT, { axis: 2 });
-      core.keyTranspose.inputs[0] = floatKeys;
-      mixKiviScores(b, graph, core, floatKeys, keys, group, layer);
+      const keyReads = kiviReads('key', typed('Reshape', [deq, b.shapeOf(codesAll)], ['B', heads, 'P_quantized', d]), keySplit);
+      keys = keyReads.quantized;
+      core.keyTranspose.inputs[0] = keyReads.float;
+      const sameGroup = mixKiviScores(b, graph, core, keyReads.float, keys, group, layer);
+      // KIVI values: the complete groups' rows quantized per token.
+      const valueSplit = splitGroups('value', freshValue);
+      const valueReads = kiviReads('value', perToken('value', valueSplit.complete, 'F', 'P_quantized'), valueSplit);
+      values = valueReads.quantized;
+      core.probsValue.inputs[1] = values;
+      mixKiviValues(b, graph, core, valueReads.float, sameGroup, layer);
     }
     for (const node of graph.nodes) node.inputs = node.inputs.map((x) => (x === oldKey ? keys : x === oldValue ? values : x));
   }

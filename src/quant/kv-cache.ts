@@ -4,8 +4,8 @@
  * - 'per-token' (LLM-QAT, Liu et al. 2023, sec. 3.2): each written row of the cache [B, H, T, D] (one token of one
  *   head) quantized on its own, keys and values alike.
  * - 'kivi' (Liu et al. 2024, "KIVI: a tuning-free asymmetric 2bit quantization for KV cache"): keys per channel
- *   within groups of `groupSize` consecutive tokens (each group's scales from its own tokens only), the unfinished
- *   group kept in float; values per token.
+ *   within groups of `groupSize` consecutive tokens (each group's scales from its own tokens only); values per
+ *   token; the unfinished group of keys and values kept in float (KIVI's residual).
  * Both are asymmetric min/max with the range widened to include 0 (S = (max - min) / (2^bits - 1),
  * Z = round(-min / S): the DESIGN numerics contract), as KIVI quantizes; nothing clips, so the gradient is the
  * straight-through one (dx = dy).
@@ -13,10 +13,10 @@
  * One graph pass serves the training graph and the KV-cache decoder: it quantizes the K and V that each attention
  * reads. A decoder keeps float keys and values in its cache and reads them through the same quantizer, which is
  * bit for bit what quantizing on write gives: a per-token row and a complete KIVI group depend on their own tokens
- * only. Which keys a query sees quantized follows the cache index: a key of an earlier group is quantized, a key of
- * the query's own group (unfinished when the query is written) is float. In the training graph that is a per-query
- * choice, Where(same group, q k^T, q k_q^T), so training sees exactly what the decoder will (and stays causal: no
- * query reads a scale computed from a later token).
+ * only. Which keys and values a query sees quantized follows the cache index: those of an earlier group are
+ * quantized, those of the query's own group (unfinished when the query is written) float. In the training graph that
+ * is a per-query choice, Where(same group, q k^T, q k_q^T) for the scores and a masked correction for the values, so
+ * training sees exactly what the decoder will (and stays causal: no query reads a scale computed from a later token).
  */
 import { GraphBuilder } from '../ir/builder.js';
 import { DType } from '../ir/dtype.js';
@@ -177,7 +177,8 @@ export function insertKvCacheQuantizers(graph: Graph, kv: KvCacheQuant): number 
     // KIVI: q k^T against float keys (the query's own, unfinished group) and against group-quantized keys (every
     // earlier group), chosen per (query, key) by the cache index of each.
     const kq = b.op1('KvGroupQuantize', [k], { bits: kv.bits, group_size: group }, { domain: QATKIT, name: `${PREFIX}${layer}/key` });
-    mixKiviScores(b, graph, core, k, kq, group, layer, consumers);
+    const sameGroup = mixKiviScores(b, graph, core, k, kq, group, layer, consumers);
+    mixKiviValues(b, graph, core, v, sameGroup, layer, consumers);
   });
   graph.nodes = topologicalOrder(graph);
   return cores.length;
@@ -191,7 +192,7 @@ export function insertKvCacheQuantizers(graph: Graph, kv: KvCacheQuant): number 
  * Used by the training graph, the float-cache decoder (both here) and the export that stores codes (lm-kv-cache.ts),
  * so all three choose alike.
  */
-export function mixKiviScores(b: GraphBuilder, graph: Graph, core: AttentionCore, floatKeys: string, quantKeys: string, group: number, layer: number, consumers = graph.consumers()): void {
+export function mixKiviScores(b: GraphBuilder, graph: Graph, core: AttentionCore, floatKeys: string, quantKeys: string, group: number, layer: number, consumers = graph.consumers()): string {
   const q = core.scores.inputs[0];
   const floatScores = core.scores.outputs[0];
   const quantScores = b.matmul(q, b.transpose(quantKeys, [0, 1, 3, 2]));
@@ -204,6 +205,23 @@ export function mixKiviScores(b: GraphBuilder, graph: Graph, core: AttentionCore
   const sameGroup = b.equal(b.unsqueeze(b.div(queryIndex, g), [1]), b.div(keyIndex, g)); // [Tq, Tk]
   const mixed = b.op1('Where', [sameGroup, floatScores, quantScores], {}, { name: `${PREFIX}${layer}/scores` });
   for (const n of consumers.get(floatScores) ?? []) n.inputs = n.inputs.map((x) => (x === floatScores ? mixed : x));
+  return sameGroup;
+}
+
+/**
+ * KIVI's value residual: a query weighs the values of its own (unfinished) group in float and every earlier
+ * group's per-token quantized ones. The core's probs x v_q plus (probs where same group) x (v - v_q): one more
+ * [Tq, Tk] x [Tk, D] product per attention.
+ */
+export function mixKiviValues(b: GraphBuilder, graph: Graph, core: AttentionCore, floatValues: string, sameGroup: string, layer: number, consumers = graph.consumers()): void {
+  const probs = core.probsValue.inputs[0];
+  const quantValues = core.probsValue.inputs[1];
+  const out = core.probsValue.outputs[0];
+  const own = b.mul(probs, b.castLike(sameGroup, probs));
+  const correction = b.matmul(own, b.sub(floatValues, quantValues));
+  const mixed = b.op1('Add', [out, correction], {}, { name: `${PREFIX}${layer}/values` });
+  for (const n of consumers.get(out) ?? []) n.inputs = n.inputs.map((x) => (x === out ? mixed : x));
+  for (const o of graph.outputs) if (o.name === out) throw new Error(`KV-cache quantization: attention output '${out}' is a graph output`);
 }
 
 /** The KV-cache quantization a graph carries (inserted by insertKvCacheQuantizers), or undefined. */
@@ -215,7 +233,7 @@ export function kvCacheQuantOf(graph: Graph): KvCacheQuant | undefined {
 }
 
 export function kvDescription(kv: KvCacheQuant): string {
-  return kv.layout === 'kivi' ? `kv${kv.bits} KIVI (keys per channel in groups of ${kv.groupSize ?? KIVI_GROUP_SIZE} tokens, values per token)` : `kv${kv.bits} per token`;
+  return kv.layout === 'kivi' ? `kv${kv.bits} KIVI (keys per channel in groups of ${kv.groupSize ?? KIVI_GROUP_SIZE} tokens, values per token, the unfinished group in float)` : `kv${kv.bits} per token`;
 }
 
 /** `model` with its KV cache quantized (a copy; the model's quantizers and parameters unchanged). */

@@ -49,13 +49,15 @@ for (const [run, format, bits, layout] of [['kivi', 'matmulnbits', 2, 'kivi'], [
     const g = decodeModel(fs.readFileSync(r.out));
     const input = (n: string) => g.inputs.find((v) => v.name === n)!;
     assert.equal(input('past_key_values.0.key').dtype, DType.UINT8);
-    assert.deepEqual(input('past_key_values.0.value').shape, ['B', 2, 'P', (16 * bits) / 8]);
+    assert.deepEqual(input('past_key_values.0.value').shape, ['B', 2, layout === 'kivi' ? 'P_quantized' : 'P', (16 * bits) / 8]);
     assert.equal(input('past_key_values.0.value_scale').dtype, DType.FLOAT);
     assert.equal(input('past_key_values.0.value_zero_point').dtype, DType.UINT8);
     if (layout === 'kivi') {
       assert.deepEqual(input('past_key_values.0.key_scale').shape, ['B', 2, 'P_groups', 16]);
       assert.deepEqual(input('past_key_values.0.key_residual').shape, ['B', 2, 'P_residual', 16]);
-    }
+      assert.deepEqual(input('past_key_values.0.value_residual').shape, ['B', 2, 'P_residual', 16]);
+      assert.equal(r.kv_cache.residual_bytes_max, 2 * 2 * 7 * 16 * 4, 'keys and values: at most G - 1 float rows per head');
+    } else assert.equal(input('past_key_values.0.value_residual'), undefined);
     // Bytes per token: codes plus a float32 scale and a uint8 zero point per row (KIVI keys: per group of 8 and channel).
     const perHead = (16 * bits) / 8;
     const keyBytes = layout === 'kivi' ? perHead + (16 * 5) / 8 : perHead + 5;

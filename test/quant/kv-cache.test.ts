@@ -223,3 +223,25 @@ test('KIVI training graph is causal: changing a later token leaves every earlier
     await s.release();
   }
 });
+
+test('KIVI keeps the unfinished group in float for keys and values (KIVI\'s residual): the first group\'s logits are the unquantized model\'s, later groups\' are not', async () => {
+  const context = 16;
+  const float = tiny('gpt', context);
+  const kivi = withKvCacheQuantization(float, { bits: 2, layout: 'kivi', groupSize: 8 });
+  const perToken = withKvCacheQuantization(float, { bits: 2, layout: 'per-token' });
+  const rng = new Rng(4);
+  const ids = Tensor.int64([1, context], Array.from({ length: context }, () => rng.int(VOCAB)));
+  const logits = async (m: Model) => {
+    const s = await Session.create(m.graph, { threads: 1 });
+    try {
+      return (await s.run({ [m.input]: toOrtTensor(ids) }))[m.output].data as Float32Array;
+    } finally {
+      await s.release();
+    }
+  };
+  const [f, k, p] = [await logits(float), await logits(kivi), await logits(perToken)];
+  const worst = (a: Float32Array, b: Float32Array, from: number, to: number) => Math.max(...Array.from(a.subarray(from * VOCAB, to * VOCAB), (x, i) => Math.abs(x - b[from * VOCAB + i])));
+  assert.ok(worst(k, f, 0, 8) < 1e-5, `group 0 reads float keys and values: ${worst(k, f, 0, 8)}`);
+  assert.ok(worst(p, f, 0, 8) > 1e-3, 'per-token kv2 changes the same positions (so the check can fail)');
+  assert.ok(worst(k, f, 8, 16) > 1e-3, 'group 1 reads group 0 quantized');
+});

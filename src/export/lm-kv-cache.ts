@@ -162,7 +162,6 @@ export function storeQuantizedKvCache(graph: Graph, kv: KvCacheQuant, arch: { he
     else graph.outputs.push({ name, ...t });
   };
   const dtypeOf = (t: StoredCacheTensor) => (t.dtype === 'uint8' ? DType.UINT8 : DType.FLOAT);
-  const spec = (suffix: string) => layout.tensors.find((t) => t.suffix === suffix)!;
 
   for (let layer = 0; layer < layers; layer++) {
     const inputs = Object.fromEntries(layout.tensors.map((t) => [t.suffix, setInput(cacheName.past(layer, t.suffix), dtypeOf(t), t.shape)]));
@@ -189,7 +188,8 @@ export function storeQuantizedKvCache(graph: Graph, kv: KvCacheQuant, arch: { he
     const splitGroups = (name: string, fresh: string) => {
       const pending = typed('Concat', [inputs[`${name}_residual`], fresh], ['B', heads, 'R+T', d], DType.FLOAT, { axis: 2 });
       const n = dims(pending, 2);
-      const full = b.mul(b.div(n, b.constant(group, DType.INT64, [1])), b.constant(group, DType.INT64, [1]));
+      const g = b.constant(group, DType.INT64, [1]);
+      const full = b.mul(b.div(n, g), g);
       const complete = typed('Slice', [pending, b.ints([0]), full, b.ints([2])], ['B', heads, 'F', d]);
       const tail = typed('Slice', [pending, full, n, b.ints([2])], ['B', heads, 'R2', d]);
       setOutput(tail, cacheName.present(layer, `${name}_residual`));

@@ -217,11 +217,11 @@ export function mixKiviValues(b: GraphBuilder, graph: Graph, core: AttentionCore
   const probs = core.probsValue.inputs[0];
   const quantValues = core.probsValue.inputs[1];
   const out = core.probsValue.outputs[0];
+  if (graph.outputs.some((o) => o.name === out)) throw new Error(`KV-cache quantization: attention output '${out}' is a graph output`);
   const own = b.mul(probs, b.castLike(sameGroup, probs));
   const correction = b.matmul(own, b.sub(floatValues, quantValues));
   const mixed = b.op1('Add', [out, correction], {}, { name: `${PREFIX}${layer}/values` });
   for (const n of consumers.get(out) ?? []) n.inputs = n.inputs.map((x) => (x === out ? mixed : x));
-  for (const o of graph.outputs) if (o.name === out) throw new Error(`KV-cache quantization: attention output '${out}' is a graph output`);
 }
 
 /** The KV-cache quantization a graph carries (inserted by insertKvCacheQuantizers), or undefined. */

@@ -52,6 +52,12 @@ before(() => {
   runs.seq = path.join(dir, 'w2-seq');
   r = qat('train', '--from', runs.fp32, '--quant-config', seq, '--steps', '8', '--batch', '8', '--eval-every', '0', '--out', runs.seq);
   assert.equal(r.status, 0, r.stderr);
+  // BitNet's own form: one absmean scale per tensor (the b158 preset takes one per output channel).
+  const b158PerTensor = path.join(dir, 'b158-per-tensor.json');
+  fs.writeFileSync(b158PerTensor, JSON.stringify({ preset: 'b158', weight: { granularity: 'per-tensor' } }));
+  runs.b158PerTensor = path.join(dir, 'b158-per-tensor');
+  r = qat('train', '--from', runs.fp32, '--quant-config', b158PerTensor, '--steps', '8', '--batch', '8', '--eval-every', '0', '--out', runs.b158PerTensor);
+  assert.equal(r.status, 0, r.stderr);
 });
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -293,7 +299,7 @@ test('SEQ (ParetoQ 2-bit): its levels (q + 1/2) s ship as odd 4-bit codes 2q + 1
   }
 });
 
-test('--block-size sets the MatMulNBits blocks of per-tensor ternary weights (same codes, each scale stored once); a grouped run keeps its group', async () => {
+test('--block-size sets the MatMulNBits blocks of ternary weights (same codes, each scale stored once per tensor or per row); a grouped run keeps its group', async () => {
   const wide = await exportRun('b158', 'matmulnbits', 'b158-nbits-widest');
   const narrow = await exportRun('b158', 'matmulnbits', 'b158-nbits-16', { blockSize: 16 });
   const blocks = (r: LmExportReport) => nodesOf(r.out).nodes.filter((n) => n.opType === 'MatMulNBits').map((n) => n.attrs.block_size.value);
@@ -301,14 +307,23 @@ test('--block-size sets the MatMulNBits blocks of per-tensor ternary weights (sa
   // By default each layer takes the widest block dividing its input width (32, and 128 for the MLP's projection).
   assert.deepEqual([...new Set(blocks(wide))].sort(), [128, 32]);
   assert.equal(narrow.tensor_bytes.exported.weights, wide.tensor_bytes.exported.weights);
-  // A per-tensor ternary scale is stored once (ConstantOfShape) and a per-channel one once per row (Expand of
-  // [N, 1]) at any block size; ORT folds both to the [N, blocks] scales MatMulNBits reads.
-  const g = nodesOf(narrow.out);
-  const producers = g.producers();
-  const scaleSources = g.nodes.filter((n) => n.opType === 'MatMulNBits').map((n) => [n.name.split('/')[0], producers.get(n.inputs[2])?.opType ?? 'initializer']);
-  assert.ok(scaleSources.every(([layer, op]) => op === (layer.startsWith('lm_head') ? 'Expand' : 'ConstantOfShape')), JSON.stringify(scaleSources));
-  assert.ok(Math.abs(narrow.tensor_bytes.exported.scales - wide.tensor_bytes.exported.scales) < 64, JSON.stringify([narrow.tensor_bytes, wide.tensor_bytes]));
+  // A per-channel scale is stored once per row (Expand of [N, 1]) and a per-tensor one once (ConstantOfShape) at
+  // any block size; ORT folds both to the [N, blocks] scales MatMulNBits reads. The int8 head is per row.
+  const scaleSources = (file: string) => {
+    const g = nodesOf(file);
+    const producers = g.producers();
+    return g.nodes.filter((n) => n.opType === 'MatMulNBits').map((n) => [n.name.split('/')[0], producers.get(n.inputs[2])?.opType ?? 'initializer']);
+  };
+  const perRow = scaleSources(narrow.out);
+  assert.ok(perRow.length > 1 && perRow.every(([, op]) => op === 'Expand'), JSON.stringify(perRow));
+  const perTensor = await exportRun('b158PerTensor', 'matmulnbits', 'b158-per-tensor-nbits-16', { blockSize: 16 });
+  const once = scaleSources(perTensor.out);
+  assert.ok(once.every(([layer, op]) => op === (layer.startsWith('lm_head') ? 'Expand' : 'ConstantOfShape')), JSON.stringify(once));
+  assert.ok(perTensor.tensor_bytes.exported.scales < narrow.tensor_bytes.exported.scales, JSON.stringify([perTensor.tensor_bytes, narrow.tensor_bytes]));
+  // The same scales at both block sizes, up to each Expand's int64[2] target shape (shared where shapes repeat).
+  assert.ok(Math.abs(narrow.tensor_bytes.exported.scales - wide.tensor_bytes.exported.scales) <= 16 * perRow.length, JSON.stringify([narrow.tensor_bytes, wide.tensor_bytes]));
   assert.ok(narrow.parity.passed, narrow.parity.failures.join('; '));
+  assert.ok(perTensor.parity.passed, perTensor.parity.failures.join('; '));
   await assert.rejects(exportRun('w4a16-g32', 'matmulnbits', 'w4-nbits-128', { blockSize: 64 }), /--block-size 64: weight '[^']+' was trained in groups of 32/);
   const r = qat('export', '--from', runs.b158, '--format', 'matmulnbits', '--block-size', '48', '--out', path.join(dir, 'x.onnx'));
   assert.equal(r.status, 2, r.stderr);

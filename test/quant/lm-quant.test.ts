@@ -105,7 +105,7 @@ test('b158: BitLinear layers ternary behind an RMSNorm; the embedding and head (
     const edge = new Set<string>(tables);
     for (const w of plan.weights) {
       if (edge.has(w.tensor) || w.tensor.includes('wpe')) assert.deepEqual([w.spec.bits, w.spec.method, w.spec.granularity.kind], [8, 'minmax', 'per-channel'], `${name} ${w.tensor}`);
-      else assert.deepEqual([w.spec.method, w.spec.granularity.kind], ['ternary', 'per-tensor'], `${name} ${w.tensor}`);
+      else assert.deepEqual([w.spec.method, w.spec.granularity.kind], ['ternary', 'per-channel'], `${name} ${w.tensor}`);
     }
     const acts = [...plan.activations.values()] as { layers: string[]; rmsNorm?: boolean; spec: { bits: number } }[];
     const headAct = acts.filter((a) => a.layers.some((l) => l.startsWith('lm_head')));

@@ -34,8 +34,8 @@
  * the variants in turn, --rounds times (median; one warm-up round first). Prefill:
  * 8 x 128 tokens from an empty cache, the variants in turn, --prefill-reps times each. Sizes: the whole encoded
  * file and its initializer bytes per tensor kind (src/inspect/tensor-kinds.ts), against fp32; ternary also at
- * blocks 32 and 128 (the per-tensor scale repeated per block), as the b158 preset stores it (token table and head
- * int8 rows) and with those ternary too (sizes only). Bytes read per decode token: the weights, scales
+ * blocks 32 and 128, as the b158 preset stores it (token table and head int8 rows) and with those ternary too
+ * (sizes only). Bytes read per decode token: the weights, scales
  * and norms every token reads (the token and position tables contribute one row, left out); GB/s implied =
  * bytes per token x decode tokens/s, against this machine's copy bandwidth (a 256 MB Float32Array copied with
  * TypedArray.set, read + write bytes, best of 5).
@@ -246,8 +246,9 @@ async function build(fp32: Model, name: ModelName, dir: string, threads: number,
     console.log(`${name} ${v.name}: ${(f.bytes / 1e6).toFixed(2)} MB, attention ${f.attention}${fusion ? `, ORT runs ${fusion.matmul_nbits} MatMulNBits (levels ${fusion.accuracy_levels.join(',') || '-'}), ${fusion.integer_matmuls} integer MatMuls, ${fusion.float_matmuls.length} float weight MatMuls` : ''}`);
   }
   if (!prepared.has('b158')) return { built };
-  // Ternary's size at narrower blocks (its one per-tensor scale repeated per block: what g32 / g128 would cost).
-  // The b158 preset keeps the token table and head as int8 rows (as BitNet); `allTernary` ternarizes them too.
+  // Ternary's size by block (each row's absmean scale is stored once whatever the block, so the sizes differ by
+  // the Expand shapes only). The b158 preset keeps the token table and head as int8 rows (as BitNet);
+  // `allTernary` ternarizes them too.
   const b158 = presetConfig('b158', 'language-model');
   const allTernary = prepareLanguageModelQat(fp32, { ...b158, tokenLayers: undefined }, 'b158');
   const ternaryBlocks: Record<string, number> = {};

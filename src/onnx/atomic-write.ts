@@ -1,5 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { InputError } from '../validate/schema.js';
+import { ensureDirectory, systemReason } from './ensure-directory.js';
 
 /**
  * Writes a file through a temporary sibling (`.<name>.<pid>.<time>.tmp`), flushed to disk, and a rename, so a
@@ -10,7 +12,7 @@ let sequence = 0;
 
 export function writeFileAtomic(file: string, data: Uint8Array | string): void {
   const dir = path.dirname(path.resolve(file));
-  fs.mkdirSync(dir, { recursive: true });
+  ensureDirectory(dir);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now() * 1000 + (sequence++ % 1000)}.tmp`);
   try {
     const fd = fs.openSync(tmp, 'w');
@@ -23,7 +25,7 @@ export function writeFileAtomic(file: string, data: Uint8Array | string): void {
     fs.renameSync(tmp, file);
   } catch (e) {
     fs.rmSync(tmp, { force: true });
-    throw e;
+    throw new InputError(`cannot write ${file}: ${systemReason(e)}`);
   }
   syncDirectory(dir);
 }

@@ -41,6 +41,8 @@ export function validateModelProto(model: OnnxTypes.ModelProto, options: Validat
     throw new InputError(`${source}: ${why}`);
   };
   const ir = num(model.irVersion as LongLike);
+  // Random bytes often decode as a protobuf message with none of ModelProto's fields: say what the file is not.
+  if (!ir && !model.graph) fail('not an ONNX model (no ir_version and no graph); pass a .onnx file written by onnx or torch.onnx.export');
   if (!Number.isInteger(ir) || ir < MIN_IR_VERSION || ir > MAX_IR_VERSION) {
     fail(`ir_version ${ir || '(missing)'} is not supported; ONNX Runtime here loads IR versions ${MIN_IR_VERSION} to ${MAX_IR_VERSION} (re-export the model with an older onnx)`);
   }

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { InputError } from '../validate/schema.js';
+import { ensureDirectory } from '../onnx/ensure-directory.js';
 
 export const LOCK_FILE = '.qat.lock';
 /** writeFileAtomic's temp names: `.<file>.<pid>.<time>.tmp`. */
@@ -101,7 +102,7 @@ export class RunDirectory {
   static open(dir: string, options: RunDirectoryOptions): RunDirectory {
     const abs = path.resolve(dir);
     const stat = RunDirectory.checkOnly(dir, options);
-    const createdDir = stat ? undefined : fs.mkdirSync(abs, { recursive: true });
+    const createdDir = stat ? undefined : ensureDirectory(abs);
     const existing = new Set(fs.readdirSync(abs));
     const rd = new RunDirectory(abs, options.resume, createdDir, existing);
     try {

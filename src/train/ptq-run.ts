@@ -18,6 +18,7 @@ import { RunDirectory } from './run-dir.js';
 import { calibrationWindows, checkMethodFitsPreset, DEFAULT_CALIB_WINDOWS, LmPtqLayer, LmPtqMethod, quantizeLanguageModelPtq } from '../quant/ptq-methods/language-model-ptq.js';
 import { SkippedWeight } from '../quant/ptq-methods/layer-targets.js';
 import { KvCacheQuant, kvCacheJson, kvDescription, runKvCache, withKvCacheQuantization } from '../quant/kv-cache.js';
+import { Model } from '../models/model.js';
 
 export interface PtqRunConfig {
   /** The fp32 run directory (its checkpoint.qat) to quantize. */
@@ -119,25 +120,7 @@ export async function quantizeRun(config: PtqRunConfig, outDir: string, log: (li
     run_dir: outDir,
   };
   const runConfig = { ...source.config, ...config, method: 'ptq', data };
-  // Written only now, complete: the directory appears with its checkpoint and metrics, or not at all.
-  const dir = RunDirectory.open(outDir, { resume: false, requiredFile: CHECKPOINT_FILE });
-  try {
-    saveCheckpoint(path.join(outDir, CHECKPOINT_FILE), {
-      model,
-      optimizerState: new Map(),
-      step: 0,
-      rng: { seed: (source.config.seed as number | undefined) ?? 0, step: 0 },
-      config: runConfig as unknown as Record<string, unknown>,
-      metrics: { ...result },
-    });
-    writeFileAtomic(path.join(outDir, 'metrics.json'), JSON.stringify({ ...result, config: runConfig }, null, 2) + '\n');
-    // The fake-quant model in standard ONNX ops with the recipe in its metadata, as QAT runs save it.
-    await saveRunModel(model, path.join(outDir, RUN_MODEL_FILE), config.threads);
-  } catch (e) {
-    dir.abandon();
-    throw e;
-  }
-  dir.release();
+  await savePtqRun(outDir, model, (source.config.seed as number | undefined) ?? 0, runConfig, result, config.threads);
   return result;
 }
 
@@ -203,20 +186,32 @@ async function quantizeLanguageModelRun(config: PtqRunConfig, source: Checkpoint
     ...(kv ? { kv_cache: kvCacheJson(kv) } : {}),
   };
   const runConfig = { ...saved, ...config, method: 'ptq' };
+  await savePtqRun(outDir, model, (saved.seed as number | undefined) ?? 0, runConfig, result, config.threads);
+  log(`fp32 val_perplexity ${fp32.val_perplexity.toFixed(3)}; ${config.quant} ${method.toUpperCase()} val_perplexity ${quantized.val_perplexity.toFixed(3)}`);
+  return result;
+}
+
+/**
+ * Writes a PTQ run only now that it is complete: the directory appears with its checkpoint (step 0, no optimizer
+ * state), metrics.json and the fake-quant model in standard ONNX ops (recipe in its metadata, as QAT runs save
+ * it), or not at all.
+ */
+async function savePtqRun(outDir: string, model: Model, seed: number, runConfig: object, result: PtqResult, threads: number): Promise<void> {
   const dir = RunDirectory.open(outDir, { resume: false, requiredFile: CHECKPOINT_FILE });
   try {
     saveCheckpoint(path.join(outDir, CHECKPOINT_FILE), {
-      model, optimizerState: new Map(), step: 0, rng: { seed: (saved.seed as number | undefined) ?? 0, step: 0 },
-      config: runConfig as unknown as Record<string, unknown>, metrics: { ...result },
+      model,
+      optimizerState: new Map(),
+      step: 0,
+      rng: { seed, step: 0 },
+      config: runConfig as unknown as Record<string, unknown>,
+      metrics: { ...result },
     });
     writeFileAtomic(path.join(outDir, 'metrics.json'), JSON.stringify({ ...result, config: runConfig }, null, 2) + '\n');
-    // The fake-quant model in standard ONNX ops with the recipe in its metadata, as QAT runs save it.
-    await saveRunModel(model, path.join(outDir, RUN_MODEL_FILE), config.threads);
+    await saveRunModel(model, path.join(outDir, RUN_MODEL_FILE), threads);
   } catch (e) {
     dir.abandon();
     throw e;
   }
   dir.release();
-  log(`fp32 val_perplexity ${fp32.val_perplexity.toFixed(3)}; ${config.quant} ${method.toUpperCase()} val_perplexity ${quantized.val_perplexity.toFixed(3)}`);
-  return result;
 }

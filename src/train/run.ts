@@ -300,7 +300,7 @@ async function planRun(config: TrainConfig, runDir: string, options: TrainOption
   const source = config.from && (!resumed || config.distill) ? openSource(config.from, runDir, Boolean(resumed) && config.from === resumed!.saved.from) : undefined;
   if (source && !resumed) {
     const saved = source.config as unknown as TrainConfig;
-    if (isTextData(saved.data)) throw new InputError(`--from ${config.from} is a language-model run: starting a run from one is not supported yet`);
+    if (isTextData(saved.data)) throw new InputError(`--from ${config.from} is a language-model run; an image-model run cannot start from it (pass an image run, or train the language model with --from alone)`);
     config = { ...config, model: saved.model, data: saved.data, input: saved.input, from: path.resolve(config.from!) };
   }
   RunDirectory.check(runDir, { resume: Boolean(resumed), requiredFile: CHECKPOINT_FILE });

@@ -98,6 +98,8 @@ interface ActivationQ {
   scale: number;
   scaleName: string;
   zeroName: string;
+  /** The clamp of codes narrower than their storage type, when it waits for the layers' re-quantized inputs. */
+  deferredClamp?: { min: string; max: string };
 }
 
 /**
@@ -190,19 +192,15 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
     if (spec.bits > 8) throw new Error(`export: activation '${q.tensor}' has ${spec.bits} bits; export supports up to 8`);
     let scale: number;
     let zero: number;
-    let lo: number;
-    let hi: number;
     const { qmin, qmax } = quantRange(spec);
     if (spec.method === 'pact') {
       // PACT: y = round(min(relu(x), alpha) / s) * s with s = alpha / (2^bits - 1) computed in float32.
       const alpha = data32(values.get(q.learned[0]), `PACT alpha '${q.learned[0]}'`)[0];
       scale = Math.fround(alpha / (2 ** spec.bits - 1));
       zero = 0;
-      [lo, hi] = [0, alpha];
     } else if (q.scale && q.zeroPoint) {
       scale = data32(values.get(q.scale), `scale '${q.scale}'`)[0];
       zero = roundHalfEven(data32(values.get(q.zeroPoint), `zero point '${q.zeroPoint}'`)[0]);
-      [lo, hi] = [Math.fround((qmin - zero) * scale), Math.fround((qmax - zero) * scale)];
     } else {
       throw new InputError(`export: activation '${q.tensor}' uses method '${spec.method}', which has no static scale; none of the image export formats (${EXPORT_FORMATS.join(', ')}) takes it: they store one static scale per activation tensor. Retrain with a static activation method (--quant-config activation.method minmax, lsq, lsq+ or pact, granularity per-tensor); the run's model.onnx keeps it as a float simulation`);
     }
@@ -211,15 +209,21 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
     replaceQuantizer(q);
     const scaleName = em.initializer(`${q.tensor}/scale`, Tensor.float([], [scale]));
     const zeroName = em.initializer(`${q.tensor}/zero_point`, new Tensor(type, [], type === DType.INT8 ? Int8Array.of(zero) : Uint8Array.of(zero)));
-    let x = q.tensor;
-    // Narrower than the storage type (e.g. 4-bit codes in uint8): clip to the trained grid first.
-    const pactClip = spec.method === 'pact' && spec.bits < 8;
-    if (pactClip || (spec.method !== 'pact' && (qmin > tmin || qmax < tmax))) {
-      x = em.node('Clip', [x, em.initializer(`${q.tensor}/clip_min`, Tensor.float([], [lo])), em.initializer(`${q.tensor}/clip_max`, Tensor.float([], [hi]))], {}, undefined, `${q.tensor}/clip`);
-    }
-    const codes = em.node('QuantizeLinear', [x, scaleName, zeroName], {}, undefined, `${q.tensor}/quantize`);
+    // Narrower than the storage type (e.g. 4-bit codes in uint8): the codes are clamped to the trained grid
+    // [qmin, qmax] after QuantizeLinear, not the floats to [(qmin - z) s, (qmax - z) s] (PACT: [0, alpha]) before
+    // it. Both give the same codes (round is monotonic, the float bounds sit on the grid), but ORT does not fold a
+    // float Clip between a conv's Relu and its QuantizeLinear into QLinearConv, and runs that layer in float on
+    // dequantized weights (docs/decisions.md, "Narrow activation codes are clamped as codes").
+    const narrow = qmin > tmin || qmax < tmax;
+    const bounds = narrow ? codeBounds(em, q.tensor, type, qmin, qmax) : undefined;
+    // Where every reader reaches its layers only through MaxPool / Flatten / Reshape / Transpose (the clamp
+    // commutes with them), the clamp moves to the layers' re-quantized inputs: a uint8 Clip in front of a MaxPool
+    // whose output is flattened keeps ORT from running that pool in NHWC.
+    const defer = bounds && readsOnlyThroughPassThrough(graph, q.output, (n) => weightScale.has(n.name));
+    let codes = em.node('QuantizeLinear', [q.tensor, scaleName, zeroName], {}, undefined, `${q.tensor}/quantize`);
+    if (bounds && !defer) codes = clampCodes(em, codes, bounds, q.tensor);
     em.node('DequantizeLinear', [codes, scaleName, zeroName], {}, q.output, `${q.tensor}/dequantize`);
-    activations.set(q.output, { scale, scaleName, zeroName });
+    activations.set(q.output, { scale, scaleName, zeroName, ...(defer ? { deferredClamp: bounds } : {}) });
     record(q, spec.signed ? 'int8' : 'uint8');
   }
 
@@ -232,7 +236,8 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
     while (producerOf.get(src) && PASS_THROUGH.has(producerOf.get(src)!.opType)) src = producerOf.get(src)!.inputs[0];
     const act = activations.get(src);
     if (act && node.inputs[0] !== src) {
-      const codes = em.node('QuantizeLinear', [node.inputs[0], act.scaleName, act.zeroName], {}, undefined, `${node.name}/input_quantize`);
+      let codes = em.node('QuantizeLinear', [node.inputs[0], act.scaleName, act.zeroName], {}, undefined, `${node.name}/input_quantize`);
+      if (act.deferredClamp) codes = clampCodes(em, codes, act.deferredClamp, `${node.name}/input`);
       node.inputs[0] = em.node('DequantizeLinear', [codes, act.scaleName, act.zeroName], {}, undefined, `${node.name}/input_dequantize`);
     }
     const biasName = node.inputs[2];
@@ -262,6 +267,37 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
   graph.opsets = { '': format === 'int4' || blocked ? 21 : 17 };
   graph.metadata = exportMetadata(model, graph, format, layers);
   return { graph, format, weightBytes, layers };
+}
+
+/** The trained grid's codes [qmin, qmax] as initializers of the storage type, for a Clip on codes. */
+function codeBounds(em: Emitter, tensor: string, type: DType, qmin: number, qmax: number): { min: string; max: string } {
+  const code = (v: number) => new Tensor(type, [], type === DType.INT8 ? Int8Array.of(v) : Uint8Array.of(v));
+  return { min: em.initializer(`${tensor}/code_min`, code(qmin)), max: em.initializer(`${tensor}/code_max`, code(qmax)) };
+}
+
+function clampCodes(em: Emitter, codes: string, bounds: { min: string; max: string }, name: string): string {
+  return em.node('Clip', [codes, bounds.min, bounds.max], {}, undefined, `${name}/clamp`);
+}
+
+/**
+ * Whether every reader of `value` is a PASS_THROUGH op (as input 0), and so on down each path, until layers that
+ * `isLayer` accepts read it as their input 0: the inputs the exporter re-quantizes. A layer or any other op
+ * reading `value` directly, or a path ending at a graph output, answers false.
+ */
+function readsOnlyThroughPassThrough(graph: Graph, value: string, isLayer: (n: Node) => boolean): boolean {
+  const reaches = (v: string, depth: number): boolean => {
+    if (graph.outputs.some((o) => o.name === v)) return false;
+    const readers = graph.nodes.filter((n) => n.inputs.includes(v));
+    return (
+      readers.length > 0 &&
+      readers.every((n) => {
+        const asInput0Only = n.inputs.indexOf(v) === 0 && n.inputs.lastIndexOf(v) === 0;
+        if (depth > 0 && isLayer(n)) return asInput0Only;
+        return PASS_THROUGH.has(n.opType) && asInput0Only && reaches(n.outputs[0], depth + 1);
+      })
+    );
+  };
+  return reaches(value, 0);
 }
 
 /** metadata_props: input/output names and shapes, and the quantization recipe. */

@@ -15,6 +15,7 @@ import { loadCheckpoint } from '../../src/train/checkpoint';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
 import { assertIntegerMatch, compareIntegerWithOrt, withQuantizedOutputs } from '../../src/reference/integer/compare-ort';
 import { checkIntegerReference } from '../../src/export/integer-check';
+import { optimizedOps } from '../../src/export/kernel-report';
 import { evaluateInteger } from '../../src/reference/integer/evaluator';
 import { multiplyByQuantizedMultiplier, quantizeMultiplier, roundingDivideByPOT, saturatingRoundingDoublingHighMul } from '../../src/reference/integer/fixed-point';
 
@@ -220,22 +221,32 @@ test('checkIntegerReference (qat export) reports a model outside the evaluator\'
   assert.ok('samples' in ok && ok.samples === 10 && ok.first_mismatch === null, JSON.stringify(ok));
 });
 
-test('lenet w4a4: the exporter\'s Clip to the 4-bit grid runs in the evaluator (clamp at requantization), codes within one step of ORT\'s', async () => {
+test('lenet w4a4: the exporter clamps the 4-bit codes after QuantizeLinear, so ORT fuses QLinearConv; the evaluator clamps them too, within one step of ORT', async () => {
   const dir = path.join(tmp, 'w4a4');
   // A small lr: from scratch, 20 steps at 1e-3 can push a tiny LSQ scale below zero, so this fixture trains at 1e-4.
   await train({ ...DEFAULT_TRAIN_CONFIG, model: 'lenet', quant: 'w4a4', steps: 20, batch: 32, lr: 1e-4 }, dir);
   const w4 = loadCheckpoint(path.join(dir, 'checkpoint.qat')).model;
   const graph = (await exportQdq(w4)).graph;
-  assert.ok(graph.nodes.some((n) => n.opType === 'Clip'), 'the 4-bit activations are clipped to their grid');
+  const producer = graph.producers();
+  const clips = graph.nodes.filter((n) => n.opType === 'Clip');
+  assert.ok(clips.length >= 2, 'the 4-bit activations are clamped to their grid');
+  assert.ok(clips.every((n) => producer.get(n.inputs[0])?.opType === 'QuantizeLinear'), 'every clamp is on codes, none on floats before a QuantizeLinear');
+  const optimized = await optimizedOps(graph);
+  assert.equal(optimized.filter((o) => o === 'com.microsoft.QLinearConv').length, 2, optimized.join(' '));
+  assert.ok(!optimized.includes('Conv') && !optimized.includes('FusedConv'), optimized.join(' '));
   const few = new Map([[w4.input, new Tensor(DType.FLOAT, [16, 1, 28, 28], feeds.get(model.input)!.data.slice(0, 16 * 784) as Float32Array)]]);
   const c = await compareIntegerWithOrt(graph, few);
   assert.equal(c.firstMismatch, undefined, JSON.stringify(c.firstMismatch));
-  // The clamp took effect: conv1's 4-bit output codes span at most 16 values (uint8 storage allows 256).
+  // The clamp took effect: the codes after each clamp span at most 16 values (uint8 storage allows 256), and
+  // before it conv1's requantized output reaches past them.
   const r = evaluateInteger(graph, few);
+  const span = (value: string) => (r.values.get(value) as { codes: Int32Array }).codes.reduce(([a, b], q) => [Math.min(a, q), Math.max(b, q)], [Infinity, -Infinity]);
+  for (const clip of clips) {
+    const [min, max] = span(clip.outputs[0]);
+    assert.ok(max - min <= 15, `${clip.name}: ${min}..${max}`);
+  }
   const conv1 = c.layers.find((l) => l.node === 'conv1')!;
-  const codes = (r.values.get(conv1.value) as { codes: Int32Array }).codes;
-  const [min, max] = codes.reduce(([a, b], q) => [Math.min(a, q), Math.max(b, q)], [Infinity, -Infinity]);
-  assert.ok(max - min <= 15, `${min}..${max}`);
+  assert.ok(span(conv1.value)[1] > 15, `conv1's unclamped codes: ${span(conv1.value)}`);
   assert.ok(c.offByOneTotal / c.elementsTotal < 0.01, `${c.offByOneTotal} of ${c.elementsTotal}`);
 });
 

@@ -4,14 +4,24 @@ import { IntegerKernel } from './kernel.js';
 import { channelIndexer, floatInput, scaleAt, tensorInput, zeroAt } from './values.js';
 
 /**
- * Clip with real bounds (the exporter's clamp to a grid narrower than the storage type, e.g. 4-bit codes in
- * uint8). On an int32 accumulator the bounds wait for the requantizing QuantizeLinear (clip then round equals
+ * Clip with real bounds, or with code bounds on codes (the exporter's clamp to a grid narrower than the storage
+ * type, e.g. 4-bit codes in uint8). On an int32 accumulator the bounds wait for the requantizing QuantizeLinear (clip then round equals
  * round then clamp, round being monotonic); on codes they must lie on the codes' grid; on floats they clamp.
  */
 export const integerClip: IntegerKernel = (node, inputs) => {
+  const x = inputs[0];
+  // A Clip of the codes themselves (between QuantizeLinear and DequantizeLinear, bounds of the codes' type): the
+  // exporter's clamp of codes narrower than their storage type.
+  const given = [1, 2].map((i) => (node.inputs[i] ? inputs[i] : undefined)).find((v) => v?.kind === 'tensor');
+  const boundType = given?.kind === 'tensor' ? given.tensor.dtype : undefined;
+  if (x?.kind === 'quantized' && (boundType === DType.UINT8 || boundType === DType.INT8)) {
+    if (boundType !== x.type) throw new Error(`node '${node.name}' (Clip): bounds of type ${DType[boundType]} on ${DType[x.type]} codes`);
+    const code = (i: number, fallback: number) => (node.inputs[i] ? Number((tensorInput(node, inputs, i, [boundType]).data as Uint8Array | Int8Array)[0]) : fallback);
+    const [qlo, qhi] = [code(1, -Infinity), code(2, Infinity)];
+    return [{ ...x, codes: x.codes.map((q) => Math.min(qhi, Math.max(qlo, q))) }];
+  }
   const bound = (i: number, fallback: number) => (node.inputs[i] ? (tensorInput(node, inputs, i, [DType.FLOAT]).data as Float32Array)[0] : fallback);
   const [lo, hi] = [bound(1, -Infinity), bound(2, Infinity)];
-  const x = inputs[0];
   if (x?.kind !== 'quantized') {
     const t = floatInput(node, inputs, 0);
     return [{ kind: 'tensor', tensor: new Tensor(DType.FLOAT, [...t.dims], (t.data as Float32Array).map((v) => Math.min(hi, Math.max(lo, v)))) }];

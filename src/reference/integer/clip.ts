@@ -4,14 +4,13 @@ import { IntegerKernel } from './kernel.js';
 import { channelIndexer, floatInput, scaleAt, tensorInput, zeroAt } from './values.js';
 
 /**
- * Clip with real bounds, or with code bounds on codes (the exporter's clamp to a grid narrower than the storage
- * type, e.g. 4-bit codes in uint8). On an int32 accumulator the bounds wait for the requantizing QuantizeLinear (clip then round equals
- * round then clamp, round being monotonic); on codes they must lie on the codes' grid; on floats they clamp.
+ * Clip to a grid narrower than the storage type (e.g. 4-bit codes in uint8). With bounds of the codes' own type
+ * (the exporter's form: QuantizeLinear -> Clip -> DequantizeLinear) it clamps the codes. With real bounds: on an
+ * int32 accumulator they wait for the requantizing QuantizeLinear (clip then round equals round then clamp, round
+ * being monotonic); on codes they must lie on the codes' grid; on floats they clamp.
  */
 export const integerClip: IntegerKernel = (node, inputs) => {
   const x = inputs[0];
-  // A Clip of the codes themselves (between QuantizeLinear and DequantizeLinear, bounds of the codes' type): the
-  // exporter's clamp of codes narrower than their storage type.
   const given = [1, 2].map((i) => (node.inputs[i] ? inputs[i] : undefined)).find((v) => v?.kind === 'tensor');
   const boundType = given?.kind === 'tensor' ? given.tensor.dtype : undefined;
   if (x?.kind === 'quantized' && (boundType === DType.UINT8 || boundType === DType.INT8)) {

@@ -69,14 +69,14 @@ export async function checkParity(model: Model, exported: Graph, data: Dataset, 
 }
 
 /** Throws, naming the measured numbers and the goals, when the exported model does not behave as trained. */
-export function assertParity(report: ParityReport, goals = PARITY_GOALS): void {
+export function assertParity(report: ParityReport, goals = PARITY_GOALS, why?: string): void {
   const failures: string[] = [];
   if (report.argmax_agreement < goals.minAgreement) failures.push(`argmax agreement ${(report.argmax_agreement * 100).toFixed(2)}% < ${goals.minAgreement * 100}%`);
   if (report.accuracy_difference_points > goals.maxAccuracyDifferencePoints) failures.push(`accuracy differs by ${report.accuracy_difference_points.toFixed(2)} points > ${goals.maxAccuracyDifferencePoints}`);
   if (failures.length) {
     throw new Error(
       `export refused: the exported model does not match the fake-quant model on ${report.samples} test samples (${failures.join('; ')}; ` +
-        `max |logit difference| ${report.max_abs_logit_difference.toPrecision(3)}). Use --no-verify to write it anyway.`,
+        `max |logit difference| ${report.max_abs_logit_difference.toPrecision(3)}).${why ? ` ${why}.` : ''} Use --no-verify to write it anyway.`,
     );
   }
 }

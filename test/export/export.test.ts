@@ -97,6 +97,8 @@ test('parity (w8a8): the exported model agrees with the fake-quant model on >= 9
 test('assertParity refuses with the numbers and the way out named', () => {
   const bad = { samples: 100, argmax_agreement: 0.95, qat_accuracy: 0.9, exported_accuracy: 0.85, accuracy_difference_points: 5, max_abs_logit_difference: 1.5 };
   assert.throws(() => assertParity(bad), /argmax agreement 95\.00% < 99\.9%.*accuracy differs by 5\.00 points.*--no-verify/);
+  // A reason, when the exporter knows one (activations below 8 bits), goes before the way out.
+  assert.throws(() => assertParity(bad, undefined, 'With 4-bit activations, codes cascade'), /logit difference\| 1\.50\)\. With 4-bit activations, codes cascade\. Use --no-verify/);
 });
 
 test('int4 (w4a8): INT4 weight initializers with opset-21 DequantizeLinear, file about half of qdq, parity', async () => {

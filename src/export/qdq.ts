@@ -184,6 +184,8 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
   }
 
   const activations = new Map<string, ActivationQ>();
+  // Readers of each activation in the trained graph (the nodes emitted below read codes, not these values).
+  const readers = graph.consumers();
   for (const q of quant.quantizers.filter((x) => x.role === 'activation')) {
     const spec = q.spec;
     // Dynamic activation scales (per token, absmax) are computed at run time; the CNN formats' QuantizeLinear
@@ -219,7 +221,7 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
     // Where every reader reaches its layers only through MaxPool / Flatten / Reshape / Transpose (the clamp
     // commutes with them), the clamp moves to the layers' re-quantized inputs: a uint8 Clip in front of a MaxPool
     // whose output is flattened keeps ORT from running that pool in NHWC.
-    const defer = bounds && readsOnlyThroughPassThrough(graph, q.output, (n) => weightScale.has(n.name));
+    const defer = bounds && readsOnlyThroughPassThrough(graph, readers, q.output, (n) => weightScale.has(n.name));
     let codes = em.node('QuantizeLinear', [q.tensor, scaleName, zeroName], {}, undefined, `${q.tensor}/quantize`);
     if (bounds && !defer) codes = clampCodes(em, codes, bounds, q.tensor);
     em.node('DequantizeLinear', [codes, scaleName, zeroName], {}, q.output, `${q.tensor}/dequantize`);
@@ -284,13 +286,13 @@ function clampCodes(em: Emitter, codes: string, bounds: { min: string; max: stri
  * `isLayer` accepts read it as their input 0: the inputs the exporter re-quantizes. A layer or any other op
  * reading `value` directly, or a path ending at a graph output, answers false.
  */
-function readsOnlyThroughPassThrough(graph: Graph, value: string, isLayer: (n: Node) => boolean): boolean {
+function readsOnlyThroughPassThrough(graph: Graph, readers: Map<string, Node[]>, value: string, isLayer: (n: Node) => boolean): boolean {
   const reaches = (v: string, depth: number): boolean => {
     if (graph.outputs.some((o) => o.name === v)) return false;
-    const readers = graph.nodes.filter((n) => n.inputs.includes(v));
+    const of = readers.get(v) ?? [];
     return (
-      readers.length > 0 &&
-      readers.every((n) => {
+      of.length > 0 &&
+      of.every((n) => {
         const asInput0Only = n.inputs.indexOf(v) === 0 && n.inputs.lastIndexOf(v) === 0;
         if (depth > 0 && isLayer(n)) return asInput0Only;
         return PASS_THROUGH.has(n.opType) && asInput0Only && reaches(n.outputs[0], depth + 1);

@@ -179,8 +179,9 @@ export function emptyPast(layout: DecoderLayout, rows: number): Record<string, o
 }
 
 /**
- * The vocabulary size of an InferenceSession's logits, in order of preference: model.json's `declared` size; the
- * last dim the graph declares for the logits; the width of the logits of one token (id 0) run through the session.
+ * The vocabulary size of a decoder's logits, taken from the first source that gives it: model.json's `declared`
+ * size; the last dim the graph declares for the logits; the width of the logits of one token (id 0) run through
+ * the ONNX Runtime session.
  */
 export async function vocabularyOf(session: ort.InferenceSession, layout: DecoderLayout, declared?: number): Promise<number> {
   if (declared !== undefined) return declared;

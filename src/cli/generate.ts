@@ -12,7 +12,7 @@ export function generateCommand(): Command {
     .option('--from <run_dir>', 'a qat train run on text (its checkpoint has the model, tokenizer and context)')
     .option('--model <file.onnx>', 'a language-model ONNX file (tokenizer and context from model.json beside it, or the flags)')
     .requiredOption('--prompt <text>', 'the text to continue')
-    .option('--tokens <n>', 'tokens to generate', intOption('--tokens', 1), 200)
+    .option('--tokens <n>', 'tokens to generate (at most 100000)', intOption('--tokens', 1, 100000), 200)
     .option('--temperature <x>', 'sampling temperature (0: greedy, deterministic)', floatOption('--temperature', { min: 0 }), 0.8)
     .option('--top-k <k>', 'sample among the k most likely tokens only', intOption('--top-k', 1))
     .option('--seed <n>', 'seed of the sampling', intOption('--seed', 0), 0)

@@ -4,7 +4,7 @@
  * alternation round after round so that load from other processes falls on all of them alike; the median of the
  * rounds is each file's figure.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { fileSessionOptions } from '../generate/generator.js';
 
 export interface LatencyOptions {

@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { Dataset } from '../data/dataset.js';
 import { scoreLogits } from '../train/evaluate.js';
 import { DType, dtypeName } from '../ir/dtype.js';

@@ -5,7 +5,7 @@
  * KV-cache decoder); the next-token cross-entropy is summed in float64 from the logits [rows, T, V] here,
  * since the file's graph is not ours to extend.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { evalWindows, languageModelMetrics, TokenStream } from '../data/text.js';
 import { decoderLayoutOf, emptyPast, vocabularyOf } from '../generate/decoder-layout.js';
 import { fileSessionOptions, onesMask, positionsTensor } from '../generate/generator.js';

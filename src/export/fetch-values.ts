@@ -1,4 +1,4 @@
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { Model } from '../models/model.js';
 import { DType } from '../ir/dtype.js';
 import { Tensor } from '../ir/tensor.js';

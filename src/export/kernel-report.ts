@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Graph, Node } from '../ir/graph.js';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { decodeModel, encodeModel } from '../onnx/model-io.js';
 import { Session } from '../runtime/session.js';
 import { lowerCustomOps } from '../runtime/lower.js';

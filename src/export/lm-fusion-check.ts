@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { decodeModel } from '../onnx/model-io.js';
 import { fileSessionOptions } from '../generate/generator.js';
 

@@ -17,7 +17,7 @@
  * attention reads (code - Z) * S, which is q * S exactly (small integers and one rounding, the same as training's).
  * So the decoder's logits are the fake-quant model's; test/export/lm-kv-export.test.ts measures it.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { cachePairs, decoderLayoutOf, emptyPast } from '../generate/decoder-layout.js';
 import { fileSessionOptions, onesMask, positionsTensor } from '../generate/generator.js';
 import { GraphBuilder } from '../ir/builder.js';

@@ -4,7 +4,7 @@
  * on the validation windows, and greedy continuations of prompts from the validation text (the exported file
  * decodes with its KV cache; the run's model recomputes the window each step).
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { evalWindows, TokenStream } from '../data/text.js';
 import { createFileGenerator } from '../generate/create-generator.js';
 import { decoderLayoutOf, emptyPast } from '../generate/decoder-layout.js';

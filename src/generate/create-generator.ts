@@ -3,7 +3,7 @@
  * past_key_values inputs), full recompute otherwise or when asked (kvCache: false).
  */
 import fs from 'node:fs';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { Model } from '../models/model.js';
 import { declaredOutputShapes, decoderLayoutOf, vocabularyOf } from './decoder-layout.js';
 import { InputError } from '../validate/schema.js';

@@ -4,7 +4,7 @@
  * decoderNames), read off an ONNX Runtime session so that an exported decoder file generates with its cache too.
  */
 import fs from 'node:fs';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import onnxProto from 'onnx-proto';
 import { decoderNames } from '../models/transformer-builder.js';
 

@@ -3,7 +3,7 @@
  * then takes one token per row at a time; `generate` drives one with a TokenSampler and times prefill and
  * decode apart.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { SamplingOptions, TokenSampler } from './sampling.js';
 
 /** Next-token logits of every row: data [rows, vocab]. */

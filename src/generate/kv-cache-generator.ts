@@ -13,7 +13,7 @@
  * neither model has. Re-prefilling half a window costs one prompt-sized pass every context / 2 tokens and keeps
  * at least context / 2 tokens of history in view; the logits then equal a full forward pass over window().
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { Model } from '../models/model.js';
 import { transformerDecoder } from '../models/transformers.js';
 import { insertKvCacheQuantizers, kvCacheQuantOf } from '../quant/kv-cache.js';

@@ -4,7 +4,7 @@
  * gets (a PyTorch decoder whose attention has no past/present form here), what --no-kv-cache asks for, and the
  * reference the KV-cache logits are tested against. Past the context the window slides by one token a step.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { Model } from '../models/model.js';
 import { Session } from '../runtime/session.js';
 import { DecoderLayout, decoderLayoutOf, emptyPast } from './decoder-layout.js';

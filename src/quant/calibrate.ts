@@ -1,4 +1,4 @@
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { Graph } from '../ir/graph.js';
 import { Session } from '../runtime/session.js';
 import { ActivationStats } from './prepare.js';

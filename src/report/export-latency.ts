@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { createFileGenerator } from '../generate/create-generator.js';
 import { fileSessionOptions } from '../generate/generator.js';
 import { readLanguageModelJson } from '../generate/model-json.js';

@@ -1,4 +1,4 @@
-import * as ort from 'onnxruntime-node';
+import * as ort from './ort.js';
 import { Graph } from '../ir/graph.js';
 import { encodeModel } from '../onnx/model-io.js';
 import { lowerCustomOps } from './lower.js';

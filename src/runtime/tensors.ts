@@ -1,4 +1,4 @@
-import * as ort from 'onnxruntime-node';
+import * as ort from './ort.js';
 import { DType, dtypeFromOrt, ortTypeOf } from '../ir/dtype.js';
 import { Tensor } from '../ir/tensor.js';
 

@@ -5,7 +5,7 @@
  * models' argmax agree (teacher-forced top-1 agreement). Perplexity alone can hide a model that is as uncertain as
  * the reference on average but wrong in other places; these two see every position.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { evalWindows, TokenStream } from '../data/text.js';
 import { Model } from '../models/model.js';
 import '../ops/index.js';

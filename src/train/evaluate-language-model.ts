@@ -1,4 +1,4 @@
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { GraphBuilder } from '../ir/builder.js';
 import { DType } from '../ir/dtype.js';
 import { Graph } from '../ir/graph.js';

@@ -1,4 +1,4 @@
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { Dataset } from '../data/dataset.js';
 import { Model } from '../models/model.js';
 import { Session } from '../runtime/session.js';

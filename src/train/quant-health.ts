@@ -12,7 +12,7 @@
  * Every record is a function of the step's state, so a resumed run records what an uninterrupted one does
  * (s0 travels in the checkpoint).
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { Graph, Node } from '../ir/graph.js';
 import { Model } from '../models/model.js';
 import { Quantizer, scaleLayout } from '../quant/prepare.js';

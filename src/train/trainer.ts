@@ -1,4 +1,4 @@
-import * as ort from 'onnxruntime-node';
+import * as ort from '../runtime/ort.js';
 import { DType } from '../ir/dtype.js';
 import { initializersToInputs } from '../ir/infer.js';
 import { Tensor } from '../ir/tensor.js';

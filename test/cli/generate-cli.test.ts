@@ -2,7 +2,6 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import '../../src/ops';
@@ -11,6 +10,7 @@ import { gpt, transformerDecoder } from '../../src/models/transformers';
 import { saveModel } from '../../src/onnx/model-io';
 import { bytesTokenizer } from '../../src/data/tokenizers/index';
 import { languageModelJson, writeLanguageModelJson } from '../../src/generate/index';
+import { scratchDir } from '../helpers/scratch.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const qat = (...args: string[]) => spawnSync(process.execPath, [path.join(root, 'bin/qat.mjs'), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, CI: '1' } });
@@ -24,7 +24,7 @@ let run = '';
 let greedy: number[] = [];
 
 before(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-generate-cli-'));
+  dir = scratchDir('qatkit-generate-cli-');
   run = path.join(dir, 'run');
   const r = qat('train', '--model', 'gpt', '--data', 'moby-dick', '--steps', '3', '--layers', '1', '--heads', '2', '--dim', '32', '--context', String(CONTEXT), '--eval-every', '0', '--out', run);
   assert.equal(r.status, 0, r.stderr);
@@ -117,7 +117,8 @@ test('bad generate flags fail with one line naming the flag and the valid values
   saveModel(gpt({ vocabSize: 64, layers: 1, heads: 1, dim: 8, context: 8 }).graph, small);
   const cases: [string[], RegExp][] = [
     [['--from', run, '--prompt', ''], /--prompt must be non-empty text/],
-    [['--from', run, '--prompt', 'x', '--tokens', '0'], /--tokens must be a.* integer >= 1, got '0'/],
+    [['--from', run, '--prompt', 'x', '--tokens', '0'], /--tokens must be a.* integer in 1\.\.100000, got '0'/],
+    [['--from', run, '--prompt', 'x', '--tokens', '100000000'], /--tokens must be a.* integer in 1\.\.100000, got '100000000'/],
     [['--prompt', 'x'], /give one of --from RUN_DIR .* or --model FILE\.onnx/],
     [['--model', small, '--prompt', 'x'], /--context: .*model\.onnx has no model\.json beside it; give --context N/],
     [['--model', small, '--context', '8', '--prompt', 'Call me'], /--prompt: token 67 \("C", bytes tokenizer\) is outside the model's vocabulary of 64 ids \(0\.\.63\)/],

@@ -7,17 +7,17 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { runCorpusCase } from '../helpers/run-qat';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
 import { LANGUAGE_MODEL_QAT_DEFAULTS } from '../../src/train/run-language-model';
+import { scratchDir } from '../helpers/scratch.js';
 
 let work = '';
 let fp32 = '';
 
 before(async () => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-lm-qat-cli-'));
+  work = scratchDir('qatkit-lm-qat-cli-');
   fp32 = path.join(work, 'fp32');
   const config = { ...DEFAULT_TRAIN_CONFIG, model: 'gpt', data: 'moby-dick', layers: 1, heads: 2, dim: 32, context: 16, steps: 4, batch: 4, lr: 2e-3, threads: 1, evalEvery: 0, checkpointEvery: 0 };
   await train(config, fp32);

@@ -2,13 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { scratchDir } from '../helpers/scratch.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const qat = (...args: string[]) => spawnSync(process.execPath, [path.join(root, 'bin/qat.mjs'), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, CI: '1' } });
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-qatcli-'));
+const dir = scratchDir('qatkit-qatcli-');
 const fp32 = path.join(dir, 'fp32');
 
 test('qat train --from RUN --quant w4a4 --distill writes quant, method, test_accuracy and fp32_accuracy', () => {

@@ -2,12 +2,12 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultPtqDir } from '../../src/train/ptq-run';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
+import { scratchDir } from '../helpers/scratch.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const qat = (...args: string[]) => spawnSync(process.execPath, [path.join(root, 'bin/qat.mjs'), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, CI: '1' } });
@@ -15,7 +15,7 @@ const qat = (...args: string[]) => spawnSync(process.execPath, [path.join(root, 
 let dir: string;
 let fromRun: string;
 before(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-quantize-cli-'));
+  dir = scratchDir('qatkit-quantize-cli-');
   fromRun = path.join(dir, 'fp32');
   await train({ ...DEFAULT_TRAIN_CONFIG, model: 'mlp', steps: 20, batch: 64, threads: 2 }, fromRun);
 });

@@ -2,16 +2,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { scratchDir } from '../helpers/scratch.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const env = { ...process.env, CI: '1' };
 const bin = path.join(root, 'bin/qat.mjs');
 const qat = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { cwd: root, encoding: 'utf8', env });
 const tiny = path.join(root, 'test/fixtures/malformed/onnx/base-valid.onnx');
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-robust-cli-'));
+const tmp = () => scratchDir('qatkit-robust-cli-');
 
 test('the qat process exits 2 on a usage error and 1 on a refused input, with one line on stderr and no stack trace', () => {
   const usage = qat('train', '--steps', '1e3');

@@ -2,15 +2,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { scratchDir } from '../helpers/scratch.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const qat = (...args: string[]) => spawnSync(process.execPath, [path.join(root, 'bin/qat.mjs'), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, CI: '1' } });
 
 test('qat train --steps writes the JSON metrics the issue lists, accuracy as a fraction', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-cli-'));
+  const dir = scratchDir('qatkit-cli-');
   const json = path.join(dir, 'm.json');
   const r = qat('train', '--model', 'mlp', '--data', 'mnist', '--steps', '20', '--batch', '64', '--out', path.join(dir, 'run'), '--json', json);
   assert.equal(r.status, 0, r.stderr);
@@ -35,7 +35,7 @@ test('a wrong flag value names the flag and the valid choices', () => {
 });
 
 test('qat train --resume keeps the saved run length unless --epochs/--steps are given again', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-cli-'));
+  const dir = scratchDir('qatkit-cli-');
   const run = path.join(dir, 'run');
   assert.equal(qat('train', '--model', 'mlp', '--steps', '6', '--batch', '32', '--out', run).status, 0);
   const json = path.join(dir, 'r.json');

@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { RawSplit, readSplitCache, writeSplitCache } from '../../src/data/cache';
 import { packageInfo } from '../../src/data/package-dir';
 import { loadFashionMnistRaw, parseClassFile, splitPerClass } from '../../src/data/fashion-mnist';
+import { scratchDir } from '../helpers/scratch.js';
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-cache-'));
+const dir = scratchDir('qatkit-cache-');
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const record = (v: number) => new Array(784).fill(v);

@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { readIdxFile, readIdxImagesAndLabels } from '../../src/data/idx';
+import { scratchDir } from '../helpers/scratch.js';
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-idx-'));
+const dir = scratchDir('qatkit-idx-');
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function idx(type: number, dims: number[], data: number[]): Buffer {

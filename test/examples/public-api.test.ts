@@ -2,15 +2,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { scratchDir } from '../helpers/scratch.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 
 /** A consumer project that depends on qatkit (a link to this checkout) and compiles examples/ against it. */
 function consumer(moduleResolution: 'nodenext' | 'bundler'): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `qatkit-consumer-${moduleResolution}-`));
+  const dir = scratchDir(`qatkit-consumer-${moduleResolution}-`);
   fs.mkdirSync(path.join(dir, 'node_modules'));
   fs.symlinkSync(root, path.join(dir, 'node_modules', 'qatkit'), 'dir');
   for (const dep of ['@types', 'onnxruntime-node', 'onnxruntime-common', 'onnx-proto', 'protobufjs', 'long', 'commander', 'cli-progress', 'gpt-tokenizer', 'zod']) {

@@ -1,15 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
 import { exportRun } from '../../src/export/export-run';
 import { loadRun } from '../../src/train/run';
+import { scratchDir } from '../helpers/scratch.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-convbias-'));
+const tmp = () => scratchDir('qatkit-convbias-');
 
 test('a PyTorch CNN with a conv bias before BN trains with --quant w8a8 and exports (the bias Add gets no activation quantizer)', async () => {
   const fp32 = tmp();

@@ -2,7 +2,6 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { loadDataset } from '../../src/data';
 import { DType } from '../../src/ir/dtype';
@@ -20,8 +19,9 @@ import { assertParity, checkParity } from '../../src/export/parity';
 import { exportQdq, ExportResult } from '../../src/export/qdq';
 import { Model } from '../../src/models/model';
 import { presetConfig } from '../../src/quant/presets';
+import { scratchDir } from '../helpers/scratch.js';
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qat-export-'));
+const tmp = scratchDir('qat-export-');
 const runs: Record<string, { dir: string; model: Model }> = {};
 const test10k = () => loadDataset('mnist').test;
 

@@ -2,7 +2,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import '../../src/ops';
@@ -17,6 +16,7 @@ import { loadTextData } from '../../src/data/text';
 import { Graph } from '../../src/ir/graph';
 import { DType } from '../../src/ir/dtype';
 import { exactWeightType } from '../../src/export/weight-type';
+import { scratchDir } from '../helpers/scratch.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const qat = (...args: string[]) => spawnSync(process.execPath, [path.join(root, 'bin/qat.mjs'), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, CI: '1' } });
@@ -29,7 +29,7 @@ let dir = '';
 const runs: Record<string, string> = {};
 
 before(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-lm-export-'));
+  dir = scratchDir('qatkit-lm-export-');
   runs.fp32 = path.join(dir, 'fp32');
   const tiny = ['--layers', '1', '--heads', '2', '--dim', '32', '--batch', '8', '--eval-every', '0'];
   let r = qat('train', '--model', 'gpt', '--data', 'moby-dick', '--steps', '40', '--context', String(CONTEXT), ...tiny, '--out', runs.fp32);

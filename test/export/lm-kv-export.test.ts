@@ -1,7 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import '../../src/ops';
 import '../../src/quant';
@@ -15,6 +14,7 @@ import { decodeModel } from '../../src/onnx/model-io';
 import { DType } from '../../src/ir/dtype';
 import { parseQuantConfig } from '../../src/quant/config-file';
 import { inspectOnnxFile } from '../../src/inspect/inspect-file';
+import { scratchDir } from '../helpers/scratch.js';
 
 const CONTEXT = 32;
 const PARITY = { windows: 32, prompts: 8, newTokens: 16 };
@@ -24,7 +24,7 @@ const base: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, model: 'gpt', data: 'moby-d
 const qat = (extra: Partial<TrainConfig>): TrainConfig => ({ ...DEFAULT_TRAIN_CONFIG, data: 'moby-dick', model: 'gpt', from: runs.fp32, steps: 4, batch: 8, lr: 3e-4, threads: 1, evalEvery: 0, checkpointEvery: 0, weightDecay: 0, ...extra });
 
 before(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-kv-export-'));
+  dir = scratchDir('qatkit-kv-export-');
   runs.fp32 = path.join(dir, 'fp32');
   await train(base, runs.fp32);
   runs.kivi = path.join(dir, 'kivi');

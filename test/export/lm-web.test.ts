@@ -2,7 +2,6 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ortNode from 'onnxruntime-node';
@@ -18,6 +17,7 @@ import { decoderLayoutOf } from '../../src/generate/decoder-layout';
 import { generate } from '../../src/generate/generator';
 import { KvCacheGenerator } from '../../src/generate/kv-cache-generator';
 import { LanguageModelJson, readLanguageModelJson } from '../../src/generate/model-json';
+import { scratchDir } from '../helpers/scratch.js';
 
 // Exported language-model decoders in onnxruntime-web (wasm backend, run in Node): the same KV-cache generation
 // code (KvCacheGenerator over the web session) must pick the same greedy tokens as onnxruntime-node.
@@ -34,7 +34,7 @@ const files: Record<string, string> = {};
 const KV_RUNS = { kv4: ['--kv-bits', '4'], kv2kivi: ['--kv-bits', '2', '--kv-layout', 'kivi'] };
 
 before(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-lm-web-'));
+  dir = scratchDir('qatkit-lm-web-');
   const tiny = ['--layers', '1', '--heads', '2', '--dim', '64', '--batch', '16', '--eval-every', '0'];
   const fp32 = path.join(dir, 'fp32');
   let r = qat('train', '--model', 'gpt', '--data', 'moby-dick', '--steps', '300', '--context', String(CONTEXT), ...tiny, '--out', fp32);

@@ -1,7 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import * as ortNode from 'onnxruntime-node';
 import * as ortWeb from 'onnxruntime-web';
@@ -10,12 +9,13 @@ import { exportQdq } from '../../src/export/qdq';
 import { encodeModel } from '../../src/onnx/model-io';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
+import { scratchDir } from '../helpers/scratch.js';
 
 // The exported models in onnxruntime-web (wasm backend, run in Node; its .wasm files come from the package).
 ortWeb.env.wasm.numThreads = 1;
 
 const SAMPLES = 200;
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qat-web-'));
+const tmp = scratchDir('qat-web-');
 const models: Record<string, Uint8Array> = {};
 
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -2,7 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomDecoder, maxLogitDiff } from '../helpers/tiny-decoder';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import '../../src/ops';
 import { gpt, llama, transformerDecoder } from '../../src/models/transformers';
@@ -23,6 +22,7 @@ import {
   writeLanguageModelJson,
 } from '../../src/generate/index';
 import type { NextTokenLogits } from '../../src/generate/index';
+import { scratchDir } from '../helpers/scratch.js';
 
 const VOCAB = 40;
 const CONTEXT = 16;
@@ -151,7 +151,7 @@ test('generate reports prefill and decode tokens/s apart', async () => {
 
 test('a decoder ONNX file with model.json generates with its KV cache, the same tokens as the in-memory model', async () => {
   const model = tinyModel('llama');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-generate-'));
+  const dir = scratchDir('qatkit-generate-');
   const file = path.join(dir, 'decoder.onnx');
   saveModel(transformerDecoder(model).graph, file);
   writeLanguageModelJson(file, languageModelJson(model, bytesTokenizer(), { kvCache: true }));
@@ -169,7 +169,7 @@ test('a decoder ONNX file with model.json generates with its KV cache, the same 
 
 test('a language model file without past_key_values inputs generates by full recompute and says why', async () => {
   const model = tinyModel('gpt');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-generate-'));
+  const dir = scratchDir('qatkit-generate-');
   const file = path.join(dir, 'model.onnx');
   saveModel(model.graph, file);
   const g = await createFileGenerator(file, CONTEXT);
@@ -188,7 +188,7 @@ test('a decoder whose layers disagree on the cache shape is refused before gener
   // Declare layer 1's past key with a head size of its own: the decoder's cache layout is inconsistent.
   const past = decoder.inputs.find((v) => v.name === 'past_key_values.1.key')!;
   past.shape = [past.shape[0], past.shape[1], past.shape[2], (past.shape[3] as number) + 1];
-  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-generate-')), 'decoder.onnx');
+  const file = path.join(scratchDir('qatkit-generate-'), 'decoder.onnx');
   saveModel(decoder, file);
   // ONNX Runtime's shape inference refuses static mismatches at load (naming the file); symbolic ones reach
   // decoderLayoutOf's own check, which names the tensor.

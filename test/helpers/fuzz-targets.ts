@@ -7,7 +7,6 @@
  * nothing written.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
@@ -25,6 +24,7 @@ import { planTrain } from '../../src/train/run';
 import { errorLine } from '../../src/cli/terminal';
 import { joinCheckpoint, splitCheckpoint } from './checkpoint-bytes';
 import { runCorpusCase } from './run-qat';
+import { scratchDir } from './scratch.js';
 
 const { onnx } = onnxProto;
 const corpus = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/malformed');
@@ -195,7 +195,7 @@ function timed<T>(what: string, run: () => T): T {
   return r;
 }
 
-const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-fuzz-'));
+const scratch = () => scratchDir('qatkit-fuzz-');
 
 /** The ONNX loaders of train and eval on a mutated model file: accepted, or refused cleanly naming the file. */
 export function onnxTarget(bytes: Uint8Array): void {

@@ -1,11 +1,11 @@
 /** Tiny runs for the inspect tests: trained for a few steps on MNIST, small enough that each takes about a second. */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { ModelBuilder } from '../../src/models/builder';
 import { Model } from '../../src/models/model';
 import { QatConfig } from '../../src/quant/presets';
 import { DEFAULT_TRAIN_CONFIG, train, TrainConfig } from '../../src/train/run';
+import { scratchDir } from '../helpers/scratch.js';
 
 /**
  * Three weight layers, so that a low-bit preset quantizes one below 8 bits (first and last stay at 8): Conv 1->8
@@ -34,7 +34,7 @@ export const PER_GROUP_CONFIG: QatConfig = {
   overrides: [],
 };
 
-export const tmpDir = (tag: string) => fs.mkdtempSync(path.join(os.tmpdir(), `qatkit-inspect-${tag}-`));
+export const tmpDir = (tag: string) => scratchDir(`qatkit-inspect-${tag}-`);
 
 const SHORT: Partial<TrainConfig> = { steps: 4, batch: 16, threads: 1 };
 

@@ -6,7 +6,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import '../../src/ops';
 import '../../src/quant';
@@ -20,6 +19,7 @@ import { inspectJson, INSPECT_SCHEMA } from '../../src/inspect/report-json';
 import { InspectReport, LayerRow } from '../../src/inspect/report';
 import { TENSOR_KINDS } from '../../src/inspect/tensor-kinds';
 import { runCorpusCase } from '../helpers/run-qat';
+import { scratchDir } from '../helpers/scratch.js';
 
 const TINY: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, model: 'gpt', data: 'moby-dick', layers: 1, heads: 2, dim: 32, context: 16, steps: 4, batch: 4, lr: 3e-3, threads: 1, evalEvery: 0, checkpointEvery: 0, warmupSteps: 1 };
 let dir = '';
@@ -28,7 +28,7 @@ const files: Record<string, string> = {};
 const reports: Record<string, InspectReport> = {};
 
 before(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-inspect-export-'));
+  dir = scratchDir('qatkit-inspect-export-');
   runs.fp32 = path.join(dir, 'fp32');
   await train(TINY, runs.fp32);
   for (const preset of ['w4a16-g32', 'w8a8']) {

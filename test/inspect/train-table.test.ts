@@ -7,16 +7,16 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { scratchDir } from '../helpers/scratch.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const qat = (...args: string[]) => spawnSync(process.execPath, [path.join(root, 'bin/qat.mjs'), ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, CI: '1' } });
 let dir = '';
 
 before(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-train-table-'));
+  dir = scratchDir('qatkit-train-table-');
 });
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 

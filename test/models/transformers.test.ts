@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import '../../src/ops';
@@ -13,9 +12,10 @@ import { defaultOptimizer } from '../../src/train/optimizer';
 import { Rng } from '../../src/train/rng';
 import { DEFAULT_TRAIN_CONFIG, train, TrainConfig } from '../../src/train/run';
 import { differentiate } from '../../src/autodiff/grad';
+import { scratchDir } from '../helpers/scratch.js';
 
 const tiny = { vocabSize: 32, layers: 2, heads: 2, dim: 16, context: 8 };
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-lm-'));
+const tmp = () => scratchDir('qatkit-lm-');
 
 function tokens(rows: number, length: number, seed: number, vocab = tiny.vocabSize): BigInt64Array {
   const rng = new Rng(seed);

@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { ensureDirectory } from '../../src/onnx/ensure-directory.js';
 import { writeFileAtomic } from '../../src/onnx/atomic-write.js';
 import { InputError } from '../../src/validate/schema.js';
+import { scratchDir } from '../helpers/scratch.js';
 
-const scratch = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qat-ensure-dir-'));
+const scratch = () => scratchDir('qat-ensure-dir-');
 
 test('ensureDirectory creates missing parents and returns the topmost one it made', () => {
   const root = scratch();

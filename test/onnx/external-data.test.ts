@@ -1,11 +1,11 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import onnxProto from 'onnx-proto';
 import { DType } from '../../src/ir/dtype';
 import { loadModel } from '../../src/onnx/model-io';
+import { scratchDir } from '../helpers/scratch.js';
 
 const { onnx } = onnxProto;
 const EXTERNAL = onnx.TensorProto.DataLocation.EXTERNAL;
@@ -15,7 +15,7 @@ const WEIGHTS = Float32Array.from([1, 2, 3, 4, 5, 6]);
 const temps: string[] = [];
 after(() => temps.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 const tempDir = () => {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-ext-'));
+  const d = scratchDir('qatkit-ext-');
   temps.push(d);
   return d;
 };

@@ -1,7 +1,6 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { DType } from '../../src/ir/dtype';
@@ -10,6 +9,7 @@ import { Tensor } from '../../src/ir/tensor';
 import { classifyInitializers, importModel, importNotes } from '../../src/onnx/import';
 import { saveModel } from '../../src/onnx/model-io';
 import { Session } from '../../src/runtime/session';
+import { scratchDir } from '../helpers/scratch.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures');
 
@@ -31,7 +31,7 @@ function writeModel(opset: number, build: (g: Graph) => void): string {
   g.name = `opset${opset}`;
   g.opsets = { '': opset };
   build(g);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-import-'));
+  const dir = scratchDir('qatkit-import-');
   temps.push(dir);
   const file = path.join(dir, 'model.onnx');
   saveModel(g, file);

@@ -1,7 +1,6 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { differentiate } from '../../src/autodiff/grad';
@@ -15,6 +14,7 @@ import { saveModel } from '../../src/onnx/model-io';
 import { Session } from '../../src/runtime/session';
 import { Rng } from '../../src/train/rng';
 import { Trainer } from '../../src/train/trainer';
+import { scratchDir } from '../helpers/scratch.js';
 
 // The fixtures of bench/peers/export_import_fixtures.py: what torch.onnx.export (PyTorch 1.13) writes for CNNs
 // and transformers, with shapes computed at run time, and the logits PyTorch computed for a stored input.
@@ -265,7 +265,7 @@ function writeModel(build: (g: Graph) => void): string {
   g.name = 'tied';
   g.opsets = { '': 17 };
   build(g);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-tied-'));
+  const dir = scratchDir('qatkit-tied-');
   temps.push(dir);
   const file = path.join(dir, 'model.onnx');
   saveModel(g, file);

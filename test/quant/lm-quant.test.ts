@@ -15,6 +15,7 @@ import { prepareLanguageModelQat } from '../../src/quant/qat';
 import { LM_PRESETS, presetConfig } from '../../src/quant/presets';
 import { parseQuantConfig } from '../../src/quant/config-file';
 import { Model } from '../../src/models/model';
+import { scratchDir } from '../helpers/scratch.js';
 
 /** op(x) on [rows, cols]; loss = sum(y * w) so the gradient of x is dy = w where the STE passes. */
 const run = (opType: string, dims: number[], x: number[], attrs: Record<string, number>) => runQuantizerOp(opType, dims, x, attrs, 0.5);
@@ -211,7 +212,7 @@ test('QAT fine-tuning of a gpt run (--from, w4a16-g32) reports fp32 and QAT perp
   const os = await import('node:os');
   const path = await import('node:path');
   const { DEFAULT_TRAIN_CONFIG, train } = await import('../../src/train/run');
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lm-qat-'));
+  const dir = scratchDir('lm-qat-');
   const base = { ...DEFAULT_TRAIN_CONFIG, model: 'gpt', data: 'moby-dick', layers: 1, heads: 2, dim: 32, context: 16, steps: 4, batch: 4, lr: 2e-3, threads: 1, evalEvery: 0, checkpointEvery: 0 };
   await train(base, path.join(dir, 'fp32'));
   const r = (await train({ ...base, model: 'lenet', data: 'mnist', quant: 'w4a16-g32', from: path.join(dir, 'fp32'), steps: 2 }, path.join(dir, 'qat'))) as unknown as Record<string, unknown>;

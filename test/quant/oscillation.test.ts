@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
 import { loadCheckpoint } from '../../src/train/checkpoint';
+import { scratchDir } from '../helpers/scratch.js';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-osc-'));
+const tmp = () => scratchDir('qatkit-osc-');
 const config = { ...DEFAULT_TRAIN_CONFIG, model: 'mlp', quant: 'w2a8', batch: 32, steps: 40, lr: 5e-3, schedule: 'constant' as const, calibBatches: 1 };
 
 test('low-bit QAT reports the fraction of oscillating weights per layer', async () => {

@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
@@ -20,6 +19,7 @@ import { parseQuantConfig } from '../../src/quant/config-file';
 import { importForTraining } from '../../src/models/resolve';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
 import { loadCheckpoint } from '../../src/train/checkpoint';
+import { scratchDir } from '../helpers/scratch.js';
 
 const input = { channels: 1, height: 28, width: 28, mean: [0.1307], std: [0.3081] };
 const rng = new Rng(3);
@@ -115,7 +115,7 @@ test('w8a8 fake quantization at the calibrated scales stays close to fp32 (sanit
 });
 
 test('QAT phases: observers move before their freeze step and stay fixed after; BN statistics freeze too; resume is exact', async () => {
-  const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-qat-'));
+  const tmp = () => scratchDir('qatkit-qat-');
   const config = { ...DEFAULT_TRAIN_CONFIG, model: 'lenet', quant: 'w8a8', batch: 16, steps: 8, bnFreezeStep: 4, observerFreezeStep: 6, calibBatches: 1 };
   const dirA = tmp();
   await train(config, dirA, { stopAtStep: 6 });
@@ -148,7 +148,7 @@ const methodCases: [string, Record<string, unknown>][] = [
 for (const [name, raw] of methodCases) {
   test(`QAT trains with ${name}`, async () => {
     const config = parseQuantConfig(raw, 'test');
-    const r = await train({ ...DEFAULT_TRAIN_CONFIG, model: 'mlp', quant: 'custom', quantConfig: config, steps: 4, batch: 16, calibBatches: 1 }, fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-m-')));
+    const r = await train({ ...DEFAULT_TRAIN_CONFIG, model: 'mlp', quant: 'custom', quantConfig: config, steps: 4, batch: 16, calibBatches: 1 }, scratchDir('qatkit-m-'));
     assert.ok(r.losses.every(Number.isFinite), `losses ${r.losses}`);
     assert.ok(r.test_accuracy > 0.1);
   });

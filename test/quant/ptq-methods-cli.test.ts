@@ -7,12 +7,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { runCorpusCase } from '../helpers/run-qat';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { loadTextData } from '../../src/data/text';
+import { scratchDir } from '../helpers/scratch.js';
 
 let work = '';
 let lm = '';
@@ -20,7 +20,7 @@ let image = '';
 const readJson = (file: string) => JSON.parse(fs.readFileSync(file, 'utf8'));
 
 before(async () => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-ptq-methods-cli-'));
+  work = scratchDir('qatkit-ptq-methods-cli-');
   lm = path.join(work, 'lm');
   image = path.join(work, 'image');
   // A small corpus (the first 40 KB of Moby Dick): the export's parity check scores every validation window.

@@ -8,7 +8,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import '../../src/ops';
 import '../../src/quant';
@@ -31,6 +30,7 @@ import { fixWeightQuantizers } from '../../src/quant/ptq-methods/fixed-scales';
 import { quantizeAtScales, weightGrid } from '../../src/quant/ptq-methods/weight-grid';
 import { CalibrationBatch } from '../../src/quant/ptq-methods/layer-inputs';
 import { calibrationWindows, quantizeLanguageModelPtq } from '../../src/quant/ptq-methods/language-model-ptq';
+import { scratchDir } from '../helpers/scratch.js';
 
 const CONTEXT = 64;
 let work = '';
@@ -40,7 +40,7 @@ const text = loadTextData('moby-dick');
 const lmConfig = (preset: string) => presetConfig(preset, 'language-model');
 
 before(async () => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-ptq-methods-'));
+  work = scratchDir('qatkit-ptq-methods-');
   const run = path.join(work, 'fp32');
   // The command line, so the language-model training defaults apply (the library's are the image ones).
   const r = await runCorpusCase(['train', '--model', 'gpt', '--data', 'moby-dick', '--layers', '2', '--heads', '4', '--dim', '64', '--context', String(CONTEXT), '--batch', '16', '--steps', '400', '--eval-every', '0', '--threads', '1', '--out', run]);

@@ -1,7 +1,6 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { loadDataset } from '../../src/data';
@@ -17,12 +16,13 @@ import { loadCheckpoint, saveCheckpoint } from '../../src/train/checkpoint';
 import { evaluateModel } from '../../src/train/evaluate';
 import { DEFAULT_TRAIN_CONFIG, loadRun, train } from '../../src/train/run';
 import { buildEvalGraph } from '../../src/train/step-graph';
+import { scratchDir } from '../helpers/scratch.js';
 
 const TEST_IMAGES = 1000;
 const data = loadDataset('mnist');
 /** Two calibration batches of 128 training images: enough for stable ranges, fast. */
 const calib = (kind: (typeof CALIB_KINDS)[number]) => ({ kind, images: data.train.images, count: 256, sampleShape: data.train.shape });
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-ptq-'));
+const tmp = () => scratchDir('qatkit-ptq-');
 
 // LeNet (two Conv+BN pairs: exercises BN folding) trained in fp32 for 60 steps: ~90% on MNIST.
 let fp32: Model;

@@ -1,17 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { loadDataset } from '../../src/data';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { layerSensitivity, singleLayerConfig, suggestMixedPrecision } from '../../src/quant/sensitivity';
 import { planQuantization } from '../../src/quant/prepare';
+import { scratchDir } from '../helpers/scratch.js';
 
 
 test('per-layer sensitivity measures each layer alone and the suggestion keeps the most sensitive at 8 bits', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-sens-'));
+  const dir = scratchDir('qatkit-sens-');
   await train({ ...DEFAULT_TRAIN_CONFIG, model: 'mlp', steps: 60, batch: 64 }, dir);
   const model = loadCheckpoint(path.join(dir, 'checkpoint.qat')).model;
   const plan = planQuantization(model, singleLayerConfig('fc1', 2));

@@ -1,7 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { loadDataset } from '../../src/data';
 import { DType } from '../../src/ir/dtype';
@@ -18,6 +17,7 @@ import { checkIntegerReference } from '../../src/export/integer-check';
 import { optimizedOps } from '../../src/export/kernel-report';
 import { evaluateInteger } from '../../src/reference/integer/evaluator';
 import { multiplyByQuantizedMultiplier, quantizeMultiplier, roundingDivideByPOT, saturatingRoundingDoublingHighMul } from '../../src/reference/integer/fixed-point';
+import { scratchDir } from '../helpers/scratch.js';
 
 // ---------- fixed-point arithmetic against exact rational arithmetic (BigInt) ----------
 
@@ -124,7 +124,7 @@ test('integer Add (TFLite form) of two quantized tensors is within one code of t
 
 // ---------- a QAT lenet w8a8 run, exported, against ORT's fused integer kernels ----------
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qat-integer-'));
+const tmp = scratchDir('qat-integer-');
 let model: Model;
 let exported: Graph;
 let feeds: Map<string, Tensor>;

@@ -4,13 +4,13 @@
  * sensitivity; for language models fp32, QAT, RTN and an int4 decoder export. Each test file builds them once.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { presetConfig } from '../../src/quant/presets';
 import { quantizeRun } from '../../src/train/ptq-run';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
 import { runQatOk } from '../helpers/run-qat';
 import { tinyModel } from '../helpers/tiny-model';
+import { scratchDir } from '../helpers/scratch.js';
 
 export interface ImageRuns {
   work: string;
@@ -29,7 +29,7 @@ const cli = runQatOk;
  * last layers, here all of them, at 8 bits) and 8-bit activations, PTQ w8a8, the QDQ export and sensitivity.
  */
 export async function makeImageRuns(prefix = 'qatkit-report-'): Promise<ImageRuns> {
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const work = scratchDir(prefix);
   const fp32 = path.join(work, 'fp32');
   const qat = path.join(work, 'qat-w4a8');
   const ptq = path.join(work, 'ptq-w8a8');
@@ -58,7 +58,7 @@ export interface LanguageModelRuns {
 
 /** gpt on Moby Dick: fp32 (8 steps, validation every 4), QAT w4a8-g32 (6 steps, health every 2), RTN, int4 export. */
 export async function makeLanguageModelRuns(prefix = 'qatkit-report-lm-'): Promise<LanguageModelRuns> {
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const work = scratchDir(prefix);
   const fp32 = path.join(work, 'gpt-fp32');
   const qat = path.join(work, 'gpt-qat');
   const rtn = path.join(work, 'gpt-rtn');

@@ -9,10 +9,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runCorpusCase, CorpusCase } from '../helpers/run-qat';
+import { scratchDir } from '../helpers/scratch.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const corpus = path.resolve(here, '../fixtures/malformed');
@@ -43,7 +43,7 @@ for (const [kind, cases] of byKind) {
   test(`every malformed ${kind} input is refused with one line naming it, exit 1 or 2, nothing written (${cases.length} cases)`, async () => {
     const failures: string[] = [];
     for (const c of cases) {
-      const work = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-corpus-'));
+      const work = scratchDir('qatkit-corpus-');
       const file = c.file ? path.join(corpus, c.file) : undefined;
       const dir = path.join(work, 'run');
       if (c.argv.includes('{dir}')) {

@@ -11,7 +11,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { runCorpusCase } from '../helpers/run-qat';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
@@ -20,6 +19,7 @@ import { transformerDecoder } from '../../src/models/transformers';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { languageModelJson, writeLanguageModelJson } from '../../src/generate/model-json';
 import { bytesTokenizer } from '../../src/data/tokenizers/bytes';
+import { scratchDir } from '../helpers/scratch.js';
 
 let work = '';
 let lm = '';
@@ -30,7 +30,7 @@ let decoderDir = '';
 const LM = { ...DEFAULT_TRAIN_CONFIG, model: 'gpt', data: 'moby-dick', layers: 1, heads: 2, dim: 8, context: 8, steps: 2, batch: 2, lr: 2e-3, threads: 1, evalEvery: 0, checkpointEvery: 0 };
 
 before(async () => {
-  work = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-lm-inputs-'));
+  work = scratchDir('qatkit-lm-inputs-');
   lm = path.join(work, 'lm');
   qat = path.join(work, 'lm-qat');
   image = path.join(work, 'image');

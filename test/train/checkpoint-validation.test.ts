@@ -6,8 +6,9 @@ import path from 'node:path';
 import { DEFAULT_TRAIN_CONFIG, train, TrainConfig } from '../../src/train/run';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { joinCheckpoint, splitCheckpoint, withHeader } from '../helpers/checkpoint-bytes';
+import { scratchDir } from '../helpers/scratch.js';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-ckpt-'));
+const tmp = () => scratchDir('qatkit-ckpt-');
 const base: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, model: 'mlp', steps: 4, batch: 32, threads: 2, checkpointEvery: 0 };
 let good: Buffer;
 let teacher: string;

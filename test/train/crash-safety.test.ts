@@ -9,11 +9,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { Rng } from '../../src/train/rng';
+import { scratchDir } from '../helpers/scratch.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const model = path.join(root, 'test/fixtures/malformed/onnx/base-valid.onnx');
@@ -64,7 +64,7 @@ const checkpointStep = (dir: string) => {
 
 test('kill -9 at random points (before the first checkpoint, mid-checkpoint, mid-run twice): resumed, the run ends as an uninterrupted one', async () => {
   const rng = new Rng(Number(process.env.QATKIT_KILL_SEED ?? 9));
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-kill-'));
+  const work = scratchDir('qatkit-kill-');
   const straight = path.join(work, 'straight');
   assert.equal(qatSync('train', ...trainArgs, '--out', straight).status, 0);
 

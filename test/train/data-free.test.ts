@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_TRAIN_CONFIG, train, TrainConfig } from '../../src/train/run';
 import { loadCheckpoint } from '../../src/train/checkpoint';
@@ -13,8 +12,9 @@ import { GENERATED_WINDOWS_FILE, GeneratedWindowSampler, readGeneratedWindows, w
 import { checkApplicableFlags } from '../../src/cli/train-flags';
 import { InputError, UsageError } from '../../src/validate/schema';
 import { LanguageModelResult } from '../../src/train/run-language-model';
+import { scratchDir } from '../helpers/scratch.js';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-data-free-'));
+const tmp = () => scratchDir('qatkit-data-free-');
 const teacher = () => gpt({ vocabSize: 256, layers: 1, heads: 2, dim: 16, context: 12, seed: 3 });
 
 test('data-free windows: the same seed gives the same tokens, another seed others; first token in the vocabulary, the next ones greedy', async () => {

@@ -1,14 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_TRAIN_CONFIG, train, TrainConfig } from '../../src/train/run';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { tinyModel } from '../helpers/tiny-model';
 import { STEP_TIMES_KEY } from '../../src/train/step-times';
+import { scratchDir } from '../helpers/scratch.js';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-resume-'));
+const tmp = () => scratchDir('qatkit-resume-');
 
 /** Every initializer (parameters, BN running statistics, observer ranges) and optimizer tensor, bit for bit. */
 function assertSameState(a: string, b: string): void {

@@ -1,15 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
 import { importForTraining } from '../../src/models/resolve';
 import { loadCheckpoint } from '../../src/train/checkpoint';
+import { scratchDir } from '../helpers/scratch.js';
 
 const fixture = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/torch_cnn.onnx');
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-import-'));
+const tmp = () => scratchDir('qatkit-import-');
 
 test('a model exported by torch.onnx.export trains: initializers become parameters, BN trains with batch statistics', async () => {
   const model = importForTraining(fixture);

@@ -1,7 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import '../../src/ops';
 import '../../src/quant';
@@ -12,6 +11,7 @@ import { parseQuantConfig } from '../../src/quant/config-file';
 import { quantizeRun } from '../../src/train/ptq-run';
 import { evaluateLanguageModel } from '../../src/train/evaluate-language-model';
 import { loadTextData } from '../../src/data/text';
+import { scratchDir } from '../helpers/scratch.js';
 
 let dir = '';
 let fp32 = '';
@@ -20,7 +20,7 @@ const base: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, model: 'gpt', data: 'moby-d
 const qat = (extra: Partial<TrainConfig>): TrainConfig => ({ ...DEFAULT_TRAIN_CONFIG, data: 'moby-dick', model: 'gpt', from: fp32, steps: 6, batch: 4, lr: 3e-4, threads: 1, evalEvery: 3, checkpointEvery: 0, weightDecay: 0, ...extra });
 
 before(async () => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-kv-train-'));
+  dir = scratchDir('qatkit-kv-train-');
   fp32 = tmp('fp32');
   await train({ ...base, steps: 12 }, fp32);
 });

@@ -1,15 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { checkGradient } from '../../src/autodiff/check';
 import { tokenDistillationKl } from '../../src/train/data-free-distill';
 import { DEFAULT_TRAIN_CONFIG, train, TrainConfig } from '../../src/train/run';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { b158LearningRate, languageModelPhases } from '../../src/train/lm-phases';
+import { scratchDir } from '../helpers/scratch.js';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-lm-methods-'));
+const tmp = () => scratchDir('qatkit-lm-methods-');
 const TINY: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, model: 'gpt', data: 'moby-dick', layers: 1, heads: 2, dim: 32, context: 16, steps: 6, batch: 4, lr: 3e-3, threads: 1, evalEvery: 0, checkpointEvery: 0, warmupSteps: 1 };
 
 let fp32Dir: string | undefined;

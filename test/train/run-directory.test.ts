@@ -3,14 +3,14 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_TRAIN_CONFIG, train, TrainConfig, TrainingInterruptedError } from '../../src/train/run';
 import { loadCheckpoint } from '../../src/train/checkpoint';
+import { scratchDir } from '../helpers/scratch.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-rundir-'));
+const tmp = () => scratchDir('qatkit-rundir-');
 const base: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, model: 'mlp', steps: 4, batch: 32, threads: 2, checkpointEvery: 0 };
 
 /** Name -> SHA-256 of every file in a directory. */

@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_TRAIN_CONFIG, train, TrainConfig } from '../../src/train/run';
 import { loadCheckpoint } from '../../src/train/checkpoint';
+import { scratchDir } from '../helpers/scratch.js';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'qatkit-train-'));
+const tmp = () => scratchDir('qatkit-train-');
 const base: TrainConfig = { ...DEFAULT_TRAIN_CONFIG, model: 'mlp', steps: 6, batch: 32, threads: 2, schedule: 'cosine', warmupSteps: 2 };
 
 test('the same seed and thread count give identical losses', async () => {

@@ -7,7 +7,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { readCatalog } from '../../src/serve/model-catalog.js';
@@ -15,13 +14,14 @@ import { DemoServer, startDemoServer } from '../../src/serve/server.js';
 import { chromiumMissing, launchChromium, watchPage } from '../helpers/browser.js';
 import { runCorpusCase } from '../helpers/run-qat.js';
 import { buildLanguageModelFixture, LanguageModelFixture } from './lm-fixture.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const missing = chromiumMissing();
 const PROMPT = 'Call me Ishmael. ';
 // Context 16: 40 tokens slide the window (re-prefill of the newest 8) several times.
 const TOKENS = 40;
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qat-web-lm-'));
+const tmp = scratchDir('qat-web-lm-');
 let fixture: LanguageModelFixture;
 let server: DemoServer | undefined;
 let browser: Browser | undefined;

@@ -9,7 +9,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import * as ortNode from 'onnxruntime-node';
 import type { Browser, Page } from 'playwright-core';
@@ -18,12 +17,13 @@ import { readCatalog } from '../../src/serve/model-catalog.js';
 import { DemoServer, startDemoServer } from '../../src/serve/server.js';
 import { chromiumMissing, launchChromium, PageWatch, watchPage } from '../helpers/browser.js';
 import { buildDemoFixture } from './demo-fixture.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const missing = chromiumMissing();
 const QAT_STEPS = 30;
 const SLOTS = ['fp32', 'int8', 'int4', 'ternary'];
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qat-web-page-'));
+const tmp = scratchDir('qat-web-page-');
 const demoDir = path.join(tmp, 'demo');
 let server: DemoServer;
 let browser: Browser;

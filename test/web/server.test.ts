@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { readCatalog } from '../../src/serve/model-catalog.js';
 import { DemoServer, ORT_WEB_DIST, startDemoServer, WEB_DIR } from '../../src/serve/server.js';
@@ -12,11 +11,12 @@ import { InputError } from '../../src/validate/schema.js';
 import { tinyModel } from '../helpers/tiny-model.js';
 import { runCorpusCase } from '../helpers/run-qat.js';
 import { buildDemoFixture } from './demo-fixture.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 // `qat serve`'s HTTP side (src/serve/): routes, headers, refusals and the model catalog, on a demo-like directory of
 // the tiny model (test/helpers/tiny-model.ts: every file a few KB, every run a few steps).
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qat-serve-'));
+const tmp = scratchDir('qat-serve-');
 const demoDir = path.join(tmp, 'demo');
 const fp32Only = path.join(tmp, 'fp32-only');
 let server: DemoServer;

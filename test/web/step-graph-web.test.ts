@@ -1,7 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import * as ortNode from 'onnxruntime-node';
 import * as ortWeb from 'onnxruntime-web';
@@ -10,6 +9,7 @@ import { decodeModel } from '../../src/onnx/model-io.js';
 import { buildQatBundle, QatBundle } from '../../src/serve/qat-bundle.js';
 import { loadRun, DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run.js';
 import { BatchSampler, QatStepRunner } from '../../web/qat-step.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 // The in-page QAT step (web/qat-step.js over src/serve/qat-bundle.ts) run in Node on onnxruntime-web's wasm build,
 // against the same module on onnxruntime-node: every op of the step graph must exist in the wasm build, and the
@@ -17,7 +17,7 @@ import { BatchSampler, QatStepRunner } from '../../web/qat-step.js';
 ortWeb.env.wasm.numThreads = 1;
 
 const STEPS = 6;
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'qat-step-web-'));
+const tmp = scratchDir('qat-step-web-');
 let bundle: QatBundle;
 const data = loadDataset('mnist');
 

@@ -7,7 +7,7 @@
  */
 import { Graph, topologicalOrder } from '../../ir/graph.js';
 import { Tensor } from '../../ir/tensor.js';
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../runtime/ort.js';
 import { Model } from '../../models/model.js';
 import { WindowSampler } from '../../data/text-windows.js';
 import type { TokenStream } from '../../data/text.js';

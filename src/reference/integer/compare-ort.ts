@@ -1,4 +1,4 @@
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../runtime/ort.js';
 import { Graph, Node } from '../../ir/graph.js';
 import { Tensor } from '../../ir/tensor.js';
 import { Session } from '../../runtime/session.js';

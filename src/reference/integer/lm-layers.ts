@@ -14,7 +14,7 @@
  * so one difference does not spread, and its result is compared with ORT's output: relative to the layer's
  * largest output for float results, in codes (at most one step, a rounding tie) for QuantizeLinear.
  */
-import * as ort from 'onnxruntime-node';
+import * as ort from '../../runtime/ort.js';
 import { DType } from '../../ir/dtype.js';
 import { attrInt, Graph, Node, topologicalOrder } from '../../ir/graph.js';
 import { Tensor } from '../../ir/tensor.js';

@@ -46,10 +46,11 @@ export async function exportRun(options: ExportRunOptions): Promise<ExportReport
   const dataName = (ckpt.config.data as DatasetName | undefined) ?? 'mnist';
   const test = loadDataset(dataName).test;
   const parity = await checkParity(ckpt.model, result.graph, test, { threads: options.threads, limit: options.limit });
-  // Below 8 bits one code is a large step: the int32 bias grid of the integer kernels (which training does not
-  // simulate) moves a few codes at rounding ties, and in a deep model those changes cascade (docs/export-formats.md).
+  // Below 8 bits one code is a large step: float rounding (the float conv's summation order, the float32
+  // requantization scale) moves a few codes at rounding ties, and in a deep model those changes cascade
+  // (docs/export-formats.md, "Parity"; the biases themselves are simulated on their int32 grid).
   const narrow = result.layers.filter((l) => l.role === 'activation' && l.bits < 8).map((l) => l.bits);
-  const why = narrow.length ? `With ${Math.min(...narrow)}-bit activations, codes moved by one step at rounding ties (the int32 bias grid) cascade through a deep model: docs/export-formats.md, "Parity"` : undefined;
+  const why = narrow.length ? `With ${Math.min(...narrow)}-bit activations, codes moved by one step at rounding ties (float rounding of the sums and of the requantization scales) cascade through a deep model: docs/export-formats.md, "Parity"` : undefined;
   if (!options.noVerify) assertParity(parity, undefined, why);
   const integer: IntegerCheckReport =
     result.format === 'qdq' && result.layers.some((l) => l.granularity === 'per-group')

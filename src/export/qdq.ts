@@ -1,11 +1,12 @@
 import { DType } from '../ir/dtype.js';
-import { attrInt, Graph, Node, topologicalOrder } from '../ir/graph.js';
+import { Graph, Node, topologicalOrder } from '../ir/graph.js';
 import { Tensor } from '../ir/tensor.js';
 import { Model } from '../models/model.js';
 import { QATKIT } from '../quant/fake-quantize-op.js';
 import { Quantizer } from '../quant/prepare.js';
 import { quantRange, roundHalfEven } from '../quant/spec.js';
-import { buildEvalGraph } from '../train/step-graph.js';
+import { buildEvalGraphWithBiases } from '../train/step-graph.js';
+import type { IntegerBias } from '../quant/integer-bias.js';
 import { Emitter, pruneDead } from './emitter.js';
 import { fetchValues } from './fetch-values.js';
 import { weightCodes } from './weight-codes.js';
@@ -109,7 +110,8 @@ interface ActivationQ {
  * - weights stored as integer codes (int8, int4 or packed) with DequantizeLinear (per-channel axis), the codes
  *   checked to dequantize bit for bit to the fake-quantized weights;
  * - Conv / Gemm biases as int32 with scale s_in * s_w and zero point 0 where an activation quantizer feeds the
- *   layer (the form of Jacob et al. 2018, section 2.4, and of ORT's QLinearConv);
+ *   layer (the form of Jacob et al. 2018, section 2.4, and of ORT's QLinearConv): the codes the evaluation graph
+ *   itself rounds the bias to (quant/integer-bias.ts), so the simulation adds the bias the integer model adds;
  * - activations as QuantizeLinear / DequantizeLinear pairs (uint8 for unsigned specs, int8 for signed) with the
  *   trained scales and zero points, also re-applied after MaxPool / Flatten so ORT can fuse every layer;
  * - observers and ai.qatkit ops removed; normalisation kept, so the input is still [0, 1] pixels.
@@ -121,9 +123,11 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
   if (!quant) throw new Error(`export: model '${model.name}' is not quantization-aware (train it with --quant first)`);
   const format = options.format ?? 'qdq';
   if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new Error(`export: unknown format '${format}'; valid: ${EXPORT_FORMATS.join(', ')}`);
-  const graph = buildEvalGraph(model);
+  const { graph, integerBiases } = buildEvalGraphWithBiases(model);
   graph.name = `${model.name}_${format}`;
-  const chains = quant.folded.map((f) => foldChain(graph, f.conv, f.batchNorm));
+  const intBias = new Map(integerBiases.map((x) => [x.layer, x]));
+  // Folded convs whose frozen BN the evaluation graph already replaced by Conv + int32-grid bias need no chain.
+  const chains = quant.folded.filter((f) => !intBias.has(f.conv)).map((f) => foldChain(graph, f.conv, f.batchNorm));
 
   const fetch = new Set<string>();
   for (const q of quant.quantizers) {
@@ -134,6 +138,7 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
     fetch.add(c.factor);
     if (c.bias) fetch.add(c.bias);
   }
+  for (const x of integerBiases) for (const v of [x.bias, x.scale, x.output]) fetch.add(v);
   const values = await fetchValues(model, [...fetch], options.threads);
   const em = new Emitter(graph);
   const remove = new Set<Node>();
@@ -242,23 +247,27 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
       if (act.deferredClamp) codes = clampCodes(em, codes, act.deferredClamp, `${node.name}/input`);
       node.inputs[0] = em.node('DequantizeLinear', [codes, act.scaleName, act.zeroName], {}, undefined, `${node.name}/input_dequantize`);
     }
+    const simulated = intBias.get(node.name);
+    if (simulated) {
+      // The simulation's own int32 codes and grid (quant/integer-bias.ts): re-derived and checked bit for bit.
+      const { codes, scale } = int32BiasCodes(simulated, values);
+      const codeName = em.initializer(`${node.name}/bias_int32`, new Tensor(DType.INT32, [codes.length], codes));
+      const scaleName = em.initializer(`${node.name}/bias_scale`, new Tensor(DType.FLOAT, [codes.length], scale));
+      const zero = em.initializer(`${node.name}/bias_zero_point`, new Tensor(DType.INT32, [codes.length], new Int32Array(codes.length)));
+      node.inputs[2] = em.node('DequantizeLinear', [codeName, scaleName, zero], { axis: 0 }, undefined, `${node.name}/bias_dequantize`);
+      if (simulated.add) {
+        const add = graph.nodes.find((n) => n.name === simulated.add);
+        if (!add) throw new Error(`export: bias Add '${simulated.add}' of '${node.name}' is not in the graph`);
+        node.outputs = [add.outputs[0]];
+        graph.nodes = graph.nodes.filter((n) => n !== add);
+      }
+      continue;
+    }
     const biasName = node.inputs[2];
     const given = biasName ? graph.initializers.get(biasName) : undefined;
     const bias = floatBias.get(node.name) ?? (given ? Float64Array.from(data32(given, `bias '${biasName}'`)) : undefined);
     if (!bias) continue;
-    const w = weightScale.get(node.name)!;
-    const plainGemm = node.opType !== 'Gemm' || (attrInt(node, 'alpha', 1) === 1 && attrInt(node, 'beta', 1) === 1);
-    // An int32 bias needs one weight scale per output channel; per-group weights have several, so theirs stays float.
-    if (act && w.symmetric && plainGemm && !w.blocked && (!w.perChannel || w.scale.length === bias.length)) {
-      const s = Float32Array.from(bias, (_, c) => Math.fround(act.scale * w.scale[w.perChannel ? c : 0]));
-      const q = Int32Array.from(bias, (b, c) => Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, roundHalfEven(Math.fround(b) / s[c]))));
-      const codes = em.initializer(`${node.name}/bias_int32`, new Tensor(DType.INT32, [bias.length], q));
-      const scale = em.initializer(`${node.name}/bias_scale`, new Tensor(DType.FLOAT, [bias.length], s));
-      const zero = em.initializer(`${node.name}/bias_zero_point`, new Tensor(DType.INT32, [bias.length], new Int32Array(bias.length)));
-      node.inputs[2] = em.node('DequantizeLinear', [codes, scale, zero], { axis: 0 }, undefined, `${node.name}/bias_dequantize`);
-    } else {
-      node.inputs[2] = em.initializer(`${node.name}/bias`, Tensor.float([bias.length], bias));
-    }
+    node.inputs[2] = em.initializer(`${node.name}/bias`, Tensor.float([bias.length], bias));
   }
 
   pruneDead(graph);
@@ -269,6 +278,23 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
   graph.opsets = { '': format === 'int4' || blocked ? 21 : 17 };
   graph.metadata = exportMetadata(model, graph, format, layers);
   return { graph, format, weightBytes, layers };
+}
+
+/**
+ * int32 codes of a bias the simulation rounded to its grid: round(b / s) as FakeQuantize computes it (float32
+ * division, half to even, the int32 clamp), checked to dequantize to the simulated bias exactly.
+ */
+function int32BiasCodes(x: IntegerBias, values: Map<string, Tensor>): { codes: Int32Array; scale: Float32Array } {
+  const bias = data32(values.get(x.bias), `bias '${x.bias}'`);
+  const scale = data32(values.get(x.scale), `bias scale '${x.scale}'`);
+  const simulated = data32(values.get(x.output), `quantized bias '${x.output}'`);
+  const codes = Int32Array.from(bias, (b, c) => Math.max(-(2 ** 31), Math.min(2 ** 31 - 128, roundHalfEven(Math.fround(b / scale[c])))));
+  codes.forEach((q, c) => {
+    if (Math.fround(q * scale[c]) !== simulated[c]) {
+      throw new Error(`export: bias of '${x.layer}' channel ${c}: code ${q} dequantizes to ${Math.fround(q * scale[c])}, but the trained model adds ${simulated[c]}`);
+    }
+  });
+  return { codes, scale: Float32Array.from(scale) };
 }
 
 /** The trained grid's codes [qmin, qmax] as initializers of the storage type, for a Clip on codes. */

@@ -1,4 +1,5 @@
 import { DType } from '../ir/dtype.js';
+import { Tensor } from '../ir/tensor.js';
 import { GraphBuilder, inferNode } from '../ir/builder.js';
 import { Attr, attrFloat, attrInt, attrInts, attrString, Graph, Node, topologicalOrder } from '../ir/graph.js';
 import { attachPatches, attachPatchMoments } from '../ops/conv-batchnorm.js';
@@ -71,6 +72,8 @@ export function fuseConvBatchNorm(graph: Graph, params: string[]): number {
  * the conv output is never written or read again, and the pool's gradient needs no upsampling. Without it the
  * frozen phase of a w8a8 LeNet run was ~15% slower than its batch-statistics phase (bench/README.md, issue 10).
  * Values equal the unfused form up to float rounding (a z + o instead of ((z / c) - mean) g + beta).
+ * Conv -> Add(per-channel bias [1, C, 1, ...]) [-> MaxPool], the form a folded conv takes once its bias is rounded
+ * to the int32 grid (quant/integer-bias.ts), becomes ConvAffine with gain 1 and that bias as the offset.
  */
 export function fuseConvFrozenBatchNorm(graph: Graph, params: string[]): number {
   const dependsOnParams = valuesDependingOn(graph, new Set(params));
@@ -83,55 +86,90 @@ export function fuseConvFrozenBatchNorm(graph: Graph, params: string[]): number 
     const readers = consumers.get(value) ?? [];
     return readers.length === 1 && readers[0] === reader && !outputs.has(value);
   };
-  for (const bn of [...graph.nodes]) {
-    if (bn.opType !== 'BatchNormalization' || bn.domain !== '' || attrInt(bn, 'training_mode', 0) !== 0 || bn.outputs.slice(1).some((o) => o)) continue;
-    // Walk back over an Identity and the folding's Div to the conv.
-    let value = bn.inputs[0];
-    let reader = bn;
-    const path: Node[] = [];
-    let c: string | undefined;
-    for (;;) {
-      const p = producers.get(value);
-      if (!p || !soleReader(value, reader)) break;
-      if (p.opType === 'Identity' && p.domain === '') [reader, value] = [p, p.inputs[0]];
-      else if (p.opType === 'Div' && p.domain === '' && !c && perChannel(graph, p.inputs[0], p.inputs[1])) [reader, value, c] = [p, p.inputs[0], p.inputs[1]];
-      else break;
-      path.push(reader);
-    }
-    const conv = producers.get(value);
-    if (!conv || !soleReader(value, reader) || !fusable(graph, conv, dependsOnParams)) continue;
+  for (const anchor of [...graph.nodes]) {
+    const match = frozenBatchNormMatch(graph, anchor, producers, soleReader) ?? biasAddMatch(graph, anchor, producers, soleReader);
+    if (!match) continue;
+    const { conv, path } = match;
+    if (!conv || !fusable(graph, conv, dependsOnParams)) continue;
     const [x, w] = conv.inputs;
     const kernel = graph.typeOf(w).shape.slice(2) as number[];
     const { window } = resolveWindow(conv, graph.typeOf(x).shape.slice(2), kernel);
     const attrs: Record<string, Attr> = Object.fromEntries(
       Object.entries({ ...windowAttrs(window), kernel_shape: window.kernel }).map(([k, v]) => [k, { kind: 'ints' as const, value: v }]),
     );
-    const [scale, bias, mean, variance] = bn.inputs.slice(1, 5);
     const start = graph.nodes.length;
-    const g = b.mul(scale, inverseStd(b, variance, attrFloat(bn, 'epsilon', BN_EPSILON)));
-    const gain = c ? b.div(g, b.reshape(c, [-1])) : g;
-    const offset = b.sub(bias, b.mul(mean, g));
+    const { gain, offset } = match.coefficients(b);
     const coefficients = graph.nodes.splice(start);
-    let fusedOutputs = [bn.outputs[0]];
-    const pool = poolToAbsorb(graph, conv, bn.outputs[0], consumers, outputs);
+    const y = anchor.outputs[0];
+    let fusedOutputs = [y];
+    const pool = poolToAbsorb(graph, conv, y, consumers, outputs);
     if (pool) {
-      const windows = `${bn.outputs[0]}/windows`;
+      const windows = `${y}/windows`;
       fusedOutputs = [pool.node.outputs[0], windows];
       for (const r of pool.reductions) r.inputs[0] = windows;
       attrs.max_pool = { kind: 'int', value: 1 };
       replaced.set(pool.node, undefined);
     }
     for (const n of [conv, ...path]) replaced.set(n, undefined);
-    const fused: Node = { opType: 'ConvAffine', domain: 'ai.qatkit', name: `${conv.name}+${bn.name}`, inputs: [x, w, gain, offset], outputs: fusedOutputs, attrs };
+    const fused: Node = { opType: 'ConvAffine', domain: 'ai.qatkit', name: `${conv.name}+${anchor.name}`, inputs: [x, w, gain, offset], outputs: fusedOutputs, attrs };
     inferNode(graph, fused).forEach((t, i) => fused.outputs[i] && graph.types.set(fused.outputs[i], t));
     const patchesStart = graph.nodes.length;
     attachPatches(b, fused);
-    replaced.set(bn, [...coefficients, ...graph.nodes.splice(patchesStart), fused]);
+    replaced.set(anchor, [...coefficients, ...graph.nodes.splice(patchesStart), fused]);
   }
   if (!replaced.size) return 0;
   graph.nodes = graph.nodes.flatMap((n) => (replaced.has(n) ? (replaced.get(n) ?? []) : [n]));
   graph.nodes = topologicalOrder(graph);
   return [...replaced.values()].filter((v) => v !== undefined).length;
+}
+
+interface AffineMatch {
+  conv: Node | undefined;
+  /** Nodes between the conv and the anchor (Identity, the folding's Div), replaced with them. */
+  path: Node[];
+  /** Emits the per-channel gain and offset ([O] each). */
+  coefficients: (b: GraphBuilder) => { gain: string; offset: string };
+}
+
+type SoleReader = (value: string, reader: Node) => boolean;
+
+/** Conv -> [Identity] -> [Div by a per-channel c] -> inference BatchNormalization (no training outputs). */
+function frozenBatchNormMatch(graph: Graph, bn: Node, producers: Map<string, Node>, soleReader: SoleReader): AffineMatch | undefined {
+  if (bn.opType !== 'BatchNormalization' || bn.domain !== '' || attrInt(bn, 'training_mode', 0) !== 0 || bn.outputs.slice(1).some((o) => o)) return undefined;
+  // Walk back over an Identity and the folding's Div to the conv.
+  let value = bn.inputs[0];
+  let reader = bn;
+  const path: Node[] = [];
+  let c: string | undefined;
+  for (;;) {
+    const p = producers.get(value);
+    if (!p || !soleReader(value, reader)) break;
+    if (p.opType === 'Identity' && p.domain === '') [reader, value] = [p, p.inputs[0]];
+    else if (p.opType === 'Div' && p.domain === '' && !c && perChannel(graph, p.inputs[0], p.inputs[1])) [reader, value, c] = [p, p.inputs[0], p.inputs[1]];
+    else break;
+    path.push(reader);
+  }
+  const conv = producers.get(value);
+  if (!conv || !soleReader(value, reader)) return undefined;
+  const [scale, bias, mean, variance] = bn.inputs.slice(1, 5);
+  return {
+    conv,
+    path,
+    coefficients: (b) => {
+      const g = b.mul(scale, inverseStd(b, variance, attrFloat(bn, 'epsilon', BN_EPSILON)));
+      return { gain: c ? b.div(g, b.reshape(c, [-1])) : g, offset: b.sub(bias, b.mul(mean, g)) };
+    },
+  };
+}
+
+/** Conv -> Add(conv output, per-channel bias [1, O, 1, ...]). */
+function biasAddMatch(graph: Graph, add: Node, producers: Map<string, Node>, soleReader: SoleReader): AffineMatch | undefined {
+  if (add.opType !== 'Add' || add.domain !== '') return undefined;
+  const [z, bias] = add.inputs;
+  const conv = producers.get(z);
+  if (!conv || conv.opType !== 'Conv' || !soleReader(z, add) || !perChannel(graph, z, bias)) return undefined;
+  const out = graph.typeOf(bias).shape[1] as number;
+  return { conv, path: [], coefficients: (b) => ({ gain: b.constant(Tensor.float([out], new Array(out).fill(1))), offset: b.reshape(bias, [-1]) }) };
 }
 
 /** Whether d is per channel of x ([1, C, 1, ...] against [N, C, ...]). */

@@ -17,6 +17,7 @@ import { saveLayerNormStatistics } from './layer-norm-statistics.js';
 import { sumLeadingAxesByMatMul } from './sum-leading-axes.js';
 import { hoistMaxPools } from './hoist-max-pool.js';
 import { OBSERVE_INPUT, toTrainingObservers, ObserverStatNames } from '../quant/observer-op.js';
+import { IntegerBias, simulateIntegerBiases } from '../quant/integer-bias.js';
 import { correctCount, softmaxCrossEntropy, tokenCorrectCount, tokenCrossEntropy } from './losses.js';
 import { emitOptimizer, OptimizerConfig } from './optimizer.js';
 
@@ -120,6 +121,8 @@ export function buildTrainStep(model: Model, options: TrainStepOptions): TrainSt
   const bnMode = options.freezeBatchNorm ? { graph: base, runningStats: [] } : toTrainingBatchNorm(base);
   let graph = bnMode.graph;
   const runningStats = bnMode.runningStats;
+  // Biases on their int32 grid as the integer model adds them; folded convs only once BN is frozen.
+  simulateIntegerBiases(graph, model);
   let observe: string | undefined;
   let observers: ObserverStatNames[] = [];
   if (observerStats.length) {
@@ -271,7 +274,15 @@ function fixLanguageModelInputs(graph: Graph, model: Model, batch: number, lengt
 
 /** The inference graph (BN with running statistics), batch dim symbolic, for evaluation. */
 export function buildEvalGraph(model: Model): Graph {
-  const g = model.graph.clone();
-  g.name = `${model.name}_eval`;
-  return g;
+  return buildEvalGraphWithBiases(model).graph;
+}
+
+/**
+ * The inference graph and the biases it fake-quantizes on their int32 grid (quant/integer-bias.ts): the export
+ * stores exactly those codes.
+ */
+export function buildEvalGraphWithBiases(model: Model): { graph: Graph; integerBiases: IntegerBias[] } {
+  const graph = model.graph.clone();
+  graph.name = `${model.name}_eval`;
+  return { graph, integerBiases: simulateIntegerBiases(graph, model) };
 }

@@ -108,7 +108,7 @@ test('fuseConvBatchNorm leaves convs whose input depends on a parameter, with a 
  * The frozen-BN form: Conv -> [Div by c] -> inference BatchNormalization [-> MaxPool 2x2 and observers' full
  * reductions], loss = sum(Y * r); outputs Y, the extremes and the gradients of w, gamma, beta (and c).
  */
-function buildFrozen(k: Case, fuse: boolean): { graph: Graph; fused: number } {
+function buildFrozen(k: Case, fuse: boolean, form: 'bn' | 'bias' = 'bn'): { graph: Graph; fused: number } {
   const g = new Graph();
   const b = new GraphBuilder(g);
   const x = b.input('x', DType.FLOAT, k.x);
@@ -117,13 +117,17 @@ function buildFrozen(k: Case, fuse: boolean): { graph: Graph; fused: number } {
   const [gamma, beta, mean, variance] = ['gamma', 'beta', 'mean', 'var'].map((n) => b.input(n, DType.FLOAT, [out]));
   const c = b.input('c', DType.FLOAT, [1, out, 1, 1]);
   const conv = b.op1('Conv', [x, w], k.attrs);
-  const bn = b.op1('BatchNormalization', [k.unscale ? b.div(conv, c) : conv, gamma, beta, mean, variance], { epsilon: 0.3 });
+  // 'bias': Conv + per-channel bias, the folded conv's form once its bias is on the int32 grid (quant/integer-bias.ts).
+  const bn =
+    form === 'bias'
+      ? b.add(conv, b.reshape(beta, [1, out, 1, 1]))
+      : b.op1('BatchNormalization', [k.unscale ? b.div(conv, c) : conv, gamma, beta, mean, variance], { epsilon: 0.3 });
   const extremes = k.pool ? [b.op1('ReduceMin', [bn], { keepdims: 1 }), b.op1('ReduceMax', [bn], { axes: [0, 2, 3], keepdims: 1 })] : [];
   const y = k.pool ? b.op1('MaxPool', [bn], { kernel_shape: [2, 2], strides: [2, 2] }) : bn;
   const r = b.input('r', DType.FLOAT, b.shape(y));
   const loss = b.sumAll(b.mul(y, r));
   const fused = fuse ? fuseConvFrozenBatchNorm(g, PARAMS) : 0;
-  const wrt = k.unscale ? PARAMS : PARAMS.slice(0, 3);
+  const wrt = form === 'bias' ? ['w', 'beta'] : k.unscale ? PARAMS : PARAMS.slice(0, 3);
   const grads = differentiate(g, { loss, wrt });
   for (const v of [y, ...extremes, ...wrt.map((p) => grads.get(p)!)]) b.output(v);
   return { graph: g, fused };
@@ -139,6 +143,21 @@ for (const [name, k] of cases) {
     const absorbed = !!k.pool && !k.attrs.strides;
     assert.equal(node.attrs.max_pool !== undefined, absorbed);
     assert.equal(fused.graph.nodes.some((n) => n.opType === 'MaxPool'), !!k.pool && !absorbed);
+    const [want, got] = [await run(plain.graph, 5), await run(fused.graph, 5)];
+    const names = plain.graph.outputs.map((o) => o.name);
+    want.forEach((values, i) => {
+      const scale = Math.max(1e-3, ...values.map(Math.abs));
+      values.forEach((v, j) => assert.ok(Math.abs(got[i][j] - v) <= 2e-4 * scale, `${names[i]}[${j}]: fused ${got[i][j]}, plain ${v} (scale ${scale})`));
+    });
+  });
+}
+
+for (const [name, k] of cases) {
+  test(`ConvAffine (gain 1) equals Conv -> Add(per-channel bias): outputs and gradients (${name})`, async () => {
+    const plain = buildFrozen(k, false, 'bias');
+    const fused = buildFrozen(k, true, 'bias');
+    assert.equal(fused.fused, 1);
+    assert.ok(!fused.graph.nodes.some((n) => n.opType === 'Conv' && n.inputs[1] === 'w'), 'the Conv is replaced');
     const [want, got] = [await run(plain.graph, 5), await run(fused.graph, 5)];
     const names = plain.graph.outputs.map((o) => o.name);
     want.forEach((values, i) => {

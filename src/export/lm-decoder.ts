@@ -34,6 +34,7 @@ import { packInt4 } from './weight-storage.js';
 import { kvCacheQuantOf } from '../quant/kv-cache.js';
 import { StoredKvCache, storeQuantizedKvCache } from './lm-kv-cache.js';
 import { levelFourActivations } from './lm-level4.js';
+import { passThroughSource } from '../quant/pass-through.js';
 
 export const LM_EXPORT_FORMATS = ['fp32', 'int4', 'matmulnbits', 'qdq'] as const;
 export type LmExportFormat = (typeof LM_EXPORT_FORMATS)[number];
@@ -93,8 +94,6 @@ export interface LmDecoderExport {
   attention: { mode: AttentionMode; used: DecoderAttention; reason: string };
 }
 
-const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Identity', 'Transpose', 'Squeeze', 'Unsqueeze']);
-
 function nodeNamed(graph: Graph, name: string): Node {
   const n = graph.nodes.find((x) => x.name === name);
   if (!n) throw new Error(`export: the decoder graph has no node '${name}' (the training graph's layer)`);
@@ -115,8 +114,7 @@ function placeActivationQuantizers(graph: Graph, model: Model, em: Emitter, inKe
     }
     const qatNode = model.graph.nodes.find((n) => n.name === a.node)!;
     const producers = graph.producers();
-    let source = nodeNamed(graph, a.layers[0]).inputs[0];
-    for (let p = producers.get(source); p && PASS_THROUGH.has(p.opType); p = producers.get(source)) source = p.inputs[0];
+    const source = passThroughSource(producers, nodeNamed(graph, a.layers[0]).inputs[0]);
     const before = graph.nodes.length;
     const viewed = headsView(graph, em, model.graph.typeOf(a.tensor).shape, source, a.tensor);
     let input = viewed;

@@ -7,6 +7,7 @@ import { Quantizer } from '../quant/prepare.js';
 import { quantRange, roundHalfEven } from '../quant/spec.js';
 import { buildEvalGraphWithBiases } from '../train/step-graph.js';
 import type { IntegerBias } from '../quant/integer-bias.js';
+import { passThroughSource, VALUE_PRESERVING_OPS } from '../quant/pass-through.js';
 import { Emitter, pruneDead } from './emitter.js';
 import { fetchValues } from './fetch-values.js';
 import { weightCodes } from './weight-codes.js';
@@ -53,8 +54,6 @@ export interface ExportResult {
   layers: ExportedLayer[];
 }
 
-/** Ops that move or select values without changing them (as prepare's PASS_THROUGH). */
-const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Identity', 'Transpose', 'Squeeze', 'Unsqueeze']);
 
 interface FoldChain {
   conv: Node;
@@ -239,8 +238,7 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
   graph.nodes = graph.nodes.filter((n) => !remove.has(n));
   const producerOf = graph.producers();
   for (const node of graph.nodes.filter((n) => weightScale.has(n.name))) {
-    let src = node.inputs[0];
-    while (producerOf.get(src) && PASS_THROUGH.has(producerOf.get(src)!.opType)) src = producerOf.get(src)!.inputs[0];
+    const src = passThroughSource(producerOf, node.inputs[0]);
     const act = activations.get(src);
     if (act && node.inputs[0] !== src) {
       let codes = em.node('QuantizeLinear', [node.inputs[0], act.scaleName, act.zeroName], {}, undefined, `${node.name}/input_quantize`);
@@ -308,7 +306,7 @@ function clampCodes(em: Emitter, codes: string, bounds: { min: string; max: stri
 }
 
 /**
- * Whether every reader of `value` is a PASS_THROUGH op (as input 0), and so on down each path, until layers that
+ * Whether every reader of `value` is a value-preserving op (as input 0), and so on down each path, until layers that
  * `isLayer` accepts read it as their input 0: the inputs the exporter re-quantizes. A layer or any other op
  * reading `value` directly, or a path ending at a graph output, answers false.
  */
@@ -321,7 +319,7 @@ function readsOnlyThroughPassThrough(graph: Graph, readers: Map<string, Node[]>,
       of.every((n) => {
         const asInput0Only = n.inputs.indexOf(v) === 0 && n.inputs.lastIndexOf(v) === 0;
         if (depth > 0 && isLayer(n)) return asInput0Only;
-        return PASS_THROUGH.has(n.opType) && asInput0Only && reaches(n.outputs[0], depth + 1);
+        return VALUE_PRESERVING_OPS.has(n.opType) && asInput0Only && reaches(n.outputs[0], depth + 1);
       })
     );
   };

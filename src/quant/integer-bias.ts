@@ -4,6 +4,7 @@ import { Tensor } from '../ir/tensor.js';
 import type { Model } from '../models/model.js';
 import { QATKIT } from './fake-quantize-op.js';
 import type { Quantizer } from './prepare.js';
+import { passThroughSource } from './pass-through.js';
 import { levelOffset } from './spec.js';
 
 /**
@@ -36,9 +37,6 @@ export interface IntegerBias {
 /** The largest float32 below 2^31: the int32 clamp bound that float32 and int32 both hold exactly. */
 const INT32_CODE_MAX = 2 ** 31 - 128;
 const INT32_CODE_MIN = -(2 ** 31);
-
-/** Ops between an activation quantizer and the layer that keep its values (as prepare's PASS_THROUGH). */
-const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Identity', 'Transpose', 'Squeeze', 'Unsqueeze']);
 
 /**
  * Rewrites `graph` (a clone of `model`'s graph: evaluation or training step) in place so that every bias that
@@ -98,12 +96,6 @@ export function simulateIntegerBiases(graph: Graph, model: Model): IntegerBias[]
   if (removed.size) graph.nodes = graph.nodes.filter((n) => !removed.has(n));
   if (biases.length) graph.nodes = topologicalOrder(graph);
   return biases;
-}
-
-function passThroughSource(producers: Map<string, Node>, value: string): string {
-  let v = value;
-  for (let p = producers.get(v); p && p.domain === '' && PASS_THROUGH.has(p.opType); p = producers.get(v)) v = p.inputs[0];
-  return v;
 }
 
 /** One static scale for the whole tensor, at most 8 bits: what the export's QuantizeLinear stores. */

@@ -9,6 +9,7 @@ import { activationSpec, LayerOverride, QatConfig, RoleSpec, weightSpec } from '
 import { fakeQuantizeValue, levelOffset, QuantSpec, quantRange, validateSpec, qparamsFromRange } from './spec.js';
 import { createObserver, isChannelRange } from './observers/index.js';
 import { QuantConfigError } from './config-file.js';
+import { passThroughSource } from './pass-through.js';
 
 /** One inserted quantizer, as export and reports need it. */
 export interface Quantizer {
@@ -58,7 +59,6 @@ const COMPUTE_OPS = new Set(['Conv', 'Gemm', 'MatMul']);
 /** The weight role of a language model's learned position table: symmetric int8 per row (per position). */
 export const POSITION_TABLE_ROLE: RoleSpec = { bits: 8, method: 'minmax', granularity: 'per-channel', symmetric: true };
 /** Ops that move or select values without changing them: a quantized input stays on the grid. */
-const PASS_THROUGH = new Set(['MaxPool', 'Flatten', 'Reshape', 'Identity', 'Transpose', 'Squeeze', 'Unsqueeze']);
 
 export interface QuantPlan {
   graph: Graph;
@@ -135,14 +135,7 @@ export function planQuantization(model: Model, config: QatConfig): QuantPlan {
     }
     return r;
   };
-  const source = (v: string): string => {
-    let cur = v;
-    for (;;) {
-      const p = producers.get(cur);
-      if (!p || !PASS_THROUGH.has(p.opType)) return cur;
-      cur = p.inputs[0];
-    }
-  };
+  const source = (v: string): string => passThroughSource(producers, v);
   const nonNegative = (v: string): boolean => {
     const p = producers.get(v);
     if (!p) return false;

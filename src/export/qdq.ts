@@ -1,5 +1,5 @@
 import { DType } from '../ir/dtype.js';
-import { Graph, Node, topologicalOrder } from '../ir/graph.js';
+import { attrFloat, Graph, Node, topologicalOrder } from '../ir/graph.js';
 import { Tensor } from '../ir/tensor.js';
 import { Model } from '../models/model.js';
 import { QATKIT } from '../quant/fake-quantize-op.js';
@@ -111,7 +111,7 @@ interface ActivationQ {
  * - Conv / Gemm biases as int32 with scale s_in * s_w and zero point 0 where an activation quantizer feeds the
  *   layer (the form of Jacob et al. 2018, section 2.4, and of ORT's QLinearConv): the codes the evaluation graph
  *   itself rounds the bias to (quant/integer-bias.ts), so the simulation adds the bias the integer model adds;
- * - activations as QuantizeLinear / DequantizeLinear pairs (uint8 for unsigned specs, int8 for signed) with the
+ * - activations as QuantizeLinear / DequantizeLinear pairs (uint8; a signed grid shifted by 128) with the
  *   trained scales and zero points, also re-applied after MaxPool / Flatten so ORT can fuse every layer;
  * - observers and ai.qatkit ops removed; normalisation kept, so the input is still [0, 1] pixels.
  * Scales and zero points are the values the evaluation graph computes in ONNX Runtime: nothing is recomputed
@@ -198,7 +198,7 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
     if (spec.bits > 8) throw new Error(`export: activation '${q.tensor}' has ${spec.bits} bits; export supports up to 8`);
     let scale: number;
     let zero: number;
-    const { qmin, qmax } = quantRange(spec);
+    const grid = quantRange(spec);
     if (spec.method === 'pact') {
       // PACT: y = round(min(relu(x), alpha) / s) * s with s = alpha / (2^bits - 1) computed in float32.
       const alpha = data32(values.get(q.learned[0]), `PACT alpha '${q.learned[0]}'`)[0];
@@ -210,11 +210,29 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
     } else {
       throw new InputError(`export: activation '${q.tensor}' uses method '${spec.method}', which has no static scale; none of the image export formats (${EXPORT_FORMATS.join(', ')}) takes it: they store one static scale per activation tensor. Retrain with a static activation method (--quant-config activation.method minmax, lsq, lsq+ or pact, granularity per-tensor); the run's model.onnx keeps it as a float simulation`);
     }
-    const type = spec.signed ? DType.INT8 : DType.UINT8;
-    const [tmin, tmax] = spec.signed ? [-128, 127] : [0, 255];
+    // Every activation is stored as uint8: a signed grid's codes and zero point move up by 128 (the same values).
+    // ORT fuses a QDQ Conv into QLinearConv only when its input and output codes have the same type, so a conv
+    // reading a Relu's unsigned codes and writing a residual Add's signed ones would otherwise run in float.
+    const type = DType.UINT8;
+    const [tmin, tmax] = [0, 255];
+    const shift = spec.signed ? 128 : 0;
+    const zeroCode = zero + shift;
+    let [qmin, qmax] = [grid.qmin + shift, grid.qmax + shift];
+    // A Clip (ReLU6) right before the quantizer becomes part of the code clamp: round(clip(x, a, b) / s) + z =
+    // clip(round(x / s) + z, code(a), code(b)), both maps being monotonic, so the codes are the same; ORT does not
+    // fuse a float Clip between a conv and its QuantizeLinear (unless the clip spans the whole uint8 range), and
+    // would run that conv in float.
+    const clip = clipBeforeQuantizer(graph, producers, readers, q.tensor);
+    const codeOf = (v: number) => (Number.isFinite(v) ? Math.min(tmax, Math.max(tmin, roundHalfEven(Math.fround(Math.fround(v) / scale)) + zeroCode)) : v < 0 ? tmin : tmax);
+    let quantized = q.tensor;
+    if (clip && Math.max(qmin, codeOf(clip.min)) <= Math.min(qmax, codeOf(clip.max))) {
+      [qmin, qmax] = [Math.max(qmin, codeOf(clip.min)), Math.min(qmax, codeOf(clip.max))];
+      quantized = clip.node.inputs[0];
+      remove.add(clip.node);
+    }
     replaceQuantizer(q);
     const scaleName = em.initializer(`${q.tensor}/scale`, Tensor.float([], [scale]));
-    const zeroName = em.initializer(`${q.tensor}/zero_point`, new Tensor(type, [], type === DType.INT8 ? Int8Array.of(zero) : Uint8Array.of(zero)));
+    const zeroName = em.initializer(`${q.tensor}/zero_point`, new Tensor(type, [], Uint8Array.of(zeroCode)));
     // Narrower than the storage type (e.g. 4-bit codes in uint8): the codes are clamped to the trained grid
     // [qmin, qmax] after QuantizeLinear, not the floats to [(qmin - z) s, (qmax - z) s] (PACT: [0, alpha]) before
     // it. Both give the same codes (round is monotonic, the float bounds sit on the grid), but ORT does not fold a
@@ -226,11 +244,11 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
     // commutes with them), the clamp moves to the layers' re-quantized inputs: a uint8 Clip in front of a MaxPool
     // whose output is flattened keeps ORT from running that pool in NHWC.
     const defer = bounds && readsOnlyThroughPassThrough(graph, readers, q.output, (n) => weightScale.has(n.name));
-    let codes = em.node('QuantizeLinear', [q.tensor, scaleName, zeroName], {}, undefined, `${q.tensor}/quantize`);
+    let codes = em.node('QuantizeLinear', [quantized, scaleName, zeroName], {}, undefined, `${q.tensor}/quantize`);
     if (bounds && !defer) codes = clampCodes(em, codes, bounds, q.tensor);
     em.node('DequantizeLinear', [codes, scaleName, zeroName], {}, q.output, `${q.tensor}/dequantize`);
     activations.set(q.output, { scale, scaleName, zeroName, ...(defer ? { deferredClamp: bounds } : {}) });
-    record(q, spec.signed ? 'int8' : 'uint8');
+    record(q, 'uint8');
   }
 
   // Layers: re-quantize inputs that reach them through MaxPool / Flatten (exact: those values are on the grid),
@@ -293,6 +311,24 @@ function int32BiasCodes(x: IntegerBias, values: Map<string, Tensor>): { codes: I
     }
   });
   return { codes, scale: Float32Array.from(scale) };
+}
+
+/**
+ * The standard Clip that writes `tensor` with constant bounds (absent: unbounded), when the quantizer is its only
+ * reader and it is no graph output.
+ */
+function clipBeforeQuantizer(graph: Graph, producers: Map<string, Node>, readers: Map<string, Node[]>, tensor: string): { node: Node; min: number; max: number } | undefined {
+  const node = producers.get(tensor);
+  if (!node || node.opType !== 'Clip' || node.domain !== '' || graph.outputs.some((o) => o.name === tensor)) return undefined;
+  if ((readers.get(tensor) ?? []).filter((n) => n.domain === '').length > 0) return undefined;
+  // Clip-6 and earlier carry the bounds as attributes, Clip-11 and later as optional inputs.
+  const bound = (i: number, fallback: number): number | undefined => {
+    if (!node.inputs[i]) return attrFloat(node, i === 1 ? 'min' : 'max', fallback);
+    const t = graph.initializers.get(node.inputs[i]);
+    return t && t.size === 1 ? t.toNumbers()[0] : undefined;
+  };
+  const [min, max] = [bound(1, -Infinity), bound(2, Infinity)];
+  return min === undefined || max === undefined ? undefined : { node, min, max };
 }
 
 /** The trained grid's codes [qmin, qmax] as initializers of the storage type, for a Clip on codes. */

@@ -89,7 +89,7 @@ function weightAxis(node: Node): number {
 
 /**
  * Decides what to quantize (no graph change besides BN folding): weights of Conv/Gemm/MatMul per output
- * channel; activations at the tensors that feed those layers and residual Adds, found by walking back through
+ * channel; activations at the tensors that feed those layers, residual Adds and average pools, found by walking back through
  * value-preserving ops, so each tensor is quantized once at its producer as an integer model stores it.
  */
 export function planQuantization(model: Model, config: QatConfig): QuantPlan {
@@ -186,6 +186,11 @@ export function planQuantization(model: Model, config: QatConfig): QuantPlan {
   for (const node of order) {
     if (node.opType !== 'Add' || biasAdds.has(node.name) || node.inputs.some((i) => graph.initializers.has(i))) continue;
     for (const i of node.inputs) addActivation(source(i), config.activation, node.name);
+  }
+  // So do average pools (QLinearGlobalAveragePool / QLinearAveragePool): with its output quantized, the conv in
+  // front of a pool is an integer QLinearConv too, not a float Conv on dequantized weights (MobileNet's last conv).
+  for (const node of order) {
+    if ((node.opType === 'GlobalAveragePool' || node.opType === 'AveragePool') && node.domain === '') addActivation(source(node.inputs[0]), config.activation, node.name);
   }
   return { graph, folded, weights, activations };
 }

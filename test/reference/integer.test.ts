@@ -12,7 +12,7 @@ import { decodeModel } from '../../src/onnx/model-io';
 import { Session } from '../../src/runtime/session';
 import { loadCheckpoint } from '../../src/train/checkpoint';
 import { DEFAULT_TRAIN_CONFIG, train } from '../../src/train/run';
-import { assertIntegerMatch, compareIntegerWithOrt, withQuantizedOutputs } from '../../src/reference/integer/compare-ort';
+import { assertIntegerMatch, compareIntegerWithOrt, ortQuantizedValues, withQuantizedOutputs } from '../../src/reference/integer/compare-ort';
 import { checkIntegerReference } from '../../src/export/integer-check';
 import { optimizedOps } from '../../src/export/kernel-report';
 import { evaluateInteger } from '../../src/reference/integer/evaluator';
@@ -122,6 +122,45 @@ test('integer Add (TFLite form) of two quantized tensors is within one code of t
   assert.equal(r.outputs.get('q')!.dtype, DType.FLOAT);
 });
 
+test('integer GlobalAveragePool requantizes the exact mean: a coarse 4-bit input onto a finer 8-bit grid, as ORT computes it', async () => {
+  // Q(x; 0.33, 4-bit codes) -> DQ -> GlobalAveragePool -> Q(0.012): means of a few tenths of a code land on codes 0..30.
+  const g = new Graph();
+  g.name = 'gap';
+  g.inputs = [{ name: 'x', dtype: DType.FLOAT, shape: [2, 3, 7, 7] }];
+  g.outputs = [{ name: 'q', dtype: DType.UINT8, shape: [2, 3, 1, 1] }];
+  const init = (name: string, t: Tensor) => g.initializers.set(name, t);
+  init('s', Tensor.float([], [0.33])); init('z', new Tensor(DType.UINT8, [], Uint8Array.of(0)));
+  init('lo', new Tensor(DType.UINT8, [], Uint8Array.of(0))); init('hi', new Tensor(DType.UINT8, [], Uint8Array.of(15)));
+  init('so', Tensor.float([], [0.012])); init('zo', new Tensor(DType.UINT8, [], Uint8Array.of(0)));
+  const node = (opType: string, inputs: string[], out: string) => g.nodes.push({ opType, domain: '', name: out, inputs, outputs: [out], attrs: {} });
+  node('QuantizeLinear', ['x', 's', 'z'], 'qx'); node('Clip', ['qx', 'lo', 'hi'], 'cx'); node('DequantizeLinear', ['cx', 's', 'z'], 'dx');
+  node('GlobalAveragePool', ['dx'], 'mean'); node('QuantizeLinear', ['mean', 'so', 'zo'], 'q');
+  g.opsets = { '': 17 };
+  for (const v of ['qx', 'cx']) g.types.set(v, { dtype: DType.UINT8, shape: [2, 3, 7, 7] });
+  // Mostly zeros with a few codes, so the means are fractions of one input code.
+  const x = Tensor.float([2, 3, 7, 7], Array.from({ length: 294 }, (_, i) => (i % 7 === 0 ? (i % 5) * 0.4 : 0)));
+  const ours = (evaluateInteger(g, new Map([['x', x]])).values.get('q') as { codes: Int32Array }).codes;
+  const theirs = (await ortQuantizedValues(g, new Map([['x', x]]), new Map())).get('q')!.data as Uint8Array;
+  assert.ok(Math.max(...theirs) > 5, `means on the finer grid: ${Array.from(theirs)}`);
+  assert.deepEqual(Array.from(ours), Array.from(theirs));
+});
+
+test('an op reading a per-channel int32 accumulator (no QuantizeLinear after the conv) is named as outside the evaluator', () => {
+  const g = new Graph();
+  g.name = 'float_conv_out';
+  g.inputs = [{ name: 'x', dtype: DType.FLOAT, shape: [1, 1, 4, 4] }];
+  g.outputs = [{ name: 'y', dtype: DType.FLOAT, shape: [1, 2, 1, 1] }];
+  const init = (name: string, t: Tensor) => g.initializers.set(name, t);
+  init('s', Tensor.float([], [0.1])); init('z', new Tensor(DType.UINT8, [], Uint8Array.of(0)));
+  init('w', new Tensor(DType.INT8, [2, 1, 1, 1], Int8Array.of(3, -2))); init('sw', Tensor.float([2], [0.01, 0.02])); init('zw', new Tensor(DType.INT8, [2], Int8Array.of(0, 0)));
+  const node = (opType: string, inputs: string[], out: string, attrs = {}) => g.nodes.push({ opType, domain: '', name: out, inputs, outputs: [out], attrs });
+  node('QuantizeLinear', ['x', 's', 'z'], 'qx'); node('DequantizeLinear', ['qx', 's', 'z'], 'dx');
+  node('DequantizeLinear', ['w', 'sw', 'zw'], 'dw', { axis: { kind: 'int', value: 0 } });
+  node('Conv', ['dx', 'dw'], 'conv'); node('GlobalAveragePool', ['conv'], 'y');
+  const x = Tensor.float([1, 1, 4, 4], Array.from({ length: 16 }, (_, i) => i / 16));
+  assert.throws(() => evaluateInteger(g, new Map([['x', x]])), /node 'y' \(GlobalAveragePool\): input 0 \('conv'\) is an int32 accumulator with 2 scales .*the integer evaluator needs it quantized per tensor/);
+});
+
 // ---------- a QAT lenet w8a8 run, exported, against ORT's fused integer kernels ----------
 
 const tmp = scratchDir('qat-integer-');
@@ -204,7 +243,8 @@ test('resnet8 w8a8 (residual Add, GlobalAveragePool): every layer matches ORT\'s
   const c = await compareIntegerWithOrt(graph, few);
   assert.equal(c.firstMismatch, undefined, JSON.stringify(c.firstMismatch));
   const ops = c.layers.map((l) => l.opType);
-  assert.equal(ops.filter((o) => o === 'Add').length, 2, ops.join(' '));
+  // All three blocks' Adds write codes (the last one feeds the average pool, a quantization point too).
+  assert.equal(ops.filter((o) => o === 'Add').length, 3, ops.join(' '));
   assert.ok(ops.includes('GlobalAveragePool'), ops.join(' '));
   for (const l of c.layers) assert.equal(l.offByOneFloatRounding, l.offByOne, `${l.node}: ${l.offByOne - l.offByOneFloatRounding} off-by-one codes not explained by float rounding`);
   assert.ok(c.output.maxAbsDifference < 0.05, String(c.output.maxAbsDifference));

@@ -4,7 +4,7 @@ import { resolveWindow } from '../../ops/window-geometry.js';
 import { windowTable } from '../windows.js';
 import { checkInt32, int32Bias } from './bias.js';
 import { IntegerKernel } from './kernel.js';
-import { isPerTensor, Quantized, quantizedInput, scaleAt, zeroAt } from './values.js';
+import { perTensorInput, Quantized, quantizedInput, scaleAt, zeroAt } from './values.js';
 
 /**
  * Conv on codes (ORT's QLinearConv without its requantization, which the following QuantizeLinear does):
@@ -12,9 +12,8 @@ import { isPerTensor, Quantized, quantizedInput, scaleAt, zeroAt } from './value
  * is an int32 accumulator with zero point 0 and per-channel scale s_x * s_w[m].
  */
 export const integerConv: IntegerKernel = (node, inputs) => {
-  const x = quantizedInput(node, inputs, 0);
+  const x = perTensorInput(node, inputs, 0);
   const w = quantizedInput(node, inputs, 1);
-  if (!isPerTensor(x)) throw new Error(`node '${node.name}' (Conv): the input must be quantized per tensor`);
   if (x.dims.length !== 4 || w.dims.length !== 4) throw new Error(`node '${node.name}' (Conv): the integer evaluator runs 2-D convolutions; X [${x.dims}], W [${w.dims}]`);
   if (w.axis !== undefined && w.axis !== 0) throw new Error(`node '${node.name}' (Conv): weights must be quantized per tensor or per output channel (axis 0), got axis ${w.axis}`);
   const group = attrInt(node, 'group', 1);

@@ -2,7 +2,7 @@ import { attrInt, Node } from '../../ir/graph.js';
 import { checkInt32, int32Bias } from './bias.js';
 import { accumulator } from './conv.js';
 import { IntegerKernel } from './kernel.js';
-import { IntValue, isPerTensor, quantizedInput, scaleAt, zeroAt } from './values.js';
+import { IntValue, perTensorInput, quantizedInput, scaleAt, zeroAt } from './values.js';
 
 /**
  * Y[i, j] = bias[j] + sum_k (A[i, k] - z_a) * (B[k, j] - z_b[j]) in integers, the int32 accumulator of ORT's
@@ -10,9 +10,8 @@ import { IntValue, isPerTensor, quantizedInput, scaleAt, zeroAt } from './values
  * output column (axis 0 of a transposed [N, K] B, axis 1 of a [K, N] B).
  */
 function integerMatMul(node: Node, inputs: (IntValue | undefined)[], transA: boolean, transB: boolean, biasIndex: number): IntValue[] {
-  const a = quantizedInput(node, inputs, 0);
+  const a = perTensorInput(node, inputs, 0);
   const b = quantizedInput(node, inputs, 1);
-  if (!isPerTensor(a)) throw new Error(`node '${node.name}' (${node.opType}): input A must be quantized per tensor`);
   if (a.dims.length !== 2 || b.dims.length !== 2) throw new Error(`node '${node.name}' (${node.opType}): the integer evaluator runs 2-D products; A [${a.dims}], B [${b.dims}]`);
   const [rows, k] = transA ? [a.dims[1], a.dims[0]] : a.dims;
   const [kb, cols] = transB ? [b.dims[1], b.dims[0]] : b.dims;

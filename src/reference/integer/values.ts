@@ -67,6 +67,21 @@ export function quantizedInput(node: Node, inputs: (IntValue | undefined)[], ind
   return v;
 }
 
+/**
+ * A quantized input with one scale and zero point. An int32 accumulator with a scale per channel reaches an op
+ * only where the layer before it has no QuantizeLinear on its output (ORT runs that layer in float).
+ */
+export function perTensorInput(node: Node, inputs: (IntValue | undefined)[], index: number): Quantized {
+  const q = quantizedInput(node, inputs, index);
+  if (!isPerTensor(q)) {
+    throw new Error(
+      `node '${node.name}' (${node.opType}): input ${index} ('${node.inputs[index]}') is an int32 accumulator with ${q.scale.length} scales (the layer that ` +
+        `writes it has no QuantizeLinear on its output); the integer evaluator needs it quantized per tensor`,
+    );
+  }
+  return q;
+}
+
 /** A plain tensor input (of one of `dtypes` when given). */
 export function tensorInput(node: Node, inputs: (IntValue | undefined)[], index: number, dtypes?: DType[]): Tensor {
   const v = inputs[index];

@@ -57,6 +57,7 @@ test('every layer of a ReLU6 / depthwise / residual / average-pool network runs 
   assert.deepEqual(float, [], ops.join(' '));
   assert.equal(ops.filter((o) => o === 'com.microsoft.QLinearConv').length, 4, ops.join(' '));
   assert.ok(ops.includes('com.microsoft.QGemm'), ops.join(' '));
+  assert.ok(ops.includes('com.microsoft.QLinearAdd') && ops.includes('com.microsoft.QLinearGlobalAveragePool'), ops.join(' '));
   assert.ok(!exported.nodes.some((n) => n.opType === 'Clip' && exported.initializers.get(n.inputs[2])?.dtype === DType.FLOAT), 'ReLU6 folded into the code clamp');
 });
 

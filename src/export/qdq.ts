@@ -54,7 +54,6 @@ export interface ExportResult {
   layers: ExportedLayer[];
 }
 
-
 interface FoldChain {
   conv: Node;
   bn: Node;

@@ -52,12 +52,14 @@ export async function exportRun(options: ExportRunOptions): Promise<ExportReport
   const narrow = result.layers.filter((l) => l.role === 'activation' && l.bits < 8).map((l) => l.bits);
   const why = narrow.length ? `With ${Math.min(...narrow)}-bit activations, codes moved by one step at rounding ties (float rounding of the sums and of the requantization scales) cascade through a deep model: docs/export-formats.md, "Parity"` : undefined;
   if (!options.noVerify) assertParity(parity, undefined, why);
+  // qdq and int4 files (whose INT4 weights are cast to int8 in the graph) run on the evaluator; packed files'
+  // unpacking subgraph (Div / Mod on the packed bytes) is outside it.
   const integer: IntegerCheckReport =
-    result.format === 'qdq' && result.layers.some((l) => l.granularity === 'per-group')
+    result.format !== 'packed' && result.layers.some((l) => l.granularity === 'per-group')
       ? { skipped: 'per-group weights: ONNX Runtime dequantizes blocked weights to float; the integer reference evaluator runs per-tensor / per-channel int8 QDQ models' }
-      : result.format === 'qdq'
+      : result.format !== 'packed'
       ? await checkIntegerReference(result.graph, ckpt.model.input, test, { threads: options.threads, noVerify: options.noVerify })
-      : { skipped: `format ${result.format}: the integer reference evaluator runs int8 QDQ models` };
+      : { skipped: `format ${result.format}: the integer reference evaluator runs qdq and int4 models, not the packed format's unpacking subgraph` };
   const bytes = encodeModel(result.graph);
   writeFileAtomic(options.out, bytes);
   const report: ExportReport = {

@@ -7,7 +7,8 @@ import { WeightCodes } from './weight-codes.js';
  * How an exported weight's integer codes are stored, and the subgraph that turns them into the int8 / int4
  * tensor DequantizeLinear reads. Formats (docs/export-formats.md):
  * - int8: one code per byte (ONNX INT8).
- * - int4: two codes per byte (ONNX INT4, opset 21: element 2i in the low nibble, 2i+1 in the high nibble).
+ * - int4: two codes per byte (ONNX INT4, opset 21: element 2i in the low nibble, 2i+1 in the high nibble),
+ *   cast to int8 in the graph (folded at load time).
  * - packed: k base-L digits per byte, d = (q - qmin) / step, byte = sum d_j * L^j (ternary: L = 3, k = 5,
  *   since 3^5 = 243 <= 256; binary: L = 2, step 2, k = 8), unpacked at load time with integer Div and Mod.
  */
@@ -78,8 +79,13 @@ export function fitsInt4(w: WeightCodes): boolean {
 export function emitWeightCodes(em: Emitter, w: WeightCodes, storage: WeightStorage): { codes: string; zeroPoint: string } {
   const zdims = scaleDimsOf(w);
   if (storage === 'int4') {
-    const codes = em.initializer(`${w.tensor}/int4`, new Tensor(DType.INT4, w.dims, packInt4(w.codes)));
-    const zeroPoint = em.initializer(`${w.tensor}/zero_point`, new Tensor(DType.INT4, zdims, packInt4(w.zeroPoint)));
+    // Stored as INT4, widened to int8 by a Cast of the initializer that ORT constant-folds when the session is
+    // created: ORT 1.30 fuses QLinearConv / QGemm only for 8-bit weights, and ran a DequantizeLinear of INT4 weights
+    // as a float layer (the LeNet w4a4 int4 file took 2.6x the qdq file's time). Codes in [-8, 7] cannot saturate
+    // the u8s8 kernels' int16 pair sums (2 x 255 x 8), so int8 is exact on every CPU.
+    const packed = em.initializer(`${w.tensor}/int4`, new Tensor(DType.INT4, w.dims, packInt4(w.codes)));
+    const codes = em.node('Cast', [packed], { to: DType.INT8 }, undefined, `${w.tensor}/widen_int4`);
+    const zeroPoint = em.initializer(`${w.tensor}/zero_point`, new Tensor(DType.INT8, zdims, Int8Array.from(w.zeroPoint)));
     return { codes, zeroPoint };
   }
   if (storage === 'uint8') {

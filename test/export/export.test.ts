@@ -113,6 +113,10 @@ test('int4 (w4a8): INT4 weight initializers with opset-21 DequantizeLinear, file
   assert.ok(ratio < 0.55, `int4 file is ${ratio.toFixed(3)} of the qdq file`);
   const p = await checkParity(model, int4.graph, test10k(), { limit: 3000 });
   assert.ok(p.argmax_agreement >= 0.998 && p.accuracy_difference_points <= 0.2, JSON.stringify(p));
+  // The INT4 initializers are widened to int8 by a Cast that ORT folds: every layer on an integer kernel.
+  const optimized = await optimizedOps(int4.graph);
+  assert.equal(optimized.filter((o) => o === 'com.microsoft.QLinearConv').length, 2, optimized.join(' '));
+  assert.ok(!optimized.some((o) => o === 'Conv' || o === 'Gemm' || o === 'DequantizeLinear'), optimized.join(' '));
 });
 
 test('packed (ternary): 5 codes per byte, unpacked in the graph (ORT folds it and still fuses QLinearConv), parity', async () => {

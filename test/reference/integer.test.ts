@@ -16,6 +16,7 @@ import { assertIntegerMatch, compareIntegerWithOrt, ortQuantizedValues, withQuan
 import { checkIntegerReference } from '../../src/export/integer-check';
 import { optimizedOps } from '../../src/export/kernel-report';
 import { evaluateInteger } from '../../src/reference/integer/evaluator';
+import { integerCast } from '../../src/reference/integer/cast';
 import { multiplyByQuantizedMultiplier, quantizeMultiplier, roundingDivideByPOT, saturatingRoundingDoublingHighMul } from '../../src/reference/integer/fixed-point';
 import { scratchDir } from '../helpers/scratch.js';
 
@@ -159,6 +160,15 @@ test('an op reading a per-channel int32 accumulator (no QuantizeLinear after the
   node('Conv', ['dx', 'dw'], 'conv'); node('GlobalAveragePool', ['conv'], 'y');
   const x = Tensor.float([1, 1, 4, 4], Array.from({ length: 16 }, (_, i) => i / 16));
   assert.throws(() => evaluateInteger(g, new Map([['x', x]])), /node 'y' \(GlobalAveragePool\): input 0 \('conv'\) is an int32 accumulator with 2 scales .*the integer evaluator needs it quantized per tensor/);
+});
+
+test('integer Cast widens INT4 codes (two\'s complement nibbles, low first) to int8, and refuses other targets', () => {
+  const node = { opType: 'Cast', domain: '', name: 'widen', inputs: ['w'], outputs: ['w8'], attrs: { to: { kind: 'int' as const, value: DType.INT8 } } };
+  // Codes -8, 7, -1, 0, 3 packed as nibbles: 0x78, 0x0f, 0x03.
+  const w = new Tensor(DType.INT4, [5], Uint8Array.of(0x78, 0x0f, 0x03));
+  const [out] = integerCast(node, [{ kind: 'tensor', tensor: w }]);
+  assert.deepEqual(out.kind === 'tensor' && Array.from(out.tensor.data as Int8Array), [-8, 7, -1, 0, 3]);
+  assert.throws(() => integerCast({ ...node, attrs: { to: { kind: 'int', value: DType.FLOAT } } }, [{ kind: 'tensor', tensor: w }]), /node 'widen' \(Cast\): the integer evaluator casts stored codes to int8 or int32/);
 });
 
 // ---------- a QAT lenet w8a8 run, exported, against ORT's fused integer kernels ----------

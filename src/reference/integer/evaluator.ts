@@ -2,6 +2,7 @@ import { DType } from '../../ir/dtype.js';
 import { Graph, Node, topologicalOrder } from '../../ir/graph.js';
 import { Tensor } from '../../ir/tensor.js';
 import { integerAdd } from './add.js';
+import { integerCast } from './cast.js';
 import { integerClip } from './clip.js';
 import { integerConv } from './conv.js';
 import { dequantizeLinear } from './dequantize-linear.js';
@@ -24,6 +25,7 @@ export const integerKernels: IntegerKernelTable = {
   MatMul: integerMatMulKernel,
   Relu: integerRelu,
   Clip: integerClip,
+  Cast: integerCast,
   MaxPool: integerMaxPool,
   GlobalAveragePool: integerGlobalAveragePool,
   Flatten: integerFlatten,

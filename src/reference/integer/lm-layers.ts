@@ -22,6 +22,7 @@ import { foldedConstant } from '../../ir/folded-constant.js';
 import { encodeModel, UNKNOWN_SHAPE } from '../../onnx/model-io.js';
 import { roundHalfEven } from '../../quant/spec.js';
 import { fromOrtTensor } from '../../runtime/tensors.js';
+import { unpackInt4 } from './cast.js';
 
 /** Relative tolerance of a float layer: float32 rounding of K-long sums (and, at level 4, of the block scales). */
 export const LM_LAYER_TOLERANCE = { float: 1e-4, int8Compute: 2e-3 } as const;
@@ -59,16 +60,6 @@ function unpackUnsigned(data: Uint8Array, bits: number, count: number): Int32Arr
   const perByte = 8 / bits;
   const mask = (1 << bits) - 1;
   for (let i = 0; i < count; i++) out[i] = (data[Math.floor(i / perByte)] >> (bits * (i % perByte))) & mask;
-  return out;
-}
-
-/** Signed INT4 (ONNX: two's complement nibbles, low nibble first). */
-function unpackInt4(data: Uint8Array, count: number): Int32Array {
-  const out = new Int32Array(count);
-  for (let i = 0; i < count; i++) {
-    const nibble = (data[i >> 1] >> (4 * (i & 1))) & 0xf;
-    out[i] = nibble >= 8 ? nibble - 16 : nibble;
-  }
   return out;
 }
 

@@ -58,7 +58,6 @@ export interface ActivationStats {
 const COMPUTE_OPS = new Set(['Conv', 'Gemm', 'MatMul']);
 /** The weight role of a language model's learned position table: symmetric int8 per row (per position). */
 export const POSITION_TABLE_ROLE: RoleSpec = { bits: 8, method: 'minmax', granularity: 'per-channel', symmetric: true };
-/** Ops that move or select values without changing them: a quantized input stays on the grid. */
 
 export interface QuantPlan {
   graph: Graph;

@@ -6,7 +6,8 @@ import { QATKIT } from '../quant/fake-quantize-op.js';
 import { Quantizer } from '../quant/prepare.js';
 import { quantRange, roundHalfEven } from '../quant/spec.js';
 import { buildEvalGraphWithBiases } from '../train/step-graph.js';
-import type { IntegerBias } from '../quant/integer-bias.js';
+import { INT32_CODE_MAX, INT32_CODE_MIN, type IntegerBias } from '../quant/integer-bias.js';
+import { foldedChain, type FoldedChain } from '../quant/fold-batchnorm.js';
 import { passThroughSource, VALUE_PRESERVING_OPS } from '../quant/pass-through.js';
 import { Emitter, pruneDead } from './emitter.js';
 import { fetchValues } from './fetch-values.js';
@@ -54,38 +55,19 @@ export interface ExportResult {
   layers: ExportedLayer[];
 }
 
-interface FoldChain {
+interface FoldChain extends FoldedChain {
   conv: Node;
-  bn: Node;
-  /** Div / Add / Identity between the conv and its BN (the QAT folding form). */
-  between: Node[];
-  factor: string;
-  bias?: string;
 }
 
-/** Finds the nodes of one folded Conv -> Div(factor) [-> Add(bias)] -> Identity -> BatchNormalization chain. */
-function foldChain(graph: Graph, conv: string, batchNorm: string): FoldChain {
-  const consumers = graph.consumers();
+/** The nodes of one folded Conv -> Div(factor) [-> Add(bias)] -> Identity -> BatchNormalization chain. */
+function foldChain(graph: Graph, consumers: Map<string, Node[]>, conv: string, batchNorm: string): FoldChain {
   const node = graph.nodes.find((n) => n.name === conv);
   if (!node) throw new Error(`export: folded conv '${conv}' is not in the graph`);
-  const between: Node[] = [];
-  let factor: string | undefined;
-  let bias: string | undefined;
-  let cur = node.outputs[0];
-  for (;;) {
-    const next = consumers.get(cur) ?? [];
-    if (next.length !== 1) throw new Error(`export: folded conv '${conv}': value '${cur}' has ${next.length} consumers on the way to BN '${batchNorm}'`);
-    const n = next[0];
-    if (n.name === batchNorm) {
-      if (!factor) throw new Error(`export: folded conv '${conv}' has no unscale Div before BN '${batchNorm}'`);
-      return { conv: node, bn: n, between, factor, bias };
-    }
-    if (n.opType === 'Div' && !factor) factor = n.inputs[1];
-    else if (n.opType === 'Add' && !bias) bias = n.inputs[1];
-    else if (n.opType !== 'Identity') throw new Error(`export: unexpected ${n.opType} node '${n.name}' between folded conv '${conv}' and BN '${batchNorm}'`);
-    between.push(n);
-    cur = n.outputs[0];
+  const chain = foldedChain(graph, consumers, node);
+  if (!chain || chain.bn.name !== batchNorm) {
+    throw new Error(`export: folded conv '${conv}' does not reach BN '${batchNorm}' as the folding wrote it (Div by the fold factor [-> Add of the conv bias] -> Identity, each value read once)`);
   }
+  return { conv: node, ...chain };
 }
 
 const data32 = (t: Tensor | undefined, what: string): Float32Array => {
@@ -125,7 +107,8 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
   graph.name = `${model.name}_${format}`;
   const intBias = new Map(integerBiases.map((x) => [x.layer, x]));
   // Folded convs whose frozen BN the evaluation graph already replaced by Conv + int32-grid bias need no chain.
-  const chains = quant.folded.filter((f) => !intBias.has(f.conv)).map((f) => foldChain(graph, f.conv, f.batchNorm));
+  const chainConsumers = graph.consumers();
+  const chains = quant.folded.filter((f) => !intBias.has(f.conv)).map((f) => foldChain(graph, chainConsumers, f.conv, f.batchNorm));
 
   const fetch = new Set<string>();
   for (const q of quant.quantizers) {
@@ -134,7 +117,7 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
   }
   for (const c of chains) {
     fetch.add(c.factor);
-    if (c.bias) fetch.add(c.bias);
+    if (c.convBias) fetch.add(c.convBias);
   }
   for (const x of integerBiases) for (const v of [x.bias, x.scale, x.output]) fetch.add(v);
   const values = await fetchValues(model, [...fetch], options.threads);
@@ -148,7 +131,7 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
     const init = (i: number) => data32(graph.initializers.get(c.bn.inputs[i]), `input ${i} of BN '${c.bn.name}'`);
     const [beta, mean] = [init(2), init(3)];
     const factor = data32(values.get(c.factor), `fold factor '${c.factor}'`);
-    const bias = c.bias ? data32(values.get(c.bias), `conv bias '${c.bias}'`) : undefined;
+    const bias = c.convBias ? data32(values.get(c.convBias), `conv bias '${c.convBias}'`) : undefined;
     floatBias.set(c.conv.name, Float64Array.from(beta, (b, ch) => ((bias?.[ch] ?? 0) - mean[ch]) * factor[ch] + b));
     c.conv.outputs = [c.bn.outputs[0]];
     c.conv.inputs = c.conv.inputs.slice(0, 2);
@@ -157,7 +140,8 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
 
   const layers: ExportedLayer[] = [];
   const weightBytes = { float32: 0, stored: 0 };
-  const weightScale = new Map<string, { scale: Float32Array; symmetric: boolean; perChannel: boolean; blocked: boolean }>();
+  // Layers whose weights are quantized: the ones whose inputs are re-quantized and whose biases are emitted below.
+  const quantizedLayers = new Set<string>();
   let blocked = false;
   const record = (q: Quantizer, storage: string) =>
     layers.push({
@@ -180,7 +164,7 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
     // Per-group weights: DequantizeLinear-21's blocked form (block_size along the grouped axis).
     em.node('DequantizeLinear', [codes, scale, zeroPoint], { axis: w.axis, ...(w.blockSize ? { block_size: w.blockSize } : {}) }, q.output, `${w.tensor}/dequantize`);
     if (w.blockSize) blocked = true;
-    for (const layer of q.layers) weightScale.set(layer, { scale: w.scale, symmetric: w.zeroPoint.every((z) => z === 0), perChannel: w.axis !== undefined, blocked: Boolean(w.blockSize) });
+    for (const layer of q.layers) quantizedLayers.add(layer);
     weightBytes.float32 += w.codes.length * 4;
     weightBytes.stored += storage === 'int8' || storage === 'uint8' ? w.codes.length : storage === 'int4' ? Math.ceil(w.codes.length / 2) : Math.ceil(w.codes.length / packedLayout(w)!.perByte);
     record(q, storage);
@@ -242,7 +226,7 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
     // Where every reader reaches its layers only through MaxPool / Flatten / Reshape / Transpose (the clamp
     // commutes with them), the clamp moves to the layers' re-quantized inputs: a uint8 Clip in front of a MaxPool
     // whose output is flattened keeps ORT from running that pool in NHWC.
-    const defer = bounds && readsOnlyThroughPassThrough(graph, readers, q.output, (n) => weightScale.has(n.name));
+    const defer = bounds && readsOnlyThroughPassThrough(graph, readers, q.output, (n) => quantizedLayers.has(n.name));
     let codes = em.node('QuantizeLinear', [quantized, scaleName, zeroName], {}, undefined, `${q.tensor}/quantize`);
     if (bounds && !defer) codes = clampCodes(em, codes, bounds, q.tensor);
     em.node('DequantizeLinear', [codes, scaleName, zeroName], {}, q.output, `${q.tensor}/dequantize`);
@@ -254,7 +238,7 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
   // and store biases as int32 codes of s_in * s_w.
   graph.nodes = graph.nodes.filter((n) => !remove.has(n));
   const producerOf = graph.producers();
-  for (const node of graph.nodes.filter((n) => weightScale.has(n.name))) {
+  for (const node of graph.nodes.filter((n) => quantizedLayers.has(n.name))) {
     const src = passThroughSource(producerOf, node.inputs[0]);
     const act = activations.get(src);
     if (act && node.inputs[0] !== src) {
@@ -303,7 +287,7 @@ function int32BiasCodes(x: IntegerBias, values: Map<string, Tensor>): { codes: I
   const bias = data32(values.get(x.bias), `bias '${x.bias}'`);
   const scale = data32(values.get(x.scale), `bias scale '${x.scale}'`);
   const simulated = data32(values.get(x.output), `quantized bias '${x.output}'`);
-  const codes = Int32Array.from(bias, (b, c) => Math.max(-(2 ** 31), Math.min(2 ** 31 - 128, roundHalfEven(Math.fround(b / scale[c])))));
+  const codes = Int32Array.from(bias, (b, c) => Math.max(INT32_CODE_MIN, Math.min(INT32_CODE_MAX, roundHalfEven(Math.fround(b / scale[c])))));
   codes.forEach((q, c) => {
     if (Math.fround(q * scale[c]) !== simulated[c]) {
       throw new Error(`export: bias of '${x.layer}' channel ${c}: code ${q} dequantizes to ${Math.fround(q * scale[c])}, but the trained model adds ${simulated[c]}`);

@@ -1,5 +1,5 @@
 import { GraphBuilder } from '../ir/builder.js';
-import { attrFloat, Graph, Node } from '../ir/graph.js';
+import { attrFloat, attrInt, Graph, Node } from '../ir/graph.js';
 
 export interface FoldedConv {
   conv: string;
@@ -56,4 +56,39 @@ export function foldBatchNormForQat(graph: Graph): FoldedConv[] {
     folded.push({ conv: node.name, batchNorm: bn.name, scaledWeight, weight, ...(biasAdd ? { biasAdd } : {}) });
   }
   return folded;
+}
+
+/** What foldBatchNormForQat put between a folded conv and its BN. */
+export interface FoldedChain {
+  bn: Node;
+  /** Div by the fold factor, the conv's own bias Add, Identity: the nodes between the conv and its BN. */
+  between: Node[];
+  factor: string;
+  convBias?: string;
+}
+
+/**
+ * A folded conv's Conv -> Div(c) [-> Add(b)] -> Identity -> inference BatchNormalization, each value read once and
+ * none a graph output; undefined where the graph does not have that form (BN turned into batch-statistics form).
+ */
+export function foldedChain(graph: Graph, consumers: Map<string, Node[]>, conv: Node): FoldedChain | undefined {
+  const outputs = new Set(graph.outputs.map((o) => o.name));
+  const between: Node[] = [];
+  let factor: string | undefined;
+  let convBias: string | undefined;
+  for (let value = conv.outputs[0]; ; ) {
+    const readers = consumers.get(value) ?? [];
+    if (readers.length !== 1 || outputs.has(value)) return undefined;
+    const n = readers[0];
+    if (n.opType === 'BatchNormalization' && n.domain === '') {
+      if (!factor || attrInt(n, 'training_mode', 0) !== 0 || n.outputs.slice(1).some((o) => o)) return undefined;
+      return { bn: n, between, factor, convBias };
+    }
+    if (n.domain !== '') return undefined;
+    if (n.opType === 'Div' && !factor && n.inputs[0] === value) factor = n.inputs[1];
+    else if (n.opType === 'Add' && !convBias && n.inputs[0] === value) convBias = n.inputs[1];
+    else if (n.opType !== 'Identity') return undefined;
+    between.push(n);
+    value = n.outputs[0];
+  }
 }

@@ -3,7 +3,8 @@ import { attrInt, Graph, Node, topologicalOrder } from '../ir/graph.js';
 import { Tensor } from '../ir/tensor.js';
 import type { Model } from '../models/model.js';
 import { QATKIT } from './fake-quantize-op.js';
-import type { Quantizer } from './prepare.js';
+import { foldedChain, type FoldedChain } from './fold-batchnorm.js';
+import { type Quantizer, weightAxis } from './prepare.js';
 import { passThroughSource } from './pass-through.js';
 import { levelOffset } from './spec.js';
 
@@ -35,8 +36,8 @@ export interface IntegerBias {
 }
 
 /** The largest float32 below 2^31: the int32 clamp bound that float32 and int32 both hold exactly. */
-const INT32_CODE_MAX = 2 ** 31 - 128;
-const INT32_CODE_MIN = -(2 ** 31);
+export const INT32_CODE_MAX = 2 ** 31 - 128;
+export const INT32_CODE_MIN = -(2 ** 31);
 
 /**
  * Rewrites `graph` (a clone of `model`'s graph: evaluation or training step) in place so that every bias that
@@ -62,7 +63,7 @@ export function simulateIntegerBiases(graph: Graph, model: Model): IntegerBias[]
     const wq = weightOf.get(layer.name);
     const aq = activationOf.get(passThroughSource(producers, layer.inputs[0]));
     if (!wq || !aq || !staticActivation(aq) || !onOutputChannelGrid(wq, layer)) continue;
-    const chain = folded.has(layer.name) ? frozenBatchNormChain(graph, consumers, layer) : undefined;
+    const chain = folded.has(layer.name) ? foldedChain(graph, consumers, layer) : undefined;
     if (folded.has(layer.name) ? !chain : !layer.inputs[2]) continue;
     const channels = outputChannels(graph, layer);
     const given = layer.inputs[2];
@@ -110,13 +111,10 @@ function activationScale(b: GraphBuilder, q: Quantizer): string {
 }
 
 function outputChannels(graph: Graph, layer: Node): number {
-  const dims = graph.typeOf(layer.inputs[1]).shape;
-  const d = layer.opType === 'Conv' ? dims[0] : attrInt(layer, 'transB', 0) ? dims[0] : dims[1];
+  const d = graph.typeOf(layer.inputs[1]).shape[weightAxis(layer)];
   if (typeof d !== 'number') throw new Error(`layer '${layer.name}': its weight has a symbolic output dimension`);
   return d;
 }
-
-const outputAxis = (layer: Node) => (layer.opType === 'Conv' ? 0 : attrInt(layer, 'transB', 0) ? 0 : 1);
 
 /**
  * Whether the export stores this weight with one scale per tensor or per output channel and zero point 0 (what an
@@ -124,7 +122,7 @@ const outputAxis = (layer: Node) => (layer.opType === 'Conv' ? 0 : attrInt(layer
  */
 function onOutputChannelGrid(q: Quantizer, layer: Node): boolean {
   const g = q.spec.granularity;
-  if (g.kind !== 'per-tensor' && (g.kind !== 'per-channel' || g.axis !== outputAxis(layer))) return false;
+  if (g.kind !== 'per-tensor' && (g.kind !== 'per-channel' || g.axis !== weightAxis(layer))) return false;
   return q.spec.method === 'binary' || q.spec.method === 'ternary' || (q.spec.symmetric && Boolean(q.scale));
 }
 
@@ -137,46 +135,15 @@ function gridWeightScale(b: GraphBuilder, q: Quantizer, layer: Node, channels: n
   const perChannel = q.spec.granularity.kind === 'per-channel';
   const toChannels = (s: string) => (perChannel ? b.reshape(s, [channels]) : b.op1('Expand', [b.reshape(s, []), b.ints([channels])]));
   if (q.spec.method === 'binary' || q.spec.method === 'ternary') {
-    const axes = Array.from({ length: b.rank(q.output) }, (_, i) => i).filter((i) => !perChannel || i !== outputAxis(layer));
+    const axes = Array.from({ length: b.rank(q.output) }, (_, i) => i).filter((i) => !perChannel || i !== weightAxis(layer));
     const max = b.op1('ReduceMax', [b.abs(q.output)], { axes, keepdims: 0 });
     return toChannels(b.where(b.equal(max, b.scalarLike(0, max)), b.scalarLike(1, max), max));
   }
   return toChannels(levelOffset(q.spec) ? b.mul(q.scale!, b.scalarLike(0.5, q.scale!)) : q.scale!);
 }
 
-interface FrozenChain {
-  bn: Node;
-  /** Div by the fold factor, the conv's own bias Add, Identity: the nodes between the conv and its BN. */
-  between: Node[];
-  factor: string;
-  convBias?: string;
-}
-
-/** A folded conv's Conv -> Div(c) [-> Add(b)] -> Identity -> inference BatchNormalization, each value read once. */
-function frozenBatchNormChain(graph: Graph, consumers: Map<string, Node[]>, conv: Node): FrozenChain | undefined {
-  const outputs = new Set(graph.outputs.map((o) => o.name));
-  const between: Node[] = [];
-  let factor: string | undefined;
-  let convBias: string | undefined;
-  for (let value = conv.outputs[0]; ; ) {
-    const readers = consumers.get(value) ?? [];
-    if (readers.length !== 1 || outputs.has(value)) return undefined;
-    const n = readers[0];
-    if (n.opType === 'BatchNormalization' && n.domain === '') {
-      if (!factor || attrInt(n, 'training_mode', 0) !== 0 || n.outputs.slice(1).some((o) => o)) return undefined;
-      return { bn: n, between, factor, convBias };
-    }
-    if (n.domain !== '') return undefined;
-    if (n.opType === 'Div' && !factor && n.inputs[0] === value) factor = n.inputs[1];
-    else if (n.opType === 'Add' && !convBias && n.inputs[0] === value) convBias = n.inputs[1];
-    else if (n.opType !== 'Identity') return undefined;
-    between.push(n);
-    value = n.outputs[0];
-  }
-}
-
 /** (b - mean) F + beta per channel, F = gamma / sqrt(var + eps) as the folding computed it (the Div's divisor). */
-function foldedShift(b: GraphBuilder, chain: FrozenChain): string {
+function foldedShift(b: GraphBuilder, chain: FoldedChain): string {
   const [, , beta, mean] = chain.bn.inputs;
   const factor = b.reshape(chain.factor, [-1]);
   const centred = chain.convBias ? b.sub(b.reshape(chain.convBias, [-1]), mean) : b.neg(mean);

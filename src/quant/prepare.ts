@@ -80,7 +80,8 @@ function weightReductionAxis(node: Node): number {
   return 0; // MatMul [K, N]
 }
 
-function weightAxis(node: Node): number {
+/** The output-channel axis of a layer's weight: Conv [O, ...] 0; Gemm 0 with transB (W [N, K]), else 1 (W [K, N]); MatMul [K, N] 1. */
+export function weightAxis(node: Node): number {
   if (node.opType === 'Conv') return 0;
   if (node.opType === 'Gemm') return attrInt(node, 'transB', 0) ? 0 : 1;
   return 1; // MatMul [K, N]: per output column

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadDataset } from '../../src/data';
 import { DType } from '../../src/ir/dtype';
-import { Graph } from '../../src/ir/graph';
+import { Graph, Node } from '../../src/ir/graph';
 import { Tensor } from '../../src/ir/tensor';
 import { exportQdq } from '../../src/export/qdq';
 import { Model } from '../../src/models/model';
@@ -96,16 +96,22 @@ test('fixed point: acc * M by multiplier and shift is the exact double rounding 
   }
 });
 
-test('integer Add (TFLite form) of two quantized tensors is within one code of the real sum', () => {
+/** A hand-written graph for one kernel test: its inputs and outputs, and helpers that add initializers and nodes. */
+function handGraph(name: string, inputs: Graph['inputs'], outputs: Graph['outputs']) {
   const g = new Graph();
-  g.name = 'add';
-  g.inputs = [{ name: 'a', dtype: DType.FLOAT, shape: [64] }, { name: 'b', dtype: DType.FLOAT, shape: [64] }];
-  g.outputs = [{ name: 'q', dtype: DType.UINT8, shape: [64] }];
-  const init = (name: string, t: Tensor) => g.initializers.set(name, t);
+  g.name = name;
+  g.inputs = inputs;
+  g.outputs = outputs;
+  const init = (value: string, t: Tensor) => void g.initializers.set(value, t);
+  const node = (opType: string, nodeInputs: string[], out: string, attrs: Node['attrs'] = {}) => void g.nodes.push({ opType, domain: '', name: out, inputs: nodeInputs, outputs: [out], attrs });
+  return { g, init, node };
+}
+
+test('integer Add (TFLite form) of two quantized tensors is within one code of the real sum', () => {
+  const { g, init, node } = handGraph('add', [{ name: 'a', dtype: DType.FLOAT, shape: [64] }, { name: 'b', dtype: DType.FLOAT, shape: [64] }], [{ name: 'q', dtype: DType.UINT8, shape: [64] }]);
   init('sa', Tensor.float([], [0.02])); init('za', new Tensor(DType.UINT8, [], Uint8Array.of(10)));
   init('sb', Tensor.float([], [0.013])); init('zb', new Tensor(DType.UINT8, [], Uint8Array.of(128)));
   init('sy', Tensor.float([], [0.031])); init('zy', new Tensor(DType.UINT8, [], Uint8Array.of(90)));
-  const node = (opType: string, inputs: string[], out: string) => g.nodes.push({ opType, domain: '', name: out, inputs, outputs: [out], attrs: {} });
   node('QuantizeLinear', ['a', 'sa', 'za'], 'qa'); node('DequantizeLinear', ['qa', 'sa', 'za'], 'da');
   node('QuantizeLinear', ['b', 'sb', 'zb'], 'qb'); node('DequantizeLinear', ['qb', 'sb', 'zb'], 'db');
   node('Add', ['da', 'db'], 'sum'); node('QuantizeLinear', ['sum', 'sy', 'zy'], 'q');
@@ -125,15 +131,10 @@ test('integer Add (TFLite form) of two quantized tensors is within one code of t
 
 test('integer GlobalAveragePool requantizes the exact mean: a coarse 4-bit input onto a finer 8-bit grid, as ORT computes it', async () => {
   // Q(x; 0.33, 4-bit codes) -> DQ -> GlobalAveragePool -> Q(0.012): means of a few tenths of a code land on codes 0..30.
-  const g = new Graph();
-  g.name = 'gap';
-  g.inputs = [{ name: 'x', dtype: DType.FLOAT, shape: [2, 3, 7, 7] }];
-  g.outputs = [{ name: 'q', dtype: DType.UINT8, shape: [2, 3, 1, 1] }];
-  const init = (name: string, t: Tensor) => g.initializers.set(name, t);
+  const { g, init, node } = handGraph('gap', [{ name: 'x', dtype: DType.FLOAT, shape: [2, 3, 7, 7] }], [{ name: 'q', dtype: DType.UINT8, shape: [2, 3, 1, 1] }]);
   init('s', Tensor.float([], [0.33])); init('z', new Tensor(DType.UINT8, [], Uint8Array.of(0)));
   init('lo', new Tensor(DType.UINT8, [], Uint8Array.of(0))); init('hi', new Tensor(DType.UINT8, [], Uint8Array.of(15)));
   init('so', Tensor.float([], [0.012])); init('zo', new Tensor(DType.UINT8, [], Uint8Array.of(0)));
-  const node = (opType: string, inputs: string[], out: string) => g.nodes.push({ opType, domain: '', name: out, inputs, outputs: [out], attrs: {} });
   node('QuantizeLinear', ['x', 's', 'z'], 'qx'); node('Clip', ['qx', 'lo', 'hi'], 'cx'); node('DequantizeLinear', ['cx', 's', 'z'], 'dx');
   node('GlobalAveragePool', ['dx'], 'mean'); node('QuantizeLinear', ['mean', 'so', 'zo'], 'q');
   g.opsets = { '': 17 };
@@ -147,14 +148,9 @@ test('integer GlobalAveragePool requantizes the exact mean: a coarse 4-bit input
 });
 
 test('an op reading a per-channel int32 accumulator (no QuantizeLinear after the conv) is named as outside the evaluator', () => {
-  const g = new Graph();
-  g.name = 'float_conv_out';
-  g.inputs = [{ name: 'x', dtype: DType.FLOAT, shape: [1, 1, 4, 4] }];
-  g.outputs = [{ name: 'y', dtype: DType.FLOAT, shape: [1, 2, 1, 1] }];
-  const init = (name: string, t: Tensor) => g.initializers.set(name, t);
+  const { g, init, node } = handGraph('float_conv_out', [{ name: 'x', dtype: DType.FLOAT, shape: [1, 1, 4, 4] }], [{ name: 'y', dtype: DType.FLOAT, shape: [1, 2, 1, 1] }]);
   init('s', Tensor.float([], [0.1])); init('z', new Tensor(DType.UINT8, [], Uint8Array.of(0)));
   init('w', new Tensor(DType.INT8, [2, 1, 1, 1], Int8Array.of(3, -2))); init('sw', Tensor.float([2], [0.01, 0.02])); init('zw', new Tensor(DType.INT8, [2], Int8Array.of(0, 0)));
-  const node = (opType: string, inputs: string[], out: string, attrs = {}) => g.nodes.push({ opType, domain: '', name: out, inputs, outputs: [out], attrs });
   node('QuantizeLinear', ['x', 's', 'z'], 'qx'); node('DequantizeLinear', ['qx', 's', 'z'], 'dx');
   node('DequantizeLinear', ['w', 'sw', 'zw'], 'dw', { axis: { kind: 'int', value: 0 } });
   node('Conv', ['dx', 'dw'], 'conv'); node('GlobalAveragePool', ['conv'], 'y');
@@ -303,14 +299,9 @@ test('lenet w4a4: the exporter clamps the 4-bit codes after QuantizeLinear, so O
 test('integer Clip on floats clamps them; on codes it clamps to the bounds\' codes and refuses off-grid bounds', () => {
   // Clip(x, -1, 3) on floats, quantize (s 0.5, z 10), Clip(-1, codesMax) on the codes, requantize.
   const build = (codesMax: number) => {
-    const g = new Graph();
-    g.name = 'clip';
-    g.inputs = [{ name: 'x', dtype: DType.FLOAT, shape: [6] }];
-    g.outputs = [{ name: 'q', dtype: DType.UINT8, shape: [6] }];
-    const init = (name: string, t: Tensor) => g.initializers.set(name, t);
+    const { g, init, node } = handGraph('clip', [{ name: 'x', dtype: DType.FLOAT, shape: [6] }], [{ name: 'q', dtype: DType.UINT8, shape: [6] }]);
     init('s', Tensor.float([], [0.5])); init('z', new Tensor(DType.UINT8, [], Uint8Array.of(10)));
     init('lo', Tensor.float([], [-1])); init('fhi', Tensor.float([], [3])); init('hi', Tensor.float([], [codesMax]));
-    const node = (opType: string, inputs: string[], out: string) => g.nodes.push({ opType, domain: '', name: out, inputs, outputs: [out], attrs: {} });
     node('Clip', ['x', 'lo', 'fhi'], 'xc');
     node('QuantizeLinear', ['xc', 's', 'z'], 'qx'); node('DequantizeLinear', ['qx', 's', 'z'], 'dx');
     node('Clip', ['dx', 'lo', 'hi'], 'dc');

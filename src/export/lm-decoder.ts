@@ -35,6 +35,7 @@ import { kvCacheQuantOf } from '../quant/kv-cache.js';
 import { StoredKvCache, storeQuantizedKvCache } from './lm-kv-cache.js';
 import { levelFourActivations } from './lm-level4.js';
 import { passThroughSource } from '../quant/pass-through.js';
+import { raiseToOpset21 } from './opset-21.js';
 
 export const LM_EXPORT_FORMATS = ['fp32', 'int4', 'matmulnbits', 'qdq'] as const;
 export type LmExportFormat = (typeof LM_EXPORT_FORMATS)[number];
@@ -191,17 +192,6 @@ function emitInt4Dequantize(em: Emitter, w: BlockedWeightCodes, orientation: 'kn
   return em.node('DequantizeLinear', [q, s, z], { axis: orientation === 'kn' ? 0 : 1, block_size: w.blockSize }, undefined, `${tag}/dequantize`);
 }
 
-/** Reduce* nodes with an `axes` attribute take it as an input from opset 18 (ONNX Changelog, ReduceMean-18). */
-function reduceAxesToInputs(graph: Graph, em: Emitter): void {
-  for (const n of graph.nodes) {
-    if (!n.opType.startsWith('Reduce') || n.opType === 'ReduceSum' || n.domain !== '') continue;
-    const axes = n.attrs.axes;
-    if (!axes || axes.kind !== 'ints') continue;
-    n.inputs = [n.inputs[0], em.initializer(`${n.name}/axes`, Tensor.int64([axes.value.length], axes.value))];
-    delete n.attrs.axes;
-  }
-}
-
 /** Which of a weight quantizer's layers read the parameter as a token table (a Gather, or a tied head's Transpose). */
 function isTable(model: Model, q: Quantizer): boolean {
   return q.layers.some((l) => model.graph.nodes.find((n) => n.name === l)?.opType === 'Gather');
@@ -322,11 +312,7 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
   graph.nodes = topologicalOrder(graph);
   const lowered = lowerCustomOps(graph);
   // int4: blocked DequantizeLinear; qdq: blocked (per-token) QuantizeLinear; both opset 21.
-  if (format === 'int4' || format === 'qdq') {
-    const lem = new Emitter(lowered);
-    reduceAxesToInputs(lowered, lem);
-    lowered.opsets[''] = 21;
-  }
+  if (format === 'int4' || format === 'qdq') raiseToOpset21(lowered);
   lowered.metadata = {
     'qatkit.format': format,
     'qatkit.model': model.name,

@@ -10,6 +10,7 @@ import { INT32_CODE_MAX, INT32_CODE_MIN, type IntegerBias } from '../quant/integ
 import { foldedChain, type FoldedChain } from '../quant/fold-batchnorm.js';
 import { passThroughSource, VALUE_PRESERVING_OPS } from '../quant/pass-through.js';
 import { Emitter, pruneDead } from './emitter.js';
+import { raiseToOpset21 } from './opset-21.js';
 import { fetchValues } from './fetch-values.js';
 import { weightCodes } from './weight-codes.js';
 import { emitWeightCodes, fitsInt4, packedLayout, scaleDimsOf, WeightStorage } from './weight-storage.js';
@@ -274,7 +275,8 @@ export async function exportQdq(model: Model, options: ExportOptions = {}): Prom
   const custom = graph.nodes.filter((n) => n.domain !== '');
   if (custom.length) throw new Error(`export: custom ops left in the exported graph: ${custom.map((n) => `${n.name} (${n.domain}.${n.opType})`).join(', ')}`);
   // INT4 tensors and blocked DequantizeLinear (per-group weights) are opset 21.
-  graph.opsets = { '': format === 'int4' || blocked ? 21 : 17 };
+  graph.opsets = { '': 17 };
+  if (format === 'int4' || blocked) raiseToOpset21(graph);
   graph.metadata = exportMetadata(model, graph, format, layers);
   return { graph, format, weightBytes, layers };
 }

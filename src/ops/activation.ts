@@ -1,6 +1,6 @@
 import type { GraphBuilder } from '../ir/builder.js';
 import { attrFloat, attrString, Node } from '../ir/graph.js';
-import { unary } from './elementwise.js';
+import { inferSame, unary } from './elementwise.js';
 import { refuseStatisticGradients } from './norm.js';
 import { defineOps, InferContext, OpDef, VjpContext } from './registry.js';
 import { requireInput } from './shape-utils.js';
@@ -12,6 +12,9 @@ import { requireInput } from './shape-utils.js';
  */
 
 const QATKIT = 'ai.qatkit';
+/** SELU's defaults (ONNX Selu-6, from Klambauer et al. 2017). */
+const SELU_ALPHA = 1.67326319217681884765625;
+const SELU_GAMMA = 1.05070102214813232421875;
 
 const activation = unary;
 
@@ -111,6 +114,19 @@ function geluTrainVjp(c: VjpContext) {
   return [b.mul(dy, b.add(phi, xPdf))];
 }
 
+/** PRelu: x for x >= 0, slope x below (slope broadcast to x, unidirectionally); dslope sums x dy where x < 0. */
+function preluVjp(c: VjpContext): (string | undefined)[] {
+  const dy = c.dy(0);
+  if (!dy) return [];
+  const { b } = c;
+  const negative = b.less(x(c), b.scalarLike(0, dy));
+  const slope = c.input(1);
+  return [
+    c.wants(0) ? b.where(negative, b.mul(dy, slope), dy) : undefined,
+    c.wants(1) ? b.unbroadcast(b.where(negative, b.mul(dy, x(c)), b.scalarLike(0, dy)), b.shape(slope)) : undefined,
+  ];
+}
+
 const inferThreeLike = (ctx: InferContext) => {
   const t = requireInput(ctx, 0);
   return [t, t, t];
@@ -121,6 +137,42 @@ export const activationOps: OpDef[] = [
   activation('LeakyRelu', (c, dy) => {
     const { b } = c;
     return b.where(b.greater(x(c), b.scalarLike(0, dy)), dy, b.mul(dy, b.scalarLike(alphaOf(c.node, 0.01), dy)));
+  }),
+  // ELU (Clevert et al. 2015): alpha (e^x - 1) for x <= 0, whose derivative alpha e^x = y + alpha.
+  activation('Elu', (c, dy) => {
+    const { b } = c;
+    const alpha = alphaOf(c.node, 1);
+    return b.where(b.greater(x(c), b.scalarLike(0, dy)), dy, b.mul(dy, b.add(y(c), b.scalarLike(alpha, dy))));
+  }),
+  // SELU (Klambauer et al. 2017): gamma x for x > 0, gamma alpha (e^x - 1) else; slope gamma, or y + gamma alpha.
+  activation('Selu', (c, dy) => {
+    const { b } = c;
+    const alpha = alphaOf(c.node, SELU_ALPHA);
+    const gamma = Math.fround(attrFloat(c.node, 'gamma', SELU_GAMMA));
+    const negative = b.add(y(c), b.scalarLike(Math.fround(gamma * alpha), dy));
+    return b.mul(dy, b.where(b.greater(x(c), b.scalarLike(0, dy)), b.scalarLike(gamma, dy), negative));
+  }),
+  // CELU (Barron 2017): alpha (e^{x/alpha} - 1) for x <= 0, derivative e^{x/alpha} = y / alpha + 1.
+  activation('Celu', (c, dy) => {
+    const { b } = c;
+    const alpha = alphaOf(c.node, 1);
+    const negative = b.add(b.mul(y(c), b.scalarLike(1 / alpha, dy)), b.scalarLike(1, dy));
+    return b.where(b.greater(x(c), b.scalarLike(0, dy)), dy, b.mul(dy, negative));
+  }),
+  // x where x > alpha, else 0.
+  activation('ThresholdedRelu', (c, dy) => c.b.mul(dy, c.b.castLike(c.b.greater(x(c), c.b.scalarLike(alphaOf(c.node, 1), dy)), dy))),
+  // Softsign x / (1 + |x|): derivative 1 / (1 + |x|)^2.
+  activation('Softsign', (c, dy) => {
+    const { b } = c;
+    const den = b.add(b.op1('Abs', [x(c)]), b.scalarLike(1, dy));
+    return b.div(dy, b.mul(den, den));
+  }),
+  // Mish (Misra 2019; opset 18) x tanh(softplus(x)): tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2).
+  activation('Mish', (c, dy) => {
+    const { b } = c;
+    const t = b.tanh(b.op1('Softplus', [x(c)]));
+    const sech2 = b.sub(b.scalarLike(1, dy), b.mul(t, t));
+    return b.mul(dy, b.add(t, b.mul(b.mul(x(c), b.sigmoid(x(c))), sech2)));
   }),
   // sigma' = y (1 - y); tanh' = 1 - y^2.
   activation('Sigmoid', (c, dy) => c.b.mul(dy, c.b.mul(y(c), c.b.sub(c.b.scalarLike(1, dy), y(c))))),
@@ -148,6 +200,7 @@ export const activationOps: OpDef[] = [
     const slope = b.mul(b.mul(x(c), insideMask(b, x(c), -3, 3)), b.scalarLike(1 / 6, dy));
     return b.mul(dy, b.add(hs, slope));
   }),
+  { opType: 'PRelu', domain: '', infer: inferSame, vjp: preluVjp },
   // Gelu is a standard op from opset 20 on; graphs at lower opsets use ai.qatkit.Gelu, lowered below.
   activation('Gelu', geluVjp),
   {

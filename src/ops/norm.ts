@@ -4,8 +4,8 @@ import { attrFloat, attrInt, Node, Shape } from '../ir/graph.js';
 import { defineOps, InferContext, OpDef, VjpContext } from './registry.js';
 import { normalizeAxis, requireInput } from './shape-utils.js';
 
-// Normalization ops: ONNX BatchNormalization (inference form), our training-mode BatchNormTrain, and
-// LayerNormalization (opset 17). Backward formulas: Ioffe & Szegedy 2015, section 3; with
+// Normalization ops: ONNX BatchNormalization (inference form), our training-mode BatchNormTrain,
+// LayerNormalization (opset 17) and InstanceNormalization. Backward formulas: Ioffe & Szegedy 2015, section 3; with
 // x_hat = (x - mean) * inv_std over M elements per statistic,
 //   dbeta = sum(dy), dgamma = sum(dy * x_hat),
 //   dx = gamma * inv_std * (dy - mean(dy) - x_hat * mean(dy * x_hat)).
@@ -319,7 +319,29 @@ function layerNormalizationVjp(c: VjpContext) {
   return [dx, dscale, dbias];
 }
 
+/**
+ * VJP of InstanceNormalization (Ulyanov et al. 2016; torch's InstanceNorm2d and, on a [N, G, -1] reshape,
+ * GroupNorm): statistics per (n, c) over the spatial axes 2.., recomputed from X; scale and B are per channel.
+ */
+function instanceNormalizationVjp(c: VjpContext) {
+  const { b } = c;
+  const dy = c.dy(0);
+  if (!dy) return [];
+  const x = c.input(0);
+  const rank = b.rank(x);
+  if (rank < 3) throw new Error(`node '${c.node.name}' (InstanceNormalization): X must have rank >= 3 ([N,C,D1,...]), got rank ${rank}`);
+  const spatial = Array.from({ length: rank - 2 }, (_, i) => i + 2);
+  const { centered, invStd } = moments(b, x, spatial, attrFloat(c.node, 'epsilon', BN_EPSILON));
+  const xhat = b.mul(centered, invStd);
+  const batchAndSpatial = [0, ...spatial];
+  const dx = c.wants(0) ? normalizedInputGradient(b, b.mul(dy, perChannel(b, c.input(1), rank)), xhat, invStd, spatial) : undefined;
+  const dscale = c.wants(1) ? toChannelVector(b, b.reduceSum(b.mul(dy, xhat), batchAndSpatial, true)) : undefined;
+  const dbias = c.wants(2) ? toChannelVector(b, b.reduceSum(dy, batchAndSpatial, true)) : undefined;
+  return [dx, dscale, dbias];
+}
+
 export const normOps: OpDef[] = [
+  { opType: 'InstanceNormalization', domain: '', infer: (ctx) => [requireInput(ctx, 0)], vjp: instanceNormalizationVjp },
   { opType: 'BatchNormalization', domain: '', infer: inferBatchNormalization, nonDifferentiable: [3, 4], vjp: batchNormalizationVjp },
   {
     opType: 'BatchNormTrain',

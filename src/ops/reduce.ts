@@ -50,6 +50,15 @@ export function expandLike(c: VjpContext, g: string, x: string): string {
   return b.op1('Expand', [g, b.shapeOf(x)], {}, { types: [b.type(x)] });
 }
 
+/** ReduceMax / ReduceMin: the gradient goes to the elements equal to the result, split evenly among ties. */
+function extremumGradient(c: VjpContext, x: string, axes: number[], dy: string): string {
+  const { b } = c;
+  const y = keepDims(c, c.output(0), axes);
+  const mask = b.castLike(b.equal(x, y), x);
+  const count = b.op1('ReduceSum', [mask, b.ints(axes)], { keepdims: 1 });
+  return b.mul(mask, b.div(dy, count));
+}
+
 /**
  * A reduction with axes as input 1 or attribute. `grad` (for the differentiable ones) gets x, the reduced
  * axes and dy with the reduced axes restored (keepdims), and returns dx.
@@ -84,15 +93,28 @@ export const reduceOps: OpDef[] = [
     return expandLike(c, g, x);
   }),
   reduction('ReduceSumSquare', (c, x, _axes, dy) => c.b.mul(expandLike(c, dy, x), c.b.mul(x, c.b.scalarLike(2, x)))),
-  reduction('ReduceMax', (c, x, axes, dy) => {
-    // Gradient goes to the maximal elements (split evenly among ties).
+  reduction('ReduceMax', extremumGradient),
+  reduction('ReduceMin', extremumGradient),
+  // |x|_1 along the axes: sign(x) (0 at 0, PyTorch's subgradient).
+  reduction('ReduceL1', (c, x, _axes, dy) => c.b.mul(expandLike(c, dy, x), c.b.op1('Sign', [x]))),
+  // |x|_2: x / |x|_2, and 0 where the norm is 0 (PyTorch's norm backward masks the same case).
+  reduction('ReduceL2', (c, x, axes, dy) => {
     const { b } = c;
-    const y = keepDims(c, c.output(0), axes);
-    const mask = b.castLike(b.equal(x, y), x);
-    const count = b.op1('ReduceSum', [mask, b.ints(axes)], { keepdims: 1 });
-    return b.mul(mask, b.div(dy, count));
+    const y = expandLike(c, keepDims(c, c.output(0), axes), x);
+    const zero = b.scalarLike(0, x);
+    const ratio = b.where(b.equal(y, zero), zero, b.div(x, y));
+    return b.mul(expandLike(c, dy, x), ratio);
   }),
-  reduction('ReduceMin'),
+  // log sum exp(x): softmax of x over the axes, exp(x - y).
+  reduction('ReduceLogSumExp', (c, x, axes, dy) => {
+    const { b } = c;
+    return b.mul(expandLike(c, dy, x), b.exp(b.sub(x, keepDims(c, c.output(0), axes))));
+  }),
+  // log sum x: 1 / sum x = exp(-y), broadcast.
+  reduction('ReduceLogSum', (c, x, axes, dy) => {
+    const { b } = c;
+    return expandLike(c, b.mul(dy, b.exp(b.neg(keepDims(c, c.output(0), axes)))), x);
+  }),
   reduction('ReduceProd'),
   {
     opType: 'ArgMax',

@@ -51,6 +51,15 @@ const unary64: Record<string, (x: number, node: Node) => number> = {
   HardSigmoid: (x, n) => hardSigmoid64(x, Math.fround(attrFloat(n, 'alpha', 0.2)), Math.fround(attrFloat(n, 'beta', 0.5))),
   HardSwish: (x) => x * hardSigmoid64(x, 1 / 6, 0.5),
   Sigmoid: (x) => 1 / (1 + Math.exp(-x)),
+  Elu: (x, n) => (x > 0 ? x : Math.fround(attrFloat(n, 'alpha', 1)) * Math.expm1(x)),
+  Selu: (x) => 1.05070102214813232421875 * (x > 0 ? x : 1.67326319217681884765625 * Math.expm1(x)),
+  Celu: (x, n) => {
+    const alpha = Math.fround(attrFloat(n, 'alpha', 1));
+    return Math.max(0, x) + Math.min(0, alpha * Math.expm1(x / alpha));
+  },
+  ThresholdedRelu: (x, n) => (x > Math.fround(attrFloat(n, 'alpha', 1)) ? x : 0),
+  Softsign: (x) => x / (1 + Math.abs(x)),
+  Mish: (x) => x * Math.tanh(Math.log1p(Math.exp(x))),
 };
 
 /** Evaluates the checker's loss graph (unary op(s) under test, Mul by weights, ReduceSum) in float64. */
@@ -61,6 +70,12 @@ function forward64(graph: Graph, feeds: Map<string, Tensor>, loss: string): numb
   for (const n of graph.nodes) {
     const f = unary64[n.opType];
     if (f) values.set(n.outputs[0], get(n.inputs[0]).map((v) => f(v, n)));
+    else if (n.opType === 'PRelu') {
+      // Slope [C, 1, 1] against x [N, C, H, W]: channel (i / (H W)) mod C.
+      const [x, slope] = [get(n.inputs[0]), get(n.inputs[1])];
+      const hw = x.length / (graph.typeOf(n.inputs[0]).shape as number[]).slice(0, 2).reduce((p, q) => p * q, 1);
+      values.set(n.outputs[0], x.map((v, i) => (v < 0 ? slope[Math.floor(i / hw) % slope.length] * v : v)));
+    }
     else if (n.opType === 'Mul') {
       const [a, b] = [get(n.inputs[0]), get(n.inputs[1])];
       assert.equal(a.length, b.length, 'forward64 multiplies equal shapes only');
@@ -105,6 +120,15 @@ const cases: CheckCase[] = [
   { name: 'HardSigmoid defaults', inputs: [{ shape: [6], values: [-3.2, -2.4, -0.7, 0.1, 1.9, 2.7] }], build: (b, [x]) => b.op1('HardSigmoid', [x]), ...float32 },
   { name: 'HardSigmoid alpha 0.5 beta 0.25', inputs: [{ shape: [6], values: [-1, -0.3, 0.2, 1.2, 1.6, -0.6] }], build: (b, [x]) => b.op1('HardSigmoid', [x], { alpha: 0.5, beta: 0.25 }), ...float32 },
   { name: 'HardSwish', inputs: [{ shape: [6], values: [-3.5, -2.9, -0.4, 0.8, 2.8, 3.3] }], build: (b, [x]) => b.op1('HardSwish', [x]), ...float32 },
+  // ELU family (kink at 0; Elu, Selu and Celu are smooth in value there but their slopes jump).
+  { name: 'Elu', inputs: [{ shape: [3, 4], ...awayFromZero }], build: (b, [x]) => b.op1('Elu', [x], { alpha: 0.7 }), ...float32 },
+  { name: 'Selu', inputs: [{ shape: [3, 4], ...awayFromZero }], build: (b, [x]) => b.op1('Selu', [x]), ...float32 },
+  { name: 'Celu', inputs: [{ shape: [3, 4], ...awayFromZero }], build: (b, [x]) => b.op1('Celu', [x], { alpha: 1.5 }), ...float32 },
+  { name: 'ThresholdedRelu', inputs: [{ shape: [6], values: [-1, 0.2, 0.45, 0.6, 1.3, 2] }], build: (b, [x]) => b.op1('ThresholdedRelu', [x], { alpha: 0.5 }), ...float32 },
+  { name: 'Softsign', inputs: [{ shape: [2, 5], ...wide }], build: (b, [x]) => b.op1('Softsign', [x]), ...float32 },
+  { name: 'Mish (opset 18)', inputs: [{ shape: [2, 5], ...wide }], build: (b, [x]) => ((b.graph.opsets[''] = 18), b.op1('Mish', [x])), ...float32 },
+  // nn.PReLU(C) exports its slope as [C, 1, 1]: both x's and the slope's gradients.
+  { name: 'PRelu per channel', inputs: [{ shape: [2, 3, 2, 2], ...awayFromZero }, { shape: [3, 1, 1], sample: (r: Rng) => r.range(0.05, 0.5) }], build: (b, [x, slope]) => b.op1('PRelu', [x, slope]), ...float32 },
   // Chains: one value through two branches must accumulate both contributions.
   { name: 'chain tanh(x) * sigmoid(x)', inputs: [{ shape: [5], ...wide }], build: (b, [x]) => b.mul(b.tanh(x), b.sigmoid(x)) },
   { name: 'chain relu(x) * x', inputs: [{ shape: [6], ...awayFromZero }], build: (b, [x]) => b.mul(b.relu(x), x) },

@@ -5,7 +5,7 @@ import { checkGradient, CheckCase } from '../../src/autodiff/check';
 import { differentiate } from '../../src/autodiff/grad';
 import { GraphBuilder } from '../../src/ir/builder';
 import { DType } from '../../src/ir/dtype';
-import { Graph, Shape } from '../../src/ir/graph';
+import { attrFloat, Graph, Shape } from '../../src/ir/graph';
 import { Tensor } from '../../src/ir/tensor';
 import { lowerCustomOps } from '../../src/runtime/lower';
 import { Session } from '../../src/runtime/session';
@@ -92,6 +92,60 @@ const cases: CheckCase[] = [
     build: (b, xs) => b.op1('LayerNormalization', xs, { axis: 1 }),
   },
 ];
+
+/**
+ * The checker's loss graph (InstanceNormalization, Reshapes, Mul by weights, ReduceSum) in float64: ORT has no
+ * float64 InstanceNormalization kernel, so these cases compare its float32 gradient with a float64 forward.
+ */
+function instanceNormForward64(graph: Graph, feeds: Map<string, Tensor>, loss: string): number {
+  const values = new Map<string, Float64Array>();
+  for (const [name, t] of [...graph.initializers, ...feeds]) values.set(name, Float64Array.from(t.toNumbers()));
+  const get = (name: string) => values.get(name) ?? assert.fail(`forward64: value '${name}' not computed`);
+  for (const n of graph.nodes) {
+    const [a, w] = [get(n.inputs[0]), n.inputs[1] ? values.get(n.inputs[1]) : undefined];
+    if (n.opType === 'InstanceNormalization') {
+      const shape = graph.typeOf(n.inputs[0]).shape as number[];
+      const [channels, spatial] = [shape[1], shape.slice(2).reduce((p, q) => p * q, 1)];
+      const [scale, bias] = [w!, get(n.inputs[2])];
+      const eps = attrFloat(n, 'epsilon', 1e-5);
+      const y = new Float64Array(a.length);
+      for (let row = 0; row < a.length / spatial; row++) {
+        const xs = a.subarray(row * spatial, (row + 1) * spatial);
+        const mean = xs.reduce((p, v) => p + v, 0) / spatial;
+        const variance = xs.reduce((p, v) => p + (v - mean) ** 2, 0) / spatial;
+        const c = row % channels;
+        xs.forEach((v, i) => (y[row * spatial + i] = ((v - mean) / Math.sqrt(variance + Math.fround(eps))) * scale[c] + bias[c]));
+      }
+      values.set(n.outputs[0], y);
+    } else if (n.opType === 'Reshape') values.set(n.outputs[0], a);
+    else if (n.opType === 'Mul') values.set(n.outputs[0], a.map((v, i) => v * w![i]));
+    else if (n.opType === 'ReduceSum') values.set(n.outputs[0], Float64Array.of(a.reduce((p, v) => p + v, 0)));
+    else assert.fail(`forward64 does not evaluate ${n.opType}`);
+  }
+  return get(loss)[0];
+}
+
+const instanceNormCases: CheckCase[] = [
+  {
+    name: 'InstanceNormalization of [2,3,2,3] (InstanceNorm2d, affine)',
+    inputs: [{ shape: [2, 3, 2, 3] }, { shape: [3] }, { shape: [3] }],
+    build: (b, xs) => b.op1('InstanceNormalization', xs, { epsilon: 1e-3 }),
+  },
+  {
+    // nn.GroupNorm(2, 4) as torch.onnx.export writes it: Reshape [N, G, -1], InstanceNormalization (unit scale and
+    // zero bias there, then a per-channel Mul and Add; any scale here), Reshape back.
+    name: 'GroupNorm form: InstanceNormalization of [2,4,3] reshaped to [2,2,6]',
+    inputs: [{ shape: [2, 4, 3] }, { shape: [2] }, { shape: [2] }],
+    build: (b, [x, scale, bias]) => b.reshape(b.op1('InstanceNormalization', [b.reshape(x, [2, 2, -1]), scale, bias]), [2, 4, 3]),
+  },
+];
+
+for (const c of instanceNormCases) {
+  test(`gradient of ${c.name} matches finite differences (float32)`, async () => {
+    const r = await checkGradient({ ...c, precision: 'float32', forward64: instanceNormForward64 });
+    assert.ok(r.relativeError < 1e-3, `relative error ${r.relativeError}; worst ${JSON.stringify(r.worst)}`);
+  });
+}
 
 for (const c of cases) {
   test(`gradient of ${c.name} matches finite differences (float64)`, async () => {

@@ -36,6 +36,13 @@ const cases: CheckCase[] = [
   { name: 'ReduceMean negative axis keepdims 0', inputs: [{ shape: [2, 3, 4] }], build: (b, [x]) => b.reduceMean(x, [-1], false) },
   { name: 'ReduceSumSquare axes [1]', inputs: [{ shape: [2, 3] }], build: (b, [x]) => b.op1('ReduceSumSquare', [x], { axes: [1], keepdims: 0 }) },
   { name: 'ReduceMax axis 1 (distinct values)', inputs: [{ shape: [2, 3], values: [0.1, 0.9, -0.4, 0.5, -0.2, 0.3] }], build: (b, [x]) => b.op1('ReduceMax', [x], { axes: [1], keepdims: 0 }) },
+  { name: 'ReduceMin axes [0] keepdims 1 (distinct values)', inputs: [{ shape: [2, 3], values: [0.1, 0.9, -0.4, 0.5, -0.2, 0.3] }], build: (b, [x]) => b.op1('ReduceMin', [x], { axes: [0], keepdims: 1 }) },
+  // F.normalize(x, dim=1) exports as x / Expand(Clip(ReduceL2(x, 1), eps)).
+  { name: 'ReduceL2 axis 1 keepdims 1 (F.normalize)', inputs: [{ shape: [3, 4] }], build: (b, [x]) => b.div(x, b.op1('ReduceL2', [x], { axes: [1], keepdims: 1 })) },
+  { name: 'ReduceL2 all axes keepdims 0', inputs: [{ shape: [2, 3] }], build: (b, [x]) => b.op1('ReduceL2', [x], { keepdims: 0 }) },
+  { name: 'ReduceL1 axes [0, 2]', inputs: [{ shape: [2, 3, 2], sample: (r) => (r.uniform() < 0.5 ? -1 : 1) * r.range(0.2, 1.5) }], build: (b, [x]) => b.op1('ReduceL1', [x], { axes: [0, 2], keepdims: 0 }) },
+  { name: 'ReduceLogSumExp axis -1', inputs: [{ shape: [2, 5] }], build: (b, [x]) => b.op1('ReduceLogSumExp', [x], { axes: [-1], keepdims: 0 }) },
+  { name: 'ReduceLogSum axis 1 of positive values', inputs: [{ shape: [2, 3], sample: (r) => r.range(0.5, 2) }], build: (b, [x]) => b.op1('ReduceLogSum', [x], { axes: [1], keepdims: 1 }) },
   { name: 'Cast node (float64 -> float64)', inputs: [{ shape: [4] }], build: (b, [x]) => b.mul(b.op1('Cast', [x], { to: DType.DOUBLE }), x) },
   { name: 'Identity', inputs: [{ shape: [3] }], build: (b, [x]) => b.identity(x) },
   // Chains: reshape then a broadcast reuse, and a reduction feeding a product with its input.

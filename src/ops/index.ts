@@ -11,6 +11,7 @@ import './indexing.js';
 import './select.js';
 import './conv.js';
 import './pool.js';
+import './resize.js';
 import './conv-batchnorm.js';
 export { defineOp, defineOps, findOp, opDef, registeredOps } from './registry.js';
 export type { OpDef, VjpContext, VjpRule, InferContext } from './registry.js';

@@ -5,9 +5,9 @@ import { Tensor } from '../ir/tensor.js';
 import { defineOps, InferContext, OpDef, VjpContext } from './registry.js';
 import { expandLike } from './reduce.js';
 import { requireInput } from './shape-utils.js';
-import { resolveWindow, transposeOutputPadding, Window, windowAttrs } from './window-geometry.js';
+import { averagePoolDivisorGrid, resolveWindow, transposeOutputPadding, Window, windowAttrs } from './window-geometry.js';
 
-// Pooling ops (opset 17): MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool. ceil_mode must be 0.
+// Pooling ops (opset 17): MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool; ceil_mode as extra end pad.
 // Gradients route dY back to the window positions that produced each output:
 //   MaxPool:  to the arg-max of each window (mask of x == upsampled y when windows tile x, else Indices +
 //             ScatterElements-add);
@@ -131,10 +131,13 @@ function averagePoolVjp(c: VjpContext): (string | undefined)[] {
       ...(outputPadding.some((p) => p !== 0) ? { output_padding: outputPadding } : {}),
     });
   const padded = [...window.padsBegin, ...window.padsEnd].some((p) => p !== 0);
-  if (attrInt(node, 'count_include_pad', 0) === 1 || !padded) return [spread(dy, 1 / kernelSize)];
-  const ones = b.constant(filled(dtype, [1, 1, ...spatial], 1));
-  const counts = b.op1('Conv', [ones, b.constant(filled(dtype, [1, 1, ...window.kernel], 1))], { ...windowAttrs(window), kernel_shape: window.kernel });
-  return [spread(b.div(dy, counts), 1)];
+  const includePad = attrInt(node, 'count_include_pad', 0) === 1;
+  if (!padded || (includePad && !window.ceilExtension)) return [spread(dy, 1 / kernelSize)];
+  if (window.dilations.some((d) => d !== 1)) throw new Error(`gradient of node '${node.name}' (AveragePool): dilations with pads or ceil_mode are not supported`);
+  // The divisor of each output, a product over the axes: a constant [1, 1, ...out] the gradient divides by.
+  const counts = averagePoolDivisorGrid(window, spatial, dySpatial, includePad);
+  const divisor = b.constant(dtype === DType.DOUBLE ? Tensor.double([1, 1, ...dySpatial], counts) : Tensor.float([1, 1, ...dySpatial], counts));
+  return [spread(b.div(dy, divisor), 1)];
 }
 
 function globalAveragePoolVjp(c: VjpContext): (string | undefined)[] {

@@ -1,8 +1,8 @@
 import { DType } from '../ir/dtype.js';
 import { divideProducts, subDims } from '../ir/dims.js';
 import type { Dim, Node } from '../ir/graph.js';
-import { attrInt, attrInts } from '../ir/graph.js';
-import { defineOps, InferContext, OpDef } from './registry.js';
+import { attrInt, attrInts, attrString } from '../ir/graph.js';
+import { defineOps, InferContext, OpDef, VjpContext } from './registry.js';
 import { broadcastShapes, dimProduct, normalizeAxis, requireInput } from './shape-utils.js';
 
 /**
@@ -190,7 +190,52 @@ export const shapeOps: OpDef[] = [
     },
   },
   { opType: 'Range', domain: '', infer: inferRange },
+  // F.pixel_shuffle exports DepthToSpace (mode CRD), F.pixel_unshuffle a Reshape/Transpose form; ONNX's default
+  // DCR DepthToSpace is what SpaceToDepth inverts. Both only move elements, so each gradient is the inverse move.
+  { opType: 'DepthToSpace', domain: '', infer: (ctx) => [blockRearranged(ctx, 'depth-to-space')], vjp: depthToSpaceVjp },
+  { opType: 'SpaceToDepth', domain: '', infer: (ctx) => [blockRearranged(ctx, 'space-to-depth')], vjp: (c) => [c.b.op1('DepthToSpace', [c.dy(0)!], { blocksize: blockSize(c.node), mode: 'DCR' })] },
 ];
+
+function blockSize(node: Node): number {
+  const size = attrInt(node, 'blocksize', 0);
+  if (size < 1) throw new Error(`node '${node.name}' (${node.opType}): blocksize must be a positive integer, got ${size}`);
+  return size;
+}
+
+/** [N, C, H, W] -> [N, C / b^2, H b, W b] (depth-to-space) or [N, C b^2, H / b, W / b] (space-to-depth). */
+function blockRearranged(ctx: InferContext, direction: 'depth-to-space' | 'space-to-depth') {
+  const x = requireInput(ctx, 0);
+  const { node } = ctx;
+  if (x.shape.length !== 4) throw new Error(`node '${node.name}' (${node.opType}): input must be [N, C, H, W], got rank ${x.shape.length}`);
+  const size = blockSize(node);
+  const [n, c, h, w] = x.shape;
+  const need = (d: Dim, k: number, what: string): number => {
+    if (typeof d !== 'number' || d % k !== 0) throw new Error(`node '${node.name}' (${node.opType}): ${what} (${d}) must be a known multiple of ${k}`);
+    return d;
+  };
+  const shape: Dim[] =
+    direction === 'depth-to-space'
+      ? [n, need(c, size * size, 'channels') / (size * size), typeof h === 'number' ? h * size : `${node.name}_h`, typeof w === 'number' ? w * size : `${node.name}_w`]
+      : [n, typeof c === 'number' ? c * size * size : `${node.name}_c`, need(h, size, 'height') / size, need(w, size, 'width') / size];
+  return { dtype: x.dtype, shape };
+}
+
+/**
+ * DepthToSpace's gradient: SpaceToDepth for DCR (its exact inverse); for CRD (channel c' b^2 + i b + j goes to pixel
+ * (h b + i, w b + j) of channel c') the inverse move as Reshape [N, C', H, b, W, b], Transpose, Reshape [N, C, H, W].
+ */
+function depthToSpaceVjp(c: VjpContext) {
+  const { b } = c;
+  const size = blockSize(c.node);
+  const dy = c.dy(0)!;
+  if (attrString(c.node, 'mode', 'DCR') !== 'CRD') return [b.op1('SpaceToDepth', [dy], { blocksize: size })];
+  const [, channels, h, w] = b.shape(c.input(0));
+  if (typeof channels !== 'number' || typeof h !== 'number' || typeof w !== 'number') {
+    throw new Error(`node '${c.node.name}' (DepthToSpace): the CRD gradient needs known C, H, W; got ${b.shape(c.input(0)).join('x')}`);
+  }
+  const blocks = b.reshape(dy, [-1, channels / (size * size), h, size, w, size]);
+  return [b.reshape(b.transpose(blocks, [0, 1, 3, 5, 2, 4]), [-1, channels, h, w])];
+}
 
 /** Range-11: max(ceil((limit - start) / delta), 0) elements; Range(0, T, 1) of a symbolic T has T elements. */
 function inferRange(ctx: InferContext) {

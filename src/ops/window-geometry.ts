@@ -10,7 +10,10 @@ export interface Window {
   strides: number[];
   dilations: number[];
   padsBegin: number[];
+  /** End pads, including any extension ceil_mode=1 adds (see resolveWindow). */
   padsEnd: number[];
+  /** Per axis, how much of padsEnd ceil_mode=1 added beyond the node's pads (0 without ceil_mode). */
+  ceilExtension?: number[];
 }
 
 const AUTO_PADS = ['NOTSET', 'VALID', 'SAME_UPPER', 'SAME_LOWER'];
@@ -35,7 +38,7 @@ function explicitPads(node: Node, rank: number): { begin: number[]; end: number[
   return { begin: pads.slice(0, rank), end: pads.slice(rank) };
 }
 
-const dilatedKernel = (w: Window, i: number) => (w.kernel[i] - 1) * w.dilations[i] + 1;
+export const dilatedKernel = (w: Window, i: number) => (w.kernel[i] - 1) * w.dilations[i] + 1;
 
 function requireStatic(node: Node, spatial: Dim[], why: string): number[] {
   if (spatial.some((d) => typeof d !== 'number')) {
@@ -55,7 +58,7 @@ export function resolveWindow(node: Node, spatial: Dim[], kernel: number[]): { w
   if (kernel.length !== rank) {
     throw new Error(`node '${node.name}' (${node.opType}): kernel [${kernel}] has ${kernel.length} axes but the input has ${rank} spatial axes`);
   }
-  if (attrInt(node, 'ceil_mode', 0) !== 0) throw new Error(`node '${node.name}' (${node.opType}): ceil_mode=1 is not supported (valid: 0)`);
+  const ceil = attrInt(node, 'ceil_mode', 0) === 1;
   const mode = autoPad(node);
   const strides = perAxis(node, 'strides', rank, 1);
   const dilations = perAxis(node, 'dilations', rank, 1);
@@ -79,7 +82,28 @@ export function resolveWindow(node: Node, spatial: Dim[], kernel: number[]): { w
       window.padsEnd[i] = total - window.padsBegin[i];
       return out;
     }
-    const out = Math.floor((d + window.padsBegin[i] + window.padsEnd[i] - dilatedKernel(window, i)) / s) + 1;
+    const span = d + window.padsBegin[i] + window.padsEnd[i] - dilatedKernel(window, i);
+    let out = Math.floor(span / s) + 1;
+    if (ceil && span >= 0 && span % s !== 0) {
+      // ceil_mode=1 (ONNX pooling; PyTorch's ceil_mode=True): one more window, unless it would start past the input
+      // and its begin pad (onnxruntime pool_attributes.h, as PyTorch). It reads only pad beyond the node's end pad:
+      // an end-pad extension that no value flows from (MaxPool) and that no divisor counts (AveragePool).
+      if (out * s >= d + window.padsBegin[i]) {
+        // onnxruntime's kernel drops that window, ONNX shape inference keeps it: the graph would not load.
+        throw new Error(
+          `node '${node.name}' (${node.opType}): ceil_mode=1 on spatial axis ${i} (size ${d}, pads ${window.padsBegin[i]}+${window.padsEnd[i]}, stride ${s}) ` +
+            `puts the last window entirely in the end pad, where ONNX shape inference (${out + 1} outputs) and ONNX Runtime's kernel (${out}) disagree; ` +
+            `export with ceil_mode=False or a smaller end pad`,
+        );
+      }
+      {
+        const extension = out * s + dilatedKernel(window, i) - (d + window.padsBegin[i] + window.padsEnd[i]);
+        window.ceilExtension ??= Array(rank).fill(0);
+        window.ceilExtension[i] = extension;
+        window.padsEnd[i] += extension;
+        out += 1;
+      }
+    }
     if (out < 1) {
       throw new Error(`node '${node.name}' (${node.opType}): window (kernel ${kernel[i]}, dilation ${dilations[i]}) does not fit spatial axis ${i} of size ${d} with pads ${window.padsBegin[i]}+${window.padsEnd[i]}`);
     }
@@ -155,4 +179,32 @@ export function windowOutputSize(w: Window, axis: number, size: number): number 
  */
 export function transposeOutputPadding(w: Window, axis: number, inSize: number, outSize: number): number {
   return outSize - (w.strides[axis] * (inSize - 1) + dilatedKernel(w, axis) - w.padsBegin[axis] - w.padsEnd[axis]);
+}
+
+/**
+ * How many input positions each output of AveragePool divides by along one axis (ONNX AveragePool as onnxruntime
+ * computes it): count_include_pad=0 counts the window's positions inside the input; count_include_pad=1 also its
+ * positions in the node's pads, but not in a ceil_mode extension.
+ */
+export function averagePoolDivisors(w: Window, axis: number, inSize: number, outSize: number, includePad: boolean): number[] {
+  const extension = w.ceilExtension?.[axis] ?? 0;
+  return Array.from({ length: outSize }, (_, o) => {
+    const start = o * w.strides[axis] - w.padsBegin[axis];
+    const end = start + dilatedKernel(w, axis);
+    if (includePad) return Math.min(end, inSize + w.padsEnd[axis] - extension) - start;
+    return Math.min(end, inSize) - Math.max(start, 0);
+  });
+}
+
+/** AveragePool's divisor of every output position (row-major over the output's spatial axes). */
+export function averagePoolDivisorGrid(w: Window, inSpatial: number[], outSpatial: number[], includePad: boolean): Float64Array {
+  const perAxis = inSpatial.map((size, i) => averagePoolDivisors(w, i, size, outSpatial[i], includePad));
+  return new Float64Array(outSpatial.reduce((p, q) => p * q, 1)).map((_, flat) => {
+    let count = 1;
+    for (let i = outSpatial.length - 1; i >= 0; i--) {
+      count *= perAxis[i][flat % outSpatial[i]];
+      flat = Math.floor(flat / outSpatial[i]);
+    }
+    return count;
+  });
 }

@@ -1,6 +1,6 @@
 import { attrInt, attrInts, Node } from '../ir/graph.js';
 import { Tensor } from '../ir/tensor.js';
-import { resolveWindow } from '../ops/window-geometry.js';
+import { averagePoolDivisorGrid, resolveWindow } from '../ops/window-geometry.js';
 import { float64, KernelTable, ReferenceKernel, required, values } from './kernel.js';
 import { windowTable } from './windows.js';
 
@@ -16,7 +16,7 @@ function pooled(node: Node, inputs: (Tensor | undefined)[]) {
   const table = windowTable(inSpatial, out, window);
   const inCount = inSpatial.reduce((p, q) => p * q, 1);
   const outCount = out.reduce((p, q) => p * q, 1);
-  return { xv: values(node, inputs, 0), n, c, dims: [n, c, ...out], table, inCount, outCount, k: table.length / outCount };
+  return { xv: values(node, inputs, 0), n, c, dims: [n, c, ...out], table, inCount, outCount, k: table.length / outCount, window, inSpatial, out };
 }
 
 /** Max over each window, pads excluded; Indices (if asked for) flatten N, C and spatial, first maximum wins. */
@@ -46,8 +46,10 @@ const maxPool: ReferenceKernel = (node, inputs) => {
 
 /** Mean over each window; the divisor counts pad positions only with count_include_pad=1. */
 const averagePool: ReferenceKernel = (node, inputs) => {
-  const { xv, n, c, dims, table, inCount, outCount, k } = pooled(node, inputs);
+  const { xv, n, c, dims, table, inCount, outCount, k, window, inSpatial, out } = pooled(node, inputs);
   const includePad = attrInt(node, 'count_include_pad', 0) === 1;
+  // With count_include_pad=1 the divisor counts the node's pads but not a ceil_mode extension.
+  const padIncluded = averagePoolDivisorGrid(window, inSpatial, out, true);
   const y = new Float64Array(n * c * outCount);
   for (let plane = 0; plane < n * c; plane++) {
     for (let o = 0; o < outCount; o++) {
@@ -60,7 +62,7 @@ const averagePool: ReferenceKernel = (node, inputs) => {
           count++;
         }
       }
-      y[plane * outCount + o] = sum / (includePad ? k : count);
+      y[plane * outCount + o] = sum / (includePad ? padIncluded[o] : count);
     }
   }
   return [float64(dims, y)];

@@ -32,6 +32,12 @@ const cases: CheckCase[] = [
   poolCase('AveragePool 3x3 stride 1 pad 1 count_include_pad 0', 'AveragePool', [2, 2, 5, 5], { kernel_shape: [3, 3], pads: [1, 1, 1, 1], count_include_pad: 0 }),
   poolCase('AveragePool 3x3 stride 1 pad 1 count_include_pad 1', 'AveragePool', [2, 2, 5, 5], { kernel_shape: [3, 3], pads: [1, 1, 1, 1], count_include_pad: 1 }),
   poolCase('AveragePool 3x3 stride 2 asymmetric pads (output_padding needed)', 'AveragePool', [2, 2, 6, 5], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 0, 0, 1] }),
+  // ceil_mode=1 (PyTorch ceil_mode=True): one more window over the end; avg_pool2d's default count_include_pad=True
+  // divides it by the positions inside input + pads only.
+  poolCase('MaxPool 2x2 stride 2 ceil_mode (5x5 -> 3x3)', 'MaxPool', [2, 2, 5, 5], { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 }),
+  poolCase('AveragePool 2x2 stride 2 ceil_mode count_include_pad 1', 'AveragePool', [2, 2, 5, 7], { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1, count_include_pad: 1 }),
+  poolCase('AveragePool 3x3 stride 2 pad 1 ceil_mode count_include_pad 1', 'AveragePool', [1, 2, 6, 6], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], ceil_mode: 1, count_include_pad: 1 }),
+  poolCase('AveragePool 3x3 stride 2 pad 1 ceil_mode count_include_pad 0', 'AveragePool', [1, 2, 6, 6], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], ceil_mode: 1 }),
   poolCase('GlobalAveragePool', 'GlobalAveragePool', [2, 3, 4, 5]),
   poolCase('GlobalMaxPool', 'GlobalMaxPool', [2, 3, 3, 4]),
   {
@@ -70,6 +76,16 @@ function gradientOps(dtype: DType, attrs: Record<string, AttrInput>): string[] {
   differentiate(g, { loss: b.sumAll(b.mul(y, y)), wrt: [x] });
   return g.nodes.slice(before).map((n) => n.opType);
 }
+
+test('ceil_mode=1 whose last window lies in the end pad is refused, naming the node and axis', () => {
+  // 4 + 1 pad, stride 3: ORT's kernel writes 2 outputs, ONNX shape inference 3.
+  const b = new GraphBuilder(new Graph());
+  const x = b.input('x', DType.FLOAT, [1, 1, 4, 4]);
+  assert.throws(
+    () => b.op1('AveragePool', [x], { kernel_shape: [2, 2], strides: [3, 3], pads: [1, 1, 1, 1], ceil_mode: 1 }, { name: 'pool' }),
+    /node 'pool' \(AveragePool\): ceil_mode=1 on spatial axis 0 .*disagree.*ceil_mode=False/,
+  );
+});
 
 test('MaxPool whose windows tile x takes the Resize mask path in float32', () => {
   const ops = gradientOps(DType.FLOAT, { kernel_shape: [2, 2], strides: [2, 2] });

@@ -43,6 +43,10 @@ const cases: CheckCase[] = [
   { name: 'ReduceL1 axes [0, 2]', inputs: [{ shape: [2, 3, 2], sample: (r) => (r.uniform() < 0.5 ? -1 : 1) * r.range(0.2, 1.5) }], build: (b, [x]) => b.op1('ReduceL1', [x], { axes: [0, 2], keepdims: 0 }) },
   { name: 'ReduceLogSumExp axis -1', inputs: [{ shape: [2, 5] }], build: (b, [x]) => b.op1('ReduceLogSumExp', [x], { axes: [-1], keepdims: 0 }) },
   { name: 'ReduceLogSum axis 1 of positive values', inputs: [{ shape: [2, 3], sample: (r) => r.range(0.5, 2) }], build: (b, [x]) => b.op1('ReduceLogSum', [x], { axes: [1], keepdims: 1 }) },
+  { name: 'DepthToSpace DCR blocksize 2 of [1,8,2,3]', inputs: [{ shape: [1, 8, 2, 3] }], build: (b, [x]) => b.op1('DepthToSpace', [x], { blocksize: 2 }) },
+  // F.pixel_shuffle(x, 2) as torch.onnx.export writes it.
+  { name: 'DepthToSpace CRD blocksize 2 of [2,8,2,3] (pixel_shuffle)', inputs: [{ shape: [2, 8, 2, 3] }], build: (b, [x]) => b.op1('DepthToSpace', [x], { blocksize: 2, mode: 'CRD' }) },
+  { name: 'SpaceToDepth blocksize 2 of [2,2,4,6]', inputs: [{ shape: [2, 2, 4, 6] }], build: (b, [x]) => b.op1('SpaceToDepth', [x], { blocksize: 2 }) },
   { name: 'Cast node (float64 -> float64)', inputs: [{ shape: [4] }], build: (b, [x]) => b.mul(b.op1('Cast', [x], { to: DType.DOUBLE }), x) },
   { name: 'Identity', inputs: [{ shape: [3] }], build: (b, [x]) => b.identity(x) },
   // Chains: reshape then a broadcast reuse, and a reduction feeding a product with its input.

@@ -66,6 +66,14 @@ const cases: KernelCase[] = [
     inputs: [{ shape: [2, 2, 5, 4] }],
     build: (b, [x]) => [0, 1].map((count_include_pad) => b.op1('AveragePool', [x], { kernel_shape: [3, 2], strides: [2, 1], pads: [1, 0, 1, 1], count_include_pad })),
   },
+  {
+    name: 'MaxPool and AveragePool ceil_mode 1, count_include_pad 0 and 1',
+    inputs: [{ shape: [2, 2, 7, 6] }],
+    build: (b, [x]) => [
+      b.op1('MaxPool', [x], { kernel_shape: [3, 2], strides: [2, 2], pads: [1, 0, 0, 0], ceil_mode: 1 }),
+      ...[0, 1].map((count_include_pad) => b.op1('AveragePool', [x], { kernel_shape: [2, 3], strides: [2, 2], pads: [0, 1, 0, 1], ceil_mode: 1, count_include_pad })),
+    ],
+  },
   { name: 'GlobalAveragePool GlobalMaxPool', inputs: [{ shape: [2, 3, 4, 5] }], build: (b, [x]) => [b.op1('GlobalAveragePool', [x]), b.op1('GlobalMaxPool', [x])] },
 ];
 

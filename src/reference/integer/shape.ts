@@ -2,15 +2,16 @@ import { DType } from '../../ir/dtype.js';
 import { attrInt, Node } from '../../ir/graph.js';
 import { Tensor } from '../../ir/tensor.js';
 import { IntegerKernel } from './kernel.js';
-import { IntValue, isPerTensor, tensorInput, withCodes } from './values.js';
+import { IntValue, perTensorInput, tensorInput, withCodes } from './values.js';
 
 // Ops that only move codes: Identity, Flatten, Reshape (per-tensor quantization, so no axis to follow).
 
 function moved(node: Node, inputs: (IntValue | undefined)[], dims: number[]): IntValue[] {
   const x = inputs[0]!;
   if (x.kind === 'tensor') return [{ kind: 'tensor', tensor: new Tensor(x.tensor.dtype, dims, x.tensor.data) }];
-  if (!isPerTensor(x)) throw new Error(`node '${node.name}' (${node.opType}): per-channel codes cannot be reshaped by the integer evaluator`);
-  return [withCodes(x, dims, x.codes)];
+  // Per-channel codes (a layer's unrequantized accumulator, which ORT runs in float) have no axis to follow here.
+  const q = perTensorInput(node, inputs, 0);
+  return [withCodes(q, dims, q.codes)];
 }
 
 function dimsOf(node: Node, inputs: (IntValue | undefined)[]): number[] {

@@ -3,7 +3,8 @@ torch.onnx.export writes), the way a user's first export would write them: shape
 (Shape -> Gather -> Unsqueeze -> Concat -> Reshape, Slice ends from Shape), dynamic batch and sequence axes,
 default constant folding (which unties a tied LM head into a transposed copy).
 
-Run with Debian's PyTorch 1.13:  /usr/bin/python3 bench/peers/export_import_fixtures.py
+Run with Debian's PyTorch 1.13:  /usr/bin/python3 bench/peers/export_import_fixtures.py [NAME ...]
+(names given: only those fixtures are written; the seeds are per fixture, so each is reproducible alone)
 
 Each NAME.onnx in test/fixtures/ has NAME_expected.json beside it: the input PyTorch was given (float images
 or int64 token ids), the logits it computed in eval mode, and the export settings.
@@ -23,10 +24,15 @@ or int64 token ids), the logits it computed in eval mode, and the export setting
   (torch.outer and torch.einsum export as Einsum), chunk, causal mask from ones().tril(), SwiGLU MLP, no biases.
 - torch_vit_style: patch Conv, flatten(2).transpose, a class token expanded to the batch (Expand of a shape
   computed with Where(Equal(shape, -1))), cat, sliced position Parameter, nn.TransformerEncoderLayer.
+- torch_cnn_norms: GroupNorm (Reshape + InstanceNormalization + affine), InstanceNorm2d, SiLU, ELU, PReLU,
+  squeeze-excitation gating, avg_pool2d with ceil_mode=True (count_include_pad=True); 28x28 input.
+- torch_cnn_upsample: pixel_shuffle (DepthToSpace CRD), bilinear F.interpolate to a size and nearest by a scale
+  (Resize), SELU, Mish (decomposed at opset 17), max_pool2d with ceil_mode=True, F.normalize (ReduceL2); 28x28.
 """
 import json
 import math
 import os
+import sys
 import warnings
 
 import torch
@@ -223,7 +229,53 @@ class VitStyle(nn.Module):
         return self.head(self.block(x)[:, 0])
 
 
+class CnnNorms(nn.Module):
+    """GroupNorm, InstanceNorm2d, SiLU, ELU, PReLU, squeeze-excitation gating, avg_pool2d with ceil_mode=True."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
+        self.gn = nn.GroupNorm(2, 8)
+        self.conv2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.inorm = nn.InstanceNorm2d(8, affine=True)
+        self.prelu = nn.PReLU(8)
+        self.se1 = nn.Conv2d(8, 4, 1)
+        self.se2 = nn.Conv2d(4, 8, 1)
+        self.fc = nn.Linear(8 * 7 * 7, 10)
+
+    def forward(self, x):
+        x = F.silu(self.gn(self.conv1(x)))
+        x = F.elu(self.inorm(self.conv2(x)), 0.5)
+        x = x * torch.sigmoid(self.se2(F.relu(self.se1(F.adaptive_avg_pool2d(x, 1)))))
+        x = self.prelu(F.avg_pool2d(x, 3, 2, ceil_mode=True))
+        return self.fc(x.flatten(1))
+
+
+class CnnUpsample(nn.Module):
+    """pixel_shuffle (DepthToSpace), bilinear and nearest F.interpolate (Resize), SELU, Mish, F.normalize (ReduceL2)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(4, 8, 3, stride=2, padding=1)
+        self.conv3 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.fc = nn.Linear(8 * 5 * 5, 10)
+
+    def forward(self, x):
+        x = F.pixel_shuffle(F.relu(self.conv1(x)), 2)
+        x = F.interpolate(F.selu(self.conv2(x)), size=(10, 10), mode='bilinear', align_corners=False)
+        x = F.interpolate(F.mish(self.conv3(x)), scale_factor=2, mode='nearest')
+        x = F.max_pool2d(x, 3, 2, ceil_mode=True)
+        x = F.normalize(x.flatten(1), dim=1)
+        return self.fc(x * 8)
+
+
+ONLY: list = []
+
+
 def export(model: nn.Module, example: torch.Tensor, name: str, opset: int, axes: dict, training: bool = False, **info) -> None:
+    if ONLY and name not in ONLY:
+        return
     path = os.path.join(FIXTURES, f'{name}.onnx')
     input_name = 'input_ids' if example.dtype == torch.long else 'input'
     # A train-mode model exported with PRESERVE keeps BatchNormalization/Dropout in training form, as a user
@@ -259,7 +311,8 @@ def export(model: nn.Module, example: torch.Tensor, name: str, opset: int, axes:
     print(f'{path}: {os.path.getsize(path)} bytes')
 
 
-def main() -> None:
+def main(only: list) -> None:
+    ONLY.extend(only)
     torch.set_num_threads(2)
     os.makedirs(FIXTURES, exist_ok=True)
     batch = {0: 'batch'}
@@ -292,6 +345,12 @@ def main() -> None:
     torch.manual_seed(6)
     export(VitStyle(), torch.rand(2, 1, 16, 16), 'torch_vit_style', 17, batch)
 
+    torch.manual_seed(7)
+    export(CnnNorms(), torch.rand(2, 1, 28, 28), 'torch_cnn_norms', 17, batch)
+
+    torch.manual_seed(8)
+    export(CnnUpsample(), torch.rand(2, 1, 28, 28), 'torch_cnn_upsample', 17, batch)
+
 
 if __name__ == '__main__':
-    main()
+    main(sys.argv[1:])

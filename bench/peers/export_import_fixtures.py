@@ -28,6 +28,8 @@ or int64 token ids), the logits it computed in eval mode, and the export setting
   squeeze-excitation gating, avg_pool2d with ceil_mode=True (count_include_pad=True); 28x28 input.
 - torch_cnn_upsample: pixel_shuffle (DepthToSpace CRD), bilinear F.interpolate to a size and nearest by a scale
   (Resize), SELU, Mish (decomposed at opset 17), max_pool2d with ceil_mode=True, F.normalize (ReduceL2); 28x28.
+- torch_rnn: an image read row by row by a 2-layer bidirectional nn.LSTM (batch_first) and an nn.GRU
+  (linear_before_reset=1), then a Linear on the GRU's last hidden state; 28x28.
 """
 import json
 import math
@@ -273,6 +275,21 @@ class CnnUpsample(nn.Module):
 ONLY: list = []
 
 
+class RowRnn(nn.Module):
+    """Reads an image row by row: a 2-layer bidirectional nn.LSTM (batch_first), an nn.GRU, a Linear on the last step."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(28, 16, num_layers=2, bidirectional=True, batch_first=True)
+        self.gru = nn.GRU(32, 24, batch_first=True)
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x):
+        y, _ = self.lstm(x.squeeze(1))
+        _, h = self.gru(y)
+        return self.fc(h[0])
+
+
 def export(model: nn.Module, example: torch.Tensor, name: str, opset: int, axes: dict, training: bool = False, **info) -> None:
     if ONLY and name not in ONLY:
         return
@@ -350,6 +367,10 @@ def main(only: list) -> None:
 
     torch.manual_seed(8)
     export(CnnUpsample(), torch.rand(2, 1, 28, 28), 'torch_cnn_upsample', 17, batch)
+
+
+    torch.manual_seed(9)
+    export(RowRnn(), torch.rand(2, 1, 28, 28), 'torch_rnn', 17, batch)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 import { Attr, attrInt, attrString, Graph, Node } from '../ir/graph.js';
 import { Tensor } from '../ir/tensor.js';
 import { einsumToMatMul } from './einsum.js';
+import { unrollRecurrent } from './recurrent.js';
 
 /**
  * Rewrites nodes of an opset 13..21 model into qatkit's internal opset-17 conventions. Each rule cites the
@@ -178,6 +179,9 @@ const REDUCE_WITH_AXES_INPUT_SINCE_18 = [
   'ReduceSumSquare',
 ];
 
+/** What an unrolled LSTM / GRU is made of (src/onnx/recurrent.ts). */
+const RECURRENT_EMITS: [string, string][] = ['MatMul', 'Add', 'Sub', 'Mul', 'Split', 'Sigmoid', 'Tanh', 'Concat', 'Unsqueeze', 'Identity', 'Transpose'].map((op) => ['', op]);
+
 const RULES: Record<string, Rule[]> = {
   ...Object.fromEntries(REDUCE_WITH_AXES_INPUT_SINCE_18.map((op) => [op, [{ since: 18, apply: reduceAxesToAttribute }]])),
   Split: [{ since: 18, apply: splitNumOutputsToInput }],
@@ -194,6 +198,8 @@ const RULES: Record<string, Rule[]> = {
   ScatterND: [{ since: 18, apply: (n) => [dropReduction(n)] }],
   Gelu: [{ since: 20, apply: geluToQatkit, emits: [[QATKIT_DOMAIN, 'Gelu']] }],
   Mish: [{ since: 18, apply: mishDecompose, emits: [['', 'Softplus'], ['', 'Tanh'], ['', 'Mul']] }],
+  LSTM: [{ since: 13, apply: unrollRecurrent, emits: RECURRENT_EMITS }],
+  GRU: [{ since: 13, apply: unrollRecurrent, emits: RECURRENT_EMITS }],
 };
 
 function dropReduction(n: Node): Node {

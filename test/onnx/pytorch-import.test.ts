@@ -37,7 +37,7 @@ const expectedOf = (name: string): Expected => JSON.parse(fs.readFileSync(path.j
 const temps: string[] = [];
 after(() => temps.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
-const CNNS = ['torch_cnn_view', 'torch_cnn_train_bn15', 'torch_cnn_train_bn13', 'torch_vit_style', 'torch_cnn_norms', 'torch_cnn_upsample'];
+const CNNS = ['torch_cnn_view', 'torch_cnn_train_bn15', 'torch_cnn_train_bn13', 'torch_vit_style', 'torch_cnn_norms', 'torch_cnn_upsample', 'torch_rnn'];
 const SEQUENCE_MODELS = ['torch_mha_causal', 'torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style'];
 const LANGUAGE_MODELS = ['torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style'];
 

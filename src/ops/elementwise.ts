@@ -116,6 +116,8 @@ export const elementwiseOps: OpDef[] = [
     (opType): OpDef => ({ opType, domain: '', infer: inferCompare }),
   ),
   { opType: 'Not', domain: '', infer: inferSame },
+  // Mod on integers (position arithmetic); no gradient (piecewise x - k b for floats, which PyTorch models do not train through).
+  { opType: 'Mod', domain: '', infer: inferBroadcast },
   { opType: 'Max', domain: '', infer: inferBroadcast, vjp: extremumVjp },
   { opType: 'Min', domain: '', infer: inferBroadcast, vjp: extremumVjp },
 ];

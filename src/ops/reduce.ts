@@ -116,17 +116,31 @@ export const reduceOps: OpDef[] = [
     return expandLike(c, b.mul(dy, b.exp(b.neg(keepDims(c, c.output(0), axes)))), x);
   }),
   reduction('ReduceProd'),
+  { opType: 'ArgMax', domain: '', infer: inferArgExtremum },
+  { opType: 'ArgMin', domain: '', infer: inferArgExtremum },
+  // CumSum (HF decoders' position_ids = attention_mask.cumsum(-1) - 1): dx is the cumulative sum of dy in the
+  // other direction, y_i = sum_{j <= i} x_j giving dx_j = sum_{i >= j} dy_i (strict inequalities when exclusive).
   {
-    opType: 'ArgMax',
+    opType: 'CumSum',
     domain: '',
-    infer: (ctx) => {
-      const x = requireInput(ctx, 0);
-      const axis = normalizeAxis(attrInt(ctx.node, 'axis', 0), x.shape.length, ctx.node);
-      const keep = attrInt(ctx.node, 'keepdims', 1) === 1;
-      const shape = x.shape.flatMap((d, i) => (i !== axis ? [d] : keep ? [1] : []));
-      return [{ dtype: 7, shape }];
+    infer: (ctx) => [requireInput(ctx, 0)],
+    nonDifferentiable: [1],
+    vjp: (c) => {
+      const dy = c.dy(0);
+      if (!dy) return [];
+      const reverse = attrInt(c.node, 'reverse', 0) === 1 ? 0 : 1;
+      return [c.b.op1('CumSum', [dy, c.input(1)], { exclusive: attrInt(c.node, 'exclusive', 0), reverse })];
     },
   },
 ];
+
+/** ArgMax / ArgMin: int64 indices with the axis removed or kept as 1. */
+function inferArgExtremum(ctx: InferContext) {
+  const x = requireInput(ctx, 0);
+  const axis = normalizeAxis(attrInt(ctx.node, 'axis', 0), x.shape.length, ctx.node);
+  const keep = attrInt(ctx.node, 'keepdims', 1) === 1;
+  const shape = x.shape.flatMap((d, i) => (i !== axis ? [d] : keep ? [1] : []));
+  return [{ dtype: 7, shape }];
+}
 
 defineOps(reduceOps);

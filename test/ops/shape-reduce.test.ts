@@ -47,6 +47,8 @@ const cases: CheckCase[] = [
   // F.pixel_shuffle(x, 2) as torch.onnx.export writes it.
   { name: 'DepthToSpace CRD blocksize 2 of [2,8,2,3] (pixel_shuffle)', inputs: [{ shape: [2, 8, 2, 3] }], build: (b, [x]) => b.op1('DepthToSpace', [x], { blocksize: 2, mode: 'CRD' }) },
   { name: 'SpaceToDepth blocksize 2 of [2,2,4,6]', inputs: [{ shape: [2, 2, 4, 6] }], build: (b, [x]) => b.op1('SpaceToDepth', [x], { blocksize: 2 }) },
+  { name: 'CumSum axis 1', inputs: [{ shape: [2, 4] }], build: (b, [x]) => b.op1('CumSum', [x, b.constant(Tensor.int64([], [1]))]) },
+  { name: 'CumSum axis -1 exclusive reverse', inputs: [{ shape: [2, 3, 4] }], build: (b, [x]) => b.op1('CumSum', [x, b.constant(Tensor.int64([], [-1]))], { exclusive: 1, reverse: 1 }) },
   { name: 'Cast node (float64 -> float64)', inputs: [{ shape: [4] }], build: (b, [x]) => b.mul(b.op1('Cast', [x], { to: DType.DOUBLE }), x) },
   { name: 'Identity', inputs: [{ shape: [3] }], build: (b, [x]) => b.identity(x) },
   // Chains: reshape then a broadcast reuse, and a reduction feeding a product with its input.

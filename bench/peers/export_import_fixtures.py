@@ -30,6 +30,10 @@ or int64 token ids), the logits it computed in eval mode, and the export setting
   (Resize), SELU, Mish (decomposed at opset 17), max_pool2d with ceil_mode=True, F.normalize (ReduceL2); 28x28.
 - torch_rnn: an image read row by row by a 2-layer bidirectional nn.LSTM (batch_first) and an nn.GRU
   (linear_before_reset=1), then a Linear on the GRU's last hidden state; 28x28.
+- torch_hf_gpt2: Hugging Face GPT-2's module structure at vocabulary 256 (byte text): Conv1D layers
+  (torch.addmm on x.view(-1, C): Gemm with a [in, out] weight), c_attn split, a bool tril buffer sliced by
+  key/query lengths and torch.where(mask, w, finfo.min), gelu_new (tanh form), position_ids from arange, the LM
+  head tied to wte through F.linear; dim 32, 2 layers, 4 heads, context 32. It trains on text, QATs and exports.
 """
 import json
 import math
@@ -290,6 +294,79 @@ class RowRnn(nn.Module):
         return self.fc(h[0])
 
 
+class HfConv1D(nn.Module):
+    """transformers' Conv1D: a Linear with its weight stored [in, out], computed by addmm on the flattened rows."""
+
+    def __init__(self, nf: int, nx: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(nx, nf) * 0.02)
+        self.bias = nn.Parameter(torch.zeros(nf))
+
+    def forward(self, x):
+        size_out = x.size()[:-1] + (self.weight.size(-1),)
+        return torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight).view(size_out)
+
+
+def gelu_new(x):
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+class HfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, context: int):
+        super().__init__()
+        self.register_buffer('bias', torch.tril(torch.ones((context, context), dtype=torch.bool)).view(1, 1, context, context))
+        self.c_attn = HfConv1D(3 * dim, dim)
+        self.c_proj = HfConv1D(dim, dim)
+        self.heads = heads
+        self.dim = dim
+
+    def split_heads(self, x):
+        return x.view(x.size()[:-1] + (self.heads, self.dim // self.heads)).permute(0, 2, 1, 3)
+
+    def forward(self, x):
+        q, k, v = self.c_attn(x).split(self.dim, dim=2)
+        q, k, v = self.split_heads(q), self.split_heads(k), self.split_heads(v)
+        w = torch.matmul(q, k.transpose(-1, -2)) / torch.full([], v.size(-1) ** 0.5, dtype=q.dtype)
+        query_length, key_length = q.size(-2), k.size(-2)
+        causal = self.bias[:, :, key_length - query_length: key_length, :key_length]
+        w = torch.where(causal, w, torch.full([], torch.finfo(w.dtype).min, dtype=w.dtype))
+        w = nn.functional.softmax(w, dim=-1)
+        y = torch.matmul(w, v).permute(0, 2, 1, 3).contiguous()
+        return self.c_proj(y.view(y.size()[:-2] + (self.dim,)))
+
+
+class HfBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, context: int):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(dim, eps=1e-5)
+        self.attn = HfAttention(dim, heads, context)
+        self.ln_2 = nn.LayerNorm(dim, eps=1e-5)
+        self.c_fc = HfConv1D(4 * dim, dim)
+        self.c_proj = HfConv1D(dim, 4 * dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.c_proj(gelu_new(self.c_fc(self.ln_2(x))))
+
+
+class HfGpt2(nn.Module):
+    def __init__(self, vocab: int = 256, dim: int = 32, layers: int = 2, heads: int = 4, context: int = 32):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, dim)
+        self.wpe = nn.Embedding(context, dim)
+        nn.init.normal_(self.wte.weight, 0.0, 0.02)
+        nn.init.normal_(self.wpe.weight, 0.0, 0.01)
+        self.h = nn.ModuleList([HfBlock(dim, heads, context) for _ in range(layers)])
+        self.ln_f = nn.LayerNorm(dim, eps=1e-5)
+
+    def forward(self, input_ids):
+        position_ids = torch.arange(0, input_ids.size(-1), dtype=torch.long).unsqueeze(0)
+        x = self.wte(input_ids) + self.wpe(position_ids)
+        for block in self.h:
+            x = block(x)
+        return F.linear(self.ln_f(x), self.wte.weight)  # GPT2LMHeadModel's tied lm_head
+
+
 def export(model: nn.Module, example: torch.Tensor, name: str, opset: int, axes: dict, training: bool = False, **info) -> None:
     if ONLY and name not in ONLY:
         return
@@ -371,6 +448,9 @@ def main(only: list) -> None:
 
     torch.manual_seed(9)
     export(RowRnn(), torch.rand(2, 1, 28, 28), 'torch_rnn', 17, batch)
+
+    torch.manual_seed(10)
+    export(HfGpt2(), torch.randint(0, 256, (2, 9)), 'torch_hf_gpt2', 17, batch_seq, vocab_size=256, context=32, tied=True)
 
 
 if __name__ == '__main__':

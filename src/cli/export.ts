@@ -17,7 +17,7 @@ function printLanguageModelExport(r: LmExportReport): void {
   const p = r.parity;
   const bits = [...new Set(r.weights.map((w) => (w.bits === w.storage_bits ? `${w.bits}` : `${w.bits} (in ${w.storage_bits}-bit blocks)`)))].join(', ');
   console.log(
-    `${r.format}: ${r.out} (${r.file_bytes} bytes, ${r.size_ratio_vs_fp32.toFixed(2)}x smaller than the fp32 decoder's ${r.fp32_file_bytes}); ` +
+    `${r.format}: ${r.out} (${r.file_bytes} bytes, ${r.size_ratio_vs_fp32.toFixed(2)}x smaller than the fp32 ${r.generation === 'kv-cache' ? 'decoder' : 'model'}'s ${r.fp32_file_bytes}); ` +
       `${r.weights.length ? `weights ${bits}-bit, ` : ''}embeddings ${r.embeddings}; model.json: ${r.model_json}`,
   );
   if (r.weight_type) console.log(`8-bit weight codes as ${r.weight_type}: ${r.weight_type_reason}`);
@@ -32,7 +32,9 @@ function printLanguageModelExport(r: LmExportReport): void {
   if (ir) console.log(`integer reference (TypeScript, ${ir.windows} x ${ir.tokens_per_window} tokens): ${Object.entries(ir.layers).map(([op, n]) => `${n} ${op}`).join(', ')} ${ir.passed ? 'reproduce' : 'DIFFER from'} ORT's outputs (worst relative difference ${ir.worst_relative_difference.toExponential(1)}${ir.layers.QuantizeLinear ? `, codes within ${ir.worst_code_difference}` : ''})${ir.first_mismatch ? `, first at ${ir.first_mismatch.node}` : ''}`);
   if (r.lut_gemm.eligible) console.log(`2-bit kernel: ${r.lut_gemm.used ? "ORT's LUT kernel (mlas.use_lut_gemm)" : 'exact MatMulNBits'}: ${r.lut_gemm.reason}`);
   const kv = r.kv_cache;
-  const kvText = kv.layout
+  const kvText = !kv
+    ? 'none: the file generates by full recompute (its own attention ops, no past_key_values inputs)'
+    : kv.layout
     ? `${kv.bits}-bit ${kv.layout}${kv.group_size ? ` (key groups of ${kv.group_size} tokens; float residual up to ${kv.residual_bytes_max} bytes)` : ''} stored as codes, ${kv.bytes_per_token} bytes per token (measured ${kv.measured_bytes_per_token?.toFixed(1)} over ${kv.measured_tokens} tokens; float32 ${kv.float32_bytes_per_token}, ${(kv.float32_bytes_per_token / kv.bytes_per_token).toFixed(2)}x smaller)`
     : `float32, ${kv.bytes_per_token} bytes per token`;
   console.log(`KV cache: ${kvText}${Object.keys(r.session_config).length ? `; session config (set by qat eval / generate from model.json): ${JSON.stringify(r.session_config)}` : ''}`);

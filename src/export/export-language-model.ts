@@ -23,6 +23,7 @@ import { checkLanguageModelParity, LmParityOptions, LmParityReport } from './lm-
 import { resolveWeightType, WeightTypeChoice } from './weight-type.js';
 import { chooseLutGemm, LutGemmChoice, LutGemmMode } from './lut-kernel.js';
 import { checkLanguageModelIntegerLayers, LmIntegerReport } from './lm-integer-check.js';
+import { buildRecomputeLanguageModel } from './lm-recompute.js';
 
 /** `json` (which has no session config yet) with `config` as its session config, when it has entries. */
 function withSessionConfig(json: LanguageModelJson, config: Record<string, string>): LanguageModelJson {
@@ -80,12 +81,14 @@ export interface LmExportReport {
   lut_gemm: LutGemmChoice;
   /** How the decoder computes attention (fused GroupQueryAttention or standard ops), and why (lm-decoder.ts chooseAttention). */
   attention: LmDecoderExport['attention'];
-  /** KV cache: float32 [batch, heads, sequence, head_size] per layer for keys and values. */
+  /** How the file generates: with its KV cache (a gpt / llama decoder), or by recomputing the window (an imported model's own graph). */
+  generation: 'kv-cache' | 'full-recompute';
   /**
    * KV cache per token over all layers: float32 [batch, heads, sequence, head_size] keys and values, or (a --kv-bits
-   * run) the stored codes with their scales and zero points (lm-kv-cache.ts), computed and measured on the file.
+   * run) the stored codes with their scales and zero points (lm-kv-cache.ts), computed and measured on the file;
+   * absent for a full-recompute file.
    */
-  kv_cache: {
+  kv_cache?: {
     bits: number;
     layout?: 'per-token' | 'kivi';
     group_size?: number;
@@ -129,22 +132,25 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
   const model = ckpt.model;
   // QAT + LoRA exports the merged model its last phase trained (src/quant/lora.ts); adapters still apart mean the run stopped early.
   if (model.quant?.lora) throw new InputError(`--from: '${options.from}' stopped at step ${ckpt.step} with its LoRA adapters not merged yet; finish it (qat train --out ${options.from} --resume): its last --lora-merge-steps steps merge them into the weights that export`);
-  const arch = model.lm?.arch;
-  if (model.task !== 'language-model' || !arch) throw new InputError(`--from: '${options.from}' is not a gpt or llama language-model run; only those export as KV-cache decoders`);
+  if (model.task !== 'language-model' || !model.lm) throw new InputError(`--from: '${options.from}' is not a language-model run`);
+  // gpt / llama runs export their KV-cache decoder; an imported model its own graph, which generates by full recompute.
+  const arch = model.lm.arch;
   const data = String(ckpt.config.data);
   const tokenizerName = (ckpt.config.tokenizer as TokenizerName | undefined) ?? 'bytes';
   const context = (ckpt.config.context as number | undefined) ?? model.lm!.context;
   const text = loadTextData(data, tokenizerName);
   const weightType = options.format === 'qdq' ? resolveWeightType(options.weightType) : null;
-  const exported = await buildLanguageModelDecoder(model, { format: options.format, embeddings: options.embeddings, blockSize: options.blockSize, threads: options.threads, attention: options.attention, ...(weightType ? { weightType: weightType.type } : {}) });
+  const build = arch ? buildLanguageModelDecoder : buildRecomputeLanguageModel;
+  const exported = await build(model, { format: options.format, embeddings: options.embeddings, blockSize: options.blockSize, threads: options.threads, attention: options.attention, ...(weightType ? { weightType: weightType.type } : {}) });
   const bytes = encodeModel(exported.graph);
-  const fp32Graph = options.format === 'fp32' && !model.quant ? exported.graph : transformerDecoder(model, exported.attention.used).graph;
+  const fp32Graph =
+    options.format === 'fp32' && !model.quant ? exported.graph : arch ? transformerDecoder(model, exported.attention.used).graph : (await buildRecomputeLanguageModel(model, { format: 'fp32', embeddings: 'float', threads: options.threads })).graph;
   const fp32Bytes = fp32Graph === exported.graph ? bytes.byteLength : encodeModel(fp32Graph).byteLength;
   const tensorBytes = { exported: bytesByKind(tensorKinds(exported.graph)), fp32: bytesByKind(tensorKinds(fp32Graph)) };
   const baseSessionConfig: Record<string, string> = options.format === 'int4' ? { ...INT4_SESSION_CONFIG } : {};
   const lutEligible = options.format === 'matmulnbits' && exported.weights.some((w) => w.storage_bits === 2);
   const json: LanguageModelJson = {
-    ...languageModelJson(model, text.tokenizer, { kvCache: true }),
+    ...languageModelJson(model, text.tokenizer, { kvCache: Boolean(arch) }),
     context,
     ...(model.quant
       ? {
@@ -187,7 +193,8 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
       throw new InputError(`export ${options.format} of '${options.from}' is not equal to the run's model: ${parity.failures.join('; ')}; nothing was written (pass --no-verify to write it anyway${hint})`);
     }
     // Every integer layer recomputed from its codes in TypeScript against ORT's own (lm-integer-check.ts).
-    const integer = options.format === 'fp32' ? undefined : await checkLanguageModelIntegerLayers(exported.graph, text.val, sessionConfig, { heads: arch.heads, headSize: arch.dim / arch.heads, context }, { threads: options.threads });
+    const cache = arch ? { heads: arch.heads, headSize: arch.dim / arch.heads } : {};
+    const integer = options.format === 'fp32' ? undefined : await checkLanguageModelIntegerLayers(exported.graph, text.val, sessionConfig, { ...cache, context }, { threads: options.threads });
     if (integer && !integer.passed && !options.noVerify) {
       const m = integer.first_mismatch!;
       throw new InputError(`export ${options.format} of '${options.from}': the integer reference differs from ONNX Runtime first at ${m.opType} '${m.node}' (${m.compute === 'codes' ? `codes ${m.maxDiff} steps apart` : `relative difference ${m.relativeDiff.toExponential(2)}`}); nothing was written (pass --no-verify to write it anyway)`);
@@ -195,7 +202,7 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
     writeFileAtomic(options.out, bytes);
     const modelJson = writeLanguageModelJson(options.out, shipped);
     const trained = trainingPerplexity(options.from);
-    const kvBytes = arch.layers * 2 * arch.dim * 4;
+    const kvBytes = arch ? arch.layers * 2 * arch.dim * 4 : 0;
     const stored = exported.kvCache;
     // KIVI: a whole number of groups (no residual) within the context.
     const measuredTokens = stored ? (stored.groupSize && context >= stored.groupSize ? context - (context % stored.groupSize) : context) : 0;
@@ -222,7 +229,10 @@ export async function exportLanguageModelRun(ckpt: Checkpoint, options: LmExport
       session_config: sessionConfig,
       lut_gemm: lut,
       attention: exported.attention,
-      kv_cache: stored
+      generation: arch ? 'kv-cache' : 'full-recompute',
+      kv_cache: !arch
+        ? undefined
+        : stored
         ? {
             bits: stored.bits,
             layout: stored.layout,

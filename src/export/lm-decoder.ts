@@ -15,7 +15,7 @@
  * (matmulnbits, qdq; lm-embeddings.ts), or float with `embeddings: 'float'`.
  */
 import { DType } from '../ir/dtype.js';
-import { Graph, Node, topologicalOrder } from '../ir/graph.js';
+import { Graph, topologicalOrder } from '../ir/graph.js';
 import { Tensor } from '../ir/tensor.js';
 import { Model } from '../models/model.js';
 import { transformerDecoder } from '../models/transformers.js';
@@ -26,11 +26,9 @@ import { lowerCustomOps } from '../runtime/lower.js';
 import { InputError } from '../validate/schema.js';
 import { Emitter, pruneDead } from './emitter.js';
 import { fetchValues } from './fetch-values.js';
-import { BlockedWeightCodes, blockedWeightCodes, dequantizeBlocked } from './lm-weight-codes.js';
-import { emitQuantizedEmbedding, emitSharedNBitsEmbedding } from './lm-embeddings.js';
-import { emitIntegerMatMul, tokenQuantizerOf, TokenCodes } from './lm-integer-matmul.js';
-import { emitMatMulNBits, matMulNBitsInitializers, storageBits } from './matmul-nbits.js';
-import { packInt4 } from './weight-storage.js';
+import { emitLanguageModelWeights, LmExportedWeight, nodeNamed } from './lm-weights.js';
+
+export type { LmExportedWeight };
 import { kvCacheQuantOf } from '../quant/kv-cache.js';
 import { StoredKvCache, storeQuantizedKvCache } from './lm-kv-cache.js';
 import { levelFourActivations } from './lm-level4.js';
@@ -58,21 +56,6 @@ export interface LmExportOptions {
 export const ATTENTION_MODES = ['auto', ...DECODER_ATTENTIONS] as const;
 export type AttentionMode = (typeof ATTENTION_MODES)[number];
 
-/** One quantized weight of the export: how it is stored and which kernel reads it. */
-export interface LmExportedWeight {
-  tensor: string;
-  layers: string[];
-  bits: number;
-  /** Container bits of the stored codes (3-bit codes ship in 4-bit blocks). */
-  storage_bits: number;
-  block_size: number;
-  granularity: BlockedWeightCodes['granularity'];
-  /** What runs each layer: MatMulNBits, DequantizeLinear -> MatMul, DequantizeLinear -> Gather, or float. */
-  kernels: string[];
-  /** How a grid that is not plain integers is stored (ParetoQ's SEQ). */
-  grid?: string;
-}
-
 export interface LmDecoderExport {
   graph: Graph;
   format: LmExportFormat;
@@ -93,12 +76,6 @@ export interface LmDecoderExport {
   kvCache?: StoredKvCache;
   /** How the decoder computes attention, and why. */
   attention: { mode: AttentionMode; used: DecoderAttention; reason: string };
-}
-
-function nodeNamed(graph: Graph, name: string): Node {
-  const n = graph.nodes.find((x) => x.name === name);
-  if (!n) throw new Error(`export: the decoder graph has no node '${name}' (the training graph's layer)`);
-  return n;
 }
 
 /**
@@ -166,32 +143,6 @@ function headsView(graph: Graph, em: Emitter, trained: readonly (number | string
   return viewed;
 }
 
-/** Codes [K, N] / scales [K / block, N] of a blocked weight, for DequantizeLinear along axis 0 of a MatMul weight. */
-function kMajor(w: BlockedWeightCodes): { codes: Int32Array; scales: Float32Array } {
-  const blocks = w.k / w.blockSize;
-  const codes = new Int32Array(w.n * w.k);
-  const scales = new Float32Array(w.n * blocks);
-  for (let row = 0; row < w.n; row++) {
-    for (let col = 0; col < w.k; col++) codes[col * w.n + row] = w.codes[row * w.k + col];
-    for (let b = 0; b < blocks; b++) scales[b * w.n + row] = w.scales[row * blocks + b];
-  }
-  return { codes, scales };
-}
-
-/** INT4 DequantizeLinear of a blocked weight: [K, N] blocks along axis 0 (a MatMul's B) or [N, K] along axis 1 (a Gather's table). */
-function emitInt4Dequantize(em: Emitter, w: BlockedWeightCodes, orientation: 'kn' | 'nk', suffix: string): string {
-  if (storageBits(w) > 4) throw new InputError(`--format int4: weight '${w.tensor}' has ${w.bits}-bit codes, more than int4 holds; use --format matmulnbits`);
-  const blocks = w.k / w.blockSize;
-  const { codes, scales } = orientation === 'kn' ? kMajor(w) : { codes: w.codes, scales: w.scales };
-  const dims = orientation === 'kn' ? [w.k, w.n] : [w.n, w.k];
-  const sdims = orientation === 'kn' ? [blocks, w.n] : [w.n, blocks];
-  const tag = `${w.tensor}${suffix}`;
-  const q = em.initializer(`${tag}/int4`, new Tensor(DType.INT4, dims, packInt4(codes)));
-  const s = em.initializer(`${tag}/scales`, new Tensor(DType.FLOAT, sdims, scales));
-  const z = em.initializer(`${tag}/zero_point`, new Tensor(DType.INT4, sdims, packInt4(new Int32Array(w.n * blocks))));
-  return em.node('DequantizeLinear', [q, s, z], { axis: orientation === 'kn' ? 0 : 1, block_size: w.blockSize }, undefined, `${tag}/dequantize`);
-}
-
 /** Which of a weight quantizer's layers read the parameter as a token table (a Gather, or a tied head's Transpose). */
 function isTable(model: Model, q: Quantizer): boolean {
   return q.layers.some((l) => model.graph.nodes.find((n) => n.name === l)?.opType === 'Gather');
@@ -243,71 +194,11 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
   const activations = quant ? placeActivationQuantizers(graph, model, em, level4.quantizers) : [];
   const names = weightQuantizers.flatMap((q) => [q.tensor, q.output, ...(q.scale ? [q.scale] : []), ...(q.zeroPoint ? [q.zeroPoint] : [])]);
   const values = names.length ? await fetchValues(model, names, options.threads) : new Map<string, Tensor>();
-  const weights: LmExportedWeight[] = [];
-  let embeddings: LmDecoderExport['embeddings'] = 'float';
-  const tokenCodes = new TokenCodes(em);
-  const nbitsLevels = new Set<0 | 4>(format === 'int4' ? [0] : []);
-  for (const q of weightQuantizers) {
-    const table = isTable(model, q);
-    const w = blockedWeightCodes(q, values, table ? 'nk' : 'kn', options.blockSize);
-    const kernels: string[] = [];
-    const dequantized = new Tensor(DType.FLOAT, table ? [w.n, w.k] : [w.k, w.n], dequantizeBlocked(w));
-    // matmulnbits: a tied table and its head read one copy of the codes (the head's MatMulNBits B and scales).
-    const tied = format === 'matmulnbits' && table && options.embeddings !== 'float' && q.layers.some((l) => nodeNamed(graph, l).opType === 'MatMul');
-    const shared = tied ? matMulNBitsInitializers(em, w, `${q.tensor}/lm_head`) : undefined;
-    for (const layer of q.layers) {
-      const node = nodeNamed(graph, layer);
-      if (node.opType === 'Gather') {
-        // The token table names the export's embeddings; a position table (int8 rows) is one more quantized Gather.
-        const tokens = node.inputs[1] === decoderNames.inputIds;
-        if (format === 'int4' && options.embeddings !== 'float' && storageBits(w) <= 4) {
-          node.inputs[0] = emitInt4Dequantize(em, w, 'nk', '/embedding');
-          kernels.push('DequantizeLinear -> Gather');
-          if (tokens) embeddings = 'int4 DequantizeLinear -> Gather';
-        } else if (shared) {
-          const kernel = emitSharedNBitsEmbedding(em, node, w, shared);
-          kernels.push(kernel);
-          if (tokens) embeddings = kernel;
-        } else if (format !== 'fp32' && options.embeddings !== 'float') {
-          const kernel = emitQuantizedEmbedding(em, node, w);
-          kernels.push(kernel);
-          if (tokens) embeddings = kernel;
-        } else {
-          node.inputs[0] = em.initializer(`${q.tensor}/float`, dequantized);
-          kernels.push('Gather (float)');
-        }
-        continue;
-      }
-      if (node.opType !== 'MatMul') throw new Error(`export: layer '${layer}' is a ${node.opType}; language-model weights feed MatMul or Gather`);
-      if (format === 'fp32') {
-        // Tied head: the transposed table, as the training graph reads it.
-        node.inputs[1] = em.initializer(`${q.tensor}/float${table ? '_transposed' : ''}`, table ? transpose2d(dequantized) : dequantized);
-        kernels.push('MatMul (float)');
-      } else if (format === 'int4') {
-        node.inputs[1] = emitInt4Dequantize(em, w, 'kn', table ? '/lm_head' : '');
-        kernels.push('DequantizeLinear -> MatMul');
-      } else if (format === 'qdq') {
-        const found = tokenQuantizerOf(graph, node);
-        if (!found) {
-          throw new InputError(`--format qdq: layer '${layer}' has no 8-bit per-token activation quantizer at its input; qdq runs int8 x int8 products (train with --quant w8a8 or b158), export weight-only runs with --format matmulnbits`);
-        }
-        const weightType = options.weightType ?? 'uint8';
-        emitIntegerMatMul(em, node, tokenCodes.of(found.quantizer), w, table ? '/lm_head' : '', weightType, found.perHead ? model.lm.arch.heads : undefined);
-        kernels.push(`MatMulIntegerToFloat (${weightType === 'int8' ? 'u8s8' : 'u8u8'})`);
-      } else {
-        const at = graph.nodes.indexOf(node);
-        graph.nodes.splice(at, 1);
-        const level = level4.layers.has(layer) ? 4 : 0;
-        nbitsLevels.add(level);
-        emitMatMulNBits(em, node.inputs[0], w, { accuracyLevel: level, name: `${layer}NBits`, output: node.outputs[0], suffix: table ? '/lm_head' : '', initializers: shared });
-        kernels.push('MatMulNBits');
-      }
-    }
-    weights.push({
-      tensor: q.tensor, layers: q.layers, bits: w.trainedBits ?? w.bits, storage_bits: format === 'fp32' ? 32 : format === 'qdq' ? 8 : storageBits(w), block_size: w.blockSize, granularity: w.granularity, kernels,
-      ...(w.trainedBits !== undefined ? { grid: `seq: levels (q + 1/2) s stored as odd ${w.bits}-bit codes 2q + 1 at s / 2` } : {}),
-    });
-  }
+  const { weights, embeddings, levels: nbitsLevels } = emitLanguageModelWeights(graph, em, weightQuantizers, values, {
+    format, embeddings: options.embeddings, blockSize: options.blockSize, weightType: options.weightType, tokenIds: decoderNames.inputIds, levelFourLayers: level4.layers,
+    headsOf: () => arch.heads,
+    layoutOf: (q) => (isTable(model, q) ? 'nk' : 'kn'),
+  });
   pruneDead(graph);
   graph.nodes = topologicalOrder(graph);
   const lowered = lowerCustomOps(graph);
@@ -322,12 +213,4 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
   };
   const levels = [...nbitsLevels].sort();
   return { graph: lowered, format, weights, embeddings, activations, accuracy_level: levels.includes(4) ? 4 : 0, accuracy_levels: levels, attention, ...(kvCache ? { kvCache } : {}) };
-}
-
-function transpose2d(t: Tensor): Tensor {
-  const [r, c] = t.dims;
-  const src = t.data as Float32Array;
-  const out = new Float32Array(r * c);
-  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = src[i * c + j];
-  return new Tensor(DType.FLOAT, [c, r], out);
 }

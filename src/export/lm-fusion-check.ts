@@ -1,7 +1,7 @@
 /**
  * What ONNX Runtime actually runs for an exported language model: the optimized model ORT saves
  * (optimizedModelFilePath, graph optimization level 'all') is read back and its weight MatMuls listed. A MatMul
- * whose B is still a constant or a DequantizeLinear output did not become MatMulNBits: for the int4 (QDQ) form,
+ * whose B is still a constant or a DequantizeLinear output (with K > 1: a layer, not an outer product) did not become MatMulNBits: for the int4 (QDQ) form,
  * that is a layer running in float, which the export refuses unless --allow-float. The qdq form's Linears are
  * counted as integer products.
  */
@@ -36,7 +36,11 @@ export async function checkFusion(file: string, sessionConfig: Record<string, st
     const float = g.nodes.filter((n) => {
       if (n.opType !== 'MatMul' && n.opType !== 'FusedMatMul' && n.opType !== 'Gemm') return false;
       const b = n.inputs[1];
-      return g.initializers.has(b) || producers.get(b)?.opType === 'DequantizeLinear';
+      const dq = producers.get(b);
+      const dims = g.initializers.get(b)?.dims ?? (dq?.opType === 'DequantizeLinear' ? g.initializers.get(dq.inputs[0])?.dims : undefined);
+      // A constant B of K = 1 is an outer product (rotary angles: positions x inv_freq, an imported torch.outer), not a layer.
+      const k = n.opType === 'Gemm' && n.attrs.transB?.kind === 'int' && n.attrs.transB.value === 1 ? dims?.at(-1) : dims?.at(-2);
+      return dims !== undefined && (k === undefined || k > 1);
     });
     return {
       matmul_nbits: nbits.length,

@@ -25,7 +25,7 @@ export interface LmIntegerReport {
 }
 
 /** Checks `graph` (the exported decoder; `cache`: its heads, head size and context) on a few validation windows under `sessionConfig`. */
-export async function checkLanguageModelIntegerLayers(graph: Graph, stream: TokenStream, sessionConfig: Record<string, string>, cache: { heads: number; headSize: number; context: number }, options: { windows?: number; tokens?: number; threads?: number } = {}): Promise<LmIntegerReport> {
+export async function checkLanguageModelIntegerLayers(graph: Graph, stream: TokenStream, sessionConfig: Record<string, string>, cache: { heads?: number; headSize?: number; context: number }, options: { windows?: number; tokens?: number; threads?: number } = {}): Promise<LmIntegerReport> {
   const tokens = Math.min(options.tokens ?? 32, cache.context, stream.tokens.length);
   const windows = Math.max(1, Math.min(options.windows ?? 2, Math.floor(stream.tokens.length / tokens)));
   // ORT's LUT kernel rounds activations into int8 tables, which the reference does not model: check the exact kernel.

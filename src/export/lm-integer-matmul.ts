@@ -23,26 +23,53 @@ import { Emitter } from './emitter.js';
 import { BlockedWeightCodes } from './lm-weight-codes.js';
 
 /**
- * The trained per-token quantizer that feeds `node`'s activation input, when it is one the integer kernel
- * reproduces. `perHead`: the quantizer sits on the attention output [B, H, T, head_size] before the heads are
- * merged (Transpose 0,2,1,3 -> Reshape [B, T, C]), where training placed it (prepare.ts walks back through
- * value-preserving ops), so each token has one scale per head.
+ * The trained per-token quantizer that feeds a Linear's activation input, and the view ops between them:
+ * `reshapes` (outermost first) and, per head, the Transpose (0, 2, 1, 3) of the attention output [B, H, T, D] whose
+ * heads the innermost Reshape merges (prepare.ts walks back through value-preserving ops to place it there, so each
+ * token has one scale per head). An imported Conv1D / Gemm also flattens the rows ([B, T, C] -> [B x T, C]).
  */
-export function tokenQuantizerOf(graph: Graph, node: Node): { quantizer: Node; perHead: boolean } | undefined {
+export interface TokenInput {
+  quantizer: Node;
+  perHead: boolean;
+  reshapes: Node[];
+  transpose?: Node;
+}
+
+/** The per-token quantizer behind `node`'s input 0, when it is one the integer kernel reproduces. */
+export function tokenQuantizerOf(graph: Graph, node: Node): TokenInput | undefined {
   const producers = graph.producers();
+  const reshapes: Node[] = [];
   let p = producers.get(node.inputs[0]);
-  let perHead = false;
-  if (p?.opType === 'Reshape') {
-    const t = producers.get(p.inputs[0]);
-    const perm = t?.attrs.perm;
-    if (t?.opType !== 'Transpose' || perm?.kind !== 'ints' || perm.value.join() !== '0,2,1,3') return undefined;
-    p = producers.get(t.inputs[0]);
-    perHead = true;
+  while (p?.opType === 'Reshape') {
+    reshapes.push(p);
+    p = producers.get(p.inputs[0]);
+  }
+  let transpose: Node | undefined;
+  const perm = p?.attrs.perm;
+  if (p?.opType === 'Transpose' && reshapes.length > 0 && perm?.kind === 'ints' && perm.value.join() === '0,2,1,3') {
+    transpose = p;
+    p = producers.get(p.inputs[0]);
+  } else if (reshapes.length > 0) {
+    // Row views only: the same last axis (the quantizer's rows) before and after.
+    const width = (v: string) => graph.types.get(v)?.shape.at(-1);
+    const [before, after] = [width(reshapes.at(-1)!.inputs[0]), width(node.inputs[0])];
+    if (typeof before !== 'number' || before !== after) return undefined;
   }
   if (!p || p.domain !== QATKIT || p.opType !== 'AbsmaxQuantize') return undefined;
   const attr = (name: string, fallback: number) => (p.attrs[name]?.kind === 'int' ? (p.attrs[name] as { value: number }).value : fallback);
   if (attr('bits', 8) !== 8 || attr('per_token', 1) !== 1 || attr('block_size', 0) !== 0) return undefined;
-  return { quantizer: p, perHead };
+  return { quantizer: p, perHead: transpose !== undefined, reshapes, ...(transpose ? { transpose } : {}) };
+}
+
+/** `nodes` (innermost first) applied again to `x`: the same view of another value of the same shape. */
+function replayViews(em: Emitter, x: string, nodes: Node[]): string {
+  let v = x;
+  for (const n of nodes) {
+    v = em.node(n.opType, [v, ...n.inputs.slice(1)], { ...n.attrs }, undefined, `${n.name}/codes_view`);
+    const t = em.graph.types.get(n.outputs[0]);
+    if (t) em.graph.types.set(v, t);
+  }
+  return v;
 }
 
 /** uint8 codes (q + 128) and scales [..., 1] of a per-token quantizer's input, shared by every Linear it feeds. */
@@ -50,10 +77,22 @@ export class TokenCodes {
   private made = new Map<string, { codes: string; scale: string }>();
   constructor(private em: Emitter) {}
 
-  of(quantizer: Node): { codes: string; scale: string } {
-    const x = quantizer.inputs[0];
-    const known = this.made.get(x);
+  /**
+   * The codes of `input`'s rows in the layout its Linear reads: the quantizer's own input viewed as the layer's
+   * input (a row view: per-row codes are the same), or per head ([B, H, T, D]) for MatMulIntegerToFloat by heads.
+   */
+  of(input: TokenInput): { codes: string; scale: string } {
+    const source = input.quantizer.inputs[0];
+    const key = input.perHead ? source : `${source}|${input.reshapes.map((r) => r.name).join('|')}`;
+    const known = this.made.get(key);
     if (known) return known;
+    const x = input.perHead ? source : replayViews(this.em, source, [...input.reshapes].reverse());
+    const out = this.codesOf(x);
+    this.made.set(key, out);
+    return out;
+  }
+
+  private codesOf(x: string): { codes: string; scale: string } {
     const em = this.em;
     const c = (name: string, v: number) => em.initializer(`${x}/${name}`, Tensor.float([], [v]));
     const absmax = em.node('ReduceMax', [em.node('Abs', [x])], { axes: [-1], keepdims: 1 });
@@ -70,10 +109,21 @@ export class TokenCodes {
       const q = em.node('Clip', [em.node('Round', [em.node('Div', [x, scale])]), c('qmin_code', -128), c('qmax_code', 127)]);
       codes = em.node('Cast', [em.node('Add', [q, c('offset', 128)])], { to: DType.UINT8 }, undefined, `${x}/token_codes`);
     }
-    const out = { codes, scale };
-    this.made.set(x, out);
-    return out;
+    return { codes, scale };
   }
+}
+
+/**
+ * Where a per-head product ([B, T, N] after the heads are summed) feeds a Linear whose input the graph flattened
+ * further (an imported Gemm's [B x T, C]): the shape its output must take, the layer input's leading dimensions
+ * and N, from the same views replayed on the quantizer's input. Undefined where the heads' merge is the only view.
+ */
+export function perHeadOutputShape(em: Emitter, input: TokenInput, n: number): string | undefined {
+  if (!input.perHead || input.reshapes.length <= 1) return undefined;
+  const viewed = replayViews(em, input.quantizer.inputs[0], [input.transpose!, ...[...input.reshapes].reverse()]);
+  const tag = `${input.quantizer.name}/rows`;
+  const leading = em.node('Slice', [em.node('Shape', [viewed]), em.initializer(`${tag}/start`, Tensor.int64([1], [0])), em.initializer(`${tag}/end`, Tensor.int64([1], [-1]))]);
+  return em.node('Concat', [leading, em.initializer(`${tag}/features_${n}`, Tensor.int64([1], [n]))], { axis: 0 }, undefined, `${tag}/output_shape`);
 }
 
 /**
@@ -82,7 +132,7 @@ export class TokenCodes {
  * `heads` (per-head activation scales, codes [B, H, T, K / H]), the weight goes in as [H, K / H, N], each head's
  * product is scaled by its own rows' scales, and the heads are summed (ReduceSum over axis 1).
  */
-export function emitIntegerMatMul(em: Emitter, node: Node, activation: { codes: string; scale: string }, w: BlockedWeightCodes, suffix: string, weightType: 'uint8' | 'int8', heads?: number): void {
+export function emitIntegerMatMul(em: Emitter, node: Node, activation: { codes: string; scale: string }, w: BlockedWeightCodes, suffix: string, weightType: 'uint8' | 'int8', heads?: number, outputShape?: string): void {
   if (w.granularity === 'group') {
     throw new InputError(`--format qdq: weight '${w.tensor}' is quantized in groups of ${w.blockSize}; MatMulIntegerToFloat takes one scale per output feature (w8a8, b158); export grouped weights with --format matmulnbits`);
   }
@@ -111,5 +161,7 @@ export function emitIntegerMatMul(em: Emitter, node: Node, activation: { codes: 
   const out = em.node('MatMulIntegerToFloat', [activation.codes, weight, activation.scale, weightScale, zero, weightZero], {}, heads === undefined ? node.outputs[0] : undefined, `${node.name}Integer`);
   graph.nodes.at(-1)!.domain = MS_DOMAIN;
   graph.opsets[MS_DOMAIN] = 1;
-  if (heads !== undefined) em.node('ReduceSum', [out, em.initializer(`${tag}/head_axis`, Tensor.int64([1], [1]))], { keepdims: 0 }, node.outputs[0], `${node.name}Heads`);
+  if (heads === undefined) return;
+  const summed = em.node('ReduceSum', [out, em.initializer(`${tag}/head_axis`, Tensor.int64([1], [1]))], { keepdims: 0 }, outputShape ? undefined : node.outputs[0], `${node.name}Heads`);
+  if (outputShape) em.node('Reshape', [summed, outputShape], {}, node.outputs[0], `${node.name}Rows`);
 }

@@ -10,7 +10,9 @@
  * has the same blocks as the merged [B, T, C] input the kernel sees when D is a multiple of the block (C = h x D
  * + d, so each block of C lies in one head): its training already refused a D the block does not divide.
  */
+import { attrInt } from '../ir/graph.js';
 import { Model } from '../models/model.js';
+import { plainGemm } from './gemm-as-matmul.js';
 import { Quantizer } from '../quant/prepare.js';
 import { nbitsBlockSize } from './lm-weight-codes.js';
 
@@ -36,11 +38,14 @@ export function levelFourActivations(model: Model, maxBlock?: number): LevelFour
     const fits = a.layers.every((layer) => {
       const w = weightOf.get(layer);
       const matmul = model.graph.nodes.find((n) => n.name === layer);
-      // A MatMul weight is [K, N]; a tied head reads the token table [V, C] transposed (K = C).
+      // A MatMul weight is [K, N]; a tied head reads the token table [V, C] transposed (K = C), an imported Gemm
+      // with transB its [N, K] weight. (lm-recompute.ts writes such a Gemm as a MatMul.)
       const dims = w ? model.graph.initializers.get(w.tensor)?.dims : undefined;
       const table = w?.layers.some((l) => model.graph.nodes.find((n) => n.name === l)?.opType === 'Gather');
-      const k = dims ? (table ? dims[1] : dims[0]) : undefined;
-      return w !== undefined && matmul?.opType === 'MatMul' && k !== undefined && nbitsBlockSize(w, k, maxBlock) === g.blockSize;
+      const linear = matmul?.opType === 'MatMul' || (matmul !== undefined && plainGemm(matmul));
+      const transposed = table || (matmul?.opType === 'Gemm' && attrInt(matmul, 'transB', 0) === 1);
+      const k = dims ? (transposed ? dims[1] : dims[0]) : undefined;
+      return w !== undefined && linear && k !== undefined && nbitsBlockSize(w, k, maxBlock) === g.blockSize;
     });
     if (!fits) continue;
     out.quantizers.add(a.node);

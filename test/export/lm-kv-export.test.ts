@@ -56,18 +56,18 @@ for (const [run, format, bits, layout] of [['kivi', 'matmulnbits', 2, 'kivi'], [
       assert.deepEqual(input('past_key_values.0.key_scale').shape, ['B', 2, 'P_groups', 16]);
       assert.deepEqual(input('past_key_values.0.key_residual').shape, ['B', 2, 'P_residual', 16]);
       assert.deepEqual(input('past_key_values.0.value_residual').shape, ['B', 2, 'P_residual', 16]);
-      assert.equal(r.kv_cache.residual_bytes_max, 2 * 2 * 7 * 16 * 4, 'keys and values: at most G - 1 float rows per head');
+      assert.equal(r.kv_cache!.residual_bytes_max, 2 * 2 * 7 * 16 * 4, 'keys and values: at most G - 1 float rows per head');
     } else assert.equal(input('past_key_values.0.value_residual'), undefined);
     // Bytes per token: codes plus a float32 scale and a uint8 zero point per row (KIVI keys: per group of 8 and channel).
     const perHead = (16 * bits) / 8;
     const keyBytes = layout === 'kivi' ? perHead + (16 * 5) / 8 : perHead + 5;
-    assert.equal(r.kv_cache.bytes_per_token, 2 * (keyBytes + perHead + 5));
-    assert.equal(r.kv_cache.bytes_per_token, storedKvCacheLayout({ bits, layout, ...(layout === 'kivi' ? { groupSize: 8 } : {}) }, 2, 16, 1).bytesPerToken);
-    assert.equal(r.kv_cache.measured_bytes_per_token, r.kv_cache.bytes_per_token, 'ORT returns exactly that many bytes');
-    assert.ok(r.kv_cache.bytes_per_token < r.kv_cache.float32_bytes_per_token / (bits === 8 ? 2.5 : 4), JSON.stringify(r.kv_cache));
+    assert.equal(r.kv_cache!.bytes_per_token, 2 * (keyBytes + perHead + 5));
+    assert.equal(r.kv_cache!.bytes_per_token, storedKvCacheLayout({ bits, layout, ...(layout === 'kivi' ? { groupSize: 8 } : {}) }, 2, 16, 1).bytesPerToken);
+    assert.equal(r.kv_cache!.measured_bytes_per_token, r.kv_cache!.bytes_per_token, 'ORT returns exactly that many bytes');
+    assert.ok(r.kv_cache!.bytes_per_token < r.kv_cache!.float32_bytes_per_token / (bits === 8 ? 2.5 : 4), JSON.stringify(r.kv_cache));
     // qat inspect FILE.onnx shows the stored cache and the same bytes per token.
     const inspected = await inspectOnnxFile(r.out, { kernels: false });
-    assert.equal(inspected.kv_cache?.bytes_per_token, r.kv_cache.bytes_per_token);
+    assert.equal(inspected.kv_cache?.bytes_per_token, r.kv_cache!.bytes_per_token);
     assert.ok(inspected.notes.some((n) => n.startsWith(`KV cache stored as ${bits}-bit ${layout} codes`)), inspected.notes.join('\n'));
     const json = readLanguageModelJson(r.out)!;
     assert.equal(json.kvCache?.quantization?.bits, bits);

@@ -38,8 +38,8 @@ const temps: string[] = [];
 after(() => temps.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
 const CNNS = ['torch_cnn_view', 'torch_cnn_train_bn15', 'torch_cnn_train_bn13', 'torch_vit_style', 'torch_cnn_norms', 'torch_cnn_upsample', 'torch_rnn'];
-const SEQUENCE_MODELS = ['torch_mha_causal', 'torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style'];
-const LANGUAGE_MODELS = ['torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style'];
+const SEQUENCE_MODELS = ['torch_mha_causal', 'torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style', 'torch_hf_gpt2'];
+const LANGUAGE_MODELS = ['torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style', 'torch_hf_gpt2'];
 
 function inputTensor(e: Expected, rows: number, length?: number): ort.Tensor {
   // The first `rows` samples; for sequences the first `length` positions of each.

@@ -27,8 +27,6 @@ import { InputError } from '../validate/schema.js';
 import { Emitter, pruneDead } from './emitter.js';
 import { fetchValues } from './fetch-values.js';
 import { emitLanguageModelWeights, LmExportedWeight, nodeNamed } from './lm-weights.js';
-
-export type { LmExportedWeight };
 import { kvCacheQuantOf } from '../quant/kv-cache.js';
 import { StoredKvCache, storeQuantizedKvCache } from './lm-kv-cache.js';
 import { levelFourActivations } from './lm-level4.js';

@@ -115,14 +115,15 @@ export class TokenCodes {
 
 /**
  * Where a per-head product ([B, T, N] after the heads are summed) feeds a Linear whose input the graph flattened
- * further (an imported Gemm's [B x T, C]): the shape its output must take, the layer input's leading dimensions
- * and N, from the same views replayed on the quantizer's input. Undefined where the heads' merge is the only view.
+ * further (an imported Gemm's [B x T, C]): the shape its output must take, `layerInput`'s leading dimensions and N.
+ * Rows as -1 where the layer input is 2-D (the views keep the element count and the last axis, so the rows are
+ * B x T); otherwise read from the layer input's Shape. Undefined where the heads' merge is the only view.
  */
-export function perHeadOutputShape(em: Emitter, input: TokenInput, n: number): string | undefined {
+export function perHeadOutputShape(em: Emitter, input: TokenInput, layerInput: string, n: number): string | undefined {
   if (!input.perHead || input.reshapes.length <= 1) return undefined;
-  const viewed = replayViews(em, input.quantizer.inputs[0], [input.transpose!, ...[...input.reshapes].reverse()]);
   const tag = `${input.quantizer.name}/rows`;
-  const leading = em.node('Slice', [em.node('Shape', [viewed]), em.initializer(`${tag}/start`, Tensor.int64([1], [0])), em.initializer(`${tag}/end`, Tensor.int64([1], [-1]))]);
+  if (em.graph.types.get(layerInput)?.shape.length === 2) return em.initializer(`${tag}/output_shape`, Tensor.int64([2], [-1, n]));
+  const leading = em.node('Slice', [em.node('Shape', [layerInput]), em.initializer(`${tag}/start`, Tensor.int64([1], [0])), em.initializer(`${tag}/end`, Tensor.int64([1], [-1]))]);
   return em.node('Concat', [leading, em.initializer(`${tag}/features_${n}`, Tensor.int64([1], [n]))], { axis: 0 }, undefined, `${tag}/output_shape`);
 }
 

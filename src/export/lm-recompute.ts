@@ -21,6 +21,7 @@ import type { LmDecoderExport, LmExportOptions } from './lm-decoder.js';
 import { levelFourActivations } from './lm-level4.js';
 import { emitLanguageModelWeights, nodeNamed } from './lm-weights.js';
 import { raiseToOpset21 } from './opset-21.js';
+import { readShapesBeforeQuantizers } from './shapes-before-quantizers.js';
 
 export const RECOMPUTE_ATTENTION = { mode: 'ops', used: 'ops', reason: "the imported graph's own attention ops (full recompute: the model has no KV-cache decoder form here)" } as const;
 
@@ -102,6 +103,8 @@ export async function buildRecomputeLanguageModel(model: Model, options: LmExpor
     },
     layoutOf: (q) => layouts.get(q.node)!,
   });
+  // The model's own x.size() readers must not keep a replaced Linear's float fake-quant alive.
+  readShapesBeforeQuantizers(graph, new Set((model.quant?.quantizers ?? []).filter((q) => q.role === 'activation').map((q) => q.node)));
   pruneDead(graph);
   graph.nodes = topologicalOrder(graph);
   // Every quantized weight is now its codes: a float copy left behind would make the file no smaller.

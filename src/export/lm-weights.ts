@@ -154,7 +154,7 @@ export function emitLanguageModelWeights(graph: Graph, em: Emitter, quantizers: 
           throw new InputError(`--format qdq: layer '${node.name}' has no 8-bit per-token activation quantizer at its input; qdq runs int8 x int8 products (train with --quant w8a8 or b158), export weight-only runs with --format matmulnbits`);
         }
         const weightType = o.weightType ?? 'uint8';
-        emitIntegerMatMul(em, node, tokenCodes.of(found), w, suffix, weightType, found.perHead ? o.headsOf(found.quantizer) : undefined, perHeadOutputShape(em, found, w.n));
+        emitIntegerMatMul(em, node, tokenCodes.of(found), w, suffix, weightType, found.perHead ? o.headsOf(found.quantizer) : undefined, perHeadOutputShape(em, found, node.inputs[0], w.n));
         kernels.push(`MatMulIntegerToFloat (${weightType === 'int8' ? 'u8s8' : 'u8u8'})`);
       } else {
         graph.nodes.splice(graph.nodes.indexOf(node), 1);

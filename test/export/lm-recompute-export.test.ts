@@ -60,6 +60,10 @@ for (const [run, format, kernel] of [['w4a8-g32', 'int4', 'DequantizeLinear -> M
     assert.deepEqual(floats.map((t) => t.dims), [], 'no float matrix left in the file');
     assert.ok(r.size_ratio_vs_fp32 > 1.8, String(r.size_ratio_vs_fp32));
     assert.equal(g.metadata['qatkit.generation'], 'full-recompute');
+    // The model's x.size() readers do not keep a float fake-quant alive beside the integer codes: one Round per
+    // activation quantizer a float MatMul still reads (int4, matmulnbits at accuracy_level 0), none for qdq.
+    const rounds = g.nodes.filter((n) => n.opType === 'Round').length;
+    assert.equal(rounds, format === 'qdq' ? 0 : r.activations.length, JSON.stringify(r.activations));
   });
 }
 

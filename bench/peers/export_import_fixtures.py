@@ -34,6 +34,11 @@ or int64 token ids), the logits it computed in eval mode, and the export setting
   (torch.addmm on x.view(-1, C): Gemm with a [in, out] weight), c_attn split, a bool tril buffer sliced by
   key/query lengths and torch.where(mask, w, finfo.min), gelu_new (tanh form), position_ids from arange, the LM
   head tied to wte through F.linear; dim 32, 2 layers, 4 heads, context 32. It trains on text, QATs and exports.
+- torch_hf_llama: Hugging Face Llama's module structure (transformers 4.3x) at vocabulary 256: grouped-query
+  attention (4 query heads, 2 key/value heads, repeat_kv by expand + reshape), rotary cos/sin caches sliced to T
+  and `.squeeze(1).squeeze(0)` (torch.onnx.export writes each squeeze as an If on the dim's size), rotate_half by
+  slicing and cat, position_ids indexing the caches, an additive finfo.min causal mask from masked_fill_ with an
+  arange comparison, softmax in float32, RMSNorm through float32 casts, SwiGLU; dim 32, 2 layers, context 32.
 """
 import json
 import math
@@ -367,6 +372,97 @@ class HfGpt2(nn.Module):
         return F.linear(self.ln_f(x), self.wte.weight)  # GPT2LMHeadModel's tied lm_head
 
 
+
+class HfRmsNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, hidden):
+        dtype = hidden.dtype
+        hidden = hidden.to(torch.float32)
+        variance = hidden.pow(2).mean(-1, keepdim=True)
+        return self.weight * (hidden * torch.rsqrt(variance + self.eps)).to(dtype)
+
+
+def rotate_half(x):
+    x1 = x[..., : x.shape[-1] // 2]
+    x2 = x[..., x.shape[-1] // 2 :]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class HfLlamaAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, kv_heads: int, context: int):
+        super().__init__()
+        self.heads, self.kv_heads, self.head_dim = heads, kv_heads, dim // heads
+        self.q_proj = nn.Linear(dim, heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(dim, kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(dim, kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(dim, dim, bias=False)
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, self.head_dim, 2).float() / self.head_dim))
+        freqs = torch.einsum('i,j->ij', torch.arange(context).float(), inv_freq)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        self.register_buffer('cos_cached', emb.cos()[None, None, :, :], persistent=False)
+        self.register_buffer('sin_cached', emb.sin()[None, None, :, :], persistent=False)
+
+    def repeat_kv(self, x, n_rep: int):
+        b, kv, t, d = x.shape
+        return x[:, :, None, :, :].expand(b, kv, n_rep, t, d).reshape(b, kv * n_rep, t, d)
+
+    def forward(self, x, position_ids, mask):
+        b, t, _ = x.size()
+        q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        cos = self.cos_cached[:, :, :t, ...].squeeze(1).squeeze(0)[position_ids].unsqueeze(1)
+        sin = self.sin_cached[:, :, :t, ...].squeeze(1).squeeze(0)[position_ids].unsqueeze(1)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        k = self.repeat_kv(k, self.heads // self.kv_heads)
+        v = self.repeat_kv(v, self.heads // self.kv_heads)
+        w = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(self.head_dim) + mask
+        w = F.softmax(w, dim=-1, dtype=torch.float32).to(q.dtype)
+        return self.o_proj(torch.matmul(w, v).transpose(1, 2).contiguous().reshape(b, t, -1))
+
+
+class HfLlamaLayer(nn.Module):
+    def __init__(self, dim: int, heads: int, kv_heads: int, context: int):
+        super().__init__()
+        self.input_layernorm = HfRmsNorm(dim)
+        self.self_attn = HfLlamaAttention(dim, heads, kv_heads, context)
+        self.post_attention_layernorm = HfRmsNorm(dim)
+        self.gate_proj = nn.Linear(dim, 96, bias=False)
+        self.up_proj = nn.Linear(dim, 96, bias=False)
+        self.down_proj = nn.Linear(96, dim, bias=False)
+
+    def forward(self, h, position_ids, mask):
+        h = h + self.self_attn(self.input_layernorm(h), position_ids, mask)
+        x = self.post_attention_layernorm(h)
+        return h + self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class HfLlama(nn.Module):
+    def __init__(self, vocab: int = 256, dim: int = 32, layers: int = 2, heads: int = 4, kv_heads: int = 2, context: int = 32):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(vocab, dim)
+        self.layers = nn.ModuleList([HfLlamaLayer(dim, heads, kv_heads, context) for _ in range(layers)])
+        self.norm = HfRmsNorm(dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, input_ids):
+        b, t = input_ids.shape
+        position_ids = torch.arange(0, t, dtype=torch.long).unsqueeze(0).view(-1, t)
+        mask = torch.full((t, t), torch.finfo(torch.float32).min)
+        cond = torch.arange(mask.size(-1))
+        mask.masked_fill_(cond < (cond + 1).view(mask.size(-1), 1), 0)
+        mask = mask[None, None, :, :].expand(b, 1, t, t)
+        h = self.embed_tokens(input_ids)
+        for layer in self.layers:
+            h = layer(h, position_ids, mask)
+        return self.lm_head(self.norm(h))
+
+
 def export(model: nn.Module, example: torch.Tensor, name: str, opset: int, axes: dict, training: bool = False, **info) -> None:
     if ONLY and name not in ONLY:
         return
@@ -451,6 +547,9 @@ def main(only: list) -> None:
 
     torch.manual_seed(10)
     export(HfGpt2(), torch.randint(0, 256, (2, 9)), 'torch_hf_gpt2', 17, batch_seq, vocab_size=256, context=32, tied=True)
+
+    torch.manual_seed(11)
+    export(HfLlama(), torch.randint(0, 256, (2, 9)), 'torch_hf_llama', 17, batch_seq, vocab_size=256, context=32)
 
 
 if __name__ == '__main__':

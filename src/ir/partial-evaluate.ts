@@ -2,7 +2,8 @@ import { inferNode } from './builder.js';
 import { asDims, canEvaluate, evaluateNode, EvalValue, fromTensor, isSymbolic, shapeOfDims, toTensor } from './constant-kernels.js';
 import { DType, isFloat } from './dtype.js';
 import { Graph, Node, topologicalOrder, ValueType } from './graph.js';
-import { sizeOf } from './tensor.js';
+import { sizeOf, Tensor } from './tensor.js';
+import { isRotaryTable } from './rotary-table.js';
 import { findOp } from '../ops/registry.js';
 
 // The partial evaluator (DESIGN.md, "Language models"): PyTorch computes shapes at run time (Shape -> Gather ->
@@ -31,6 +32,8 @@ export const FOLDED_CONSTANTS_KEY = 'qatkit.folded_constants';
  */
 const BUFFER_NAME = /(^|[./])(inv_freq|cos_cached|sin_cached|cos_cache|sin_cache|freqs_cis)$/;
 export const isBufferName = (name: string): boolean => BUFFER_NAME.test(name);
+/** A buffer by its name, or a rotary table by its values (rotary-table.ts: anonymous `onnx::Slice_N` caches). */
+export const isBuffer = (name: string, t: Tensor): boolean => isBufferName(name) || isRotaryTable(t);
 
 /** Float initializers the partial evaluator folded (see FOLDED_CONSTANTS_KEY). */
 export function foldedConstants(graph: Graph): Set<string> {
@@ -48,6 +51,12 @@ export interface PropagateOptions {
   protect?: Set<string>;
   /** Rewrites each node before it is inferred (import: opset normalisation); inputs are typed by then. */
   rewrite?: (node: Node) => Node[];
+  /**
+   * Replaces a node by others before it is rewritten and inferred, given the values known so far (import: an If
+   * whose condition has been folded becomes its branch); each returned node is expanded, rewritten and inferred
+   * in turn. Undefined: the node stays.
+   */
+  expand?: (node: Node, valueOf: (name: string) => EvalValue | undefined) => Node[] | undefined;
   /** Wraps a shape inference error (import names the model). */
   inferError?: (node: Node, error: Error) => Error;
 }
@@ -145,9 +154,12 @@ export function propagateShapes(graph: Graph, options: PropagateOptions): Propag
     return evaluateNode(node, inputs);
   };
 
-  for (const node of topologicalOrder(graph)) {
-    for (const n of options.rewrite ? options.rewrite(node) : [node]) visit(n);
-  }
+  const process = (node: Node): void => {
+    const expanded = options.expand?.(node, valueOf);
+    if (expanded) for (const n of expanded) process(n);
+    else for (const n of options.rewrite ? options.rewrite(node) : [node]) visit(n);
+  };
+  for (const node of topologicalOrder(graph)) process(node);
   if (options.fold || options.rewrite) graph.nodes = kept;
   if (count > 0) {
     // Shape computations that only fed folded nodes (Shape of a value with a symbolic batch, gathered at a
@@ -218,14 +230,14 @@ export function gradientReach(graph: Graph): Set<string> {
  * Float initializers (more than one element) through which a gradient can reach a graph output: learned
  * weights, never folded. A buffer read only through non-differentiable paths (a causal-mask table compared
  * with Equal, a shape, indices) is not one, nor is a value the evaluator folded (FOLDED_CONSTANTS_KEY) or a
- * rotary table (isBufferName).
+ * rotary table (isBuffer).
  */
 export function parameterLike(graph: Graph): Set<string> {
   const reach = gradientReach(graph);
   const constants = foldedConstants(graph);
   const out = new Set<string>();
   for (const [name, t] of graph.initializers) {
-    if (reach.has(name) && isFloat(t.dtype) && t.size > 1 && !constants.has(name) && !isBufferName(name)) out.add(name);
+    if (reach.has(name) && isFloat(t.dtype) && t.size > 1 && !constants.has(name) && !isBuffer(name, t)) out.add(name);
   }
   return out;
 }

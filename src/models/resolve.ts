@@ -3,6 +3,7 @@ import { GraphBuilder } from '../ir/builder.js';
 import { DType, dtypeName } from '../ir/dtype.js';
 import { Graph } from '../ir/graph.js';
 import { inferTypes } from '../ir/infer.js';
+import { isBuffer } from '../ir/partial-evaluate.js';
 import { Tensor } from '../ir/tensor.js';
 import { classifyInitializers, importModel } from '../onnx/import.js';
 import { isPositionTableGather, Model } from './model.js';
@@ -156,7 +157,8 @@ function languageModelForTraining(file: string, graph: Graph, transform: InputTr
 /**
  * Positions a decoder has room for: rows of a position-embedding table read by Gather with indices other than
  * the token ids (nn.Embedding of arange or position_ids), or a [1, P, C] parameter sliced along axis 1
- * (self.pos[:, :T]). Undefined when there is none (rotary or no positions).
+ * (self.pos[:, :T]), or a rotary cos/sin cache sliced along its position axis. Undefined when there is none
+ * (rotary angles computed from T, or no positions).
  */
 function positionCapacity(graph: Graph, ids: string): number | undefined {
   const found: number[] = [];
@@ -167,6 +169,12 @@ function positionCapacity(graph: Graph, ids: string): number | undefined {
     if (n.opType === 'Slice' && table.dims.length === 3 && table.dims[0] === 1) {
       const axes = n.inputs[3] ? graph.initializers.get(n.inputs[3])?.toNumbers() : [0];
       if (axes && axes.length === 1 && (axes[0] === 1 || axes[0] === -2)) found.push(table.dims[1]);
+    }
+    // A rotary cos/sin cache of max_position_embeddings rows, sliced to T (Hugging Face's cos_cached[:, :, :T]).
+    if (n.opType === 'Slice' && table.dims.length >= 2 && isBuffer(n.inputs[0], table)) {
+      const axes = n.inputs[3] ? graph.initializers.get(n.inputs[3])?.toNumbers() : [0];
+      const axis = axes?.length === 1 ? (axes[0] + table.dims.length) % table.dims.length : undefined;
+      if (axis !== undefined && axis === table.dims.length - 2) found.push(table.dims[axis]);
     }
   }
   return found.length ? Math.min(...found) : undefined;

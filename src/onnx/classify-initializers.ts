@@ -1,6 +1,6 @@
 import { isFloat } from '../ir/dtype.js';
 import { Graph } from '../ir/graph.js';
-import { foldedConstants, gradientReach, isBufferName } from '../ir/partial-evaluate.js';
+import { foldedConstants, gradientReach, isBuffer } from '../ir/partial-evaluate.js';
 import { findOp } from '../ops/registry.js';
 
 export interface InitializerClasses {
@@ -51,7 +51,7 @@ export function classifyInitializers(graph: Graph): InitializerClasses {
     const list = uses.get(name) ?? [];
     if (!isFloat(tensor.dtype)) out.constants.push(name);
     else if (list.some((u) => u.statistic)) out.runningStats.push(name);
-    else if (reach.has(name) && !folded.has(name) && !isBufferName(name) && list.some((u) => u.differentiable && (LAYER_OPS.has(u.opType) || tensor.size > 1))) out.params.push(name);
+    else if (reach.has(name) && !folded.has(name) && !isBuffer(name, tensor) && list.some((u) => u.differentiable && (LAYER_OPS.has(u.opType) || tensor.size > 1))) out.params.push(name);
     else out.constants.push(name);
   }
   return out;

@@ -4,6 +4,7 @@ import { Graph, Shape, ValueInfo } from '../ir/graph.js';
 import { parameterLike, propagateShapes } from '../ir/partial-evaluate.js';
 import { findOp, registeredOps } from '../ops/registry.js';
 import { constantsToInitializers } from './constants.js';
+import { inlineIf, listIfCaptures, subgraphNodes } from './inline-if.js';
 import { loadModel } from './model-io.js';
 import { INTERNAL_OPSET, MAX_IMPORT_OPSET, MIN_IMPORT_OPSET, normalizeNode, replacementOps } from './opset-normalize.js';
 import { readableParameterNames } from './parameter-names.js';
@@ -39,6 +40,7 @@ export function prepareImportedGraph(graph: Graph, options: ImportOptions = {}):
   const opset = checkOpset(graph, source);
   checkSupportedOps(graph, opset, source);
   constantsToInitializers(graph);
+  const ifs = listIfCaptures(graph);
   // Older exporters list initializers among the graph inputs too (IR < 4 style); they are weights, not inputs.
   graph.inputs = graph.inputs.filter((v) => !graph.initializers.has(v.name));
   applyInputShapes(graph, options.inputShapes ?? {}, source);
@@ -48,6 +50,7 @@ export function prepareImportedGraph(graph: Graph, options: ImportOptions = {}):
   resolveInitializerCopies(graph, notes);
   retieEqualInitializers(graph, parameterLike(graph), notes);
   normalizeFoldAndInfer(graph, opset, source, notes);
+  if (ifs > 0) notes.push(`${ifs} If node(s) replaced by the branch the input shapes decide (torch.onnx.export's squeeze of a dim it could not prove static)`);
   dropUnusedInitializers(graph, readBefore);
   graph.outputs = graph.outputs.map((o) => reconcileOutput(graph, o, source));
   readableParameterNames(graph, [...parameterLike(graph), ...batchNormStatistics(graph)]);
@@ -95,13 +98,13 @@ function checkOpset(graph: Graph, source: string): number {
 /** Throws ONE error listing every op type the op table lacks, with the names of the nodes that use it. */
 export function checkSupportedOps(graph: Graph, opset: number, source = graph.name): void {
   const supported = (domain: string, opType: string): boolean => {
-    if (domain === '' && opType === 'Constant') return true;
+    if (domain === '' && (opType === 'Constant' || opType === 'If')) return true; // If: inlined (inline-if.ts)
     if (findOp(domain, opType)) return true;
     const emitted = domain === '' ? replacementOps(opType, opset) : undefined;
     return !!emitted && emitted.every(([d, op]) => findOp(d, op));
   };
   const missing = new Map<string, string[]>();
-  for (const n of graph.nodes) {
+  for (const n of [...graph.nodes, ...subgraphNodes(graph.nodes)]) {
     if (supported(n.domain, n.opType)) continue;
     const key = n.domain ? `${n.domain}.${n.opType}` : n.opType;
     missing.set(key, [...(missing.get(key) ?? []), n.name]);
@@ -138,6 +141,7 @@ function normalizeFoldAndInfer(graph: Graph, opset: number, source: string, note
   const ctx = { graph, opset, notes };
   propagateShapes(graph, {
     fold: true,
+    expand: (node, valueOf) => (node.opType === 'If' && node.domain === '' ? inlineIf(graph, node, valueOf(node.inputs[0]), source) : undefined),
     rewrite: (node) => {
       try {
         return normalizeNode(node, ctx);

@@ -54,21 +54,42 @@ export function decodeModel(bytes: Uint8Array, options: DecodeOptions = {}): Gra
     g.types.set(v.name, { dtype: v.dtype, shape: v.shape });
   }
   for (const vi of gp.output ?? []) g.outputs.push(decodeValueInfo(vi, source, 'output'));
+  g.nodes = decodeNodes(gp.node ?? [], options);
+  validateGraphValues(g, source);
+  return g;
+}
+
+function decodeNodes(nodes: OnnxTypes.INodeProto[], options: DecodeOptions, anonymousPrefix = ''): Node[] {
   let anon = 0;
-  for (const np of gp.node ?? []) {
+  return nodes.map((np) => {
     const node: Node = {
       opType: np.opType ?? '',
       domain: np.domain === 'ai.onnx' ? '' : (np.domain ?? ''),
-      name: np.name || `${np.opType}_${anon++}`,
+      name: np.name || `${anonymousPrefix}${np.opType}_${anon++}`,
       inputs: [...(np.input ?? [])],
       outputs: [...(np.output ?? [])],
       attrs: {},
     };
     for (const a of np.attribute ?? []) node.attrs[a.name ?? ''] = decodeAttr(a, node, options);
-    g.nodes.push(node);
-  }
-  validateGraphValues(g, source);
-  return g;
+    return node;
+  });
+}
+
+/** A graph attribute (an If branch, a Loop body): its nodes, initializers and output names, decoded. */
+export interface Subgraph {
+  nodes: Node[];
+  initializers: Map<string, Tensor>;
+  outputs: string[];
+}
+
+/** Decodes a graph-valued attribute as decodeAttr keeps it (the GraphProto). */
+export function decodeSubgraph(value: unknown, options: DecodeOptions = {}, anonymousPrefix = ''): Subgraph {
+  const gp = value as OnnxTypes.IGraphProto;
+  return {
+    nodes: decodeNodes(gp.node ?? [], options, anonymousPrefix),
+    initializers: new Map((gp.initializer ?? []).map((t) => [t.name ?? '', decodeTensor(t, options)])),
+    outputs: (gp.output ?? []).map((o) => o.name ?? ''),
+  };
 }
 
 function decodeValueInfo(vi: OnnxTypes.IValueInfoProto, source: string, role: 'input' | 'output'): ValueInfo {

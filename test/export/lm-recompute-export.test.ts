@@ -86,3 +86,19 @@ test('an imported model refuses --attention fused with a one-line reason', async
   );
   assert.equal(fs.existsSync(path.join(dir, 'fused.onnx')), false);
 });
+
+test('imported HF Llama (grouped-query attention, If-squeezed rotary caches) QATs at w4a8-g32 and exports as matmulnbits equal to the fake-quant model', async () => {
+  const fp32 = path.join(dir, 'llama-fp32');
+  const quant = path.join(dir, 'llama-w4a8');
+  let r = qat('train', '--model', path.join(root, 'test/fixtures/torch_hf_llama.onnx'), '--data', 'moby-dick', '--context', '32', '--batch', '8', '--steps', '20', '--eval-every', '0', '--out', fp32);
+  assert.equal(r.status, 0, r.stderr);
+  r = qat('train', '--from', fp32, '--quant', 'w4a8-g32', '--steps', '4', '--batch', '8', '--eval-every', '0', '--out', quant);
+  assert.equal(r.status, 0, r.stderr);
+  const report = await exportLanguageModelRun(loadRun(quant), { from: quant, out: path.join(dir, 'llama-nbits', 'model.onnx'), format: 'matmulnbits', parity: PARITY });
+  assert.ok(report.parity.passed, report.parity.failures.join('; '));
+  assert.ok(report.parity.perplexity_relative_difference < 1e-4 && report.parity.top1_agreement > 0.999, JSON.stringify(report.parity));
+  // q, k, v, o, gate, up, down in 2 layers and the head on MatMulNBits; the rotary caches are no weights.
+  assert.equal(report.fusion?.matmul_nbits, 15, JSON.stringify(report.fusion));
+  assert.deepEqual(report.fusion?.float_matmuls ?? [], []);
+  assert.equal(report.weights.some((w) => w.tensor.startsWith('onnx::')), false, JSON.stringify(report.weights.map((w) => w.tensor)));
+});

@@ -38,8 +38,8 @@ const temps: string[] = [];
 after(() => temps.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
 const CNNS = ['torch_cnn_view', 'torch_cnn_train_bn15', 'torch_cnn_train_bn13', 'torch_vit_style', 'torch_cnn_norms', 'torch_cnn_upsample', 'torch_rnn'];
-const SEQUENCE_MODELS = ['torch_mha_causal', 'torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style', 'torch_hf_gpt2'];
-const LANGUAGE_MODELS = ['torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style', 'torch_hf_gpt2'];
+const SEQUENCE_MODELS = ['torch_mha_causal', 'torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style', 'torch_hf_gpt2', 'torch_hf_llama'];
+const LANGUAGE_MODELS = ['torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style', 'torch_hf_gpt2', 'torch_hf_llama'];
 
 function inputTensor(e: Expected, rows: number, length?: number): ort.Tensor {
   // The first `rows` samples; for sequences the first `length` positions of each.
@@ -459,4 +459,15 @@ test('a model with inputs besides token ids, attention_mask and position_ids is 
     g.nodes.push(node('Gather', 'g', ['wte.weight', 'input_ids'], ['logits']));
   });
   assert.throws(() => importForTraining(file, {}, { context: 4 }), /also has input\(s\) 'past_key_values.0.key'/);
+});
+
+test('torch_hf_llama: the anonymous rotary caches (onnx::Slice_N) are constants, and they give the context', () => {
+  const model = importForTraining(fixture('torch_hf_llama'));
+  assert.equal(model.lm?.context, 32, 'cos_cached[:, :, :T] has 32 rows');
+  const caches = [...model.graph.initializers.entries()].filter(([, t]) => t.dims.length === 4 && t.dims[2] === 32).map(([name]) => name);
+  assert.equal(caches.length, 2, caches.join());
+  for (const name of caches) assert.ok(!model.params.includes(name), `${name} is trained`);
+  const weights = model.params.filter((p) => model.graph.initializers.get(p)!.dims.length === 2).sort();
+  assert.equal(weights.length, 2 * 7 + 2, weights.join()); // q, k, v, o, gate, up, down per layer; embedding; head
+  assert.ok(weights.every((p) => !p.startsWith('onnx::')), weights.join());
 });

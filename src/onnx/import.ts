@@ -40,7 +40,7 @@ export function prepareImportedGraph(graph: Graph, options: ImportOptions = {}):
   const opset = checkOpset(graph, source);
   checkSupportedOps(graph, opset, source);
   constantsToInitializers(graph);
-  const ifs = listIfCaptures(graph);
+  const ifs = listIfCaptures(graph, source);
   // Older exporters list initializers among the graph inputs too (IR < 4 style); they are weights, not inputs.
   graph.inputs = graph.inputs.filter((v) => !graph.initializers.has(v.name));
   applyInputShapes(graph, options.inputShapes ?? {}, source);
@@ -104,7 +104,7 @@ export function checkSupportedOps(graph: Graph, opset: number, source = graph.na
     return !!emitted && emitted.every(([d, op]) => findOp(d, op));
   };
   const missing = new Map<string, string[]>();
-  for (const n of [...graph.nodes, ...subgraphNodes(graph.nodes)]) {
+  for (const n of [...graph.nodes, ...subgraphNodes(graph.nodes, source)]) {
     if (supported(n.domain, n.opType)) continue;
     const key = n.domain ? `${n.domain}.${n.opType}` : n.opType;
     missing.set(key, [...(missing.get(key) ?? []), n.name]);

@@ -20,41 +20,50 @@ import { decodeSubgraph, Subgraph } from './model-io.js';
 
 const isIf = (n: Node) => n.opType === 'If' && n.domain === '';
 
-function branches(node: Node): Subgraph[] {
+/** A graph attribute decoded, a malformed one refused naming the file, the node and the attribute. */
+function decodeGraphAttr(value: unknown, source: string, node: Node, attr: string): Subgraph {
+  try {
+    return decodeSubgraph(value, {}, `${node.name}/${attr}/`);
+  } catch (e) {
+    throw new InputError(`${source}: node '${node.name}' (${node.opType}), graph attribute '${attr}': ${(e as Error).message}`);
+  }
+}
+
+function branches(node: Node, source: string): Subgraph[] {
   return ['then_branch', 'else_branch'].map((name) => {
     const a = node.attrs[name];
-    if (a?.kind !== 'graph') throw new InputError(`If node '${node.name}' has no ${name} graph`);
-    return decodeSubgraph(a.value, {}, `${node.name}/${name}/`);
+    if (a?.kind !== 'graph') throw new InputError(`${source}: If node '${node.name}' has no ${name} graph (an If takes then_branch and else_branch)`);
+    return decodeGraphAttr(a.value, source, node, name);
   });
 }
 
 /** Names a subgraph (and the subgraphs inside it) reads from the scopes around it. */
-function captured(sub: Subgraph): Set<string> {
+function captured(sub: Subgraph, source: string): Set<string> {
   const local = new Set<string>([...sub.initializers.keys(), ...sub.nodes.flatMap((n) => n.outputs)]);
   const out = new Set<string>();
   for (const n of sub.nodes) {
-    const inner = Object.values(n.attrs).flatMap((a) => (a.kind === 'graph' ? [...captured(decodeSubgraph(a.value))] : []));
+    const inner = Object.entries(n.attrs).flatMap(([k, a]) => (a.kind === 'graph' ? [...captured(decodeGraphAttr(a.value, source, n, k), source)] : []));
     for (const name of [...n.inputs, ...inner]) if (name && !local.has(name)) out.add(name);
   }
   return out;
 }
 
 /** Every node inside the graph attributes of `nodes`, at any depth (for the supported-op check). */
-export function subgraphNodes(nodes: Node[]): Node[] {
+export function subgraphNodes(nodes: Node[], source: string): Node[] {
   return nodes.flatMap((n) =>
-    Object.values(n.attrs).flatMap((a) => {
+    Object.entries(n.attrs).flatMap(([k, a]) => {
       if (a.kind !== 'graph') return [];
-      const inner = decodeSubgraph(a.value, {}, `${n.name}/`).nodes;
-      return [...inner, ...subgraphNodes(inner)];
+      const inner = decodeGraphAttr(a.value, source, n, k).nodes;
+      return [...inner, ...subgraphNodes(inner, source)];
     }),
   );
 }
 
 /** Appends to each If node's inputs the outer values its branches read (after the condition). */
-export function listIfCaptures(graph: Graph): number {
+export function listIfCaptures(graph: Graph, source: string): number {
   const ifs = graph.nodes.filter(isIf);
   for (const node of ifs) {
-    const reads = new Set(branches(node).flatMap((b) => [...captured(b)]));
+    const reads = new Set(branches(node, source).flatMap((b) => [...captured(b, source)]));
     node.inputs = [node.inputs[0], ...[...reads].filter((r) => r !== node.inputs[0])];
   }
   return ifs.length;
@@ -74,7 +83,7 @@ export function inlineIf(graph: Graph, node: Node, condition: EvalValue | undefi
     );
   }
   const taken = Number(condition.data[0]) !== 0 ? 'then_branch' : 'else_branch';
-  const sub = branches(node)[taken === 'then_branch' ? 0 : 1];
+  const sub = branches(node, source)[taken === 'then_branch' ? 0 : 1];
   if (sub.outputs.length !== node.outputs.length) {
     throw new InputError(`${source}: If node '${node.name}': ${taken} has ${sub.outputs.length} outputs, the node ${node.outputs.length}`);
   }
@@ -97,7 +106,7 @@ export function inlineIf(graph: Graph, node: Node, condition: EvalValue | undefi
       nodes.push(n);
     }
   }
-  const readInside = new Set([...nodes.flatMap((n) => n.inputs), ...captured({ nodes, initializers: new Map(), outputs: [] })]);
+  const readInside = new Set([...nodes.flatMap((n) => n.inputs), ...captured({ nodes, initializers: new Map(), outputs: [] }, source)]);
   const producers = new Map(nodes.flatMap((n) => n.outputs.map((o, i) => [o, { n, i }] as const)));
   sub.outputs.forEach((out, k) => {
     const made = producers.get(out);

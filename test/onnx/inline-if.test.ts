@@ -81,3 +81,13 @@ test('an If whose condition is a run-time value is refused in one line naming th
     return true;
   });
 });
+
+test('an If without branches, or with a malformed one, is refused naming the file and the node (fuzz regression)', () => {
+  const model = ifModel({ static: true });
+  const bare = decodeModel(encodeModel(model));
+  delete bare.nodes.find((n) => n.opType === 'If')!.attrs.then_branch;
+  assert.throws(() => prepareImportedGraph(bare, { source: 'm.onnx' }), /^Error: m\.onnx: If node 'y_node' has no then_branch graph/);
+  const renamed = decodeModel(encodeModel(model));
+  renamed.nodes.find((n) => n.opType === 'Mul' || n.opType === 'Shape')!.opType = 'If';
+  assert.throws(() => prepareImportedGraph(renamed, { source: 'm.onnx' }), /^Error: m\.onnx: If node '.*' has no then_branch graph/);
+});

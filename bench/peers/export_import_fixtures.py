@@ -39,6 +39,15 @@ or int64 token ids), the logits it computed in eval mode, and the export setting
   and `.squeeze(1).squeeze(0)` (torch.onnx.export writes each squeeze as an If on the dim's size), rotate_half by
   slicing and cat, position_ids indexing the caches, an additive finfo.min causal mask from masked_fill_ with an
   arange comparison, softmax in float32, RMSNorm through float32 casts, SwiGLU; dim 32, 2 layers, context 32.
+- torch_gptj: GPT-J's block at vocabulary 256: one [context, rotary] embed_positions buffer of [sin | cos] gathered
+  by position_ids, repeat_interleave, rotate_every_two (strided slices, stack, flatten), partial rotary, parallel
+  attention and MLP on one LayerNorm, torch.where causal mask; dim 32, 2 layers, context 32.
+- torch_t5_lm: a T5-style decoder at vocabulary 256: relative position buckets (log-spaced, from the difference of
+  two aranges) indexing an Embedding(buckets, heads) bias, RMSNorm without mean, ReLU FFN, no absolute positions,
+  head tied to the embedding through F.linear with T5's d_model^-0.5 rescale.
+- torch_llama_mask: a Llama block in the transformers 4.38+ form: inputs input_ids and attention_mask, position_ids
+  from the mask's cumsum, rotary angles computed at run time from inv_freq @ position_ids, a padding mask added to
+  the causal one.
 """
 import json
 import math
@@ -463,6 +472,160 @@ class HfLlama(nn.Module):
         return self.lm_head(self.norm(h))
 
 
+
+def rotate_every_two(x):
+    x1 = x[:, :, :, ::2]
+    x2 = x[:, :, :, 1::2]
+    return torch.stack((-x2, x1), dim=-1).flatten(-2)
+
+
+class GptjBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, context: int):
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.rotary = self.head_dim // 2
+        self.ln_1 = nn.LayerNorm(dim)
+        self.q_proj = nn.Linear(dim, dim, bias=False)
+        self.k_proj = nn.Linear(dim, dim, bias=False)
+        self.v_proj = nn.Linear(dim, dim, bias=False)
+        self.out_proj = nn.Linear(dim, dim, bias=False)
+        self.fc_in = nn.Linear(dim, 4 * dim)
+        self.fc_out = nn.Linear(4 * dim, dim)
+        inv_freq = 1.0 / (10000 ** (torch.arange(0, self.rotary, 2).float() / self.rotary))
+        sinusoid = torch.einsum('i,j->ij', torch.arange(context).float(), inv_freq)
+        self.register_buffer('embed_positions', torch.cat((torch.sin(sinusoid), torch.cos(sinusoid)), dim=1), persistent=False)
+
+    def forward(self, x, position_ids):
+        b, t, c = x.shape
+        h = self.ln_1(x)
+        q = self.q_proj(h).view(b, t, self.heads, self.head_dim)
+        k = self.k_proj(h).view(b, t, self.heads, self.head_dim)
+        v = self.v_proj(h).view(b, t, self.heads, self.head_dim).permute(0, 2, 1, 3)
+        sincos = self.embed_positions[position_ids]
+        sin, cos = torch.split(sincos, sincos.shape[-1] // 2, dim=-1)
+        sin = torch.repeat_interleave(sin[:, :, None, :], 2, 3)
+        cos = torch.repeat_interleave(cos[:, :, None, :], 2, 3)
+
+        def rope(y):
+            rot, rest = y[:, :, :, : self.rotary], y[:, :, :, self.rotary :]
+            return torch.cat([rot * cos + rotate_every_two(rot) * sin, rest], dim=-1).permute(0, 2, 1, 3)
+
+        w = torch.matmul(rope(q), rope(k).transpose(-1, -2)) / math.sqrt(self.head_dim)
+        w = torch.where(torch.tril(torch.ones(t, t, dtype=torch.bool)), w, torch.tensor(-1e9))
+        o = torch.matmul(w.softmax(-1), v).permute(0, 2, 1, 3).contiguous().view(b, t, c)
+        return x + self.out_proj(o) + self.fc_out(F.gelu(self.fc_in(h), approximate='tanh'))
+
+
+class Gptj(nn.Module):
+    def __init__(self, vocab: int = 256, dim: int = 32, layers: int = 2, heads: int = 4, context: int = 32):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, dim)
+        self.h = nn.ModuleList([GptjBlock(dim, heads, context) for _ in range(layers)])
+        self.ln_f = nn.LayerNorm(dim)
+        self.lm_head = nn.Linear(dim, vocab)
+
+    def forward(self, input_ids):
+        position_ids = torch.arange(input_ids.shape[1], dtype=torch.long).unsqueeze(0)
+        x = self.wte(input_ids)
+        for block in self.h:
+            x = block(x, position_ids)
+        return self.lm_head(self.ln_f(x))
+
+
+class T5Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, buckets: int = 16, max_distance: int = 32):
+        super().__init__()
+        self.heads, self.head_dim, self.buckets, self.max_distance = heads, dim // heads, buckets, max_distance
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.k = nn.Linear(dim, dim, bias=False)
+        self.v = nn.Linear(dim, dim, bias=False)
+        self.o = nn.Linear(dim, dim, bias=False)
+        self.relative_attention_bias = nn.Embedding(buckets, heads)
+
+    def bucket(self, relative):
+        # The decoder's (unidirectional) buckets: exact below buckets / 2, log-spaced up to max_distance.
+        relative = -torch.min(relative, torch.zeros_like(relative))
+        exact = self.buckets // 2
+        large = exact + (torch.log(relative.float() / exact) / math.log(self.max_distance / exact) * (self.buckets - exact)).to(torch.long)
+        large = torch.min(large, torch.full_like(large, self.buckets - 1))
+        return torch.where(relative < exact, relative, large)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q = self.q(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        v = self.v(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        context = torch.arange(t, dtype=torch.long)[:, None]
+        memory = torch.arange(t, dtype=torch.long)[None, :]
+        bias = self.relative_attention_bias(self.bucket(memory - context)).permute([2, 0, 1]).unsqueeze(0)
+        w = torch.matmul(q, k.transpose(3, 2)) + bias + torch.triu(torch.full((t, t), float('-inf')), 1)
+        return self.o(torch.matmul(F.softmax(w.float(), dim=-1).type_as(w), v).transpose(1, 2).reshape(b, t, c))
+
+
+class T5Norm(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return self.weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+
+
+class T5Lm(nn.Module):
+    def __init__(self, vocab: int = 256, dim: int = 32, layers: int = 2, heads: int = 4):
+        super().__init__()
+        self.dim = dim
+        self.shared = nn.Embedding(vocab, dim)
+        self.attention = nn.ModuleList([T5Attention(dim, heads) for _ in range(layers)])
+        self.attention_norm = nn.ModuleList([T5Norm(dim) for _ in range(layers)])
+        self.ff = nn.ModuleList([nn.Sequential(nn.Linear(dim, 64, bias=False), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, dim, bias=False)) for _ in range(layers)])
+        self.ff_norm = nn.ModuleList([T5Norm(dim) for _ in range(layers)])
+        self.final_norm = T5Norm(dim)
+
+    def forward(self, input_ids):
+        x = self.shared(input_ids)
+        for attention, attention_norm, ff, ff_norm in zip(self.attention, self.attention_norm, self.ff, self.ff_norm):
+            x = x + attention(attention_norm(x))
+            x = x + ff(ff_norm(x))
+        return F.linear(self.final_norm(x) * (self.dim ** -0.5), self.shared.weight)
+
+
+class LlamaMask(nn.Module):
+    def __init__(self, vocab: int = 256, dim: int = 32, heads: int = 4):
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.embed_tokens = nn.Embedding(vocab, dim)
+        self.norm = HfRmsNorm(dim)
+        self.q_proj = nn.Linear(dim, dim, bias=False)
+        self.k_proj = nn.Linear(dim, dim, bias=False)
+        self.v_proj = nn.Linear(dim, dim, bias=False)
+        self.o_proj = nn.Linear(dim, dim, bias=False)
+        self.up_proj = nn.Linear(dim, 64, bias=False)
+        self.down_proj = nn.Linear(64, dim, bias=False)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        self.register_buffer('inv_freq', 1.0 / (10000 ** (torch.arange(0, self.head_dim, 2).float() / self.head_dim)), persistent=False)
+
+    def forward(self, input_ids, attention_mask):
+        b, t = input_ids.shape
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        inv = self.inv_freq[None, :, None].float().expand(position_ids.shape[0], -1, 1)
+        freqs = (inv @ position_ids[:, None, :].float()).transpose(1, 2)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos()[:, None], emb.sin()[:, None]
+        h = self.embed_tokens(input_ids)
+        x = self.norm(h)
+        q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
+        causal = torch.triu(torch.full((t, t), torch.finfo(torch.float32).min), diagonal=1)[None, None]
+        padding = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+        w = torch.matmul(q, k.transpose(2, 3)) / math.sqrt(self.head_dim) + causal + padding
+        h = h + self.o_proj(torch.matmul(w.softmax(-1), v).transpose(1, 2).reshape(b, t, -1))
+        return self.lm_head(h + self.down_proj(F.silu(self.up_proj(h))))
+
+
 def export(model: nn.Module, example: torch.Tensor, name: str, opset: int, axes: dict, training: bool = False, **info) -> None:
     if ONLY and name not in ONLY:
         return
@@ -472,19 +635,22 @@ def export(model: nn.Module, example: torch.Tensor, name: str, opset: int, axes:
     # gets who forgets model.eval(); PyTorch warns that constant folding may then change the model.
     warnings.filterwarnings('ignore', message='It is recommended that constant folding be turned off')
     model.train(training)
+    # attention_mask=True: the model also takes an HF attention_mask, all ones in the stored example.
+    args = (example, torch.ones_like(example)) if info.get('attention_mask') else (example,)
+    names = [input_name, 'attention_mask'][: len(args)]
     torch.onnx.export(
         model,
-        example,
+        args,
         path,
         opset_version=opset,
-        input_names=[input_name],
+        input_names=names,
         output_names=['logits'],
-        dynamic_axes={input_name: axes, 'logits': axes},
+        dynamic_axes={**{n: axes for n in names}, 'logits': axes},
         training=torch.onnx.TrainingMode.PRESERVE if training else torch.onnx.TrainingMode.EVAL,
     )
     model.eval()
     with torch.no_grad():
-        logits = model(example)
+        logits = model(*args)
     expected = {
         'opset': opset,
         'input_name': input_name,
@@ -550,6 +716,15 @@ def main(only: list) -> None:
 
     torch.manual_seed(11)
     export(HfLlama(), torch.randint(0, 256, (2, 9)), 'torch_hf_llama', 17, batch_seq, vocab_size=256, context=32)
+
+    torch.manual_seed(12)
+    export(Gptj(), torch.randint(0, 256, (2, 9)), 'torch_gptj', 17, batch_seq, vocab_size=256, context=32)
+
+    torch.manual_seed(13)
+    export(T5Lm(), torch.randint(0, 256, (2, 9)), 'torch_t5_lm', 17, batch_seq, vocab_size=256)
+
+    torch.manual_seed(14)
+    export(LlamaMask(), torch.randint(0, 256, (2, 9)), 'torch_llama_mask', 17, batch_seq, vocab_size=256, attention_mask=True)
 
 
 if __name__ == '__main__':

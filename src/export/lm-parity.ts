@@ -13,7 +13,7 @@ import { LanguageModelJson } from '../generate/model-json.js';
 import { RecomputeGenerator } from '../generate/recompute-generator.js';
 import { Model } from '../models/model.js';
 import { Session } from '../runtime/session.js';
-import { evaluateLanguageModel } from '../train/evaluate-language-model.js';
+import { evaluateLanguageModel, languageModelSideInputs } from '../train/evaluate-language-model.js';
 import { evaluateLanguageModelFile } from './evaluate-language-model-file.js';
 
 export interface LmParityOptions {
@@ -71,7 +71,7 @@ async function top1Agreement(model: Model, file: string, stream: TokenStream, co
       if (windows >= limit) break;
       const rows = Math.min(w.rows, limit - windows);
       const ids = new ort.Tensor('int64', w.ids.subarray(0, rows * context), [rows, context]);
-      const a = (await reference.run({ [model.input]: ids }, [model.output]))[model.output];
+      const a = (await reference.run({ ...languageModelSideInputs(model, rows, context), [model.input]: ids }, [model.output]))[model.output];
       const feeds: Record<string, ort.Tensor> = { [layout.inputIds]: ids, ...emptyPast(layout, rows) };
       if (layout.attentionMask) feeds[layout.attentionMask] = onesMask(rows, context);
       if (layout.positionIds) feeds[layout.positionIds] = positionsTensor(rows, 0, context, layout.positionIdsSingleRow);

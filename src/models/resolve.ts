@@ -162,10 +162,11 @@ function languageModelForTraining(file: string, graph: Graph, transform: InputTr
  */
 function positionCapacity(graph: Graph, ids: string): number | undefined {
   const found: number[] = [];
+  const producers = graph.producers();
   for (const n of graph.nodes) {
     const table = graph.initializers.get(n.inputs[0]);
     if (!table) continue;
-    if (isPositionTableGather(n, table.dims.length, ids)) found.push(table.dims[0]);
+    if (isPositionTableGather(graph, producers, n, table.dims.length, ids)) found.push(table.dims[0]);
     if (n.opType === 'Slice' && table.dims.length === 3 && table.dims[0] === 1) {
       const axes = n.inputs[3] ? graph.initializers.get(n.inputs[3])?.toNumbers() : [0];
       if (axes && axes.length === 1 && (axes[0] === 1 || axes[0] === -2)) found.push(table.dims[1]);

@@ -110,7 +110,7 @@ export function planQuantization(model: Model, config: QatConfig): QuantPlan {
   };
   // A learned position table (GPT-2's wpe [context, C]) is a Gather of a parameter by positions, not by the token ids.
   const isPositionTable = (n: Node): boolean =>
-    languageModel && n.opType === 'Gather' && params.has(n.inputs[0]) && isPositionTableGather(n, graph.typeOf(n.inputs[0]).shape.length, model.input);
+    languageModel && n.opType === 'Gather' && params.has(n.inputs[0]) && isPositionTableGather(graph, producers, n, graph.typeOf(n.inputs[0]).shape.length, model.input);
   const weightOf = (n: Node): string | undefined => {
     if (n.opType === 'Gather') return languageModel && params.has(n.inputs[0]) && (n.inputs[1] === model.input || isPositionTable(n)) ? n.inputs[0] : undefined;
     if (!COMPUTE_OPS.has(n.opType) || !n.inputs[1]) return undefined;

@@ -102,3 +102,17 @@ test('imported HF Llama (grouped-query attention, If-squeezed rotary caches) QAT
   assert.deepEqual(report.fusion?.float_matmuls ?? [], []);
   assert.equal(report.weights.some((w) => w.tensor.startsWith('onnx::')), false, JSON.stringify(report.weights.map((w) => w.tensor)));
 });
+
+test('a decoder that takes an attention_mask (position_ids from its cumsum) saves its QAT run and exports as int4 equal to the fake-quant model', async () => {
+  const fp32 = path.join(dir, 'mask-fp32');
+  const quant = path.join(dir, 'mask-w4a16');
+  let r = qat('train', '--model', path.join(root, 'test/fixtures/torch_llama_mask.onnx'), '--data', 'moby-dick', '--context', '32', '--batch', '8', '--steps', '10', '--eval-every', '0', '--out', fp32);
+  assert.equal(r.status, 0, r.stderr);
+  r = qat('train', '--from', fp32, '--quant', 'w4a16-g32', '--steps', '3', '--batch', '8', '--eval-every', '0', '--out', quant);
+  assert.equal(r.status, 0, r.stderr);
+  const report = await exportLanguageModelRun(loadRun(quant), { from: quant, out: path.join(dir, 'mask-int4', 'model.onnx'), format: 'int4', parity: PARITY });
+  assert.ok(report.parity.passed, report.parity.failures.join('; '));
+  assert.ok(report.parity.perplexity_relative_difference < 1e-4 && report.parity.top1_agreement > 0.999, JSON.stringify(report.parity));
+  const g = decodeModel(fs.readFileSync(report.out));
+  assert.deepEqual(g.inputs.map((v) => v.name).sort(), ['attention_mask', 'input_ids']);
+});

@@ -24,6 +24,11 @@ test('cos and sin caches of every usual size are rotary tables', () => {
     assert.ok(isRotaryTable(cache('cos', p, d)), `cos ${p}x${d}`);
     assert.ok(isRotaryTable(cache('sin', p, d)), `sin ${p}x${d}`);
   }
+  // GPT-J's embed_positions: [sin | cos] of the same angles in one [P, D] table.
+  const [sin, cos] = [cache('sin', 32, 8).data as Float32Array, cache('cos', 32, 8).data as Float32Array];
+  const sincos = new Float32Array(32 * 8);
+  for (let p = 0; p < 32; p++) for (let j = 0; j < 4; j++) [sincos[p * 8 + j], sincos[p * 8 + 4 + j]] = [sin[p * 8 + j], cos[p * 8 + j]];
+  assert.ok(isRotaryTable(Tensor.float([32, 8], sincos)), 'GPT-J [sin | cos]');
   const flat = cache('cos', 64, 16);
   assert.ok(isRotaryTable(Tensor.float([64, 16], flat.data as Float32Array)), 'a [P, D] table');
 });

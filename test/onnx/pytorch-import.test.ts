@@ -31,6 +31,7 @@ interface Expected {
   logits: number[];
   vocab_size?: number;
   context?: number;
+  attention_mask?: boolean;
 }
 const expectedOf = (name: string): Expected => JSON.parse(fs.readFileSync(path.join(FIXTURES, `${name}_expected.json`), 'utf8'));
 
@@ -38,8 +39,10 @@ const temps: string[] = [];
 after(() => temps.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
 const CNNS = ['torch_cnn_view', 'torch_cnn_train_bn15', 'torch_cnn_train_bn13', 'torch_vit_style', 'torch_cnn_norms', 'torch_cnn_upsample', 'torch_rnn'];
-const SEQUENCE_MODELS = ['torch_mha_causal', 'torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style', 'torch_hf_gpt2', 'torch_hf_llama'];
-const LANGUAGE_MODELS = ['torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style', 'torch_hf_gpt2', 'torch_hf_llama'];
+const SEQUENCE_MODELS = ['torch_mha_causal', 'torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style', 'torch_hf_gpt2', 'torch_hf_llama', 'torch_gptj', 'torch_t5_lm', 'torch_llama_mask'];
+const LANGUAGE_MODELS = ['torch_nanogpt', 'torch_encoder_lm', 'torch_llama_style', 'torch_hf_gpt2', 'torch_hf_llama', 'torch_gptj', 'torch_t5_lm', 'torch_llama_mask'];
+// Positions only relative or rotary from T: nothing in the file says how many the model takes.
+const NO_POSITION_TABLE = ['torch_llama_style', 'torch_t5_lm', 'torch_llama_mask'];
 
 function inputTensor(e: Expected, rows: number, length?: number): ort.Tensor {
   // The first `rows` samples; for sequences the first `length` positions of each.
@@ -68,6 +71,9 @@ function expectedLogits(e: Expected, rows: number, length?: number): number[] {
 }
 
 async function run(g: Graph, feeds: Record<string, ort.Tensor>): Promise<{ dims: readonly number[]; data: number[] }> {
+  // An HF attention_mask (torch_llama_mask): all ones, as the fixture's logits were computed.
+  const ids = feeds.input_ids;
+  if (ids && g.inputs.some((v) => v.name === 'attention_mask')) feeds = { ...feeds, attention_mask: new ort.Tensor('int64', new BigInt64Array(ids.data.length).fill(1n), ids.dims) };
   const session = await Session.create(g, { threads: 1 });
   try {
     const out = (await session.run(feeds))[g.outputs[0].name];
@@ -101,9 +107,16 @@ for (const name of [...CNNS, ...SEQUENCE_MODELS]) {
 
   test(`${name}: with the input shape fixed, every shape computation folds into constants`, async () => {
     const e = expectedOf(name);
-    const g = importModel(fixture(name), { inputShapes: { [e.input_name]: e.input_shape } });
+    const mask = e.attention_mask ? { attention_mask: e.input_shape } : {};
+    const g = importModel(fixture(name), { inputShapes: { [e.input_name]: e.input_shape, ...mask } });
+    // What the attention mask's values feed (position_ids from its cumsum, rotary angles) is run-time work.
+    const fromMask = new Set(e.attention_mask ? ['attention_mask'] : []);
+    for (const n of g.nodes) if (n.inputs.some((i) => fromMask.has(i))) n.outputs.forEach((o) => fromMask.add(o));
     const shapeOps = ['Shape', 'ConstantOfShape', 'Range', 'Trilu', 'Cos', 'Sin'];
-    const left = g.nodes.filter((n) => shapeOps.includes(n.opType) || n.outputs.some((o) => [DType.INT64, DType.BOOL].includes(g.typeOf(o).dtype)));
+    // T5's buckets cast log(0) = -inf to int64 (undefined in ONNX, so not folded; torch.where discards it): the
+    // cast and what reads it stay for ONNX Runtime.
+    const runtime = name === 'torch_t5_lm' ? /^\/attention\.\d\/(Cast_2|Add|Min_1|Where)$/ : /^$/;
+    const left = g.nodes.filter((n) => !runtime.test(n.name) && !n.outputs.some((o) => fromMask.has(o)) && (shapeOps.includes(n.opType) || n.outputs.some((o) => [DType.INT64, DType.BOOL].includes(g.typeOf(o).dtype))));
     assert.deepEqual(left.map((n) => `${n.name} (${n.opType})`), []);
     for (const n of g.nodes.filter((m) => ['Reshape', 'Expand', 'Tile'].includes(m.opType))) assert.ok(g.initializers.has(n.inputs[1]), `${n.name} reads a constant shape`);
     assert.deepEqual(g.outputs[0].shape, e.logits_shape);
@@ -131,8 +144,7 @@ function fillBatch(trainer: Trainer, rng: Rng, vocab = 10): void {
 
 for (const name of [...CNNS, ...LANGUAGE_MODELS]) {
   test(`${name}: importForTraining gives a model whose training step lowers the loss on a fixed batch`, async () => {
-    // The llama-style decoder has rotary positions only: nothing in the file says how many it takes.
-    const model = importForTraining(fixture(name), {}, name === 'torch_llama_style' ? { context: 8 } : {});
+    const model = importForTraining(fixture(name), {}, NO_POSITION_TABLE.includes(name) ? { context: 8 } : {});
     const lm = model.task === 'language-model';
     const trainer = await Trainer.create(model, {
       batchSize: 4,
@@ -470,4 +482,23 @@ test('torch_hf_llama: the anonymous rotary caches (onnx::Slice_N) are constants,
   const weights = model.params.filter((p) => model.graph.initializers.get(p)!.dims.length === 2).sort();
   assert.equal(weights.length, 2 * 7 + 2, weights.join()); // q, k, v, o, gate, up, down per layer; embedding; head
   assert.ok(weights.every((p) => !p.startsWith('onnx::')), weights.join());
+});
+
+test("torch_gptj's [sin | cos] embed_positions is a constant that gives the context; torch_t5_lm's relative-position bias is no position table", async () => {
+  const { prepareLanguageModelQat } = await import('../../src/quant/qat');
+  const { presetConfig } = await import('../../src/quant/presets');
+  const gptj = importForTraining(fixture('torch_gptj'));
+  assert.equal(gptj.lm?.context, 32);
+  const table = [...gptj.graph.initializers.entries()].find(([, t]) => t.dims.join() === '32,4');
+  assert.ok(table, 'the [32, 4] sincos buffer');
+  assert.ok(!gptj.params.includes(table[0]), `${table[0]} is trained`);
+  // T5 has no absolute positions: the bucket-indexed Embedding(16, heads) does not say how many it takes.
+  assert.throws(() => importForTraining(fixture('torch_t5_lm')), /cannot tell how many positions .*--context N/);
+  const t5 = importForTraining(fixture('torch_t5_lm'), {}, { context: 8 });
+  const bias = t5.params.filter((p) => p.endsWith('relative_attention_bias.weight'));
+  assert.equal(bias.length, 2, t5.params.join());
+  const qat = prepareLanguageModelQat(t5, presetConfig('w8a8', 'language-model'), 'w8a8');
+  const quantized = new Set(qat.quant!.quantizers.filter((q) => q.role === 'weight').map((q) => q.tensor));
+  for (const p of bias) assert.ok(!quantized.has(p), `${p} quantized as a position table`);
+  assert.ok(quantized.has('shared.weight'), [...quantized].join());
 });

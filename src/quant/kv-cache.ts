@@ -101,8 +101,23 @@ export interface AttentionCore {
   keyLayout: 'bhtd' | 'bthd';
 }
 
-/** Ops that may sit between q k^T and its Softmax: the mask (Add, Where) and the 1/sqrt(d) scale (Mul, Div). */
-const SCORE_PASS_THROUGH = new Set(['Add', 'Where', 'Mul', 'Div']);
+/**
+ * Ops that may sit between q k^T and its Softmax: the mask (Add, Where), the 1/sqrt(d) scale (Mul, Div), and the
+ * Cast of Hugging Face's `softmax(w, dtype=torch.float32)`.
+ */
+const SCORE_PASS_THROUGH = new Set(['Add', 'Where', 'Mul', 'Div', 'Cast']);
+
+/** The MatMul(probs, v) that reads Softmax output `probs`, directly or through Casts (`.to(q.dtype)`). */
+function probsMatMul(probs: string, consumers: Map<string, Node[]>, depth = 0): Node | undefined {
+  for (const n of consumers.get(probs) ?? []) {
+    if (n.opType === 'MatMul' && n.inputs[0] === probs) return n;
+    if (n.opType === 'Cast' && depth < 2) {
+      const found = probsMatMul(n.outputs[0], consumers, depth + 1);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
 
 /** Whether `v` is q k^T, or reaches it through the ops above (at most 4): the operand the walk follows. */
 function leadsToScores(v: string, producers: Map<string, Node>, depth = 0): boolean {
@@ -118,7 +133,7 @@ export function attentionCores(graph: Graph): AttentionCore[] {
   const cores: AttentionCore[] = [];
   for (const softmax of graph.nodes) {
     if (softmax.opType !== 'Softmax' || softmax.domain !== '') continue;
-    const pv = (consumers.get(softmax.outputs[0]) ?? []).find((n) => n.opType === 'MatMul' && n.inputs[0] === softmax.outputs[0]);
+    const pv = probsMatMul(softmax.outputs[0], consumers);
     if (!pv) continue;
     // Between q k^T and the Softmax: an additive mask (zoo models), or what torch.onnx.export writes for
     // `(q @ k.transpose(-2, -1)) * scale` then `masked_fill(mask, -inf)`: Mul / Div by the scale, Where(mask, -inf, .).

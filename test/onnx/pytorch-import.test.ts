@@ -107,7 +107,7 @@ for (const name of [...CNNS, ...SEQUENCE_MODELS]) {
 
   test(`${name}: with the input shape fixed, every shape computation folds into constants`, async () => {
     const e = expectedOf(name);
-    const mask = e.attention_mask ? { attention_mask: e.input_shape } : {};
+    const mask: Record<string, number[]> = e.attention_mask ? { attention_mask: e.input_shape } : {};
     const g = importModel(fixture(name), { inputShapes: { [e.input_name]: e.input_shape, ...mask } });
     // What the attention mask's values feed (position_ids from its cumsum, rotary angles) is run-time work.
     const fromMask = new Set(e.attention_mask ? ['attention_mask'] : []);

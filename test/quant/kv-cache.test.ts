@@ -130,8 +130,8 @@ test('KV options are checked: bits 8/4/2, layouts per-token and kivi, refused tw
 
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures');
 
-test("an imported PyTorch decoder's attention takes the KV quantizers: NanoGpt's scale Mul and masked_fill Where(mask, -inf) sit between q k^T and the Softmax", async () => {
-  const model = importForTraining(path.join(FIXTURES, 'torch_nanogpt.onnx'));
+for (const [fixture, between] of [['torch_nanogpt', "NanoGpt's scale Mul and masked_fill Where(mask, -inf)"], ['torch_hf_llama', "HF Llama's scale Div, additive mask and softmax(dtype=float32) Casts (keys after repeat_kv)"]]) test(`an imported PyTorch decoder's attention takes the KV quantizers: ${between} sit between q k^T and the Softmax`, async () => {
+  const model = importForTraining(path.join(FIXTURES, `${fixture}.onnx`));
   const layers = model.graph.nodes.filter((n) => n.opType === 'Softmax').length;
   assert.ok(layers >= 1);
   const logitsOf = async (m: Model) => {

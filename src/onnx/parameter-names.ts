@@ -12,10 +12,16 @@ export function isReadableName(name: string): boolean {
   return name !== '' && !name.startsWith('onnx::') && !/^\d+$/.test(name) && !name.startsWith('/');
 }
 
-/** The module path of a torch node name: '/blocks.0/attn/qkv/MatMul' -> 'blocks.0.attn.qkv'; '' without one. */
+/**
+ * The module path of a torch node name: '/blocks.0/attn/qkv/MatMul' -> 'blocks.0.attn.qkv'; '' without one. A child
+ * of a container (nn.Sequential, nn.ModuleList) is scoped by its full path ('/layer1/layer1.0/conv1/Conv' in
+ * torchvision's ResNet), which replaces its parent's instead of extending it: 'layer1.0.conv1', as in state_dict.
+ */
 export function scopeOf(nodeName: string): string {
   if (!nodeName.startsWith('/')) return '';
-  return nodeName.split('/').filter(Boolean).slice(0, -1).join('.');
+  let path = '';
+  for (const part of nodeName.split('/').filter(Boolean).slice(0, -1)) path = path && !part.startsWith(`${path}.`) ? `${path}.${part}` : part;
+  return path;
 }
 
 /** What an input of an op is called in torch's modules. */

@@ -502,3 +502,9 @@ test("torch_gptj's [sin | cos] embed_positions is a constant that gives the cont
   for (const p of bias) assert.ok(!quantized.has(p), `${p} quantized as a position table`);
   assert.ok(quantized.has('shared.weight'), [...quantized].join());
 });
+
+test('a child of nn.Sequential inside nn.ModuleList is named by its state_dict path (torch scopes it by its full path: /ff.0/ff.0.3/MatMul)', () => {
+  const params = classifyInitializers(importModel(fixture('torch_t5_lm'))).params;
+  for (const p of ['ff.0.0.weight', 'ff.0.3.weight', 'ff.1.0.weight', 'ff.1.3.weight', 'attention.1.relative_attention_bias.weight']) assert.ok(params.includes(p), `${p} in ${params.join(', ')}`);
+  assert.ok(!params.some((p) => p.includes('ff.0.ff.0')), params.join(', '));
+});

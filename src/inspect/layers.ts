@@ -48,7 +48,9 @@ export function layerName(node: Node): string {
   // The tail may name another layer op: an export that rewrote 'qkv/MatMul' into MatMulIntegerToFloat keeps 'qkv/MatMulInteger'.
   const tail = parts.at(-1)!.toLowerCase();
   const opTail = tail === node.opType.toLowerCase() || [...LAYER_OPS].some((op) => op.toLowerCase() === tail);
-  return parts.length > 1 && opTail ? parts.slice(0, -1).join('/') : node.name || `${node.opType} -> ${node.outputs[0]}`;
+  // A top-level functional op ('/MatMul': F.linear in forward itself) has no scope: its node name is all there is.
+  const stem = parts.length > 1 && opTail ? parts.slice(0, -1).join('/') : '';
+  return stem || node.name || `${node.opType} -> ${node.outputs[0]}`;
 }
 
 /**

@@ -87,16 +87,26 @@ test('an imported model refuses --attention fused with a one-line reason', async
   assert.equal(fs.existsSync(path.join(dir, 'fused.onnx')), false);
 });
 
-test('imported HF Llama (grouped-query attention, If-squeezed rotary caches) QATs at w4a8-g32 and exports as matmulnbits equal to the fake-quant model', async () => {
-  const fp32 = path.join(dir, 'llama-fp32');
-  const quant = path.join(dir, 'llama-w4a8');
-  let r = qat('train', '--model', path.join(root, 'test/fixtures/torch_hf_llama.onnx'), '--data', 'moby-dick', '--context', '32', '--batch', '8', '--steps', '20', '--eval-every', '0', '--out', fp32);
+/** A fixture trained `steps` fp32 steps on moby-dick at context 32, then QAT at `preset`: the QAT run directory. */
+function qatRunOf(fixture: string, preset: string, steps: number, qatSteps: number): string {
+  const [fp32, quant] = [path.join(dir, `${fixture}-fp32`), path.join(dir, `${fixture}-${preset}`)];
+  let r = qat('train', '--model', path.join(root, `test/fixtures/${fixture}.onnx`), '--data', 'moby-dick', '--context', '32', '--batch', '8', '--steps', String(steps), '--eval-every', '0', '--out', fp32);
   assert.equal(r.status, 0, r.stderr);
-  r = qat('train', '--from', fp32, '--quant', 'w4a8-g32', '--steps', '4', '--batch', '8', '--eval-every', '0', '--out', quant);
+  r = qat('train', '--from', fp32, '--quant', preset, '--steps', String(qatSteps), '--batch', '8', '--eval-every', '0', '--out', quant);
   assert.equal(r.status, 0, r.stderr);
-  const report = await exportLanguageModelRun(loadRun(quant), { from: quant, out: path.join(dir, 'llama-nbits', 'model.onnx'), format: 'matmulnbits', parity: PARITY });
+  return quant;
+}
+
+/** Exports `run` as `format` and checks the file against the fake-quant model. */
+async function exportedEqual(run: string, format: LmExportFormat) {
+  const report = await exportLanguageModelRun(loadRun(run), { from: run, out: path.join(`${run}-${format}`, 'model.onnx'), format, parity: PARITY });
   assert.ok(report.parity.passed, report.parity.failures.join('; '));
   assert.ok(report.parity.perplexity_relative_difference < 1e-4 && report.parity.top1_agreement > 0.999, JSON.stringify(report.parity));
+  return report;
+}
+
+test('imported HF Llama (grouped-query attention, If-squeezed rotary caches) QATs at w4a8-g32 and exports as matmulnbits equal to the fake-quant model', async () => {
+  const report = await exportedEqual(qatRunOf('torch_hf_llama', 'w4a8-g32', 20, 4), 'matmulnbits');
   // q, k, v, o, gate, up, down in 2 layers and the head on MatMulNBits; the rotary caches are no weights.
   assert.equal(report.fusion?.matmul_nbits, 15, JSON.stringify(report.fusion));
   assert.deepEqual(report.fusion?.float_matmuls ?? [], []);
@@ -104,15 +114,7 @@ test('imported HF Llama (grouped-query attention, If-squeezed rotary caches) QAT
 });
 
 test('a decoder that takes an attention_mask (position_ids from its cumsum) saves its QAT run and exports as int4 equal to the fake-quant model', async () => {
-  const fp32 = path.join(dir, 'mask-fp32');
-  const quant = path.join(dir, 'mask-w4a16');
-  let r = qat('train', '--model', path.join(root, 'test/fixtures/torch_llama_mask.onnx'), '--data', 'moby-dick', '--context', '32', '--batch', '8', '--steps', '10', '--eval-every', '0', '--out', fp32);
-  assert.equal(r.status, 0, r.stderr);
-  r = qat('train', '--from', fp32, '--quant', 'w4a16-g32', '--steps', '3', '--batch', '8', '--eval-every', '0', '--out', quant);
-  assert.equal(r.status, 0, r.stderr);
-  const report = await exportLanguageModelRun(loadRun(quant), { from: quant, out: path.join(dir, 'mask-int4', 'model.onnx'), format: 'int4', parity: PARITY });
-  assert.ok(report.parity.passed, report.parity.failures.join('; '));
-  assert.ok(report.parity.perplexity_relative_difference < 1e-4 && report.parity.top1_agreement > 0.999, JSON.stringify(report.parity));
+  const report = await exportedEqual(qatRunOf('torch_llama_mask', 'w4a16-g32', 10, 3), 'int4');
   const g = decodeModel(fs.readFileSync(report.out));
   assert.deepEqual(g.inputs.map((v) => v.name).sort(), ['attention_mask', 'input_ids']);
 });

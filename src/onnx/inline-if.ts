@@ -37,15 +37,16 @@ function branches(node: Node, source: string): Subgraph[] {
   });
 }
 
+/** The values node `n` reads: its inputs, and what its graph attributes read from around them. */
+function reads(n: Node, source: string): string[] {
+  const inner = Object.entries(n.attrs).flatMap(([k, a]) => (a.kind === 'graph' ? [...captured(decodeGraphAttr(a.value, source, n, k), source)] : []));
+  return [...n.inputs, ...inner].filter((name) => name);
+}
+
 /** Names a subgraph (and the subgraphs inside it) reads from the scopes around it. */
 function captured(sub: Subgraph, source: string): Set<string> {
   const local = new Set<string>([...sub.initializers.keys(), ...sub.nodes.flatMap((n) => n.outputs)]);
-  const out = new Set<string>();
-  for (const n of sub.nodes) {
-    const inner = Object.entries(n.attrs).flatMap(([k, a]) => (a.kind === 'graph' ? [...captured(decodeGraphAttr(a.value, source, n, k), source)] : []));
-    for (const name of [...n.inputs, ...inner]) if (name && !local.has(name)) out.add(name);
-  }
-  return out;
+  return new Set(sub.nodes.flatMap((n) => reads(n, source)).filter((name) => !local.has(name)));
 }
 
 /** Every node inside the graph attributes of `nodes`, at any depth (for the supported-op check). */
@@ -106,7 +107,8 @@ export function inlineIf(graph: Graph, node: Node, condition: EvalValue | undefi
       nodes.push(n);
     }
   }
-  const readInside = new Set([...nodes.flatMap((n) => n.inputs), ...captured({ nodes, initializers: new Map(), outputs: [] }, source)]);
+  // A branch output another branch node reads (or a subgraph inside the branch) keeps its name: an Identity copies it.
+  const readInside = new Set(nodes.flatMap((n) => reads(n, source)));
   const producers = new Map(nodes.flatMap((n) => n.outputs.map((o, i) => [o, { n, i }] as const)));
   sub.outputs.forEach((out, k) => {
     const made = producers.get(out);

@@ -23,16 +23,16 @@ import { Emitter } from './emitter.js';
 import { BlockedWeightCodes } from './lm-weight-codes.js';
 
 /**
- * The trained per-token quantizer that feeds a Linear's activation input, and the view ops between them:
- * `reshapes` (outermost first) and, per head, the Transpose (0, 2, 1, 3) of the attention output [B, H, T, D] whose
- * heads the innermost Reshape merges (prepare.ts walks back through value-preserving ops to place it there, so each
- * token has one scale per head). An imported Conv1D / Gemm also flattens the rows ([B, T, C] -> [B x T, C]).
+ * The trained per-token quantizer that feeds a Linear's activation input, and the Reshapes between them
+ * (`reshapes`, outermost first). `perHead`: a Transpose (0, 2, 1, 3) of the attention output [B, H, T, D] sits
+ * below the innermost Reshape, which merges the heads (prepare.ts walks back through value-preserving ops to place
+ * the quantizer there, so each token has one scale per head). An imported Conv1D / Gemm also flattens the rows
+ * ([B, T, C] -> [B x T, C]).
  */
 export interface TokenInput {
   quantizer: Node;
   perHead: boolean;
   reshapes: Node[];
-  transpose?: Node;
 }
 
 /** The per-token quantizer behind `node`'s input 0, when it is one the integer kernel reproduces. */
@@ -44,10 +44,10 @@ export function tokenQuantizerOf(graph: Graph, node: Node): TokenInput | undefin
     reshapes.push(p);
     p = producers.get(p.inputs[0]);
   }
-  let transpose: Node | undefined;
+  let perHead = false;
   const perm = p?.attrs.perm;
   if (p?.opType === 'Transpose' && reshapes.length > 0 && perm?.kind === 'ints' && perm.value.join() === '0,2,1,3') {
-    transpose = p;
+    perHead = true;
     p = producers.get(p.inputs[0]);
   } else if (reshapes.length > 0) {
     // Row views only: the same last axis (the quantizer's rows) before and after.
@@ -58,7 +58,7 @@ export function tokenQuantizerOf(graph: Graph, node: Node): TokenInput | undefin
   if (!p || p.domain !== QATKIT || p.opType !== 'AbsmaxQuantize') return undefined;
   const attr = (name: string, fallback: number) => (p.attrs[name]?.kind === 'int' ? (p.attrs[name] as { value: number }).value : fallback);
   if (attr('bits', 8) !== 8 || attr('per_token', 1) !== 1 || attr('block_size', 0) !== 0) return undefined;
-  return { quantizer: p, perHead: transpose !== undefined, reshapes, ...(transpose ? { transpose } : {}) };
+  return { quantizer: p, perHead, reshapes };
 }
 
 /** `nodes` (innermost first) applied again to `x`: the same view of another value of the same shape. */

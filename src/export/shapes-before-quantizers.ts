@@ -62,12 +62,13 @@ export function readShapesBeforeQuantizers(graph: Graph, quantizerNodes: Readonl
     const known = memo.get(value);
     if (known !== undefined) return known;
     memo.set(value, false); // a cycle cannot occur in a DAG; this only guards the recursion
-    const readers = consumers.get(value) ?? [];
-    const result = !outputs.has(value) && readers.every((r) =>
-      isShape(r) || (VIEWS.has(r.opType) && r.domain === '' && r.inputs[0] === value && r.outputs.every(shapeOnly)));
+    const result = !outputs.has(value) && (consumers.get(value) ?? []).every((r) => readsForShape(r, value));
     memo.set(value, result);
     return result;
   };
+  // Whether `reader` uses `value` only for its shape: a Shape, or a view of it whose outputs are shape-only.
+  const readsForShape = (reader: Node, value: string): boolean =>
+    isShape(reader) || (VIEWS.has(reader.opType) && reader.domain === '' && reader.inputs[0] === value && reader.outputs.every(shapeOnly));
   const sameShape = (a: string, b: string) => {
     const [ta, tb] = [graph.types.get(a), graph.types.get(b)];
     return ta !== undefined && tb !== undefined && ta.shape.join() === tb.shape.join();
@@ -76,8 +77,7 @@ export function readShapesBeforeQuantizers(graph: Graph, quantizerNodes: Readonl
     const [x, out] = [q.inputs[0], q.outputs[0]];
     if (!sameShape(x, out)) continue;
     for (const reader of consumers.get(out) ?? []) {
-      const forShape = isShape(reader) || (VIEWS.has(reader.opType) && reader.domain === '' && reader.inputs[0] === out && reader.outputs.every(shapeOnly));
-      if (forShape) reader.inputs = reader.inputs.map((i, k) => (k === 0 && i === out ? x : i));
+      if (readsForShape(reader, out)) reader.inputs = reader.inputs.map((i, k) => (k === 0 && i === out ? x : i));
     }
   }
 }

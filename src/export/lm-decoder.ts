@@ -25,8 +25,7 @@ import { Quantizer } from '../quant/prepare.js';
 import { lowerCustomOps } from '../runtime/lower.js';
 import { InputError } from '../validate/schema.js';
 import { Emitter, pruneDead } from './emitter.js';
-import { fetchValues } from './fetch-values.js';
-import { emitLanguageModelWeights, LmExportedWeight, nodeNamed } from './lm-weights.js';
+import { emitLanguageModelWeights, fetchWeightValues, LmExportedWeight, nodeNamed } from './lm-weights.js';
 import { kvCacheQuantOf } from '../quant/kv-cache.js';
 import { StoredKvCache, storeQuantizedKvCache } from './lm-kv-cache.js';
 import { levelFourActivations } from './lm-level4.js';
@@ -190,8 +189,7 @@ export async function buildLanguageModelDecoder(model: Model, options: LmExportO
   }
   const em = new Emitter(graph);
   const activations = quant ? placeActivationQuantizers(graph, model, em, level4.quantizers) : [];
-  const names = weightQuantizers.flatMap((q) => [q.tensor, q.output, ...(q.scale ? [q.scale] : []), ...(q.zeroPoint ? [q.zeroPoint] : [])]);
-  const values = names.length ? await fetchValues(model, names, options.threads) : new Map<string, Tensor>();
+  const values = await fetchWeightValues(model, weightQuantizers, options.threads);
   const { weights, embeddings, levels: nbitsLevels } = emitLanguageModelWeights(graph, em, weightQuantizers, values, {
     format, embeddings: options.embeddings, blockSize: options.blockSize, weightType: options.weightType, tokenIds: decoderNames.inputIds, levelFourLayers: level4.layers,
     headsOf: () => arch.heads,

@@ -8,18 +8,16 @@
  * imported model did in training and evaluation too.
  */
 import { Graph, Node, topologicalOrder } from '../ir/graph.js';
-import { Tensor } from '../ir/tensor.js';
 import { Model } from '../models/model.js';
 import { QATKIT } from '../quant/fake-quantize-op.js';
 import { Quantizer } from '../quant/prepare.js';
 import { lowerCustomOps } from '../runtime/lower.js';
 import { InputError } from '../validate/schema.js';
 import { Emitter, pruneDead } from './emitter.js';
-import { fetchValues } from './fetch-values.js';
 import { gemmAsMatMul, plainGemm } from './gemm-as-matmul.js';
 import type { LmDecoderExport, LmExportOptions } from './lm-decoder.js';
 import { levelFourActivations } from './lm-level4.js';
-import { emitLanguageModelWeights, nodeNamed } from './lm-weights.js';
+import { emitLanguageModelWeights, fetchWeightValues, nodeNamed } from './lm-weights.js';
 import { raiseToOpset21 } from './opset-21.js';
 import { readShapesBeforeQuantizers } from './shapes-before-quantizers.js';
 
@@ -92,8 +90,7 @@ export async function buildRecomputeLanguageModel(model: Model, options: LmExpor
   const layouts = new Map(weightQuantizers.map((q) => [q.node, layoutOf(graph, producers, q)]));
   const level4 = format === 'matmulnbits' ? levelFourActivations(model, options.blockSize) : { quantizers: new Set<string>(), layers: new Set<string>() };
   for (const name of level4.quantizers) bypass(graph, nodeNamed(graph, name));
-  const names = weightQuantizers.flatMap((q) => [q.tensor, q.output, ...(q.scale ? [q.scale] : []), ...(q.zeroPoint ? [q.zeroPoint] : [])]);
-  const values = names.length ? await fetchValues(model, names, options.threads) : new Map<string, Tensor>();
+  const values = await fetchWeightValues(model, weightQuantizers, options.threads);
   const { weights, embeddings, levels } = emitLanguageModelWeights(graph, em, weightQuantizers, values, {
     format, embeddings: options.embeddings, blockSize: options.blockSize, weightType: options.weightType, tokenIds: model.input, levelFourLayers: level4.layers,
     headsOf: (quantizer) => {

@@ -16,7 +16,9 @@ import { Graph, Node } from '../ir/graph.js';
 import { Tensor } from '../ir/tensor.js';
 import { Quantizer } from '../quant/prepare.js';
 import { InputError } from '../validate/schema.js';
+import { Model } from '../models/model.js';
 import { Emitter } from './emitter.js';
+import { fetchValues } from './fetch-values.js';
 import { emitQuantizedEmbedding, emitSharedNBitsEmbedding } from './lm-embeddings.js';
 import { emitIntegerMatMul, perHeadOutputShape, tokenQuantizerOf, TokenCodes } from './lm-integer-matmul.js';
 import { BlockedWeightCodes, blockedWeightCodes, dequantizeBlocked } from './lm-weight-codes.js';
@@ -94,6 +96,12 @@ function transpose2d(t: Tensor): Tensor {
   const out = new Float32Array(r * c);
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = src[i * c + j];
   return new Tensor(DType.FLOAT, [c, r], out);
+}
+
+/** What emitLanguageModelWeights reads of each weight quantizer (parameter, fake-quantized value, scale, zero point), from ONNX Runtime. */
+export async function fetchWeightValues(model: Model, quantizers: readonly Quantizer[], threads?: number): Promise<Map<string, Tensor>> {
+  const names = quantizers.flatMap((q) => [q.tensor, q.output, ...(q.scale ? [q.scale] : []), ...(q.zeroPoint ? [q.zeroPoint] : [])]);
+  return names.length ? fetchValues(model, names, threads) : new Map<string, Tensor>();
 }
 
 /**
